@@ -1,0 +1,50 @@
+"""parity: define a feature once; train and serve the same value.
+
+>>> import parity as pt
+>>> user = pt.Entity("user", keys={"user_id": pt.Int64})
+
+Importing parity loads only the definition API (standard library only); engines load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from parity.define.dtypes import Bool, Date, Float64, Int64, List, String, Timestamp
+from parity.define.entities import Entity, HasOne
+from parity.define.features import Feature, FeatureView
+from parity.define.resolvers import resolver
+from parity.define.sources import DuckDBSource, ParquetSource, SQLiteSource
+from parity.errors import ParityError
+
+if TYPE_CHECKING:
+    from parity.runtime.project import Project
+
+__all__ = [
+    "Bool",
+    "Date",
+    "DuckDBSource",
+    "Entity",
+    "Feature",
+    "FeatureView",
+    "Float64",
+    "HasOne",
+    "Int64",
+    "List",
+    "ParityError",
+    "ParquetSource",
+    "Project",
+    "SQLiteSource",
+    "String",
+    "Timestamp",
+    "resolver",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Project":
+        from parity.runtime.project import Project
+
+        return Project
+    raise AttributeError(f"module 'parity' has no attribute {name!r}")

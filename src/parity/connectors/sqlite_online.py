@@ -1,0 +1,125 @@
+"""The embedded online store: one SQLite file, one table per feature-view version.
+
+Keys and values are msgpack-encoded (exact for ints, floats — NaN included — strings and lists).
+Monotonic writes are enforced inside SQLite by a conditional upsert (``semantics.ordering``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+
+import msgpack
+
+from parity.errors import StoreError
+from parity.ports.online_store import StoredRow
+from parity.semantics.ordering import sql_not_older
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def encode_key(key: tuple[object, ...]) -> bytes:
+    return _packb(list(key))
+
+
+class SQLiteOnlineStore:
+    """Thread-safe for reads (one connection per thread); writes are transactions."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._local = threading.local()
+        self._tables: set[str] = set()
+        self._statements: dict[tuple[str, int], str] = {}
+        con = self._con()
+        con.execute("CREATE TABLE IF NOT EXISTS parity_watermarks (tbl TEXT PRIMARY KEY, micros INTEGER NOT NULL)")
+        con.commit()
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            try:
+                con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open online store {self.path}: {exc}") from None
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+        return con
+
+    @staticmethod
+    def _name(table: str) -> str:
+        if not table.replace("_", "").isalnum():
+            raise StoreError(f"invalid online table name {table!r}")
+        return f"fv_{table}"
+
+    def ensure_table(self, table: str) -> None:
+        if table in self._tables:
+            return
+        self._con().execute(
+            f"CREATE TABLE IF NOT EXISTS {self._name(table)} "
+            "(k BLOB PRIMARY KEY, ev INTEGER NOT NULL, cr INTEGER NOT NULL, payload BLOB NOT NULL) WITHOUT ROWID"
+        )
+        self._tables.add(table)
+
+    def has_table(self, table: str) -> bool:
+        if table in self._tables:
+            return True
+        row = self._con().execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (self._name(table),)
+        ).fetchone()
+        if row:
+            self._tables.add(table)
+        return row is not None
+
+    def write(self, table: str, rows: Iterable[tuple[tuple[object, ...], StoredRow]]) -> int:
+        self.ensure_table(table)
+        name = self._name(table)
+        sql = (
+            f"INSERT INTO {name} AS held (k, ev, cr, payload) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(k) DO UPDATE SET ev=excluded.ev, cr=excluded.cr, payload=excluded.payload "
+            f"WHERE {sql_not_older('excluded', 'held')}"
+        )
+        con = self._con()
+        before = con.total_changes
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executemany(sql, ((encode_key(k), ev, cr, _packb(list(v))) for k, (ev, cr, v) in rows))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return con.total_changes - before
+
+    def read(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[StoredRow | None]:
+        if not self.has_table(table):
+            return [None] * len(keys)
+        con = self._con()
+        n = len(keys)
+        sql = self._statements.get((table, n))
+        if sql is None:
+            marks = ",".join("?" * n)
+            sql = f"SELECT k, ev, cr, payload FROM {self._name(table)} WHERE k IN ({marks})"
+            self._statements[(table, n)] = sql
+        encoded = [encode_key(k) for k in keys]
+        found = {k: (ev, cr, tuple(msgpack.unpackb(p))) for k, ev, cr, p in con.execute(sql, encoded)}
+        return [found.get(k) for k in encoded]
+
+    def get_watermark(self, table: str) -> int | None:
+        row = self._con().execute("SELECT micros FROM parity_watermarks WHERE tbl=?", (table,)).fetchone()
+        return row[0] if row else None
+
+    def set_watermark(self, table: str, micros: int) -> None:
+        self._con().execute(
+            "INSERT INTO parity_watermarks (tbl, micros) VALUES (?, ?) "
+            "ON CONFLICT(tbl) DO UPDATE SET micros=max(micros, excluded.micros)",
+            (table, micros),
+        )
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None

@@ -1,0 +1,1 @@
+"""What users write: entities, sources, features, resolvers. Standard library only."""

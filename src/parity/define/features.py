@@ -1,0 +1,121 @@
+"""Features, and feature views: features mapped from the columns of one source."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from parity.define.dtypes import DType
+from parity.define.entities import Entity
+from parity.define.location import caller_location
+from parity.define.sources import Source
+from parity.errors import DefinitionError
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A typed, named value of an entity.
+
+    In a ``FeatureView`` it maps a source column (``column``, by default its own name); as a
+    resolver output it names what the function returns. ``max_age`` (source-backed only) overrides
+    the view's: a value older than that at query time is null offline and "expired" online.
+    """
+
+    name: str
+    dtype: DType
+    column: str | None = None
+    description: str = ""
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+    max_age: dt.timedelta | None = None
+    location: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.location:
+            object.__setattr__(self, "location", caller_location())
+        if not self.name.isidentifier():
+            raise DefinitionError(f"feature name {self.name!r} must be a Python identifier", location=self.location)
+        if not isinstance(self.dtype, DType):
+            raise DefinitionError(
+                f"feature {self.name!r}: dtype must be a parity dtype such as Int64, got {self.dtype!r}",
+                location=self.location,
+            )
+        object.__setattr__(self, "tags", tuple(self.tags))
+        if self.max_age is not None and self.max_age < dt.timedelta(0):
+            raise DefinitionError(f"feature {self.name!r}: max_age must not be negative", location=self.location)
+
+    @property
+    def source_column(self) -> str:
+        return self.column or self.name
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureView:
+    """Features of one entity read from one source; they share one as-of row choice.
+
+    >>> FeatureView("user_profile", entity=user, source=users,
+    ...             features=[Feature("country", String), Feature("credit_limit", Float64)],
+    ...             max_age=timedelta(days=365))
+
+    ``key_columns`` maps the entity's keys to the source's columns when their names differ.
+    """
+
+    name: str
+    entity: Entity
+    source: Source
+    features: tuple[Feature, ...]
+    max_age: dt.timedelta | None = None
+    key_columns: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+    location: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        entity: Entity,
+        source: Source,
+        features: Iterable[Feature],
+        max_age: dt.timedelta | None = None,
+        key_columns: Mapping[str, str] | None = None,
+        description: str = "",
+        owner: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> None:
+        location = caller_location()
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "entity", entity)
+        set_(self, "source", source)
+        set_(self, "features", tuple(features))
+        set_(self, "max_age", max_age)
+        set_(self, "key_columns", dict(key_columns or {}))
+        set_(self, "description", description)
+        set_(self, "owner", owner)
+        set_(self, "tags", tuple(tags))
+        set_(self, "location", location)
+        if not name.isidentifier():
+            raise DefinitionError(f"feature view name {name!r} must be a Python identifier", location=location)
+        if not self.features:
+            raise DefinitionError(f"feature view {name!r} has no features", location=location)
+        unknown = set(self.key_columns) - set(entity.keys)
+        if unknown:
+            raise DefinitionError(
+                f"feature view {name!r}: key_columns names {sorted(unknown)}, which are not keys of "
+                f"entity {entity.name!r} (its keys: {list(entity.keys)})",
+                location=location,
+            )
+        if max_age is not None and max_age < dt.timedelta(0):
+            raise DefinitionError(f"feature view {name!r}: max_age must not be negative", location=location)
+
+    def source_key(self, key: str) -> str:
+        return self.key_columns.get(key, key)
+
+    def max_age_of(self, feature: Feature) -> dt.timedelta | None:
+        return feature.max_age if feature.max_age is not None else self.max_age
+
+    def __repr__(self) -> str:
+        return f"FeatureView({self.name!r})"

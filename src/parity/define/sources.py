@@ -1,0 +1,72 @@
+"""Where raw data lives. A source only describes; connectors read (``parity.connectors``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from parity.define.location import caller_location
+from parity.errors import DefinitionError
+
+AsOf = Literal["visible", "event_time"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Common to every source.
+
+    ``event_time``: when the fact happened. ``created_time`` (optional): when parity could first
+    have known it. With ``as_of="visible"`` (the default) a row is visible at t only when both are
+    ≤ t; ``as_of="event_time"`` ignores the created time for visibility (Feast's behaviour).
+    ``timezone`` declares the zone of naive timestamp columns; without it naive timestamps are an error.
+    """
+
+    name: str
+    event_time: str
+    created_time: str | None = None
+    as_of: AsOf = "visible"
+    timezone: str | None = None
+    location: str = field(default="", compare=False, repr=False)
+
+    kind = "source"
+
+    def __post_init__(self) -> None:
+        if not self.location:
+            object.__setattr__(self, "location", caller_location())
+        if self.as_of not in ("visible", "event_time"):
+            raise DefinitionError(
+                f"source {self.name!r}: as_of must be 'visible' or 'event_time', not {self.as_of!r}",
+                location=self.location,
+            )
+
+    def describe(self) -> dict[str, object]:
+        """The parts of the source that change what values it yields (they go into versions)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "location"}
+        out["kind"] = self.kind
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParquetSource(Source):
+    """A Parquet file, or a folder of them (read in file-name order; that is the ingestion order)."""
+
+    path: str = ""
+    kind = "parquet"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DuckDBSource(Source):
+    """A table in a DuckDB database file, opened read-only."""
+
+    database: str = ""
+    table: str = ""
+    kind = "duckdb"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SQLiteSource(Source):
+    """A table in a SQLite database file. Timestamps stored as ISO-8601 text or Unix seconds."""
+
+    database: str = ""
+    table: str = ""
+    kind = "sqlite"

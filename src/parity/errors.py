@@ -1,0 +1,102 @@
+"""Every error parity raises that a user may catch.
+
+::
+
+    ParityError
+    ├── DefinitionError            a definition is wrong (carries file:line of the definition)
+    │   ├── DuplicateNameError     two definitions claim one name
+    │   ├── UnknownFeatureError    a reference names no feature ("did you mean ...?")
+    │   ├── CycleError             resolvers depend on each other in a loop
+    │   ├── UnresolvableInputError a resolver input cannot be reached
+    │   └── SignatureError         a resolver's signature disagrees with its features' dtypes
+    ├── DataError                  data handed to parity is wrong (carries row / column / file)
+    │   ├── NaiveTimestampError    a timestamp without a zone where none was declared
+    │   ├── MissingColumnError     a spine or source lacks a column it must have
+    │   └── EntityKeyError         an entity key is missing or has the wrong type
+    ├── ConfigError                parity.toml / environment is wrong
+    │   └── MissingExtraError      an optional dependency is not installed (gives the pip line)
+    └── StoreError                 an online store or registry cannot be read or written
+
+Only the standard library is used here so that ``import parity`` stays instant.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ParityError(Exception):
+    """Base of every parity error."""
+
+
+class DefinitionError(ParityError):
+    """A feature definition is invalid; ``location`` is the file:line where it was written."""
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        self.location = location
+        super().__init__(f"{message} (defined at {location})" if location else message)
+
+
+class DuplicateNameError(DefinitionError):
+    pass
+
+
+class UnknownFeatureError(DefinitionError):
+    """A reference that names no feature. ``suggestions`` holds the closest known names."""
+
+    def __init__(
+        self, reference: str, known: Iterable[str], *, where: str = "", location: str | None = None
+    ) -> None:
+        self.reference = reference
+        self.suggestions = difflib.get_close_matches(reference, sorted(set(known)), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}unknown feature {reference!r}{hint}", location=location)
+
+
+class CycleError(DefinitionError):
+    def __init__(self, chain: list[str], *, location: str | None = None) -> None:
+        self.chain = chain
+        super().__init__("resolvers form a cycle: " + " -> ".join(chain), location=location)
+
+
+class UnresolvableInputError(DefinitionError):
+    pass
+
+
+class SignatureError(DefinitionError):
+    pass
+
+
+class DataError(ParityError):
+    """Input data is wrong; the message names the column, row or file."""
+
+
+class NaiveTimestampError(DataError):
+    pass
+
+
+class MissingColumnError(DataError):
+    pass
+
+
+class EntityKeyError(DataError):
+    pass
+
+
+class ConfigError(ParityError):
+    pass
+
+
+class MissingExtraError(ConfigError):
+    def __init__(self, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"this needs the optional dependency {module!r}; install it with: pip install \"parity[{extra}]\""
+        )
+
+
+class StoreError(ParityError):
+    pass

@@ -1,0 +1,1 @@
+"""Moving data into the online store: materialization (and, later, stream consumers)."""

@@ -1,0 +1,36 @@
+"""What an online query returns."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["present", "missing", "expired", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureValue:
+    """One value with how it was found.
+
+    present: a row was chosen (its value may still be null, exactly as offline); missing: no row
+    for the key; expired: the row is older than max_age; error: its resolver raised (``error`` says what).
+    """
+
+    value: object
+    status: Status
+    event_time: dt.datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """``rows[i][ref]`` is the value of feature ``ref`` for the i-th entity; ``details`` (when asked
+    for with ``with_status=True``) holds a ``FeatureValue`` per value."""
+
+    features: tuple[str, ...]
+    rows: list[dict[str, object]]
+    details: list[dict[str, FeatureValue]] | None = None
+
+    def column(self, ref: str) -> list[object]:
+        return [row[ref] for row in self.rows]

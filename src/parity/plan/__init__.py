@@ -1,0 +1,1 @@
+"""The planner: a validated catalog of definitions and the step DAG both engines execute."""

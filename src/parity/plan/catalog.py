@@ -1,0 +1,196 @@
+"""All definitions of a project, indexed and cross-checked.
+
+Building a ``Catalog`` validates everything that can be checked without data: unique names,
+relationships, resolver inputs and their dtypes, and cycles. A catalog that exists is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from parity.define.dtypes import DType
+from parity.define.entities import Entity
+from parity.define.features import Feature, FeatureView
+from parity.define.resolvers import Resolver
+from parity.errors import DefinitionError, DuplicateNameError, SignatureError, UnknownFeatureError
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureDef:
+    """One feature of the catalog, with what produces it."""
+
+    entity: Entity
+    feature: Feature
+    view: FeatureView | None = None
+    resolver: Resolver | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.entity.name}.{self.feature.name}"
+
+    @property
+    def dtype(self) -> DType:
+        return self.feature.dtype
+
+    @property
+    def location(self) -> str:
+        return self.feature.location if self.view else (self.resolver.location if self.resolver else "")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference: root entity, relationship hops, feature name."""
+
+    root: str
+    hops: tuple[str, ...]
+    feature: str
+
+    @property
+    def text(self) -> str:
+        return ".".join((self.root, *self.hops, self.feature))
+
+
+class Catalog:
+    def __init__(self, definitions: Iterable[object]) -> None:
+        self.entities: dict[str, Entity] = {}
+        self.views: dict[str, FeatureView] = {}
+        self.resolvers: dict[str, Resolver] = {}
+        self.features: dict[tuple[str, str], FeatureDef] = {}
+        for obj in definitions:
+            if isinstance(obj, Entity):
+                self._add_entity(obj)
+            elif isinstance(obj, FeatureView):
+                self._add_view(obj)
+            elif isinstance(obj, Resolver):
+                self._add_resolver(obj)
+        self._check_relationships()
+        self._check_resolver_inputs()
+        # Planning every resolver output once proves there is no cycle and every input resolves.
+        from parity.plan.planner import plan
+
+        for res in self.resolvers.values():
+            plan(self, [f"{res.entity.name}.{res.outputs[0].name}"])
+
+    # -- building -------------------------------------------------------------------------
+
+    def _add_entity(self, entity: Entity) -> None:
+        known = self.entities.get(entity.name)
+        if known is not None and known is not entity:
+            raise DuplicateNameError(
+                f"entity {entity.name!r} is defined twice (first at {known.location})", location=entity.location
+            )
+        self.entities[entity.name] = entity
+        for rel in entity.relationships.values():
+            if rel.target.name not in self.entities:
+                self._add_entity(rel.target)
+
+    def _add_feature(self, fd: FeatureDef) -> None:
+        key = (fd.entity.name, fd.feature.name)
+        if key in self.features:
+            raise DuplicateNameError(
+                f"feature {fd.ref!r} is defined twice (first at {self.features[key].location})",
+                location=fd.location,
+            )
+        if fd.feature.name in fd.entity.relationships:
+            raise DuplicateNameError(
+                f"feature {fd.ref!r} has the name of a relationship of {fd.entity.name!r}", location=fd.location
+            )
+        self.features[key] = fd
+
+    def _add_view(self, view: FeatureView) -> None:
+        if view.name in self.views and self.views[view.name] is not view:
+            raise DuplicateNameError(
+                f"feature view {view.name!r} is defined twice (first at {self.views[view.name].location})",
+                location=view.location,
+            )
+        self._add_entity(view.entity)
+        self.views[view.name] = view
+        for feature in view.features:
+            self._add_feature(FeatureDef(view.entity, feature, view=view))
+
+    def _add_resolver(self, res: Resolver) -> None:
+        if res.name in self.resolvers and self.resolvers[res.name] is not res:
+            raise DuplicateNameError(
+                f"resolver {res.name!r} is defined twice (first at {self.resolvers[res.name].location})",
+                location=res.location,
+            )
+        self._add_entity(res.entity)
+        self.resolvers[res.name] = res
+        for out in res.outputs:
+            self._add_feature(FeatureDef(res.entity, out, resolver=res))
+
+    # -- validation -----------------------------------------------------------------------
+
+    def _check_relationships(self) -> None:
+        for entity in self.entities.values():
+            for rel_name, rel in entity.relationships.items():
+                for via, (key, key_dtype) in zip(rel.via, rel.target.keys.items()):
+                    dtype = self.column_dtype(entity, via)
+                    if dtype is None:
+                        raise UnknownFeatureError(
+                            f"{entity.name}.{via}",
+                            [r for r in self.refs() if r.startswith(entity.name + ".")],
+                            where=f"relationship {entity.name}.{rel_name}",
+                            location=entity.location,
+                        )
+                    if dtype != key_dtype:
+                        raise DefinitionError(
+                            f"relationship {entity.name}.{rel_name}: {via!r} is {dtype!r} but "
+                            f"{rel.target.name}.{key} is {key_dtype!r}",
+                            location=entity.location,
+                        )
+
+    def _check_resolver_inputs(self) -> None:
+        for res in self.resolvers.values():
+            for inp in res.inputs:
+                ref = self.parse(f"{res.entity.name}.{inp.path}", where=f"resolver {res.name!r}", location=res.location)
+                fd = self.feature_at(ref)
+                if inp.dtype is not None and inp.dtype != fd.dtype:
+                    raise SignatureError(
+                        f"resolver {res.name!r}: parameter {inp.param!r} is annotated {inp.dtype!r} but "
+                        f"feature {ref.text!r} is {fd.dtype!r}; make them agree",
+                        location=res.location,
+                    )
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def column_dtype(self, entity: Entity, name: str) -> DType | None:
+        """The dtype of a key column or feature of ``entity``, None if it has neither."""
+        if name in entity.keys:
+            return entity.keys[name]
+        fd = self.features.get((entity.name, name))
+        return fd.dtype if fd else None
+
+    def refs(self) -> Iterator[str]:
+        """Every reference a query can name: features, and features one relationship away."""
+        for (entity, name) in self.features:
+            yield f"{entity}.{name}"
+        for entity in self.entities.values():
+            for rel_name, rel in entity.relationships.items():
+                for (target, name) in self.features:
+                    if target == rel.target.name:
+                        yield f"{entity.name}.{rel_name}.{name}"
+
+    def parse(self, text: str, *, where: str = "", location: str | None = None) -> Ref:
+        parts = text.split(".")
+        if len(parts) < 2 or parts[0] not in self.entities:
+            raise UnknownFeatureError(text, self.refs(), where=where, location=location)
+        entity = self.entities[parts[0]]
+        for hop in parts[1:-1]:
+            rel = entity.relationships.get(hop)
+            if rel is None:
+                raise UnknownFeatureError(text, self.refs(), where=where, location=location)
+            entity = rel.target
+        if (entity.name, parts[-1]) not in self.features:
+            raise UnknownFeatureError(text, self.refs(), where=where, location=location)
+        return Ref(parts[0], tuple(parts[1:-1]), parts[-1])
+
+    def entity_at(self, root: str, hops: tuple[str, ...]) -> Entity:
+        entity = self.entities[root]
+        for hop in hops:
+            entity = entity.relationships[hop].target
+        return entity
+
+    def feature_at(self, ref: Ref) -> FeatureDef:
+        return self.features[(self.entity_at(ref.root, ref.hops).name, ref.feature)]

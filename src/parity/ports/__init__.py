@@ -1,0 +1,1 @@
+"""The small interfaces engines call. Connectors implement them; the runtime wires them."""

@@ -1,0 +1,26 @@
+"""The online store: latest value rows per (table, entity key), written monotonically."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+# One stored row: event µs, created µs, the feature values in storage form (parity.semantics.values).
+StoredRow = tuple[int, int, tuple[object, ...]]
+
+
+class OnlineStore(Protocol):
+    def ensure_table(self, table: str) -> None: ...
+
+    def write(self, table: str, rows: Iterable[tuple[tuple[object, ...], StoredRow]]) -> int:
+        """Write (key, row) pairs; a row older than the held one (``semantics.ordering``) is skipped.
+        Returns how many rows were written. All or nothing."""
+        ...
+
+    def read(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[StoredRow | None]: ...
+
+    def get_watermark(self, table: str) -> int | None: ...
+
+    def set_watermark(self, table: str, micros: int) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Versions (content hashes), the registry store, and what changed between applies."""

@@ -1,0 +1,88 @@
+"""Versions: a content hash of everything that determines a feature's values.
+
+A source-backed feature's version covers its entity's keys, its view's source (including the
+``as_of`` choice), key mapping, column, dtype and effective max_age. A resolver output's version
+covers the resolver's source code, its outputs and the versions of its inputs, so a change
+anywhere upstream gives a new version downstream. Metadata (description, owner, tags) is recorded
+but does not change versions: it changes no value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from parity.define.features import FeatureView
+from parity.plan.catalog import Catalog, FeatureDef
+
+
+def _hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def view_version(view: FeatureView) -> str:
+    """The version of a view's stored layout: what the online table holds."""
+    return _hash(
+        {
+            "entity": view.entity.name,
+            "keys": {k: repr(d) for k, d in view.entity.keys.items()},
+            "source": view.source.describe(),
+            "key_columns": dict(view.key_columns),
+            "features": [[f.name, f.source_column, repr(f.dtype)] for f in view.features],
+        }
+    )
+
+
+def online_table(view: FeatureView) -> str:
+    return f"{view.name}_{view_version(view)[:12]}"
+
+
+def metadata(fd: FeatureDef) -> dict[str, Any]:
+    f = fd.feature
+    return {"description": f.description, "owner": f.owner or (fd.view.owner if fd.view else None), "tags": list(f.tags)}
+
+
+class Versions:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._memo: dict[str, str] = {}
+
+    def definition(self, fd: FeatureDef) -> dict[str, Any]:
+        if fd.view is not None:
+            view = fd.view
+            max_age = view.max_age_of(fd.feature)
+            return {
+                "kind": "source",
+                "entity": fd.entity.name,
+                "keys": {k: repr(d) for k, d in fd.entity.keys.items()},
+                "view": view.name,
+                "source": view.source.describe(),
+                "key_columns": dict(view.key_columns),
+                "column": fd.feature.source_column,
+                "dtype": repr(fd.dtype),
+                "max_age_seconds": None if max_age is None else max_age.total_seconds(),
+            }
+        res = fd.resolver
+        assert res is not None
+        inputs = {}
+        for inp in res.inputs:
+            ref = self.catalog.parse(f"{res.entity.name}.{inp.path}")
+            inputs[inp.param] = {"ref": ref.text, "version": self.version(self.catalog.feature_at(ref))}
+        return {
+            "kind": "resolver",
+            "entity": fd.entity.name,
+            "resolver": res.name,
+            "code": res.source_code,
+            "outputs": [[o.name, repr(o.dtype)] for o in res.outputs],
+            "inputs": inputs,
+            "uses_now": res.wants_now,
+            "dtype": repr(fd.dtype),
+        }
+
+    def version(self, fd: FeatureDef) -> str:
+        found = self._memo.get(fd.ref)
+        if found is None:
+            found = self._memo[fd.ref] = _hash(self.definition(fd))
+        return found

@@ -1,0 +1,1 @@
+"""The composition root: settings, loading definitions, wiring connectors, the Project façade."""

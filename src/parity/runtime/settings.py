@@ -1,0 +1,63 @@
+"""One typed settings object, from ``parity.toml`` and ``PARITY_*`` environment variables.
+
+Environment wins over the file: ``PARITY_DEFINITIONS``, ``PARITY_ONLINE_STORE_PATH``,
+``PARITY_REGISTRY_PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from parity.errors import ConfigError
+
+FILENAME = "parity.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: str
+    name: str
+    definitions: str
+    online_store_type: str
+    online_store_path: str
+    registry_path: str
+
+    def resolve(self, path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(self.root, path)
+
+
+def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    root = os.path.abspath(root)
+    path = os.path.join(root, FILENAME)
+    data: dict[str, Any] = {}
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    elif "PARITY_DEFINITIONS" not in env:
+        raise ConfigError(
+            f"no {FILENAME} in {root}; run 'parity init' to create a project, or change to a project folder"
+        )
+    project = data.get("project", {})
+    online = data.get("online_store", {})
+    registry = data.get("registry", {})
+    store_type = env.get("PARITY_ONLINE_STORE_TYPE", online.get("type", "sqlite"))
+    if store_type != "sqlite":
+        raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite'")
+    definitions = env.get("PARITY_DEFINITIONS", project.get("definitions"))
+    if not definitions:
+        raise ConfigError(f"{path}: set [project] definitions = \"<module or file.py>\"")
+    return Settings(
+        root=root,
+        name=project.get("name", os.path.basename(root)),
+        definitions=definitions,
+        online_store_type=store_type,
+        online_store_path=env.get("PARITY_ONLINE_STORE_PATH", online.get("path", ".parity/online.db")),
+        registry_path=env.get("PARITY_REGISTRY_PATH", registry.get("path", ".parity/registry.db")),
+    )

@@ -1,0 +1,32 @@
+"""Which connector serves which source or store. Engines only see the ports."""
+
+from __future__ import annotations
+
+from parity.define.sources import DuckDBSource, ParquetSource, Source, SQLiteSource
+from parity.errors import ConfigError
+from parity.ports.online_store import OnlineStore
+from parity.ports.source import SourceReader
+
+
+def reader_for(source: Source, base_dir: str) -> SourceReader:
+    if isinstance(source, ParquetSource):
+        from parity.connectors.parquet import ParquetReader
+
+        return ParquetReader(source, base_dir)
+    if isinstance(source, DuckDBSource):
+        from parity.connectors.duckdb import DuckDBReader
+
+        return DuckDBReader(source, base_dir)
+    if isinstance(source, SQLiteSource):
+        from parity.connectors.sqlite import SQLiteReader
+
+        return SQLiteReader(source, base_dir)
+    raise ConfigError(f"no connector reads {type(source).__name__} (source {source.name!r})")
+
+
+def online_store(kind: str, path: str) -> OnlineStore:
+    if kind == "sqlite":
+        from parity.connectors.sqlite_online import SQLiteOnlineStore
+
+        return SQLiteOnlineStore(path)
+    raise ConfigError(f"unknown online store type {kind!r}")
