@@ -43,7 +43,7 @@ class DuckDBReader:
             if self.source.created_time:
                 wanted.add(self.source.created_time)
             select = ", ".join(_quote(c) for c in sorted(wanted))
-            table = con.execute(
+            table = con.sql(
                 f"SELECT rowid AS {SEQUENCE}, {select} FROM {_quote(self.source.table)} ORDER BY rowid"
             ).to_arrow_table()
         return normalize(pl.from_arrow(table).lazy(), self.source, request)  # type: ignore[union-attr]

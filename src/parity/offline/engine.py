@@ -131,11 +131,14 @@ class OfflineEngine:
                     raise DataError(f"{where(row)} raised {type(exc).__name__}: {exc}") from exc
         single = len(step.outputs) == 1
         for j, (feature, cid, dtype) in enumerate(step.outputs):
-            stored = [
-                values.to_storage(dtype, r if single else _pick(r, j, len(step.outputs), where, row),
-                                  where=f"{where(row)}, feature {feature!r}")
-                for row, r in enumerate(results)
-            ]
+            picked = results if single else [_pick(r, j, len(step.outputs), where, row) for row, r in enumerate(results)]
+            try:
+                stored = [values.to_storage(dtype, r, where="") for r in picked]
+            except DataError:
+                # Find the offending row again, this time paying for a precise message.
+                for row, r in enumerate(picked):
+                    values.to_storage(dtype, r, where=f"{where(row)}, feature {feature!r}")
+                raise
             series = pl.Series(cid, stored, dtype=values.storage_polars_type(dtype), strict=False)
             columns[cid] = series.cast(values.polars_type(dtype))
             dtypes[cid] = dtype

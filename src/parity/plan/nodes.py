@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from parity.define.dtypes import DType
 
 
+def _duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    parts = [(seconds // 86400, "d"), (seconds % 86400 // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    text = "".join(f"{n}{unit}" for n, unit in parts if n)
+    return text or f"{delta.total_seconds()}s"
+
+
 def column_id(root: str, hops: tuple[str, ...], name: str) -> str:
     return ".".join((root, *hops, name))
 
@@ -78,7 +85,7 @@ class Plan:
             where = ".".join((step.keys.root, *step.keys.hops))
             keyed = ", ".join(step.keys.columns)
             if isinstance(step, Lookup):
-                outs = ", ".join(f"{o.feature}{'' if o.max_age is None else f' (max_age {o.max_age})'}" for o in step.outputs)
+                outs = ", ".join(f"{o.feature}{'' if o.max_age is None else f' (max_age {_duration(o.max_age)})'}" for o in step.outputs)
                 lines.append(f"  {i}. lookup {where} [{step.keys.entity} by {keyed}] view {step.view}: {outs}")
             else:
                 ins = ", ".join(f"{p}={c}" for p, c in step.inputs) + (", now=t" if step.wants_now else "")

@@ -1,0 +1,37 @@
+"""Feature definitions for the bundled card-fraud example.
+
+Entities: users hold cards; transactions are made with a card, by a user, at a merchant. Data lives
+in four kinds of sources (Parquet files and folders, a DuckDB table, a SQLite table). Python
+resolvers derive features at query time — the same functions offline and online.
+"""
+
+from features.entities import card, merchant, transaction, user, user_merchant
+from features.resolvers import (
+    account_age_days,
+    amount_vs_user_avg,
+    card_age_days,
+    is_foreign,
+    is_new_merchant_for_user,
+    merchant_risk,
+)
+from features.views import card_profile, merchant_profile, transaction_facts, user_daily_stats, user_merchant_history, user_profile
+
+__all__ = [
+    "account_age_days",
+    "amount_vs_user_avg",
+    "card",
+    "card_age_days",
+    "card_profile",
+    "is_foreign",
+    "is_new_merchant_for_user",
+    "merchant",
+    "merchant_profile",
+    "merchant_risk",
+    "transaction",
+    "transaction_facts",
+    "user",
+    "user_daily_stats",
+    "user_merchant",
+    "user_merchant_history",
+    "user_profile",
+]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The main job: set up parity and run the bundled fraud example end to end on the embedded
+# defaults (Parquet/DuckDB/SQLite sources, SQLite online store) — no server needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e . 2>&1 | grep -v "^WARNING: Location" || true
+PARITY="$PWD/.venv/bin/parity"
+
+rm -rf example-run
+"$PARITY" init example-run
+cd example-run
+
+echo "== apply: validate the definitions and record versions"
+"$PARITY" apply
+echo "== features"
+"$PARITY" features
+
+FEATURES=transaction.amount,transaction.is_online,transaction.user.country,transaction.user.account_age_days,\
+transaction.user.txn_count_7d,transaction.user.countries_30d,transaction.amount_vs_user_avg,transaction.is_foreign,\
+transaction.card_age_days,transaction.card.card_type,transaction.merchant.category,transaction.is_new_merchant_for_user,\
+transaction.risk_bucket,transaction.needs_review
+
+echo "== explain: the plan both engines run"
+"$PARITY" explain "$FEATURES"
+echo "== training set: one row per labelled transaction, as known at its time"
+"$PARITY" training-set --spine data/labels.parquet --features "$FEATURES" --out training_set.parquet
+echo "== materialize into the online store (full, then incremental: nothing new)"
+"$PARITY" materialize --full
+"$PARITY" materialize
+echo "== online query"
+"$PARITY" query --features "$FEATURES" --entity transaction_id=t00000042 --status
+echo "== online == offline: replaying labelled transactions at their own times"
+../.venv/bin/python ../examples/fraud/check_parity.py

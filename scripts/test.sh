@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up a virtualenv with the test extras and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/lint-imports
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,267 @@
+"""``parity``: init, apply, features, explain, training-set, materialize, query.
+
+Every command works on the project in the current folder (or ``-C DIR``). Errors print one clear
+line and exit with status 2; long work prints progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+
+from parity.errors import ParityError
+
+EXIT_ERROR = 2
+
+
+class _Progress:
+    def __init__(self, quiet: bool) -> None:
+        self.start = time.perf_counter()
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.start:7.2f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _features(values: Sequence[str]) -> list[str]:
+    out = [f.strip() for v in values for f in v.split(",") if f.strip()]
+    if not out:
+        raise ParityError("name at least one feature with --features (e.g. --features user.country,user.credit_limit)")
+    return out
+
+
+def _time(text: str | None, what: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ParityError(f"{what}: {text!r} is not an ISO-8601 time such as 2025-03-01T12:00:00+00:00") from None
+    if value.tzinfo is None:
+        raise ParityError(f"{what}: {text!r} has no time zone; add one, e.g. {text}+00:00")
+    return value
+
+
+def _template_dir() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (os.path.join(here, "examples", "fraud"),
+                      os.path.join(os.path.dirname(os.path.dirname(here)), "examples", "fraud")):
+        if os.path.isfile(os.path.join(candidate, "parity.toml")):
+            return candidate
+    raise ParityError("the bundled example is missing from this installation; reinstall parity")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = os.path.abspath(args.directory)
+    if os.path.exists(target) and os.listdir(target):
+        raise ParityError(f"{target} exists and is not empty; choose a new folder")
+    template = _template_dir()
+    shutil.copytree(template, target, ignore=shutil.ignore_patterns("data", ".parity", "__pycache__"),
+                    dirs_exist_ok=True)
+    print(f"created project in {target}", file=sys.stderr)
+    if not args.no_data:
+        sys.path.insert(0, target)
+        try:
+            from importlib import import_module
+
+            generate = import_module("generate")
+            stats = generate.generate(os.path.join(target, "data"), users=args.users)
+        finally:
+            sys.path.remove(target)
+            sys.modules.pop("generate", None)
+        print(f"generated example data: {stats}", file=sys.stderr)
+    print(f"next: cd {args.directory} && parity apply")
+    return 0
+
+
+def _project(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from parity.runtime.project import Project
+
+    return Project.load(args.project)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    diff = _project(args).apply(dry_run=args.dry_run)
+    print(("would apply: " if args.dry_run else "applied: ") + diff.render())
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    project = _project(args)
+    from parity.registry.versions import Versions
+
+    versions = Versions(project.catalog)
+    rows = []
+    for (_, _), fd in sorted(project.catalog.features.items()):
+        kind = f"view {fd.view.name}" if fd.view else f"resolver {fd.resolver.name}"  # type: ignore[union-attr]
+        rows.append((fd.ref, repr(fd.dtype), versions.version(fd), kind, ",".join(fd.feature.tags), fd.feature.description))
+    if args.json:
+        print(json.dumps([dict(zip(("feature", "dtype", "version", "from", "tags", "description"), r)) for r in rows], indent=2))
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(r[i].ljust(widths[i]) for i in range(4)) + ("  [" + r[4] + "]" if r[4] else "") + ("  " + r[5] if r[5] else ""))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    print(_project(args).explain(_features(args.features)))
+    return 0
+
+
+def cmd_training_set(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    progress = _Progress(args.quiet)
+    project = _project(args)
+    key_columns = dict(kv.split("=", 1) for kv in args.key_column)
+    table = project.training_set(
+        args.spine, _features(args.features), timestamp_column=args.timestamp_column,
+        key_columns=key_columns, timezone=args.timezone, progress=progress,
+    )
+    tmp = args.out + ".partial"
+    pq.write_table(table, tmp)
+    os.replace(tmp, args.out)  # never leave a half-written training set behind
+    progress(f"wrote {table.num_rows:,} rows x {table.num_columns} columns to {args.out}")
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    progress = _Progress(args.quiet)
+    project = _project(args)
+    reports = project.materialize(
+        incremental=not args.full, until=_time(args.until, "--until"), views=args.view or None, progress=progress
+    )
+    for r in reports:
+        mode = "full" if r.incremental_from_us is None else "incremental"
+        print(f"{r.view}: {mode}, {r.rows_read:,} rows read, {r.keys:,} keys, {r.written:,} written")
+    return 0
+
+
+def _parse_entities(project, args: argparse.Namespace) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    if args.entities:
+        try:
+            data = json.loads(args.entities)
+        except json.JSONDecodeError as exc:
+            raise ParityError(f"--entities is not valid JSON: {exc}") from None
+        if isinstance(data, dict):
+            data = [data]
+        if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+            raise ParityError('--entities must be a JSON object or a list of objects, e.g. [{"user_id": 1}]')
+        return data
+    key_types = {k: d for e in project.catalog.entities.values() for k, d in e.keys.items()}
+    rows = []
+    for text in args.entity:
+        row: dict[str, object] = {}
+        for part in text.split(","):
+            if "=" not in part:
+                raise ParityError(f"--entity {text!r}: write key=value pairs, e.g. --entity user_id=42")
+            key, value = (s.strip() for s in part.split("=", 1))
+            dtype = key_types.get(key)
+            if dtype is not None and dtype.name == "Int64":
+                try:
+                    row[key] = int(value)
+                except ValueError:
+                    raise ParityError(f"--entity {text!r}: key {key!r} must be an integer, got {value!r}") from None
+            else:
+                row[key] = value
+        rows.append(row)
+    if not rows:
+        raise ParityError("give the entities with --entity user_id=42 (repeatable) or --entities '<json>'")
+    return rows
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    project = _project(args)
+    features = _features(args.features)
+    result = project.query(_parse_entities(project, args), features, now=_time(args.now, "--now"),
+                           with_status=args.status)
+    out = []
+    for i, row in enumerate(result.rows):
+        if args.status and result.details is not None:
+            out.append({ref: {"value": v.value, "status": v.status,
+                              "event_time": v.event_time.isoformat() if v.event_time else None,
+                              **({"error": v.error} if v.error else {})} for ref, v in result.details[i].items()})
+        else:
+            out.append(row)
+    print(json.dumps(out, indent=2, default=_json_default))
+    return 0
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parity", description="Define features once; train and serve the same values.")
+    parser.add_argument("-C", "--project", default=".", help="project folder (default: the current one)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create a project from the bundled fraud example")
+    p.add_argument("directory")
+    p.add_argument("--users", type=int, default=2000, help="size of the generated data set")
+    p.add_argument("--no-data", action="store_true", help="copy the definitions only")
+    p.set_defaults(run=cmd_init)
+
+    p = sub.add_parser("apply", help="validate definitions and record their versions in the registry")
+    p.add_argument("--dry-run", action="store_true", help="show what would change, record nothing")
+    p.set_defaults(run=cmd_apply)
+
+    p = sub.add_parser("features", help="list features with dtype and version")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_features)
+
+    p = sub.add_parser("explain", help="print the plan a request would run")
+    p.add_argument("features", nargs="+")
+    p.set_defaults(run=cmd_explain)
+
+    p = sub.add_parser("training-set", help="build a point-in-time-correct training set")
+    p.add_argument("--spine", required=True, help="Parquet file with entity keys, a timestamp and labels")
+    p.add_argument("--features", required=True, action="append")
+    p.add_argument("--out", required=True, help="Parquet file to write")
+    p.add_argument("--timestamp-column", default="timestamp")
+    p.add_argument("--key-column", action="append", default=[], metavar="KEY=COLUMN",
+                   help="spine column holding an entity key, when the names differ")
+    p.add_argument("--timezone", help="zone of a naive spine timestamp column")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=cmd_training_set)
+
+    p = sub.add_parser("materialize", help="load the latest values into the online store")
+    p.add_argument("--full", action="store_true", help="re-read everything instead of what is new since the last run")
+    p.add_argument("--until", help="cutoff time (ISO-8601 with zone; default now)")
+    p.add_argument("--view", action="append", help="only this feature view (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=cmd_materialize)
+
+    p = sub.add_parser("query", help="online feature values for entities")
+    p.add_argument("--features", required=True, action="append")
+    p.add_argument("--entity", action="append", default=[], help="key=value[,key=value] (repeatable)")
+    p.add_argument("--entities", help='JSON: {"user_id": 1} or a list of such objects')
+    p.add_argument("--now", help="query time (ISO-8601 with zone; default now)")
+    p.add_argument("--status", action="store_true", help="show status and event time per value")
+    p.set_defaults(run=cmd_query)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

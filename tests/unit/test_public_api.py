@@ -1,0 +1,24 @@
+import subprocess
+import sys
+
+import parity
+
+
+def test_public_names_are_a_decision():
+    assert parity.__all__ == [
+        "Bool", "Date", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64", "HasOne", "Int64",
+        "List", "ParityError", "ParquetSource", "Project", "SQLiteSource", "String", "Timestamp", "resolver",
+    ]
+    assert parity.__all__ == sorted(parity.__all__)
+    for name in parity.__all__:
+        assert getattr(parity, name) is not None
+
+
+def test_import_parity_loads_no_heavy_library():
+    code = (
+        "import sys, parity\n"
+        "heavy = [m for m in ('polars', 'pyarrow', 'duckdb', 'pandas', 'msgpack', 'numpy') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
