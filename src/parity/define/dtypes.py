@@ -32,7 +32,7 @@ Timestamp = DType("Timestamp")
 Date = DType("Date")
 
 
-def List(inner: DType) -> DType:  # noqa: N802 - reads like a type constructor
+def List(inner: DType) -> DType:
     if inner.inner is not None:
         raise TypeError("parity supports lists of scalars, not lists of lists")
     return DType("List", inner)

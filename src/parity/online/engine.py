@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from parity.define.dtypes import DType
@@ -182,7 +182,7 @@ class OnlineEngine:
                 parts = (result,) if single else _split(result, len(step.outputs))
                 for j, (feature, _, dtype) in enumerate(step.outputs):
                     outs[j][r] = values.to_storage(dtype, parts[j], where=f"resolver {res.name!r}, feature {feature!r}")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any resolver failure becomes a per-feature status
                 message = f"resolver {res.name!r} raised {type(exc).__name__}: {exc}"
                 for j in range(len(step.outputs)):
                     outs[j][r], sts[j][r], errs[j][r] = None, "error", message

@@ -104,7 +104,7 @@ class Registry:
 
     def apply(self, catalog: Catalog) -> Diff:
         diff, rows = self.diff(catalog)
-        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        now = dt.datetime.now(dt.UTC).isoformat()
         with self.con:  # one transaction: all or nothing
             self.con.execute("DELETE FROM features")
             self.con.executemany(

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from parity.errors import NaiveTimestampError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = dt.timedelta(microseconds=1)
 
