@@ -14,7 +14,7 @@ from parity.define.dtypes import Bool, Date, Float64, Int64, List, String, Times
 from parity.define.entities import Entity, HasOne
 from parity.define.features import Feature, FeatureView
 from parity.define.resolvers import resolver
-from parity.define.sources import DuckDBSource, ParquetSource, SQLiteSource
+from parity.define.sources import DuckDBSource, MySQLSource, ParquetSource, PostgresSource, SQLiteSource
 from parity.errors import ParityError
 
 if TYPE_CHECKING:
@@ -31,8 +31,10 @@ __all__ = [
     "HasOne",
     "Int64",
     "List",
+    "MySQLSource",
     "ParityError",
     "ParquetSource",
+    "PostgresSource",
     "Project",
     "SQLiteSource",
     "String",

@@ -14,6 +14,7 @@ import pytest
 import parity as pt
 from parity.errors import MissingColumnError, NaiveTimestampError
 from tests.support import at
+from tests.support_services import MYSQL_URL, POSTGRES_URL, require_service
 
 ROWS = pl.DataFrame(
     {
@@ -57,10 +58,52 @@ def _write_sqlite(tmp, rows):
     return pt.SQLiteSource("rows", database="db.sqlite", table="rows", event_time="updated_at", created_time="ingested_at")
 
 
+def _table_name(tmp) -> str:
+    return "parity_t_" + os.path.basename(str(tmp)).replace("-", "_").lower()[-40:]
+
+
+def _write_postgres(tmp, rows):
+    import psycopg
+
+    require_service("postgresql", "127.0.0.1", 5432)
+    table = _table_name(tmp)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as con:
+        con.execute(f'DROP TABLE IF EXISTS "{table}"')
+        con.execute(f'CREATE TABLE "{table}" (id bigserial, user_id bigint, updated_at timestamptz, '
+                    "ingested_at timestamptz, country text, score double precision)")
+        with con.cursor() as cur:
+            cur.executemany(f'INSERT INTO "{table}" (user_id, updated_at, ingested_at, country, score) '
+                            "VALUES (%s, %s, %s, %s, %s)", list(rows.iter_rows()))
+    os.environ["PARITY_TEST_PG"] = POSTGRES_URL
+    return pt.PostgresSource("rows", table=table, connection="env:PARITY_TEST_PG", event_time="updated_at",
+                             created_time="ingested_at", sequence="id")
+
+
+def _write_mysql(tmp, rows):
+    import pymysql
+
+    require_service("mariadb", "127.0.0.1", 3306)
+    table = _table_name(tmp)
+    con = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database="test", autocommit=True)
+    with con.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+        cur.execute(f"CREATE TABLE `{table}` (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id BIGINT, "
+                    "updated_at DATETIME(6), ingested_at DATETIME(6), country TEXT, score DOUBLE)")
+        cur.executemany(
+            f"INSERT INTO `{table}` (user_id, updated_at, ingested_at, country, score) VALUES (%s, %s, %s, %s, %s)",
+            [(r[0], r[1].replace(tzinfo=None), r[2].replace(tzinfo=None), r[3], None if r[4] != r[4] else r[4])
+             for r in rows.iter_rows()],
+        )
+    con.close()
+    os.environ["PARITY_TEST_MYSQL"] = MYSQL_URL
+    return pt.MySQLSource("rows", table=table, connection="env:PARITY_TEST_MYSQL", event_time="updated_at",
+                          created_time="ingested_at", sequence="id", timezone="UTC")
+
+
 WRITERS = {"parquet": _write_parquet, "parquet-folder": _write_parquet_folder, "duckdb": _write_duckdb,
-           "sqlite": _write_sqlite}
+           "sqlite": _write_sqlite, "postgres": _write_postgres, "mysql": _write_mysql}
 # SQLite has no NaN (it stores NULL) and keeps -0.0 as 0: gaps of the system, not of parity.
-KNOWN_GAPS = {"sqlite": {"nan", "negative-zero"}}
+KNOWN_GAPS = {"sqlite": {"nan", "negative-zero"}, "mysql": {"nan", "negative-zero"}}  # MariaDB: the same two
 
 
 def _project(tmp, source):

@@ -13,7 +13,8 @@ def caller_location() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_PACKAGE_DIR + os.sep):
+        # "<string>" frames are generated code (dataclass __init__), not the user's definition.
+        if not filename.startswith(_PACKAGE_DIR + os.sep) and not frame.f_code.co_filename.startswith("<"):
             return f"{frame.f_code.co_filename}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]
     return "<unknown>"

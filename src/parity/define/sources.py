@@ -70,3 +70,53 @@ class SQLiteSource(Source):
     database: str = ""
     table: str = ""
     kind = "sqlite"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresSource(Source):
+    """A PostgreSQL table (``schema.table`` allowed), read offline through ADBC (Arrow-native) and
+    looked up online by key through an async connection pool.
+
+    ``connection`` is a reference to the connection string (``env:NAME`` or ``file:PATH``), never
+    the string itself. ``sequence`` names a column giving ingestion order for full ties (a serial
+    id); without it ties of (event, created) fall back to the physical row order (``ctid``).
+    """
+
+    table: str = ""
+    connection: str = "env:PARITY_POSTGRES_URL"
+    sequence: str | None = None
+    kind = "postgres"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_reference(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MySQLSource(Source):
+    """A MySQL or MariaDB table: offline scans with PyMySQL, online lookups through an aiomysql pool.
+
+    ``connection`` is a reference (``env:NAME`` / ``file:PATH``) to ``mysql://user:pw@host:port/db``.
+    ``sequence`` names an ingestion-order column (an auto-increment id) for full ties.
+    """
+
+    table: str = ""
+    connection: str = "env:PARITY_MYSQL_URL"
+    sequence: str | None = None
+    kind = "mysql"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_reference(self)
+
+
+def _check_reference(source: PostgresSource | MySQLSource) -> None:
+    # Definitions are code, reviewed and versioned: a secret must never be written into them.
+    if not source.connection.startswith(("env:", "file:")):
+        raise DefinitionError(
+            f"source {source.name!r}: connection must be a reference such as 'env:PARITY_POSTGRES_URL' or "
+            f"'file:secrets/db.url', not the connection string itself",
+            location=source.location,
+        )
+    if not source.table:
+        raise DefinitionError(f"source {source.name!r}: name the table (table='schema.table')", location=source.location)

@@ -1,8 +1,8 @@
-"""Reading a source for the offline engine and materialization."""
+"""Reading a source: scans for the offline engine and materialization, point lookups online."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,3 +30,19 @@ class SourceReader(Protocol):
     def scan(self, request: ScanRequest) -> pl.DataFrame: ...
 
     def describe(self) -> str: ...
+
+
+class PointLookupReader(SourceReader, Protocol):
+    """A source that can answer "the as-of row of these keys at t" itself (a database).
+
+    ``lookup`` returns, per key found, the chosen row as a one-row-per-key frame shaped like a
+    ``scan`` result (keys, ``__ev``, ``__cr``, ``__seq`` and the requested columns).
+    """
+
+    supports_point_lookup: bool
+
+    async def lookup(
+        self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int
+    ) -> pl.DataFrame: ...
+
+    async def aclose(self) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from parity.define.sources import DuckDBSource, ParquetSource, Source, SQLiteSource
+from parity.define.sources import DuckDBSource, MySQLSource, ParquetSource, PostgresSource, Source, SQLiteSource
 from parity.errors import ConfigError
 from parity.ports.online_store import OnlineStore
 from parity.ports.source import SourceReader
@@ -21,6 +21,16 @@ def reader_for(source: Source, base_dir: str) -> SourceReader:
         from parity.connectors.sqlite import SQLiteReader
 
         return SQLiteReader(source, base_dir)
+    if isinstance(source, PostgresSource):
+        from parity.connectors.postgres import PostgresReader
+        from parity.runtime.secrets import resolve
+
+        return PostgresReader(source, resolve(source.connection, root=base_dir, what=f"source {source.name!r}"))
+    if isinstance(source, MySQLSource):
+        from parity.connectors.mysql import MySQLReader
+        from parity.runtime.secrets import resolve
+
+        return MySQLReader(source, resolve(source.connection, root=base_dir, what=f"source {source.name!r}"))
     raise ConfigError(f"no connector reads {type(source).__name__} (source {source.name!r})")
 
 

@@ -1,0 +1,115 @@
+"""What the PostgreSQL and MySQL sources share: SQL for scans and point lookups, and turning
+rows into the same normalized frame every connector returns (``connectors.frames``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from parity.connectors.frames import check_columns, normalize
+from parity.define.sources import MySQLSource, PostgresSource
+from parity.errors import DataError
+from parity.ports.source import ScanRequest
+from parity.ports.secret import Secret
+from parity.semantics import asof, asof_sql
+from parity.semantics.ordering import SEQUENCE
+from parity.semantics.time import from_micros
+
+
+class SQLSourceBase:
+    """Dialect-neutral parts. Subclasses give quoting, placeholders and the drivers."""
+
+    source: PostgresSource | MySQLSource
+    secret: Secret
+    supports_point_lookup = True
+    physical_order: str | None = None  # a fallback ingestion order when no sequence column is declared
+
+    def quote(self, identifier: str) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.source.kind} source {self.source.name!r} (table {self.source.table}, {self.secret.reference})"
+
+    def table_sql(self) -> str:
+        return ".".join(self.quote(part) for part in self.source.table.split("."))
+
+    def param_time(self, us: int) -> dt.datetime:
+        """A time parameter in the form the source's columns hold: aware UTC, or naive in the declared zone."""
+        value = from_micros(us)
+        if self.source.timezone:
+            return value.astimezone(ZoneInfo(self.source.timezone)).replace(tzinfo=None)
+        return value
+
+    def sequence_sql(self) -> str:
+        if self.source.sequence:
+            return self.quote(self.source.sequence)
+        return self.physical_order or "0"
+
+    def wanted(self, request: ScanRequest) -> list[str]:
+        cols = {self.source.event_time, *(c for c, _ in request.columns.values())}
+        if self.source.created_time:
+            cols.add(self.source.created_time)
+        return sorted(cols)
+
+    def scan_sql(self, request: ScanRequest, placeholder: Sequence[str]) -> tuple[str, list[object]]:
+        s = self.source
+        event = self.quote(s.event_time)
+        created = self.quote(s.created_time) if s.created_time else None
+        visible = asof_sql.visible_at(event, created, asof.uses_created(s))
+        where, params = [], []
+        if request.visible_after_us is not None:
+            where.append(f"{visible} > {placeholder[len(params)]}")
+            params.append(self.param_time(request.visible_after_us))
+        if request.visible_until_us is not None:
+            where.append(f"{visible} <= {placeholder[len(params)]}")
+            params.append(self.param_time(request.visible_until_us))
+        seq = self.sequence_sql()
+        # Without a declared sequence column the result order is the ingestion order; the reader
+        # numbers the rows itself.
+        seq_select = self.quote(self.source.sequence) if self.source.sequence else "0"
+        sql = (
+            f"SELECT {seq_select} AS {self.quote(SEQUENCE)}, {', '.join(self.quote(c) for c in self.wanted(request))} "
+            f"FROM {self.table_sql()}" + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {seq}"
+        )
+        return sql, params
+
+    def lookup_sql(
+        self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int, placeholder: str
+    ) -> tuple[str, list[object]]:
+        s = self.source
+        key_columns = [request.columns[k][0] for k in key_names]
+        others = [c for c in self.wanted(request) if c not in key_columns]
+        sql = asof_sql.point_lookup(
+            table=self.table_sql(),
+            keys=[self.quote(c) for c in key_columns],
+            columns=[f"0 AS {self.quote(SEQUENCE)}", *(self.quote(c) for c in others)],
+            event=self.quote(s.event_time),
+            created=self.quote(s.created_time) if s.created_time else None,
+            uses_created=asof.uses_created(s),
+            sequence=self.sequence_sql(),
+            n_keys=len(keys),
+            placeholder=placeholder,
+        )
+        params: list[object] = [self.param_time(t_us)]
+        for key in keys:
+            params.extend(key)
+        return sql, params
+
+    def frame_from_rows(self, names: list[str], rows: Sequence[Sequence[object]], request: ScanRequest) -> pl.DataFrame:
+        """Rows from a driver → the normalized frame (the same conversion scans use)."""
+        check_columns(names, self.source, request, self.describe())
+        if rows:
+            frame = pl.DataFrame([list(r) for r in rows], schema=names, orient="row", infer_schema_length=None)
+        else:
+            frame = pl.DataFrame({n: [] for n in names})
+        if SEQUENCE not in frame.columns:
+            frame = frame.with_row_index(SEQUENCE)
+        if "parity_rank" in frame.columns:
+            frame = frame.drop("parity_rank")
+        try:
+            return normalize(frame.lazy(), self.source, request)
+        except pl.exceptions.PolarsError as exc:
+            raise DataError(f"{self.describe()}: {exc}") from None
