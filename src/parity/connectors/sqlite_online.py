@@ -107,6 +107,34 @@ class SQLiteOnlineStore:
         found = {k: (ev, cr, tuple(msgpack.unpackb(p))) for k, ev, cr, p in con.execute(sql, encoded)}
         return [found.get(k) for k in encoded]
 
+    def read_synced(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[int | None]:
+        watermark = self.get_watermark(table)
+        marks: dict[bytes, int] = {}
+        if keys and self._has_sync(table):
+            encoded = [encode_key(k) for k in keys]
+            sql = f"SELECT k, synced FROM {self._name(table)}_sync WHERE k IN ({','.join('?' * len(encoded))})"
+            marks = dict(self._con().execute(sql, encoded).fetchall())
+        out = []
+        for key in keys:
+            mark = marks.get(encode_key(key))
+            candidates = [m for m in (watermark, mark) if m is not None]
+            out.append(max(candidates) if candidates else None)
+        return out
+
+    def _has_sync(self, table: str) -> bool:
+        return self._con().execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (f"{self._name(table)}_sync",)
+        ).fetchone() is not None
+
+    def mark_synced(self, table: str, keys: Sequence[tuple[object, ...]], micros: int) -> None:
+        name = f"{self._name(table)}_sync"
+        con = self._con()
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} (k BLOB PRIMARY KEY, synced INTEGER NOT NULL) WITHOUT ROWID")
+        con.executemany(
+            f"INSERT INTO {name} (k, synced) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET synced=max(synced, excluded.synced)",
+            [(encode_key(k), micros) for k in keys],
+        )
+
     def get_watermark(self, table: str) -> int | None:
         row = self._con().execute("SELECT micros FROM parity_watermarks WHERE tbl=?", (table,)).fetchone()
         return row[0] if row else None

@@ -20,6 +20,8 @@ class Feature:
     In a ``FeatureView`` it maps a source column (``column``, by default its own name); as a
     resolver output it names what the function returns. ``max_age`` (source-backed only) overrides
     the view's: a value older than that at query time is null offline and "expired" online.
+    ``default`` is served online (with status "error" and the reason) when the value cannot be
+    resolved because its source or resolver failed or timed out.
     """
 
     name: str
@@ -29,6 +31,7 @@ class Feature:
     owner: str | None = None
     tags: tuple[str, ...] = ()
     max_age: dt.timedelta | None = None
+    default: object = None
     location: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +62,11 @@ class FeatureView:
     ...             max_age=timedelta(days=365))
 
     ``key_columns`` maps the entity's keys to the source's columns when their names differ.
+
+    ``max_staleness`` turns on request-time resolution for sources that answer point lookups
+    (PostgreSQL, MySQL): online, a stored value synced less than ``max_staleness`` ago is served;
+    otherwise the source is asked at request time (within ``timeout`` seconds) and the answer is
+    written back. ``timedelta(0)`` always asks the source; None (the default) serves the online store.
     """
 
     name: str
@@ -70,6 +78,8 @@ class FeatureView:
     description: str = ""
     owner: str | None = None
     tags: tuple[str, ...] = ()
+    max_staleness: dt.timedelta | None = None
+    timeout: float = 1.0
     location: str = ""
 
     def __init__(
@@ -84,6 +94,8 @@ class FeatureView:
         description: str = "",
         owner: str | None = None,
         tags: Sequence[str] = (),
+        max_staleness: dt.timedelta | None = None,
+        timeout: float = 1.0,
     ) -> None:
         location = caller_location()
         set_ = object.__setattr__
@@ -96,7 +108,20 @@ class FeatureView:
         set_(self, "description", description)
         set_(self, "owner", owner)
         set_(self, "tags", tuple(tags))
+        set_(self, "max_staleness", max_staleness)
+        set_(self, "timeout", timeout)
         set_(self, "location", location)
+        if max_staleness is not None and not source.answers_point_lookups:
+            raise DefinitionError(
+                f"feature view {name!r}: max_staleness needs a source that answers lookups at request time "
+                f"(PostgresSource, MySQLSource); {type(source).__name__} {source.name!r} is served from the "
+                f"online store after materialization",
+                location=location,
+            )
+        if max_staleness is not None and max_staleness < dt.timedelta(0):
+            raise DefinitionError(f"feature view {name!r}: max_staleness must not be negative", location=location)
+        if not timeout > 0:
+            raise DefinitionError(f"feature view {name!r}: timeout must be a positive number of seconds", location=location)
         if not name.isidentifier():
             raise DefinitionError(f"feature view name {name!r} must be a Python identifier", location=location)
         if not self.features:

@@ -20,9 +20,34 @@ from parity.define import dtypes
 from parity.define.dtypes import DType
 from parity.define.entities import Entity
 from parity.define.features import Feature
+from parity.define.location import caller_location
 from parity.errors import DefinitionError, SignatureError
 
 NOW = "now"
+HTTP = "http"
+
+
+@dataclass(frozen=True)
+class CircuitBreaker:
+    """Stop calling a failing dependency: after ``failures`` consecutive failures, fail fast for
+    ``reset_after`` seconds, then let one trial call through (success closes the circuit)."""
+
+    failures: int = 5
+    reset_after: float = 30.0
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """How an async resolver is called online: an overall ``timeout`` (seconds, retries included),
+    ``retries`` with exponential ``backoff`` (only when ``idempotent``), at most ``concurrency``
+    calls in flight, and an optional circuit breaker."""
+
+    timeout: float | None = None
+    retries: int = 0
+    backoff: float = 0.05
+    idempotent: bool = True
+    concurrency: int | None = None
+    circuit_breaker: CircuitBreaker | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +65,9 @@ class Resolver:
     outputs: tuple[Feature, ...]
     inputs: tuple[ResolverInput, ...]
     wants_now: bool
+    wants_http: bool
     is_async: bool
+    policy: CallPolicy
     source_code: str
     location: str
 
@@ -57,13 +84,27 @@ def _function_location(fn: Callable[..., object]) -> str:
 
 
 def resolver(
-    *, entity: Entity, outputs: Feature | Sequence[Feature]
+    *,
+    entity: Entity,
+    outputs: Feature | Sequence[Feature],
+    timeout: float | None = None,
+    retries: int = 0,
+    backoff: float = 0.05,
+    idempotent: bool = True,
+    concurrency: int | None = None,
+    circuit_breaker: CircuitBreaker | None = None,
 ) -> Callable[[Callable[..., object]], Resolver]:
     """Turn a function into a resolver of ``entity`` producing ``outputs``.
 
-    With several outputs the function returns a tuple in the same order.
+    With several outputs the function returns a tuple in the same order. A parameter named
+    ``http`` receives parity's shared async HTTP client (``pip install "parity[http]"``); the call
+    policy (timeout, retries, concurrency, circuit breaker) applies to async resolvers online.
     """
     outs = (outputs,) if isinstance(outputs, Feature) else tuple(outputs)
+    policy = CallPolicy(timeout, retries, backoff, idempotent, concurrency, circuit_breaker)
+    if retries < 0 or (timeout is not None and timeout <= 0) or (concurrency is not None and concurrency < 1):
+        raise DefinitionError("resolver policy: retries ≥ 0, timeout > 0 and concurrency ≥ 1 are required",
+                              location=caller_location())
 
     def wrap(fn: Callable[..., object]) -> Resolver:
         location = _function_location(fn)
@@ -77,6 +118,7 @@ def resolver(
             ) from exc
         inputs: list[ResolverInput] = []
         wants_now = False
+        wants_http = False
         for param in inspect.signature(fn).parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise SignatureError(
@@ -85,6 +127,9 @@ def resolver(
                 )
             if param.name == NOW:
                 wants_now = True
+                continue
+            if param.name == HTTP:
+                wants_http = True
                 continue
             annotation = hints.get(param.name)
             path = param.name
@@ -100,6 +145,8 @@ def resolver(
                 ) from None
             inputs.append(ResolverInput(param.name, path, dtype))
         _check_return(fn.__name__, hints.get("return"), outs, location)
+        if wants_http and not inspect.iscoroutinefunction(fn):
+            raise SignatureError(f"resolver {fn.__name__!r} takes 'http', so it must be 'async def'", location=location)
         try:
             source_code = inspect.getsource(fn)
         except (OSError, TypeError):
@@ -111,7 +158,9 @@ def resolver(
             outputs=outs,
             inputs=tuple(inputs),
             wants_now=wants_now,
+            wants_http=wants_http,
             is_async=inspect.iscoroutinefunction(fn),
+            policy=policy,
             source_code=source_code,
             location=location,
         )

@@ -29,6 +29,7 @@ class Source:
     location: str = field(default="", compare=False, repr=False)
 
     kind = "source"
+    answers_point_lookups = False  # can the source itself answer "the as-of row of key k at t"?
 
     def __post_init__(self) -> None:
         if not self.location:
@@ -86,6 +87,7 @@ class PostgresSource(Source):
     connection: str = "env:PARITY_POSTGRES_URL"
     sequence: str | None = None
     kind = "postgres"
+    answers_point_lookups = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +106,7 @@ class MySQLSource(Source):
     connection: str = "env:PARITY_MYSQL_URL"
     sequence: str | None = None
     kind = "mysql"
+    answers_point_lookups = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -31,11 +31,16 @@ def _no_progress(message: str) -> None:
 
 class OfflineEngine:
     def __init__(
-        self, catalog: Catalog, reader_for: Callable[[Source], SourceReader], progress: Progress = _no_progress
+        self,
+        catalog: Catalog,
+        reader_for: Callable[[Source], SourceReader],
+        progress: Progress = _no_progress,
+        http_client: Callable[[], object] | None = None,
     ) -> None:
         self.catalog = catalog
         self.reader_for = reader_for
         self.progress = progress
+        self.http_client = http_client
 
     def _prepared_views(self, plan: Plan) -> dict[str, pl.DataFrame]:
         """Read every feature view the plan looks up once, with the union of the features it needs."""
@@ -120,7 +125,10 @@ class OfflineEngine:
             return f"resolver {res.name!r} (defined at {res.location}), spine row {row}, key {key}"
 
         if res.is_async:
-            results = asyncio.run(_gather_async(res.fn, [call_kwargs(r) for r in range(n)], where))
+            results = asyncio.run(
+                _gather_async(res.fn, [call_kwargs(r) for r in range(n)], where,
+                              self.http_client if res.wants_http else None)
+            )
         else:
             results = []
             fn = res.fn
@@ -153,14 +161,25 @@ def _pick(result: object, j: int, n: int, where: Callable[[int], str], row: int)
 
 
 async def _gather_async(
-    fn: Callable[..., object], calls: Sequence[dict[str, object]], where: Callable[[int], str], chunk: int = 1000
+    fn: Callable[..., object],
+    calls: Sequence[dict[str, object]],
+    where: Callable[[int], str],
+    http_client: Callable[[], object] | None,
+    chunk: int = 1000,
 ) -> list[object]:
+    http = http_client() if http_client is not None else None
     out: list[object] = []
-    for start in range(0, len(calls), chunk):
-        batch = calls[start : start + chunk]
-        done = await asyncio.gather(*(fn(**kw) for kw in batch), return_exceptions=True)  # type: ignore[misc]
-        for offset, value in enumerate(done):
-            if isinstance(value, Exception):
-                raise DataError(f"{where(start + offset)} raised {type(value).__name__}: {value}") from value
-        out.extend(done)
+    try:
+        for start in range(0, len(calls), chunk):
+            batch = calls[start : start + chunk]
+            if http is not None:
+                batch = [{**kw, "http": http} for kw in batch]
+            done = await asyncio.gather(*(fn(**kw) for kw in batch), return_exceptions=True)  # type: ignore[misc]
+            for offset, value in enumerate(done):
+                if isinstance(value, Exception):
+                    raise DataError(f"{where(start + offset)} raised {type(value).__name__}: {value}") from value
+            out.extend(done)
+    finally:
+        if http is not None:
+            await http.aclose()  # type: ignore[attr-defined]
     return out

@@ -2,41 +2,56 @@
 
 Same plan as the offline engine; the same rules: ``semantics.max_age`` decides expiry against the
 request time, ``semantics.values`` turns stored values into what resolvers see, and resolvers are
-called with now = the request time. A resolver that raises yields an "error" status for its outputs
-(and nulls downstream); the rest of the answer still comes back.
+called with now = the request time. Steps that do not depend on each other run concurrently, so a
+query takes as long as its slowest dependency, not the sum.
+
+Feature views with ``max_staleness`` are resolved at request time from sources that answer point
+lookups when the stored value is not fresh enough; the answer is written back (monotonically).
+A source or resolver that fails or times out yields, for the features depending on it, the declared
+default or null with status "error"; the rest of the answer still comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
+import polars as pl
+
 from parity.define.dtypes import DType
+from parity.define.features import FeatureView
+from parity.define.resolvers import CallPolicy, CircuitBreaker
+from parity.define.sources import Source
 from parity.errors import DataError, EntityKeyError
+from parity.online.guard import Guard
 from parity.online.result import FeatureValue, QueryResult
 from parity.plan.catalog import Catalog
-from parity.plan.nodes import Compute, Lookup, Plan
-from parity.ports.online_store import OnlineStore
+from parity.plan.nodes import Compute, Lookup, Plan, Step
+from parity.ports.online_store import OnlineStore, StoredRow
+from parity.ports.source import ScanRequest
 from parity.semantics import values
 from parity.semantics.max_age import expired_micros
+from parity.semantics.ordering import CREATED, EVENT
 from parity.semantics.time import from_micros, timedelta_micros
 
 Entities = Mapping[str, Sequence[object]] | Sequence[Mapping[str, object]]
+# Request-time lookups fail fast for a while after repeated failures, so a dead database costs
+# one timeout per few seconds instead of one per request.
+SOURCE_BREAKER = CircuitBreaker(failures=3, reset_after=5.0)
 
 
 class _Compiled:
     """Per-plan facts the hot path needs, computed once."""
 
-    def __init__(self, catalog: Catalog, plan: Plan, table_of: Mapping[str, str]) -> None:
+    def __init__(self, catalog: Catalog, plan: Plan, table_of: Mapping[str, str], request_time: set[str]) -> None:
         self.plan = plan
-        self.has_async = any(
-            isinstance(s, Compute) and catalog.resolvers[s.resolver].is_async for s in plan.steps
-        )
         self.dtypes: dict[str, DType] = {}
+        self.defaults: dict[str, object] = {}
         self.root_keys = [(root, [(k, catalog.entities[root].keys[k]) for k in keys]) for root, keys in plan.roots]
         self.lookups: dict[int, tuple[str, list[tuple[str, int, int | None]]]] = {}
+        self.has_async = False
         for i, step in enumerate(plan.steps):
             if isinstance(step, Lookup):
                 view = catalog.views[step.view]
@@ -46,12 +61,35 @@ class _Compiled:
                     limit = None if out.max_age is None else timedelta_micros(out.max_age)
                     outs.append((out.column_id, names.index(out.feature), limit))
                     self.dtypes[out.column_id] = out.dtype
+                    self.defaults[out.column_id] = view.features[names.index(out.feature)].default
                 self.lookups[i] = (table_of[step.view], outs)
+                self.has_async |= step.view in request_time
             else:
-                for _, cid, dtype in step.outputs:
+                res = catalog.resolvers[step.resolver]
+                self.has_async |= res.is_async
+                for (_, cid, dtype), feature in zip(step.outputs, res.outputs):
                     self.dtypes[cid] = dtype
+                    self.defaults[cid] = feature.default
         self.outputs = [(ref, cid, values.from_storage(self.dtypes[cid])) for ref, cid in plan.outputs]
         self.converters = {cid: values.from_storage(d) for cid, d in self.dtypes.items()}
+        self.levels = _levels(plan.steps)
+
+
+def _levels(steps: Sequence[Step]) -> list[list[int]]:
+    """Group steps so each group depends only on earlier groups (they may run concurrently)."""
+    produced_at: dict[str, int] = {}
+    level_of: list[int] = []
+    for step in steps:
+        reads = list(step.keys.columns) + ([c for _, c in step.inputs] if isinstance(step, Compute) else [])
+        level = 1 + max((produced_at.get(c, -1) for c in reads), default=-1)
+        level_of.append(level)
+        outs = [o.column_id for o in step.outputs] if isinstance(step, Lookup) else [c for _, c, _ in step.outputs]
+        for cid in outs:
+            produced_at[cid] = level
+    levels: list[list[int]] = [[] for _ in range(max(level_of, default=-1) + 1)]
+    for i, level in enumerate(level_of):
+        levels[level].append(i)
+    return levels
 
 
 def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, list[object]]]:
@@ -74,9 +112,8 @@ def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, l
                     f"features of {root!r} need its key {key!r}, which the request does not give "
                     f"(it gives {sorted(columns)})"
                 )
-            col = columns[key]
             stored = []
-            for i, v in enumerate(col):
+            for i, v in enumerate(columns[key]):
                 if v is None:
                     raise EntityKeyError(f"key {key!r} of row {i} is null; give a value for every entity")
                 try:
@@ -87,56 +124,77 @@ def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, l
     return n, out
 
 
+class _State:
+    """Columns (storage form), statuses, event times and errors of one request."""
+
+    __slots__ = ("cols", "status", "events", "errors", "n", "now_us")
+
+    def __init__(self, n: int, cols: dict[str, list[object]], now_us: int) -> None:
+        self.n = n
+        self.cols = cols
+        self.now_us = now_us
+        self.status: dict[str, list[str]] = {}
+        self.events: dict[str, list[int | None]] = {}
+        self.errors: dict[str, list[str | None]] = {}
+
+
 class OnlineEngine:
-    def __init__(self, catalog: Catalog, store: OnlineStore, table_of: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: OnlineStore,
+        table_of: Mapping[str, str],
+        reader_for: Callable[[Source], Any] | None = None,
+        http_client: Callable[[], object] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.store = store
         self.table_of = table_of
+        self.reader_for = reader_for
+        self.http_client = http_client
         self._compiled: dict[int, _Compiled] = {}
+        self.request_time = {
+            name for name, view in catalog.views.items() if view.max_staleness is not None and reader_for is not None
+        }
+        self.guards: dict[str, Guard] = {}
+        for name, res in catalog.resolvers.items():
+            self.guards[f"resolver:{name}"] = Guard(f"resolver {name!r}", res.policy)
+        for name in self.request_time:
+            view = catalog.views[name]
+            self.guards[f"view:{name}"] = Guard(
+                f"source {view.source.name!r} (feature view {name!r})",
+                CallPolicy(timeout=view.timeout, circuit_breaker=SOURCE_BREAKER),
+            )
 
-    def _compile(self, plan: Plan) -> _Compiled:
+    def compile(self, plan: Plan) -> _Compiled:
         compiled = self._compiled.get(id(plan))
         if compiled is None or compiled.plan is not plan:
-            compiled = self._compiled[id(plan)] = _Compiled(self.catalog, plan, self.table_of)
+            compiled = self._compiled[id(plan)] = _Compiled(self.catalog, plan, self.table_of, self.request_time)
         return compiled
 
+    def needs_event_loop(self, plan: Plan) -> bool:
+        return self.compile(plan).has_async
+
     def execute(self, plan: Plan, entities: Entities, now_us: int, with_status: bool = False) -> QueryResult:
-        compiled = self._compile(plan)
-        coro = self._run(compiled, entities, now_us, with_status)
+        """Run a plan that needs no event loop (no async resolver, no request-time lookup)."""
+        compiled = self.compile(plan)
         if compiled.has_async:
-            return asyncio.run(coro)
-        return _drive_sync(coro)
+            raise RuntimeError("this plan awaits I/O; run aexecute on an event loop")
+        return _drive_sync(self._run(compiled, entities, now_us, with_status))
 
     async def aexecute(self, plan: Plan, entities: Entities, now_us: int, with_status: bool = False) -> QueryResult:
-        return await self._run(self._compile(plan), entities, now_us, with_status)
+        return await self._run(self.compile(plan), entities, now_us, with_status)
 
     async def _run(self, compiled: _Compiled, entities: Entities, now_us: int, with_status: bool) -> QueryResult:
         n, cols = _key_rows(compiled, entities)
-        status: dict[str, list[str]] = {}
-        events: dict[str, list[int | None]] = {}
-        errors: dict[str, list[str | None]] = {}
-        for i, step in enumerate(compiled.plan.steps):
-            keys = [cols[c] for c in step.keys.columns]
-            key_tuples = list(zip(*keys)) if len(keys) > 1 else [(k,) for k in keys[0]]
-            if isinstance(step, Lookup):
-                table, outs = compiled.lookups[i]
-                wanted = [k for k in key_tuples if None not in k]
-                found = dict(zip(wanted, self.store.read(table, wanted))) if wanted else {}
-                for cid, position, limit in outs:
-                    vals: list[object] = []
-                    sts: list[str] = []
-                    evs: list[int | None] = []
-                    for key in key_tuples:
-                        row = found.get(key)
-                        if row is None:
-                            vals.append(None), sts.append("missing"), evs.append(None)
-                        elif expired_micros(now_us, row[0], limit):
-                            vals.append(None), sts.append("expired"), evs.append(row[0])
-                        else:
-                            vals.append(row[2][position]), sts.append("present"), evs.append(row[0])
-                    cols[cid], status[cid], events[cid] = vals, sts, evs
+        state = _State(n, cols, now_us)
+        steps = compiled.plan.steps
+        for level in compiled.levels:
+            if compiled.has_async and len(level) > 1:
+                await asyncio.gather(*(self._step(compiled, i, steps[i], state) for i in level))
             else:
-                await self._compute(compiled, step, cols, status, errors, n, now_us)
+                for i in level:
+                    await self._step(compiled, i, steps[i], state)
         rows = [{ref: convert(cols[cid][r]) for ref, cid, convert in compiled.outputs} for r in range(n)]
         details = None
         if with_status:
@@ -144,9 +202,10 @@ class OnlineEngine:
                 {
                     ref: FeatureValue(
                         rows[r][ref],
-                        status[cid][r],  # type: ignore[arg-type]
-                        None if events.get(cid) is None or events[cid][r] is None else from_micros(events[cid][r]),  # type: ignore[arg-type]
-                        errors.get(cid, [None] * n)[r],
+                        state.status[cid][r],  # type: ignore[arg-type]
+                        None if cid not in state.events or state.events[cid][r] is None
+                        else from_micros(state.events[cid][r]),  # type: ignore[arg-type]
+                        state.errors[cid][r] if cid in state.errors else None,
                     )
                     for ref, cid, _ in compiled.outputs
                 }
@@ -154,40 +213,150 @@ class OnlineEngine:
             ]
         return QueryResult(tuple(ref for ref, _, _ in compiled.outputs), rows, details)
 
-    async def _compute(
+    async def _step(self, compiled: _Compiled, i: int, step: Step, state: _State) -> None:
+        if isinstance(step, Lookup):
+            await self._lookup(compiled, i, step, state)
+        else:
+            await self._compute(compiled, step, state)
+
+    async def _lookup(self, compiled: _Compiled, i: int, step: Lookup, state: _State) -> None:
+        table, outs = compiled.lookups[i]
+        keys = [state.cols[c] for c in step.keys.columns]
+        key_tuples = list(zip(*keys)) if len(keys) > 1 else [(k,) for k in keys[0]]
+        wanted = list(dict.fromkeys(k for k in key_tuples if None not in k))
+        found: dict[tuple[object, ...], StoredRow | None] = dict(zip(wanted, self.store.read(table, wanted))) if wanted else {}
+        failed: dict[tuple[object, ...], str] = {}
+        if step.view in self.request_time and wanted:
+            await self._resolve_stale(step, table, wanted, found, failed, state.now_us)
+        now_us = state.now_us
+        for cid, position, limit in outs:
+            default = compiled.defaults[cid]
+            vals: list[object] = []
+            sts: list[str] = []
+            evs: list[int | None] = []
+            errs: list[str | None] = []
+            for key in key_tuples:
+                row = found.get(key)
+                if key in failed:
+                    vals.append(default), sts.append("error"), evs.append(None), errs.append(failed[key])
+                    continue
+                errs.append(None)
+                if row is None:
+                    vals.append(None), sts.append("missing"), evs.append(None)
+                elif expired_micros(now_us, row[0], limit):
+                    vals.append(None), sts.append("expired"), evs.append(row[0])
+                else:
+                    vals.append(row[2][position]), sts.append("present"), evs.append(row[0])
+            state.cols[cid], state.status[cid], state.events[cid] = vals, sts, evs
+            if failed:
+                state.errors[cid] = errs
+
+    async def _resolve_stale(
         self,
-        compiled: _Compiled,
-        step: Compute,
-        cols: dict[str, list[object]],
-        status: dict[str, list[str]],
-        errors: dict[str, list[str | None]],
-        n: int,
+        step: Lookup,
+        table: str,
+        wanted: list[tuple[object, ...]],
+        found: dict[tuple[object, ...], StoredRow | None],
+        failed: dict[tuple[object, ...], str],
         now_us: int,
     ) -> None:
+        """Ask the source for keys whose stored value is not fresh enough; write the answers back."""
+        view: FeatureView = self.catalog.views[step.view]
+        assert view.max_staleness is not None and self.reader_for is not None
+        staleness = timedelta_micros(view.max_staleness)
+        synced = self.store.read_synced(table, wanted)
+        stale = [k for k, s in zip(wanted, synced) if s is None or now_us - s > staleness]
+        if not stale:
+            return
+        reader = self.reader_for(view.source)
+        request = ScanRequest(
+            columns={
+                **{k: (view.source_key(k), d) for k, d in view.entity.keys.items()},
+                **{f.name: (f.source_column, f.dtype) for f in view.features},
+            },
+            where=f"feature view {view.name!r}",
+        )
+        key_names = list(view.entity.keys)
+        try:
+            frame = await self.guards[f"view:{view.name}"].call(
+                lambda: reader.lookup(request, key_names, stale, now_us)
+            )
+        except Exception as exc:  # noqa: BLE001 - the failure becomes a per-feature status
+            message = f"{type(exc).__name__}: {exc}"
+            for key in stale:
+                failed[key] = message
+            return
+        fetched = _rows_by_key(frame, view)
+        for key in stale:
+            found[key] = fetched.get(key)
+        self.store.write(table, list(fetched.items()))
+        self.store.mark_synced(table, stale, now_us)
+
+    async def _compute(self, compiled: _Compiled, step: Compute, state: _State) -> None:
         res = self.catalog.resolvers[step.resolver]
-        inputs = [(param, cols[cid], compiled.converters[cid]) for param, cid in step.inputs]
-        now = from_micros(now_us) if step.wants_now else None
-        outs = [[None] * n for _ in step.outputs]
-        sts = [["present"] * n for _ in step.outputs]
-        errs: list[list[str | None]] = [[None] * n for _ in step.outputs]
-        single = len(step.outputs) == 1
-        for r in range(n):
+        n = state.n
+        inputs = [(param, state.cols[cid], compiled.converters[cid]) for param, cid in step.inputs]
+        now = from_micros(state.now_us) if step.wants_now else None
+        http = self.http_client() if res.wants_http and self.http_client is not None else None
+        n_out = len(step.outputs)
+        outs: list[list[object]] = [[None] * n for _ in range(n_out)]
+        sts = [["present"] * n for _ in range(n_out)]
+        errs: list[list[str | None]] = [[None] * n for _ in range(n_out)]
+        defaults = [compiled.defaults[cid] for _, cid, _ in step.outputs]
+        guard = self.guards[f"resolver:{res.name}"]
+
+        def kwargs_of(r: int) -> dict[str, Any]:
             kwargs: dict[str, Any] = {param: convert(vals[r]) for param, vals, convert in inputs}
             if now is not None:
                 kwargs["now"] = now
-            try:
-                result = res.fn(**kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                parts = (result,) if single else _split(result, len(step.outputs))
-                for j, (feature, _, dtype) in enumerate(step.outputs):
-                    outs[j][r] = values.to_storage(dtype, parts[j], where=f"resolver {res.name!r}, feature {feature!r}")
-            except Exception as exc:  # noqa: BLE001 - any resolver failure becomes a per-feature status
-                message = f"resolver {res.name!r} raised {type(exc).__name__}: {exc}"
-                for j in range(len(step.outputs)):
-                    outs[j][r], sts[j][r], errs[j][r] = None, "error", message
+            if res.wants_http:
+                kwargs["http"] = http
+            return kwargs
+
+        def store(r: int, result: object) -> None:
+            parts = (result,) if n_out == 1 else _split(result, n_out)
+            for j, (feature, _, dtype) in enumerate(step.outputs):
+                outs[j][r] = values.to_storage(dtype, parts[j], where=f"resolver {res.name!r}, feature {feature!r}")
+
+        def fail(r: int, exc: BaseException) -> None:
+            message = f"resolver {res.name!r} raised {type(exc).__name__}: {exc}"
+            for j in range(n_out):
+                outs[j][r], sts[j][r], errs[j][r] = defaults[j], "error", message
+
+        if res.is_async:
+            async def one(r: int) -> None:
+                try:
+                    store(r, await guard.call(lambda: res.fn(**kwargs_of(r))))  # type: ignore[arg-type,return-value]
+                except Exception as exc:  # noqa: BLE001 - any resolver failure becomes a per-feature status
+                    fail(r, exc)
+
+            await asyncio.gather(*(one(r) for r in range(n)))
+        else:
+            for r in range(n):
+                try:
+                    result = res.fn(**kwargs_of(r))
+                    if inspect.isawaitable(result):
+                        result = await result
+                    store(r, result)
+                except Exception as exc:  # noqa: BLE001 - any resolver failure becomes a per-feature status
+                    fail(r, exc)
         for j, (_, cid, _) in enumerate(step.outputs):
-            cols[cid], status[cid], errors[cid] = outs[j], sts[j], errs[j]
+            state.cols[cid], state.status[cid], state.errors[cid] = outs[j], sts[j], errs[j]
+
+
+def _rows_by_key(frame: pl.DataFrame, view: FeatureView) -> dict[tuple[object, ...], StoredRow]:
+    """A lookup result (one row per key) in storage form, keyed like the store."""
+    storage = frame.select(
+        *(pl.col(k).cast(values.storage_polars_type(d)) for k, d in view.entity.keys.items()),
+        pl.col(EVENT),
+        pl.col(CREATED).fill_null(pl.col(EVENT)),
+        *(pl.col(f.name).cast(values.storage_polars_type(f.dtype)) for f in view.features),
+    )
+    n_keys = len(view.entity.keys)
+    out: dict[tuple[object, ...], StoredRow] = {}
+    for row in storage.iter_rows():
+        out[tuple(row[:n_keys])] = (row[n_keys], row[n_keys + 1], tuple(row[n_keys + 2 :]))
+    return out
 
 
 def _split(result: object, n: int) -> tuple[object, ...]:
@@ -199,10 +368,10 @@ def _split(result: object, n: int) -> tuple[object, ...]:
 
 
 def _drive_sync(coro: Coroutine[Any, Any, QueryResult]) -> QueryResult:
-    """Run a coroutine that never suspends (no async resolver in the plan) without an event loop."""
+    """Run a coroutine that never suspends (no async step in the plan) without an event loop."""
     try:
         coro.send(None)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     coro.close()
-    raise RuntimeError("an online plan without async resolvers suspended; this is a bug in parity")
+    raise RuntimeError("an online plan without async steps suspended; this is a bug in parity")

@@ -20,6 +20,7 @@ from parity.registry.store import Diff, Registry
 from parity.registry.versions import online_table
 from parity.runtime import wiring
 from parity.runtime.loader import load_definitions
+from parity.runtime.loop import BackgroundLoop
 from parity.runtime.settings import Settings, load_settings
 from parity.semantics.time import ensure_utc, now_micros, to_micros
 
@@ -38,6 +39,9 @@ class Project:
         self._plans: dict[tuple[str, ...], Plan] = {}
         self._store = None
         self._online = None
+        self._readers: dict[str, object] = {}
+        self._loop = BackgroundLoop()
+        self._http = None
 
     # -- construction --------------------------------------------------------------------
 
@@ -90,7 +94,16 @@ class Project:
     # -- offline -------------------------------------------------------------------------
 
     def _reader(self, source):  # type: ignore[no-untyped-def]
-        return wiring.reader_for(source, self.settings.root)
+        # One reader per source for the life of the project: it owns the source's connection pool.
+        reader = self._readers.get(source.name)
+        if reader is None:
+            reader = self._readers[source.name] = wiring.reader_for(source, self.settings.root)
+        return reader
+
+    def _online_http(self):  # type: ignore[no-untyped-def]
+        if self._http is None:
+            self._http = wiring.http_client()
+        return self._http
 
     def training_set(
         self,
@@ -120,7 +133,8 @@ class Project:
             timezone=timezone, reserved=list(features),
         )
         progress(f"spine: {spine_data.table.num_rows:,} rows; plan: {len(plan.steps)} steps")
-        columns = OfflineEngine(self.catalog, self._reader, progress).run(plan, spine_data.keys, spine_data.times_us)
+        engine = OfflineEngine(self.catalog, self._reader, progress, http_client=wiring.http_client)
+        columns = engine.run(plan, spine_data.keys, spine_data.times_us)
         table = spine_data.table
         for ref, cid in plan.outputs:
             dtype = self.catalog.feature_at(self.catalog.parse(ref)).dtype
@@ -161,7 +175,9 @@ class Project:
         if self._online is None:
             from parity.online.engine import OnlineEngine
 
-            self._online = OnlineEngine(self.catalog, self.online_store(), self.table_of)
+            self._online = OnlineEngine(
+                self.catalog, self.online_store(), self.table_of, reader_for=self._reader, http_client=self._online_http
+            )
         return self._online
 
     def query(self, entities, features: Sequence[str], *, now: dt.datetime | None = None, with_status: bool = False):  # type: ignore[no-untyped-def]
@@ -170,13 +186,31 @@ class Project:
         ``entities`` is a mapping of key columns (``{"user_id": [1, 2]}``) or a list of key rows.
         """
         now_us = now_micros() if now is None else to_micros(ensure_utc(now, what="query now"))
-        return self._online_engine().execute(self.plan(features), entities, now_us, with_status)
+        engine, plan = self._online_engine(), self.plan(features)
+        if engine.needs_event_loop(plan):
+            return self._loop.run(engine.aexecute(plan, entities, now_us, with_status))
+        return engine.execute(plan, entities, now_us, with_status)
 
     async def aquery(self, entities, features: Sequence[str], *, now: dt.datetime | None = None, with_status: bool = False):  # type: ignore[no-untyped-def]
         now_us = now_micros() if now is None else to_micros(ensure_utc(now, what="query now"))
-        return await self._online_engine().aexecute(self.plan(features), entities, now_us, with_status)
+        engine, plan = self._online_engine(), self.plan(features)
+        if engine.needs_event_loop(plan):
+            return await self._loop.arun(engine.aexecute(plan, entities, now_us, with_status))
+        return engine.execute(plan, entities, now_us, with_status)
 
     def close(self) -> None:
+        """Close pools, the HTTP client, the I/O loop and the online store."""
+        closers = [r.aclose() for r in self._readers.values() if hasattr(r, "aclose")]
+        if self._http is not None:
+            closers.append(self._http.aclose())
+        for closer in closers:
+            try:
+                self._loop.run(closer)
+            except Exception:  # noqa: BLE001, S110 - closing is best effort; nothing is left half-written
+                pass
+        self._readers.clear()
+        self._http = None
+        self._loop.close()
         if self._store is not None:
             self._store.close()
             self._store = None

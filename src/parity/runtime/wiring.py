@@ -40,3 +40,9 @@ def online_store(kind: str, path: str) -> OnlineStore:
 
         return SQLiteOnlineStore(path)
     raise ConfigError(f"unknown online store type {kind!r}")
+
+
+def http_client():  # type: ignore[no-untyped-def]
+    from parity.connectors.http import HttpClient
+
+    return HttpClient()
