@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from parity.define.dtypes import Bool, Date, Float64, Int64, List, String, Timestamp
 from parity.define.entities import Entity, HasOne
 from parity.define.features import Feature, FeatureView
-from parity.define.resolvers import resolver
+from parity.define.resolvers import CircuitBreaker, resolver
 from parity.define.sources import DuckDBSource, MySQLSource, ParquetSource, PostgresSource, SQLiteSource
 from parity.errors import ParityError
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Bool",
+    "CircuitBreaker",
     "Date",
     "DuckDBSource",
     "Entity",

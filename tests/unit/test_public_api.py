@@ -6,7 +6,7 @@ import parity
 
 def test_public_names_are_a_decision():
     assert parity.__all__ == [
-        "Bool", "Date", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64", "HasOne", "Int64",
+        "Bool", "CircuitBreaker", "Date", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64", "HasOne", "Int64",
         "List", "MySQLSource", "ParityError", "ParquetSource", "PostgresSource", "Project", "SQLiteSource", "String", "Timestamp", "resolver",
     ]
     assert parity.__all__ == sorted(parity.__all__)

@@ -265,7 +265,7 @@ class OnlineEngine:
         assert view.max_staleness is not None and self.reader_for is not None
         staleness = timedelta_micros(view.max_staleness)
         synced = self.store.read_synced(table, wanted)
-        stale = [k for k, s in zip(wanted, synced) if s is None or now_us - s > staleness]
+        stale = [k for k, s in zip(wanted, synced) if s is None or now_us - s >= staleness]
         if not stale:
             return
         reader = self.reader_for(view.source)
