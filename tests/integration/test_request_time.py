@@ -6,25 +6,34 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
+
 import parity as pt
+from tests.integration.mysql_fixtures import mysql_table  # noqa: F401 - fixture
 from tests.integration.pg_fixtures import pg_table  # noqa: F401 - fixture
 from tests.support import at
 
 
-def _project(tmp_path, table: str, staleness: dt.timedelta, extra=(), user=None):  # type: ignore[no-untyped-def]
+def _project(tmp_path, table: str, staleness: dt.timedelta, extra=(), user=None, db="postgres"):  # type: ignore[no-untyped-def]
     user = user or pt.Entity("user", keys={"user_id": pt.Int64})
-    source = pt.PostgresSource("users_db", table=table, connection="env:PARITY_IT_PG", event_time="updated_at",
-                               created_time="ingested_at", sequence="id")
+    if db == "postgres":
+        source = pt.PostgresSource("users_db", table=table, connection="env:PARITY_IT_PG", event_time="updated_at",
+                                   created_time="ingested_at", sequence="id")
+    else:
+        source = pt.MySQLSource("users_db", table=table, connection="env:PARITY_IT_MYSQL", event_time="updated_at",
+                                created_time="ingested_at", sequence="id", timezone="UTC")
     view = pt.FeatureView("profile", entity=user, source=source, max_staleness=staleness, timeout=2.0,
                           max_age=dt.timedelta(days=3),
                           features=[pt.Feature("country", pt.String, default="??"), pt.Feature("score", pt.Float64)])
     return pt.Project.from_definitions([user, view, *extra], root=str(tmp_path), online_store_path=str(tmp_path / "o.db"))
 
 
-def test_lookup_at_request_time_follows_the_as_of_rule(tmp_path, pg_table):
-    pg_table.insert([(1, at(1), at(1), "DE", 1.0), (1, at(3), at(6), "FR", 2.0), (2, at(2), None, "US", 3.0),
-                     (1, at(5), at(5), None, 4.0)])
-    project = _project(tmp_path, pg_table.name, dt.timedelta(0))
+@pytest.mark.parametrize("db", ["postgres", "mysql"])
+def test_lookup_at_request_time_follows_the_as_of_rule(tmp_path, db, request):
+    table = request.getfixturevalue("pg_table" if db == "postgres" else "mysql_table")
+    table.insert([(1, at(1), at(1), "DE", 1.0), (1, at(3), at(6), "FR", 2.0), (2, at(2), None, "US", 3.0),
+                  (1, at(5), at(5), None, 4.0), (1, at(5), at(5), "AT", 5.0)])
+    project = _project(tmp_path, table.name, dt.timedelta(0), db=db)
     spine = {"user_id": [1, 1, 1, 2, 3]}
     times = [at(2), at(4), at(7), at(4), at(4)]
     for i, t in enumerate(times):
