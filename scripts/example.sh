@@ -32,4 +32,13 @@ echo "== materialize into the online store (full, then incremental: nothing new)
 echo "== online query"
 "$PARITY" query --features "$FEATURES" --entity transaction_id=t00000042 --status
 echo "== online == offline: replaying labelled transactions at their own times"
-../.venv/bin/python ../examples/fraud/check_parity.py
+../.venv/bin/python check_parity.py
+
+# The live part needs PostgreSQL on loopback (the "operational database"); the risk API is started
+# by the script itself. Without PostgreSQL the embedded example above is the whole main job.
+if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "== live: PostgreSQL operational database + HTTP risk API, resolved at request time"
+  ../.venv/bin/python live.py
+else
+  echo "== live part skipped: PostgreSQL is not running on 127.0.0.1:5432 (see README, 'Connectors')"
+fi

@@ -90,3 +90,12 @@ def test_independent_steps_run_concurrently(tmp_path, pg_table):
     result = project.query({"user_id": [1]}, ["user.waiter", "user.opener"], now=at(2), with_status=True)
     assert result.rows[0] == {"user.waiter": True, "user.opener": True}, result.details
     project.close()
+
+
+def test_a_value_synced_later_is_not_served_for_an_earlier_time(tmp_path, pg_table):
+    pg_table.insert([(1, at(1), at(1), "DE", 1.0), (1, at(5), at(5), "FR", 2.0)])
+    project = _project(tmp_path, pg_table.name, dt.timedelta(hours=1))
+    assert project.query({"user_id": [1]}, ["user.country"], now=at(6)).rows[0]["user.country"] == "FR"
+    # asked about day 2 afterwards: the stored FR (day 5) was not visible then; the source is asked again
+    assert project.query({"user_id": [1]}, ["user.country"], now=at(2)).rows[0]["user.country"] == "DE"
+    project.close()

@@ -265,7 +265,9 @@ class OnlineEngine:
         assert view.max_staleness is not None and self.reader_for is not None
         staleness = timedelta_micros(view.max_staleness)
         synced = self.store.read_synced(table, wanted)
-        stale = [k for k, s in zip(wanted, synced) if s is None or now_us - s >= staleness]
+        # Fresh: synced at or before the request time, less than max_staleness ago. A value synced
+        # after the request time may be newer than what was visible then, so it is not served.
+        stale = [k for k, s in zip(wanted, synced) if s is None or not 0 <= now_us - s < staleness]
         if not stale:
             return
         reader = self.reader_for(view.source)
