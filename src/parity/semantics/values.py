@@ -123,8 +123,10 @@ def python_value(dtype: DType, stored: object) -> object:
 
 def same_value(a: object, b: object) -> bool:
     """Bit-for-bit equality for exact types; NaN equals NaN (the same bits came through)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)  # -0.0 is not 0.0
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b if a is not None and b is not None else a is b
