@@ -14,8 +14,7 @@ import polars as pl
 
 from parity.connectors.frames import check_columns
 from parity.connectors.sql_source import SQLSourceBase
-from parity.define.sources import MySQLSource
-from parity.errors import ConfigError, DataError, MissingExtraError, StoreError
+from parity.errors import ConfigError, DataError, MissingExtraError
 from parity.ports.secret import Secret
 from parity.ports.source import ScanRequest
 
@@ -34,17 +33,8 @@ def _params(secret: Secret) -> dict[str, Any]:
 
 
 class MySQLReader(SQLSourceBase):
-    def __init__(self, source: MySQLSource, secret: Secret, *, pool_size: int = 8) -> None:
-        self.source = source
-        self.secret = secret
-        self.pool_size = pool_size
-        self._pool = None
-
     def quote(self, identifier: str) -> str:
         return "`" + identifier.replace("`", "``") + "`"
-
-    def _fail(self, exc: Exception) -> StoreError:
-        return StoreError(self.secret.redact(f"{self.describe()}: {type(exc).__name__}: {exc}"))
 
     def scan(self, request: ScanRequest) -> pl.DataFrame:
         try:

@@ -9,16 +9,14 @@ import polars as pl
 
 from parity.connectors.frames import check_columns, normalize
 from parity.connectors.sql_source import SQLSourceBase
-from parity.define.sources import PostgresSource
-from parity.errors import DataError, MissingExtraError, StoreError
-from parity.ports.secret import Secret
+from parity.errors import DataError, MissingExtraError
 from parity.ports.source import ScanRequest
 from parity.semantics.ordering import SEQUENCE
 
 
 def _adbc():  # type: ignore[no-untyped-def]
     try:
-        import adbc_driver_postgresql.dbapi as dbapi
+        from adbc_driver_postgresql import dbapi
     except ImportError:
         raise MissingExtraError("adbc-driver-postgresql", "postgres") from None
     return dbapi
@@ -27,17 +25,8 @@ def _adbc():  # type: ignore[no-untyped-def]
 class PostgresReader(SQLSourceBase):
     physical_order = "ctid"  # without a declared sequence, ties fall back to physical row order
 
-    def __init__(self, source: PostgresSource, secret: Secret, *, pool_size: int = 8) -> None:
-        self.source = source
-        self.secret = secret
-        self.pool_size = pool_size
-        self._pool = None
-
     def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
-
-    def _fail(self, exc: Exception) -> StoreError:
-        return StoreError(self.secret.redact(f"{self.describe()}: {type(exc).__name__}: {exc}"))
 
     def _columns(self, cur) -> list[str]:  # type: ignore[no-untyped-def]
         schema, _, table = self.source.table.rpartition(".")

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from parity.connectors.frames import check_columns, normalize
 from parity.define.sources import MySQLSource, PostgresSource
-from parity.errors import DataError
-from parity.ports.source import ScanRequest
+from parity.errors import DataError, StoreError
 from parity.ports.secret import Secret
+from parity.ports.source import ScanRequest
 from parity.semantics import asof, asof_sql
 from parity.semantics.ordering import SEQUENCE
 from parity.semantics.time import from_micros
@@ -22,10 +23,18 @@ from parity.semantics.time import from_micros
 class SQLSourceBase:
     """Dialect-neutral parts. Subclasses give quoting, placeholders and the drivers."""
 
-    source: PostgresSource | MySQLSource
-    secret: Secret
     supports_point_lookup = True
     physical_order: str | None = None  # a fallback ingestion order when no sequence column is declared
+
+    def __init__(self, source: PostgresSource | MySQLSource, secret: Secret, *, pool_size: int = 8) -> None:
+        self.source = source
+        self.secret = secret
+        self.pool_size = pool_size
+        self._pool: Any = None  # created on first lookup, on the event loop that uses it
+
+    def _fail(self, exc: Exception) -> StoreError:
+        """A driver error as a StoreError whose message holds no secret."""
+        return StoreError(self.secret.redact(f"{self.describe()}: {type(exc).__name__}: {exc}"))
 
     def quote(self, identifier: str) -> str:
         raise NotImplementedError

@@ -127,7 +127,7 @@ def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, l
 class _State:
     """Columns (storage form), statuses, event times and errors of one request."""
 
-    __slots__ = ("cols", "status", "events", "errors", "n", "now_us")
+    __slots__ = ("cols", "errors", "events", "n", "now_us", "status")
 
     def __init__(self, n: int, cols: dict[str, list[object]], now_us: int) -> None:
         self.n = n

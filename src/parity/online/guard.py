@@ -77,7 +77,7 @@ class Guard:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"{self.name}: no time left within {policy.timeout}s")
                 result = await asyncio.wait_for(make(), remaining) if remaining is not None else await make()
-            except Exception as exc:  # noqa: BLE001 - any failure counts towards retries and the breaker
+            except Exception as exc:
                 retry = policy.idempotent and attempt < policy.retries and not isinstance(exc, CircuitOpenError)
                 pause = policy.backoff * (2**attempt)
                 if retry and (deadline is None or self.clock() + pause < deadline):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*)(:(?P<pw>[^@\s]*))?@", re.I)
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*)(:(?P<pw>[^@\s]*))?@", re.IGNORECASE)
 
 
 class Secret:
