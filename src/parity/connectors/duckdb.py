@@ -13,7 +13,10 @@ from parity.ports.source import ScanRequest
 from parity.semantics.ordering import SEQUENCE
 
 # DuckDB would try to download extensions it autoloads; there may be no network.
-DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 
 
 def _quote(identifier: str) -> str:

@@ -68,7 +68,8 @@ class SQLSourceBase:
         event = self.quote(s.event_time)
         created = self.quote(s.created_time) if s.created_time else None
         visible = asof_sql.visible_at(event, created, asof.uses_created(s))
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if request.visible_after_us is not None:
             where.append(f"{visible} > {placeholder[len(params)]}")
             params.append(self.param_time(request.visible_after_us))

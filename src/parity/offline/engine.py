@@ -174,7 +174,7 @@ async def _gather_async(
             batch = calls[start : start + chunk]
             if http is not None:
                 batch = [{**kw, "http": http} for kw in batch]
-            done = await asyncio.gather(*(fn(**kw) for kw in batch), return_exceptions=True)  # type: ignore[misc]
+            done = await asyncio.gather(*(fn(**kw) for kw in batch), return_exceptions=True)  # type: ignore[call-overload]
             for offset, value in enumerate(done):
                 if isinstance(value, Exception):
                     raise DataError(f"{where(start + offset)} raised {type(value).__name__}: {value}") from value

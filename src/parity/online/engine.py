@@ -238,15 +238,17 @@ class OnlineEngine:
             for key in key_tuples:
                 row = found.get(key)
                 if key in failed:
-                    vals.append(default), sts.append("error"), evs.append(None), errs.append(failed[key])
-                    continue
-                errs.append(None)
-                if row is None:
-                    vals.append(None), sts.append("missing"), evs.append(None)
+                    value, status, event, error = default, "error", None, failed[key]
+                elif row is None:
+                    value, status, event, error = None, "missing", None, None
                 elif expired_micros(now_us, row[0], limit):
-                    vals.append(None), sts.append("expired"), evs.append(row[0])
+                    value, status, event, error = None, "expired", row[0], None
                 else:
-                    vals.append(row[2][position]), sts.append("present"), evs.append(row[0])
+                    value, status, event, error = row[2][position], "present", row[0], None
+                vals.append(value)
+                sts.append(status)
+                evs.append(event)
+                errs.append(error)
             state.cols[cid], state.status[cid], state.events[cid] = vals, sts, evs
             if failed:
                 state.errors[cid] = errs

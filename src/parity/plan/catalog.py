@@ -164,11 +164,11 @@ class Catalog:
 
     def refs(self) -> Iterator[str]:
         """Every reference a query can name: features, and features one relationship away."""
-        for (entity, name) in self.features:
-            yield f"{entity}.{name}"
+        for entity_name, name in self.features:
+            yield f"{entity_name}.{name}"
         for entity in self.entities.values():
             for rel_name, rel in entity.relationships.items():
-                for (target, name) in self.features:
+                for target, name in self.features:
                     if target == rel.target.name:
                         yield f"{entity.name}.{rel_name}.{name}"
 

@@ -65,7 +65,7 @@ def from_storage(dtype: DType) -> Callable[[object], object]:
     """A function turning one stored value of ``dtype`` into the Python value resolvers see."""
     if dtype.inner is not None:
         inner = _scalar_from_storage(dtype.inner.name)
-        return lambda v: None if v is None else [inner(x) for x in v]  # type: ignore[union-attr]
+        return lambda v: None if v is None else [inner(x) for x in v]  # type: ignore[attr-defined]
     return _scalar_from_storage(dtype.name)
 
 
