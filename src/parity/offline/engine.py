@@ -42,7 +42,7 @@ class OfflineEngine:
         self.progress = progress
         self.http_client = http_client
 
-    def _prepared_views(self, plan: Plan) -> dict[str, pl.DataFrame]:
+    def _prepared_views(self, plan: Plan) -> dict[str, asof.Prepared]:
         """Read every feature view the plan looks up once, with the union of the features it needs."""
         needed: dict[str, dict[str, tuple[str, DType]]] = {}
         for step in plan.steps:
@@ -77,8 +77,8 @@ class OfflineEngine:
             if isinstance(step, Lookup):
                 view = self.catalog.views[step.view]
                 frame = prepared[step.view]
-                ranks = asof.choose(frame, probes, step.keys.key_names, uses_created=asof.uses_created(view.source))
-                got = asof.gather(frame, ranks, [EVENT, *(o.feature for o in step.outputs)])
+                chosen = asof.choose(frame, probes, step.keys.key_names)
+                got = asof.gather(frame, chosen, [EVENT, *(o.feature for o in step.outputs)])
                 got = got.with_columns(times_us.alias(asof.PROBE_TIME))
                 for out in step.outputs:
                     expired = max_age.expired_expr(pl.col(asof.PROBE_TIME), pl.col(EVENT), out.max_age)

@@ -7,13 +7,15 @@ A row is visible at t when its event time ≤ t and — for sources with a creat
 Vectorized: rows are ranked by (key, event, created, sequence); each row becomes visible at
 ``max(event, created)``; a running maximum of the rank over visibility time gives, for every
 visibility instant, the best row known by then; an as-of join of the probes on that
-index finds the answer. Training sets probe with spine rows; materialization probes every key
+index finds the answer. Only the narrow key/time columns are sorted; payload columns are gathered
+for the chosen rows alone. Training sets probe with spine rows; materialization probes every key
 once at the cutoff — the same function, so both paths choose the same row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -24,6 +26,7 @@ VISIBLE_AT = "__visible_at"
 RANK = "__rank"
 PROBE_TIME = "__t"
 _PROBE = "__probe"
+_ROW = "__row"
 
 
 def uses_created(source: Source) -> bool:
@@ -37,53 +40,114 @@ def visible_at_expr(uses_created: bool) -> pl.Expr:
     return pl.max_horizontal(pl.col(EVENT), created) if uses_created else pl.col(EVENT)
 
 
-def prepare(rows: pl.DataFrame, keys: Sequence[str], *, uses_created: bool) -> pl.DataFrame:
-    """Sort source rows into rank order and add their visibility time.
+@dataclass(frozen=True)
+class Prepared:
+    """Source rows ready for as-of choices.
 
-    ``rows`` holds the key columns, EVENT and CREATED (Int64 µs, CREATED may be all null) and
-    SEQUENCE (ingestion order). The result's row number is its rank.
+    ``rows`` keeps the source's own order (its payload is never shuffled); ``index`` holds one entry
+    per (key, visibility instant) with the position in ``rows`` of the best row visible then.
+    Only the narrow key and time columns are sorted, which keeps preparation cheap for wide sources.
     """
-    return (
-        rows.with_columns(visible_at_expr(uses_created).alias(VISIBLE_AT), pl.col(CREATED).fill_null(pl.col(EVENT)))
-        .sort([*keys, EVENT, CREATED, SEQUENCE])
-    )
+
+    rows: pl.DataFrame
+    index: pl.DataFrame
 
 
-def _index(prepared: pl.DataFrame, keys: Sequence[str], uses_created: bool) -> pl.DataFrame:
-    """One row per (key, visibility instant) holding the rank of the best row visible then."""
-    idx = prepared.select(*keys, VISIBLE_AT).with_row_index(RANK)
+def prepare(rows: pl.DataFrame, keys: Sequence[str], *, uses_created: bool) -> Prepared:
+    """``rows`` holds the key columns, EVENT and CREATED (Int64 µs, CREATED may be null) and
+    SEQUENCE (ingestion order), plus any payload columns."""
+    rows = rows.with_columns(pl.col(CREATED).fill_null(pl.col(EVENT)))
+    narrow = rows.select(*keys, EVENT, CREATED, SEQUENCE).with_row_index(_ROW)
+    # Rank order: key, then event, created, ingestion order — the greatest rank wins.
+    ranked = _sort_by_key_and_time(narrow, keys, EVENT, [CREATED, SEQUENCE])
     if uses_created:
         # Visibility order differs from rank order: carry the best rank seen so far.
-        idx = idx.sort([*keys, VISIBLE_AT, RANK]).with_columns(pl.col(RANK).cum_max().over(keys))
-    # Keep the last row of each (key, instant) run: it holds the best rank up to that instant.
+        idx = (
+            ranked.with_row_index(RANK)
+            .select(*keys, visible_at_expr(True).alias(VISIBLE_AT), RANK)
+            .pipe(_sort_by_key_and_time, keys, VISIBLE_AT, [RANK])
+            .with_columns(pl.col(RANK).cum_max().over(keys))
+        )
+        idx = idx.with_columns(ranked[_ROW].gather(idx[RANK]).alias(_ROW))
+    else:
+        idx = ranked.select(*keys, pl.col(EVENT).alias(VISIBLE_AT), _ROW)
+    # Keep the last entry of each (key, instant) run: it holds the best row up to that instant.
     last = pl.col(VISIBLE_AT) != pl.col(VISIBLE_AT).shift(-1)
     for key in keys:
         last = last | (pl.col(key) != pl.col(key).shift(-1))
-    return idx.filter(last.fill_null(True))
+    return Prepared(rows, idx.filter(last.fill_null(True)).select(*keys, VISIBLE_AT, _ROW))
 
 
-def choose(
-    prepared: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str], *, uses_created: bool
-) -> pl.Series:
-    """For each probe row (keys + PROBE_TIME µs), the rank of the chosen row, or null.
+_COMPOSITE = "__key_time"
 
-    The result is aligned with ``probes``; probes with a null key match nothing.
+
+def _sort_by_key_and_time(frame: pl.DataFrame, keys: Sequence[str], time: str, then: Sequence[str]) -> pl.DataFrame:
+    """``frame`` sorted by (keys, time, *then).
+
+    For one integer key whose range times the time range fits in 62 bits, the key and time are
+    folded into a single integer first: the order is the same, and sorting one column instead of
+    two takes about half the time on wide sources.
     """
-    idx = _index(prepared, keys, uses_created)
+    if len(keys) == 1 and frame.height and frame.schema[keys[0]].is_integer():
+        key = keys[0]
+        bounds = frame.select(
+            pl.col(key).min().alias("k0"), pl.col(key).max().alias("k1"),
+            pl.col(time).min().alias("t0"), pl.col(time).max().alias("t1"),
+        ).row(0)
+        k0, k1, t0, t1 = bounds
+        if None not in bounds and (int(k1) - int(k0) + 1) * (int(t1) - int(t0) + 1) < 2**62:
+            span = int(t1) - int(t0) + 1
+            folded = (pl.col(key).cast(pl.Int64) - k0) * span + (pl.col(time) - t0)
+            return frame.with_columns(folded.alias(_COMPOSITE)).sort([_COMPOSITE, *then]).drop(_COMPOSITE)
+    return frame.sort([*keys, time, *then])
+
+
+def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str]) -> tuple[int, int, int] | None:
+    """(key origin, time origin, time span) folding (key, time) of both sides into one integer
+    with the same order, or None when that is not possible (several or non-integer keys, overflow)."""
+    if len(keys) != 1 or not index.height or not probes.height or not index.schema[keys[0]].is_integer():
+        return None
+    key = keys[0]
+    def bounds(frame: pl.DataFrame, time: str) -> tuple[int | None, ...]:
+        return frame.select(
+            pl.col(key).min().alias("k0"), pl.col(key).max().alias("k1"),
+            pl.col(time).min().alias("t0"), pl.col(time).max().alias("t1"),
+        ).row(0)
+
+    a, b = bounds(index, VISIBLE_AT), bounds(probes, PROBE_TIME)
+    if None in a or None in b:
+        return None
+    k0, k1 = min(a[0], b[0]), max(a[1], b[1])  # type: ignore[type-var]
+    t0, t1 = min(a[2], b[2]), max(a[3], b[3])  # type: ignore[type-var]
+    span = int(t1) - int(t0) + 1
+    return (int(k0), int(t0), span) if (int(k1) - int(k0) + 1) * span < 2**62 else None
+
+
+def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
+    """For each probe row (keys + PROBE_TIME µs), the position in ``prepared.rows`` of the chosen
+    row, or null. Aligned with ``probes``; probes with a null key match nothing."""
     left = probes.select(*keys, PROBE_TIME).with_row_index(_PROBE)
-    left = left.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys)).sort([*keys, PROBE_TIME])
-    joined = left.join_asof(
-        idx,
-        left_on=PROBE_TIME,
-        right_on=VISIBLE_AT,
-        by=list(keys),
-        strategy="backward",
-        check_sortedness=False,
-    )
-    ranks = pl.Series(RANK, [None] * probes.height, dtype=pl.UInt32)
-    return ranks.scatter(joined[_PROBE], joined[RANK]) if joined.height else ranks
+    left = left.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys))
+    index = prepared.index
+    fold = _fold_bounds(index, left, keys)
+    if fold is not None:
+        # One integer per (key, time), same order on both sides: a plain as-of join on one sorted
+        # column, then a check that the match belongs to the probe's own key.
+        k0, t0, span = fold
+        key = keys[0]
+        right = index.select(((pl.col(key).cast(pl.Int64) - k0) * span + (pl.col(VISIBLE_AT) - t0)).alias(_COMPOSITE),
+                             pl.col(key).alias("__match_key"), _ROW)
+        left = left.with_columns(((pl.col(key).cast(pl.Int64) - k0) * span + (pl.col(PROBE_TIME) - t0)).alias(_COMPOSITE))
+        joined = left.sort(_COMPOSITE).join_asof(right, on=_COMPOSITE, strategy="backward", check_sortedness=False)
+        joined = joined.with_columns(pl.when(pl.col("__match_key") == pl.col(key)).then(pl.col(_ROW)).alias(_ROW))
+    else:
+        joined = left.sort([*keys, PROBE_TIME]).join_asof(
+            index, left_on=PROBE_TIME, right_on=VISIBLE_AT, by=list(keys), strategy="backward", check_sortedness=False
+        )
+    chosen = pl.Series(_ROW, [None] * probes.height, dtype=pl.UInt32)
+    return chosen.scatter(joined[_PROBE], joined[_ROW]) if joined.height else chosen
 
 
-def gather(prepared: pl.DataFrame, ranks: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
-    """The chosen rows' ``columns`` (null where nothing was chosen), aligned with ``ranks``."""
-    return prepared.select(pl.col(c).gather(ranks) for c in columns)
+def gather(prepared: Prepared, chosen: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
+    """The chosen rows' ``columns`` (null where nothing was chosen), aligned with ``chosen``."""
+    return prepared.rows.select(pl.col(c).gather(chosen) for c in columns)
