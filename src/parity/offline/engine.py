@@ -75,7 +75,6 @@ class OfflineEngine:
         for i, step in enumerate(plan.steps, 1):
             probes = self._probes(step.keys, columns, times_us)
             if isinstance(step, Lookup):
-                view = self.catalog.views[step.view]
                 frame = prepared[step.view]
                 chosen = asof.choose(frame, probes, step.keys.key_names)
                 got = asof.gather(frame, chosen, [EVENT, *(o.feature for o in step.outputs)])

@@ -108,7 +108,7 @@ def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str])
     if len(keys) != 1 or not index.height or not probes.height or not index.schema[keys[0]].is_integer():
         return None
     key = keys[0]
-    def bounds(frame: pl.DataFrame, time: str) -> tuple[int | None, ...]:
+    def bounds(frame: pl.DataFrame, time: str) -> tuple[int, ...]:
         return frame.select(
             pl.col(key).min().alias("k0"), pl.col(key).max().alias("k1"),
             pl.col(time).min().alias("t0"), pl.col(time).max().alias("t1"),
