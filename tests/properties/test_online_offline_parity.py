@@ -78,3 +78,26 @@ def test_online_answer_equals_training_row(users, orders, t, as_of, max_age_h):
             for ref in REFS:
                 assert same_value(row_on[ref], row_off[ref]), (ref, row_on[ref], row_off[ref])
         project.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(users=st.lists(user_row, max_size=14), t1=TIMES, t2=TIMES, as_of=st.sampled_from(["visible", "event_time"]))
+def test_incremental_materialization_equals_full(users, t1, t2, as_of):
+    t1, t2 = min(t1, t2), max(t1, t2)
+    with tempfile.TemporaryDirectory() as tmp:
+        pl.DataFrame([(u, e, None if c is None else e + dt.timedelta(hours=c), *rest) for u, e, c, *rest in users],
+                     schema=SCHEMA, orient="row").write_parquet(os.path.join(tmp, "users.parquet"))
+        pl.DataFrame([], schema={"order_id": pl.Int64, "ev": pl.Datetime("us", "UTC"), "user_id": pl.Int64},
+                     orient="row").write_parquet(os.path.join(tmp, "orders.parquet"))
+        refs = ["user.n", "user.x", "user.s", "user.xs"]
+        answers = []
+        for name, steps in (("stepwise", [t1, t2]), ("full", [t2])):
+            project = pt.Project.from_definitions(_definitions(tmp, as_of, None), root=tmp,
+                                                  online_store_path=os.path.join(tmp, f"{name}.db"))
+            for t in steps:
+                project.materialize(until=t, views=["users"], incremental=True)
+            answers.append(project.query({"user_id": [1, 2, 3]}, refs, now=t2).rows)
+            project.close()
+        for a, b in zip(*answers):
+            for ref in refs:
+                assert same_value(a[ref], b[ref]), (ref, a[ref], b[ref])
