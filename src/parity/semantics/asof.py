@@ -150,4 +150,8 @@ def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.
 
 def gather(prepared: Prepared, chosen: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
     """The chosen rows' ``columns`` (null where nothing was chosen), aligned with ``chosen``."""
-    return prepared.rows.select(pl.col(c).gather(chosen) for c in columns)
+    # Reading the source rows in ascending position order is several times faster than in probe
+    # order on large sources (memory locality); the result is put back in probe order after.
+    order = chosen.arg_sort(nulls_last=True)
+    ascending = prepared.rows.select(pl.col(c).gather(chosen.gather(order)) for c in columns)
+    return ascending.select(pl.all().gather(order.arg_sort()))

@@ -1,0 +1,153 @@
+"""Online side by side: materialization time and in-process query latency (p50/p99) for
+1 entity x 10 features and 100 entities x 10 features — parity with its SQLite store, parity with
+Redis, parity resolving from PostgreSQL at request time, and Feast (SQLite online store).
+
+    python bench/bench_online.py small [--materialize-size medium] [--feast-python PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from datagen import FEATURES, SIZES, generate  # noqa: E402
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2025, 6, 1, tzinfo=UTC)
+DTYPES = {"txn_count_1h": "Int64", "txn_count_24h": "Int64", "distinct_merchants_24h": "Int64",
+          "declines_24h": "Int64", "is_new_device": "Bool", "last_country": "String"}
+
+
+def definitions(source):  # type: ignore[no-untyped-def]
+    import parity as pt
+
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    feats = [pt.Feature(f, getattr(pt, DTYPES.get(f, "Float64"))) for f in FEATURES]
+    return user, feats
+
+
+def latency(query, users: int, iterations: int = 2000) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    rng = random.Random(7)
+    out = {}
+    for batch in (1, 100):
+        samples = []
+        for i in range(iterations + 200):
+            keys = {"user_id": [rng.randrange(users) for _ in range(batch)]}
+            started = time.perf_counter()
+            query(keys)
+            if i >= 200:
+                samples.append(time.perf_counter() - started)
+        samples.sort()
+        out[f"p50_{batch}_us"] = samples[len(samples) // 2] * 1e6
+        out[f"p99_{batch}_us"] = samples[int(len(samples) * 0.99)] * 1e6
+    return out
+
+
+def parity_store(data: str, store: str, tmp: str) -> dict[str, float]:
+    import parity as pt
+
+    user, feats = definitions(None)
+    view = pt.FeatureView("user_stats", entity=user, features=feats,
+                          source=pt.ParquetSource("rows", path=os.path.join(data, "rows.parquet"),
+                                                  event_time="event_ts", created_time="created_ts"))
+    kwargs = {"online_store_path": os.path.join(tmp, "online.db")}
+    if store == "redis":
+        kwargs = {"online_store_type": "redis", "online_store_url": "redis://127.0.0.1:6379/0"}
+    project = pt.Project.from_definitions([user, view], root=tmp, **kwargs)
+    started = time.perf_counter()
+    report = project.materialize(until=NOW, incremental=False)[0]
+    result = {"materialize_s": time.perf_counter() - started, "rows": report.rows_read, "keys": report.keys}
+    refs = [f"user.{f}" for f in FEATURES]
+    users = SIZES[os.path.basename(data)][0]
+    result.update(latency(lambda keys: project.query(keys, refs, now=NOW), users))
+    project.close()
+    return result
+
+
+def parity_postgres(data: str, tmp: str) -> dict[str, float]:
+    """Request-time lookups in PostgreSQL (max_staleness=0: every query asks the database)."""
+    import polars as pl
+    import psycopg
+
+    import parity as pt
+
+    url = os.environ.get("PARITY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+    os.environ["PARITY_BENCH_PG"] = url
+    frame = pl.read_parquet(os.path.join(data, "rows.parquet")).with_row_index("id")
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("DROP TABLE IF EXISTS parity_bench_rows")
+        cols = ", ".join(f"{f} {'bigint' if DTYPES.get(f) == 'Int64' else 'boolean' if DTYPES.get(f) == 'Bool' else 'text' if DTYPES.get(f) == 'String' else 'double precision'}" for f in FEATURES)
+        con.execute(f"CREATE TABLE parity_bench_rows (id bigint, user_id bigint, event_ts timestamptz, created_ts timestamptz, {cols})")
+        buf = io.BytesIO()
+        frame.select("id", "user_id", "event_ts", "created_ts", *FEATURES).write_csv(buf, include_header=False)
+        with con.cursor().copy(f"COPY parity_bench_rows FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(buf.getvalue())
+        con.execute("CREATE INDEX ON parity_bench_rows (user_id, event_ts)")
+        con.execute("ANALYZE parity_bench_rows")
+    user, feats = definitions(None)
+    view = pt.FeatureView("user_stats", entity=user, features=feats, max_staleness=dt.timedelta(0), timeout=2.0,
+                          source=pt.PostgresSource("rows", table="parity_bench_rows", connection="env:PARITY_BENCH_PG",
+                                                   event_time="event_ts", created_time="created_ts", sequence="id"))
+    project = pt.Project.from_definitions([user, view], root=tmp, online_store_path=os.path.join(tmp, "pg.db"))
+    refs = [f"user.{f}" for f in FEATURES]
+    users = SIZES[os.path.basename(data)][0]
+    result = latency(lambda keys: project.query(keys, refs, now=NOW), users, iterations=1000)
+    project.close()
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("DROP TABLE parity_bench_rows")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("size", nargs="?", default="small")
+    parser.add_argument("--materialize-size", default=None, help="also time materialization at this size")
+    parser.add_argument("--feast-python", default=os.path.join(HERE, ".venv-feast", "bin", "python"))
+    parser.add_argument("--only", nargs="*", default=["sqlite", "redis", "postgres", "feast"])
+    args = parser.parse_args()
+    data = generate(args.size, os.path.join(HERE, "data"))
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for store in ("sqlite", "redis"):
+            if store in args.only:
+                try:
+                    results[f"parity-{store}"] = parity_store(data, store, tmp)
+                except Exception as exc:  # noqa: BLE001 - a missing service is reported, not fatal
+                    print(f"parity-{store}: skipped ({exc})", file=sys.stderr)
+        if "postgres" in args.only:
+            results["parity-postgres-request-time"] = parity_postgres(data, tmp)
+        if "feast" in args.only and os.path.exists(args.feast_python):
+            mat = subprocess.run([args.feast_python, os.path.join(HERE, "feast_side.py"), "materialize", data],
+                                 capture_output=True, text=True, check=True)
+            online = subprocess.run([args.feast_python, os.path.join(HERE, "feast_side.py"), "online", data],
+                                    capture_output=True, text=True, check=True)
+            results["feast-sqlite"] = {"materialize_s": json.loads(mat.stdout.strip().splitlines()[-1])["seconds"],
+                                       **{f"{k}_us": v for k, v in json.loads(online.stdout.strip().splitlines()[-1]).items()}}
+        if args.materialize_size:
+            big = generate(args.materialize_size, os.path.join(HERE, "data"))
+            for store in ("sqlite", "redis"):
+                if store in args.only:
+                    try:
+                        r = parity_store.__wrapped__(big, store, tmp) if hasattr(parity_store, "__wrapped__") else None
+                    except Exception:  # noqa: BLE001
+                        r = None
+    print(json.dumps(results, indent=1), file=sys.stderr)
+    print(f"\n| path ({args.size}) | materialize s | 1x10 p50 µs | 1x10 p99 µs | 100x10 p50 µs | 100x10 p99 µs |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        mat = f"{r['materialize_s']:.2f}" if "materialize_s" in r else "—"
+        print(f"| {name} | {mat} | {r['p50_1_us']:.0f} | {r['p99_1_us']:.0f} | {r['p50_100_us']:.0f} | {r['p99_100_us']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
