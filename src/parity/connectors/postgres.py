@@ -10,6 +10,7 @@ import polars as pl
 from parity.connectors.frames import check_columns, normalize
 from parity.connectors.sql_source import SQLSourceBase
 from parity.errors import DataError, MissingExtraError
+from parity.ports.online_store import StoredRow
 from parity.ports.source import ScanRequest
 from parity.semantics.ordering import SEQUENCE
 
@@ -72,7 +73,7 @@ class PostgresReader(SQLSourceBase):
 
     async def lookup(
         self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int
-    ) -> pl.DataFrame:
+    ) -> dict[tuple[object, ...], StoredRow]:
         sql, params = self.lookup_sql(request, key_names, keys, t_us, "%s")
         try:
             pool = await self._get_pool()
@@ -84,7 +85,7 @@ class PostgresReader(SQLSourceBase):
             raise
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc) from None
-        return self.frame_from_rows(names, rows, request)
+        return self.stored_rows(names, rows, request, key_names)
 
     async def aclose(self) -> None:
         if self._pool is not None:

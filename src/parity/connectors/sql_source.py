@@ -4,20 +4,24 @@ rows into the same normalized frame every connector returns (``connectors.frames
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from parity.connectors.frames import check_columns, normalize
+from parity.define.dtypes import DType, Timestamp
 from parity.define.sources import MySQLSource, PostgresSource
-from parity.errors import DataError, StoreError
+from parity.errors import DataError, NaiveTimestampError, StoreError
+from parity.ports.online_store import StoredRow
 from parity.ports.secret import Secret
 from parity.ports.source import ScanRequest
 from parity.semantics import asof, asof_sql
 from parity.semantics.ordering import SEQUENCE
-from parity.semantics.time import from_micros
+
+_EPOCH_DATE = dt.date(1970, 1, 1)
+from parity.semantics.time import from_micros, to_micros
 
 
 class SQLSourceBase:
@@ -108,6 +112,32 @@ class SQLSourceBase:
             params.extend(key)
         return sql, params
 
+    def stored_rows(
+        self, names: list[str], rows: Sequence[Sequence[object]], request: ScanRequest, key_names: Sequence[str]
+    ) -> dict[tuple[object, ...], StoredRow]:
+        """Point-lookup rows (one per key) → storage form keyed like the online store.
+
+        The per-value twin of ``frame_from_rows`` for the request path, where building a frame
+        would cost more than the database round trip; the PostgreSQL property test holds the two
+        to the same answers.
+        """
+        position = {n: i for i, n in enumerate(names)}
+        check_columns(names, self.source, request, self.describe())
+        event_at = position[self.source.event_time]
+        created_at = position[self.source.created_time] if self.source.created_time else None
+        converters = [(position[col], _converter(dtype, self.source, col)) for _, (col, dtype) in request.columns.items()]
+        n_keys = len(key_names)
+        to_us = _converter(Timestamp, self.source, self.source.event_time)
+        out: dict[tuple[object, ...], StoredRow] = {}
+        for row in rows:
+            converted = [convert(row[i]) for i, convert in converters]
+            ev = to_us(row[event_at])
+            cr = to_us(row[created_at]) if created_at is not None else None
+            if ev is None:
+                continue  # a row without an event time is never visible
+            out[tuple(converted[:n_keys])] = (ev, ev if cr is None else cr, tuple(converted[n_keys:]))  # type: ignore[assignment]
+        return out
+
     def frame_from_rows(self, names: list[str], rows: Sequence[Sequence[object]], request: ScanRequest) -> pl.DataFrame:
         """Rows from a driver → the normalized frame (the same conversion scans use)."""
         check_columns(names, self.source, request, self.describe())
@@ -123,3 +153,38 @@ class SQLSourceBase:
             return normalize(frame.lazy(), self.source, request)
         except pl.exceptions.PolarsError as exc:
             raise DataError(f"{self.describe()}: {exc}") from None
+
+
+def _converter(dtype: DType, source: PostgresSource | MySQLSource, column: str) -> Callable[[object], object]:
+    """Driver value → storage form (semantics.values), with the same rules as ``frames.normalize``."""
+    if dtype.inner is not None:
+        inner = _converter(dtype.inner, source, column)
+        return lambda v: None if v is None else [inner(x) for x in v]  # type: ignore[attr-defined]
+    name = dtype.name
+    if name == "Timestamp":
+        zone = ZoneInfo(source.timezone) if source.timezone else None
+
+        def timestamp(v: object) -> object:
+            if v is None:
+                return None
+            if not isinstance(v, dt.datetime):
+                raise DataError(f"source {source.name!r}: column {column!r} holds {type(v).__name__}, not timestamps")
+            if v.tzinfo is None:
+                if zone is None:
+                    raise NaiveTimestampError(
+                        f"source {source.name!r}: column {column!r} holds timestamps without a time zone; declare "
+                        f"timezone='UTC' (or the zone they are in) on the source (defined at {source.location})"
+                    )
+                v = v.replace(tzinfo=zone)
+            return to_micros(v.astimezone(dt.UTC))
+
+        return timestamp
+    if name == "Date":
+        return lambda v: None if v is None else (v - _EPOCH_DATE).days  # type: ignore[operator]
+    if name == "Float64":
+        return lambda v: None if v is None else float(v)  # type: ignore[arg-type]
+    if name == "Int64":
+        return lambda v: None if v is None else int(v)  # type: ignore[call-overload]
+    if name == "Bool":
+        return lambda v: None if v is None else bool(v)
+    return lambda v: None if v is None else str(v)

@@ -18,8 +18,6 @@ import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-import polars as pl
-
 from parity.define.dtypes import DType
 from parity.define.features import FeatureView
 from parity.define.resolvers import CallPolicy, CircuitBreaker
@@ -33,7 +31,6 @@ from parity.ports.online_store import OnlineStore, StoredRow
 from parity.ports.source import ScanRequest
 from parity.semantics import values
 from parity.semantics.max_age import expired_micros
-from parity.semantics.ordering import CREATED, EVENT
 from parity.semantics.time import from_micros, timedelta_micros
 
 Entities = Mapping[str, Sequence[object]] | Sequence[Mapping[str, object]]
@@ -282,7 +279,7 @@ class OnlineEngine:
         )
         key_names = list(view.entity.keys)
         try:
-            frame = await self.guards[f"view:{view.name}"].call(
+            frame: dict[tuple[object, ...], StoredRow] = await self.guards[f"view:{view.name}"].call(
                 lambda: reader.lookup(request, key_names, stale, now_us)
             )
         except Exception as exc:  # noqa: BLE001 - the failure becomes a per-feature status
@@ -290,7 +287,7 @@ class OnlineEngine:
             for key in stale:
                 failed[key] = message
             return
-        fetched = _rows_by_key(frame, view)
+        fetched = frame
         for key in stale:
             found[key] = fetched.get(key)
         self.store.write(table, list(fetched.items()))
@@ -346,21 +343,6 @@ class OnlineEngine:
                     fail(r, exc)
         for j, (_, cid, _) in enumerate(step.outputs):
             state.cols[cid], state.status[cid], state.errors[cid] = outs[j], sts[j], errs[j]
-
-
-def _rows_by_key(frame: pl.DataFrame, view: FeatureView) -> dict[tuple[object, ...], StoredRow]:
-    """A lookup result (one row per key) in storage form, keyed like the store."""
-    storage = frame.select(
-        *(pl.col(k).cast(values.storage_polars_type(d)) for k, d in view.entity.keys.items()),
-        pl.col(EVENT),
-        pl.col(CREATED).fill_null(pl.col(EVENT)),
-        *(pl.col(f.name).cast(values.storage_polars_type(f.dtype)) for f in view.features),
-    )
-    n_keys = len(view.entity.keys)
-    out: dict[tuple[object, ...], StoredRow] = {}
-    for row in storage.iter_rows():
-        out[tuple(row[:n_keys])] = (row[n_keys], row[n_keys + 1], tuple(row[n_keys + 2 :]))
-    return out
 
 
 def _split(result: object, n: int) -> tuple[object, ...]:

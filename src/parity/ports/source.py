@@ -9,6 +9,7 @@ from typing import Protocol
 import polars as pl
 
 from parity.define.dtypes import DType
+from parity.ports.online_store import StoredRow
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,15 @@ class SourceReader(Protocol):
 class PointLookupReader(SourceReader, Protocol):
     """A source that can answer "the as-of row of these keys at t" itself (a database).
 
-    ``lookup`` returns, per key found, the chosen row as a one-row-per-key frame shaped like a
-    ``scan`` result (keys, ``__ev``, ``__cr``, ``__seq`` and the requested columns).
+    ``lookup`` returns, per key found (storage form, ``request.columns`` starting with the keys),
+    the chosen row as the online store holds it: (event µs, created µs, values of the remaining
+    requested columns in order).
     """
 
     supports_point_lookup: bool
 
     async def lookup(
         self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int
-    ) -> pl.DataFrame: ...
+    ) -> dict[tuple[object, ...], StoredRow]: ...
 
     async def aclose(self) -> None: ...
