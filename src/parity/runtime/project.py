@@ -120,8 +120,6 @@ class Project:
         One row per spine row, in spine order, every spine column unchanged, then one column per
         feature (named as requested).
         """
-        import pyarrow as pa
-
         from parity.offline.engine import OfflineEngine
         from parity.offline.spine import read_spine
         from parity.semantics.values import arrow_type
@@ -139,7 +137,7 @@ class Project:
         for ref, cid in plan.outputs:
             dtype = self.catalog.feature_at(self.catalog.parse(ref)).dtype
             table = table.append_column(ref, columns[cid].to_arrow().cast(arrow_type(dtype)))
-        return table.combine_chunks() if isinstance(table, pa.Table) else table
+        return table.combine_chunks()
 
     # -- online --------------------------------------------------------------------------
 
