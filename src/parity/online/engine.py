@@ -22,7 +22,7 @@ from parity.define.dtypes import DType
 from parity.define.features import FeatureView
 from parity.define.resolvers import CallPolicy, CircuitBreaker
 from parity.define.sources import Source
-from parity.errors import DataError, EntityKeyError
+from parity.errors import DataError, EntityKeyError, StoreError
 from parity.online.guard import Guard
 from parity.online.result import FeatureValue, QueryResult
 from parity.plan.catalog import Catalog
@@ -221,8 +221,13 @@ class OnlineEngine:
         keys = [state.cols[c] for c in step.keys.columns]
         key_tuples = list(zip(*keys)) if len(keys) > 1 else [(k,) for k in keys[0]]
         wanted = list(dict.fromkeys(k for k in key_tuples if None not in k))
-        found: dict[tuple[object, ...], StoredRow | None] = dict(zip(wanted, self.store.read(table, wanted))) if wanted else {}
+        found: dict[tuple[object, ...], StoredRow | None] = {}
         failed: dict[tuple[object, ...], str] = {}
+        try:
+            found = dict(zip(wanted, self.store.read(table, wanted))) if wanted else {}
+        except StoreError as exc:  # the store is down: these features fail, the rest still answers
+            if step.view not in self.request_time:
+                failed = dict.fromkeys(wanted, str(exc))
         if step.view in self.request_time and wanted:
             await self._resolve_stale(step, table, wanted, found, failed, state.now_us)
         now_us = state.now_us
@@ -263,7 +268,10 @@ class OnlineEngine:
         view: FeatureView = self.catalog.views[step.view]
         assert view.max_staleness is not None and self.reader_for is not None
         staleness = timedelta_micros(view.max_staleness)
-        synced = self.store.read_synced(table, wanted)
+        try:
+            synced = self.store.read_synced(table, wanted)
+        except StoreError:
+            synced = [None] * len(wanted)  # without the store, every key is asked of the source
         # Fresh: synced at or before the request time, less than max_staleness ago. A value synced
         # after the request time may be newer than what was visible then, so it is not served.
         stale = [k for k, s in zip(wanted, synced) if s is None or not 0 <= now_us - s < staleness]
@@ -290,8 +298,11 @@ class OnlineEngine:
         fetched = frame
         for key in stale:
             found[key] = fetched.get(key)
-        self.store.write(table, list(fetched.items()))
-        self.store.mark_synced(table, stale, now_us)
+        try:
+            self.store.write(table, list(fetched.items()))
+            self.store.mark_synced(table, stale, now_us)
+        except StoreError:
+            pass  # the answer stands; the write-back is retried by the next request that asks
 
     async def _compute(self, compiled: _Compiled, step: Compute, state: _State) -> None:
         res = self.catalog.resolvers[step.resolver]

@@ -58,11 +58,15 @@ class Project:
         root: str = ".",
         online_store_path: str = ".parity/online.db",
         registry_path: str = ".parity/registry.db",
+        online_store_type: str = "sqlite",
+        online_store_url: str | None = None,
+        online_store_namespace: str = "parity",
     ) -> Project:
         """A project from objects in hand (notebooks, tests), without a parity.toml."""
         settings = Settings(
-            root=root, name="inline", definitions="", online_store_type="sqlite",
-            online_store_path=online_store_path, registry_path=registry_path,
+            root=root, name="inline", definitions="", online_store_type=online_store_type,
+            online_store_path=online_store_path, registry_path=registry_path, online_store_url=online_store_url,
+            online_store_namespace=online_store_namespace,
         )
         return cls(Catalog(definitions), settings)
 
@@ -144,7 +148,8 @@ class Project:
     def online_store(self):  # type: ignore[no-untyped-def]
         if self._store is None:
             self._store = wiring.online_store(
-                self.settings.online_store_type, self.settings.resolve(self.settings.online_store_path)
+                self.settings.online_store_type, self.settings.resolve(self.settings.online_store_path),
+                self.settings.online_store_url, self.settings.root, self.settings.online_store_namespace,
             )
         return self._store
 

@@ -1,7 +1,7 @@
 """One typed settings object, from ``parity.toml`` and ``PARITY_*`` environment variables.
 
-Environment wins over the file: ``PARITY_DEFINITIONS``, ``PARITY_ONLINE_STORE_PATH``,
-``PARITY_REGISTRY_PATH``.
+Environment wins over the file: ``PARITY_DEFINITIONS``, ``PARITY_ONLINE_STORE_TYPE``,
+``PARITY_ONLINE_STORE_PATH``, ``PARITY_ONLINE_STORE_URL``, ``PARITY_REGISTRY_PATH``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class Settings:
     online_store_type: str
     online_store_path: str
     registry_path: str
+    online_store_url: str | None = None
+    online_store_namespace: str = "parity"
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
@@ -48,8 +50,8 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     online = data.get("online_store", {})
     registry = data.get("registry", {})
     store_type = env.get("PARITY_ONLINE_STORE_TYPE", online.get("type", "sqlite"))
-    if store_type != "sqlite":
-        raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite'")
+    if store_type not in ("sqlite", "redis"):
+        raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite' or 'redis'")
     definitions = env.get("PARITY_DEFINITIONS", project.get("definitions"))
     if not definitions:
         raise ConfigError(f"{path}: set [project] definitions = \"<module or file.py>\"")
@@ -60,4 +62,6 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
         online_store_type=store_type,
         online_store_path=env.get("PARITY_ONLINE_STORE_PATH", online.get("path", ".parity/online.db")),
         registry_path=env.get("PARITY_REGISTRY_PATH", registry.get("path", ".parity/registry.db")),
+        online_store_url=env.get("PARITY_ONLINE_STORE_URL", online.get("url")),
+        online_store_namespace=online.get("namespace", project.get("name", os.path.basename(root))),
     )

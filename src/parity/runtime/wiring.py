@@ -34,12 +34,19 @@ def reader_for(source: Source, base_dir: str) -> SourceReader:
     raise ConfigError(f"no connector reads {type(source).__name__} (source {source.name!r})")
 
 
-def online_store(kind: str, path: str) -> OnlineStore:
+def online_store(kind: str, path: str, url: str | None = None, root: str = ".", namespace: str = "parity") -> OnlineStore:
     if kind == "sqlite":
         from parity.connectors.sqlite_online import SQLiteOnlineStore
 
         return SQLiteOnlineStore(path)
-    raise ConfigError(f"unknown online store type {kind!r}")
+    if kind == "redis":
+        from parity.connectors.redis_online import RedisOnlineStore
+        from parity.runtime.secrets import connection
+
+        if not url:
+            raise ConfigError("online_store.type is 'redis': set online_store.url (e.g. 'redis://127.0.0.1:6379/0' or 'env:NAME')")
+        return RedisOnlineStore(connection(url, root=root, what="online_store.url"), namespace=namespace)
+    raise ConfigError(f"unknown online store type {kind!r}; use 'sqlite' or 'redis'")
 
 
 def http_client():  # type: ignore[no-untyped-def]

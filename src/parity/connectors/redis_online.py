@@ -1,0 +1,167 @@
+"""The Redis online store: compact values, pipelined multi-key reads, monotonic writes done
+atomically inside Redis by a Lua script. Needs ``pip install "parity[redis]"``.
+
+Layout (``ns`` is the namespace, ``table`` the feature-view version):
+
+- ``ns:table:<msgpack key>`` → 16-byte header (event µs, created µs as big-endian doubles) + msgpack
+  of the values. Doubles are exact for |µs| < 2^53 (the year 2255); larger times are refused.
+- ``ns:__wm`` hash: table → watermark µs; ``ns:__sync:table`` hash: key → last request-time sync.
+- ``ns:__tables`` set: the tables that exist.
+
+Each key's write is atomic and monotonic (the script compares (event, created) with the held value
+and keeps the newer; a full tie lets the later write win). A write of many keys runs as several
+script calls in one pipeline: a failure part-way leaves every key either old or new, never torn,
+and re-running is safe because writes are monotonic.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgpack
+
+from parity.connectors.sqlite_online import encode_key
+from parity.errors import MissingExtraError, StoreError
+from parity.ports.online_store import StoredRow
+from parity.ports.secret import Secret
+
+_HEADER = struct.Struct(">dd")
+_LIMIT = 2**53
+_BATCH = 1000
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+# KEYS: value keys; ARGV: new values (header + payload). Returns how many were written.
+_WRITE = """
+local written = 0
+for i = 1, #KEYS do
+  local new = ARGV[i]
+  local held = redis.call('GET', KEYS[i])
+  local take = true
+  if held then
+    local hev, hcr = struct.unpack('>d>d', string.sub(held, 1, 16))
+    local nev, ncr = struct.unpack('>d>d', string.sub(new, 1, 16))
+    if nev < hev or (nev == hev and ncr < hcr) then take = false end
+  end
+  if take then
+    redis.call('SET', KEYS[i], new)
+    written = written + 1
+  end
+end
+return written
+"""
+# KEYS[1]: a hash; ARGV: field, value, field, value... — keeps the larger number per field.
+_MAX_HASH = """
+for i = 1, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if not held or tonumber(ARGV[i + 1]) > tonumber(held) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+
+class RedisOnlineStore:
+    def __init__(self, url: Secret, *, namespace: str = "parity", timeout: float = 0.5) -> None:
+        try:
+            import redis
+        except ImportError:
+            raise MissingExtraError("redis", "redis") from None
+        self._redis_errors = (redis.RedisError, OSError)
+        self.secret = url
+        self.ns = namespace
+        try:
+            self.client = redis.Redis.from_url(url.reveal(), socket_timeout=timeout, socket_connect_timeout=timeout,
+                                               health_check_interval=10)
+        except ValueError as exc:
+            raise StoreError(url.redact(f"invalid Redis URL {url.reference}: {exc}")) from None
+        self._write = self.client.register_script(_WRITE)
+        self._max_hash = self.client.register_script(_MAX_HASH)
+        self._tables: set[str] = set()
+
+    def _fail(self, exc: Exception) -> StoreError:
+        return StoreError(self.secret.redact(f"Redis online store ({self.secret.reference}): {type(exc).__name__}: {exc}"))
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except self._redis_errors as exc:
+            raise self._fail(exc) from None
+
+    def _key(self, table: str, key: tuple[object, ...]) -> bytes:
+        return f"{self.ns}:{table}:".encode() + encode_key(key)
+
+    def ensure_table(self, table: str) -> None:
+        if table not in self._tables:
+            self._call(self.client.sadd, f"{self.ns}:__tables", table)
+            self._tables.add(table)
+
+    def has_table(self, table: str) -> bool:
+        return table in self._tables or bool(self._call(self.client.sismember, f"{self.ns}:__tables", table))
+
+    def write(self, table: str, rows: Iterable[tuple[tuple[object, ...], StoredRow]]) -> int:
+        self.ensure_table(table)
+        prefix = f"{self.ns}:{table}:".encode()
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        pipe = self.client.pipeline(transaction=False)
+        calls = 0
+        for key, (ev, cr, payload) in rows:
+            if not (-_LIMIT < ev < _LIMIT and -_LIMIT < cr < _LIMIT):
+                raise StoreError(f"Redis online store: time {ev}/{cr} µs is beyond what it stores exactly (2^53 µs)")
+            keys.append(prefix + encode_key(key))
+            values.append(_HEADER.pack(ev, cr) + _packb(list(payload)))
+            if len(keys) == _BATCH:
+                self._write(keys=keys, args=values, client=pipe)
+                keys, values, calls = [], [], calls + 1
+        if keys:
+            self._write(keys=keys, args=values, client=pipe)
+            calls += 1
+        if not calls:
+            return 0
+        return sum(self._call(pipe.execute))
+
+    def read(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[StoredRow | None]:
+        if not keys:
+            return []
+        raw = self._call(self.client.mget, [self._key(table, k) for k in keys])
+        out: list[StoredRow | None] = []
+        for value in raw:
+            if value is None:
+                out.append(None)
+                continue
+            ev, cr = _HEADER.unpack_from(value)
+            out.append((int(ev), int(cr), tuple(msgpack.unpackb(value[16:]))))
+        return out
+
+    def get_watermark(self, table: str) -> int | None:
+        value = self._call(self.client.hget, f"{self.ns}:__wm", table)
+        return None if value is None else int(value)
+
+    def set_watermark(self, table: str, micros: int) -> None:
+        self._call(self._max_hash, keys=[f"{self.ns}:__wm"], args=[table, micros])
+
+    def read_synced(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[int | None]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(f"{self.ns}:__wm", table)
+        pipe.hmget(f"{self.ns}:__sync:{table}", [encode_key(k) for k in keys]) if keys else None
+        answers = self._call(pipe.execute)
+        watermark = None if answers[0] is None else int(answers[0])
+        marks = answers[1] if keys else []
+        out = []
+        for mark in marks:
+            candidates = [m for m in (watermark, None if mark is None else int(mark)) if m is not None]
+            out.append(max(candidates) if candidates else None)
+        return out
+
+    def mark_synced(self, table: str, keys: Sequence[tuple[object, ...]], micros: int) -> None:
+        args: list[object] = []
+        for key in keys:
+            args.extend((encode_key(key), micros))
+        if args:
+            self._call(self._max_hash, keys=[f"{self.ns}:__sync:{table}"], args=args)
+
+    def close(self) -> None:
+        self.client.close()
