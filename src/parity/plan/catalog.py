@@ -99,7 +99,9 @@ class Catalog:
         self.features[key] = fd
 
     def _add_view(self, view: FeatureView) -> None:
-        if view.name in self.views and self.views[view.name] is not view:
+        if self.views.get(view.name) is view:
+            return  # the same object listed twice (e.g. imported into two modules) is one definition
+        if view.name in self.views:
             raise DuplicateNameError(
                 f"feature view {view.name!r} is defined twice (first at {self.views[view.name].location})",
                 location=view.location,
@@ -110,7 +112,9 @@ class Catalog:
             self._add_feature(FeatureDef(view.entity, feature, view=view))
 
     def _add_resolver(self, res: Resolver) -> None:
-        if res.name in self.resolvers and self.resolvers[res.name] is not res:
+        if self.resolvers.get(res.name) is res:
+            return
+        if res.name in self.resolvers:
             raise DuplicateNameError(
                 f"resolver {res.name!r} is defined twice (first at {self.resolvers[res.name].location})",
                 location=res.location,

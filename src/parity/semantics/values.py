@@ -19,6 +19,7 @@ from parity.errors import DataError
 from parity.semantics.time import UTC, from_micros, to_micros
 
 _EPOCH_DATE = dt.date(1970, 1, 1)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 _ARROW: dict[str, pa.DataType] = {
     "Int64": pa.int64(),
@@ -83,10 +84,15 @@ def _scalar_to_storage(name: str, value: object) -> object:
     if name == "Float64":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError("a float")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int too large for a float
+            raise TypeError("a float within the Float64 range") from None
     if name == "Int64":
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError("an int")
+        if not _INT64_MIN <= value <= _INT64_MAX:  # offline would store null, online the big int
+            raise TypeError("an int within the Int64 range")
         return value
     if name == "Bool":
         if not isinstance(value, bool):
@@ -94,6 +100,11 @@ def _scalar_to_storage(name: str, value: object) -> object:
         return value
     if not isinstance(value, str):
         raise TypeError("a str")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")  # lone surrogates: Arrow cannot hold them, so offline could not either
+        except UnicodeEncodeError:
+            raise TypeError("a str encodable as UTF-8") from None
     return value
 
 
