@@ -65,3 +65,14 @@ def test_apply_never_resets_the_watermark(tmp_path):
     assert report.incremental_from_us is not None and report.rows_read == 1
     p.close()
     again.close()
+
+
+def test_event_time_ties_go_to_the_later_created_row_then_the_later_row(tmp_path):
+    # Same event time: the greater created time wins even when it comes first in the file;
+    # with equal created times the later row wins. Online as offline.
+    p = _project(tmp_path, [(1, at(1), at(3), 30), (1, at(1), at(2), 20), (2, at(1), at(2), 5), (2, at(1), at(2), 6)])
+    p.materialize(until=at(4), incremental=False)
+    spine = pl.DataFrame({"user_id": [1, 2], "timestamp": [at(4), at(4)]})
+    assert p.training_set(spine, ["user.x"]).column("user.x").to_pylist() == [30, 6]
+    assert p.query({"user_id": [1, 2]}, ["user.x"], now=at(4)).column("user.x") == [30, 6]
+    p.close()

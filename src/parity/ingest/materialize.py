@@ -68,13 +68,7 @@ def materialize_view(
     )
     rows = reader.scan(request)
     progress(f"{view.name}: read {rows.height:,} rows from {reader.describe()}")
-    uses_created = asof.uses_created(view.source)
-    prepared = asof.prepare(rows, keys, uses_created=uses_created)
-    probes = prepared.index.select(keys).unique(maintain_order=True).drop_nulls().with_columns(
-        pl.lit(until_us, dtype=pl.Int64).alias(asof.PROBE_TIME)
-    )
-    rows_chosen = asof.choose(prepared, probes, keys)
-    chosen = asof.gather(prepared, rows_chosen, [*keys, EVENT, CREATED, *(f.name for f in view.features)])
+    chosen = asof.latest(rows, keys, uses_created=asof.uses_created(view.source), t_us=until_us)
     storage = chosen.select(
         *(pl.col(k).cast(values.storage_polars_type(d)) for k, d in view.entity.keys.items()),
         pl.col(EVENT),
