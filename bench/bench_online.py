@@ -126,6 +126,12 @@ def parity_postgres(data: str, tmp: str) -> dict[str, float]:
     return result
 
 
+def feast(python: str, command: str, data: str, online_store: str) -> dict[str, float]:
+    done = subprocess.run([python, os.path.join(HERE, "feast_side.py"), command, data], capture_output=True, text=True,
+                          check=True, env={**os.environ, "FEAST_ONLINE": online_store})
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("size", nargs="?", default="small")
@@ -145,12 +151,11 @@ def main() -> None:
         if "postgres" in args.only:
             results["parity-postgres-request-time"] = parity_postgres(data, tmp)
         if "feast" in args.only and os.path.exists(args.feast_python):
-            mat = subprocess.run([args.feast_python, os.path.join(HERE, "feast_side.py"), "materialize", data],
-                                 capture_output=True, text=True, check=True)
-            online = subprocess.run([args.feast_python, os.path.join(HERE, "feast_side.py"), "online", data],
-                                    capture_output=True, text=True, check=True)
-            results["feast-sqlite"] = {"materialize_s": json.loads(mat.stdout.strip().splitlines()[-1])["seconds"],
-                                       **{f"{k}_us": v for k, v in json.loads(online.stdout.strip().splitlines()[-1]).items()}}
+            for online_store in ("sqlite", "redis"):
+                mat = feast(args.feast_python, "materialize", data, online_store)
+                online = feast(args.feast_python, "online", data, online_store)
+                results[f"feast-{online_store}"] = {"materialize_s": mat["seconds"],
+                                                    **{f"{k}_us": v for k, v in online.items()}}
         if args.materialize_size:
             big = generate(args.materialize_size, os.path.join(HERE, "data"))
             for store in ("sqlite", "redis"):
@@ -160,10 +165,9 @@ def main() -> None:
                     except Exception as exc:  # noqa: BLE001 - a missing service is reported, not fatal
                         print(f"parity-{store} materialize: skipped ({exc})", file=sys.stderr)
             if "feast" in args.only and os.path.exists(args.feast_python):
-                mat = subprocess.run([args.feast_python, os.path.join(HERE, "feast_side.py"), "materialize", big],
-                                     capture_output=True, text=True, check=True)
-                results[f"feast-sqlite ({args.materialize_size})"] = {
-                    "materialize_s": json.loads(mat.stdout.strip().splitlines()[-1])["seconds"]}
+                for online_store in ("sqlite", "redis"):
+                    mat = feast(args.feast_python, "materialize", big, online_store)
+                    results[f"feast-{online_store} ({args.materialize_size})"] = {"materialize_s": mat["seconds"]}
     print(json.dumps(results, indent=1), file=sys.stderr)
     print(f"\n| path ({args.size}) | materialize s | 1x10 p50 µs | 1x10 p99 µs | 100x10 p50 µs | 100x10 p99 µs |")
     print("| --- | --- | --- | --- | --- | --- |")

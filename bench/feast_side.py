@@ -21,6 +21,9 @@ FEATURES = ["txn_count_1h", "txn_count_24h", "amount_sum_1h", "amount_avg_24h", 
             "distinct_merchants_24h", "foreign_share_7d", "declines_24h", "is_new_device", "last_country"]
 
 
+ONLINE = os.environ.get("FEAST_ONLINE", "sqlite")  # or "redis" (127.0.0.1:6379, db 1)
+
+
 def repo(data_dir: str):  # type: ignore[no-untyped-def]
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.types import Bool, Float64, Int64, String
@@ -31,7 +34,8 @@ def repo(data_dir: str):  # type: ignore[no-untyped-def]
         fh.write(
             "project: bench\nprovider: local\nregistry: registry.db\n"
             "offline_store:\n  type: duckdb\n"
-            "online_store:\n  type: sqlite\n  path: online.db\n"
+            + ("online_store:\n  type: redis\n  connection_string: 127.0.0.1:6379,db=1\n" if ONLINE == "redis"
+               else "online_store:\n  type: sqlite\n  path: online.db\n") +
             "entity_key_serialization_version: 3\n"
         )
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)

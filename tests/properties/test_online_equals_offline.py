@@ -28,7 +28,7 @@ import parity as pt
 from parity.errors import DataError
 from parity.semantics.values import same_value
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BASE = dt.datetime(2024, 3, 1, tzinfo=UTC)
 INT64 = st.integers(-(2**63), 2**63 - 1)
 
@@ -40,7 +40,12 @@ def at_minute(m: int) -> dt.datetime:
 # Event times come from a small set: many ties, and query times land exactly on them.
 EVENT_MINUTES = [0, 60, 90, 120, 180, 240]
 EVENTS = st.sampled_from(EVENT_MINUTES).map(at_minute)
-QUERY_TIMES = st.one_of(EVENTS, st.integers(-30, 330).map(at_minute))
+QUERY_TIMES = st.one_of(
+    EVENTS,
+    st.integers(-30, 330).map(at_minute),
+    # one microsecond either side of an event time: max_age edges must hold to the microsecond
+    st.tuples(EVENTS, st.sampled_from([-1, 1])).map(lambda p: p[0] + dt.timedelta(microseconds=p[1])),
+)
 # Created time relative to the event: null, earlier, equal, later (a late-arriving row).
 CREATED_OFFSET = st.one_of(st.none(), st.sampled_from([-60, 0, 30, 60, 120, 200]))
 FLOATS = st.one_of(
@@ -194,8 +199,6 @@ def expected_user(users, key, t, as_of, max_ages, resolvers):  # type: ignore[no
     mix, derived, _ = resolvers
     row = None if key is None else choose(users, "user_id", key, t, as_of == "visible")
     out = {f: looked_up(row, f, t, max_ages[f]) for f in USER_FEATURES}
-    if key is None:
-        out = {f: ("missing", None, None) for f in USER_FEATURES}
     v = {f: out[f][1] for f in USER_FEATURES}
     out["mix"] = ("present", mix.fn(x=v["x"], at=v["at"], now=t), None)
     for name, value in zip(DERIVED, derived.fn(n=v["n"], xs=v["xs"], at=v["at"], d=v["d"], b=v["b"], s=v["s"], now=t)):
@@ -249,7 +252,9 @@ def check_row(i: int, offline: dict, online_values: dict, online_details, want: 
 MAX_AGE = st.one_of(
     st.just(("none", None)),
     st.sampled_from([0, 30, 60, 120]).map(lambda m: ("fixed", m)),
-    st.integers(0, 50).map(lambda i: ("edge", i)),  # exactly t − (some event time ≤ t)
+    # exactly t − (some event time ≤ t): a row of that event is still valid; or one microsecond less,
+    # so that row is expired by exactly one microsecond
+    st.tuples(st.sampled_from(["edge", "past_edge"]), st.integers(0, 50)),
 )
 
 
@@ -260,7 +265,10 @@ def resolve_max_age(spec: tuple[str, int | None], t: dt.datetime, events: list[d
     if kind == "fixed":
         return dt.timedelta(minutes=n)  # type: ignore[arg-type]
     past = sorted({e for e in events if e <= t})
-    return t - past[n % len(past)] if past else dt.timedelta(0)  # type: ignore[operator]
+    if not past:
+        return dt.timedelta(0)
+    age = t - past[n % len(past)]  # type: ignore[operator]
+    return max(age - dt.timedelta(microseconds=1), dt.timedelta(0)) if kind == "past_edge" else age
 
 
 def setup(tmp, users, orders, t, as_of, age_spec, s_age_spec, order_age_spec):  # type: ignore[no-untyped-def]
@@ -310,6 +318,9 @@ COMMON = {
 @example(users=[user(1, 60, 0, x=0.0, s="first"), user(1, 60, 0, x=-0.0, s="second")],
          orders=[{"order_id": "o1", "ev": at_minute(0), "user_id": 1, "amount": math.nan}],
          t=at_minute(120), as_of="visible", age_spec=("fixed", 60), s_age_spec=NO_AGE, order_age_spec=NO_AGE)
+# One microsecond past max_age: expired in both paths (and "expired", not "missing", online).
+@example(users=[user(1, 60, None, n=5, s="x")], orders=[], t=at_minute(90) + dt.timedelta(microseconds=1),
+         as_of="event_time", age_spec=("past_edge", 0), s_age_spec=("edge", 0), order_age_spec=NO_AGE)
 def test_online_answer_equals_training_row(users, orders, t, as_of, age_spec, s_age_spec, order_age_spec):
     with tempfile.TemporaryDirectory() as tmp:
         defs, resolvers, max_ages, order_max_age = setup(tmp, users, orders, t, as_of, age_spec, s_age_spec,

@@ -16,6 +16,7 @@ time zones other than UTC, and extra columns that must come back unchanged, in t
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import os
 import random
@@ -29,7 +30,7 @@ from hypothesis import strategies as st
 import parity as pt
 from parity.semantics.values import same_value
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BASE = dt.datetime(2024, 6, 1, tzinfo=UTC)
 GRID = [0, 30, 60, 90, 120, 180]  # event times (minutes after BASE): ties and exact max_age edges
 FEATURES = ("v_int", "v_float", "v_str")
@@ -106,9 +107,11 @@ def write_folder(folder: str, rows: list[dict], names: list[str], cuts: list[int
     os.makedirs(folder)
     schema = {"key": pl.String if key_type == "str" else pl.Int64, "ev": time_type, "cr": time_type,
               "v_int": pl.Int64, "v_float": pl.Float64, "v_str": pl.String}
-    bounds = [0, *sorted(min(c, len(rows)) for c in cuts), len(rows)]
-    chunks = [rows[a:b] for a, b in zip(bounds, bounds[1:])]
-    by_name = dict(zip(names, chunks))
+    # One chunk per file name: names beyond the cuts get an empty file (still part of the folder).
+    bounds = [0, *sorted(min(c, len(rows)) for c in cuts[: len(names) - 1]), len(rows)]
+    chunks = [rows[a:b] for a, b in itertools.pairwise(bounds)]
+    chunks += [[] for _ in range(len(names) - len(chunks))]
+    by_name = dict(zip(names, chunks, strict=True))
     for name, chunk in by_name.items():
         pl.DataFrame(chunk, schema=schema, orient="row").write_parquet(os.path.join(folder, name))
     return [r for name in sorted(by_name) for r in by_name[name]]
@@ -125,7 +128,8 @@ def write_folder(folder: str, rows: list[dict], names: list[str], cuts: list[int
     view_max_age=MAX_AGE,
     float_max_age=st.one_of(st.none(), MAX_AGE),
     source_time_type=st.sampled_from(SOURCE_TIME_TYPES),
-    spine_rows=st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, 4, None]), SPINE_TIMES), min_size=1, max_size=12),
+    spine_rows=st.lists(st.tuples(st.sampled_from([0, 1, 2, 3, 4, None]), SPINE_TIMES, st.sampled_from([0, 0, -1, 1])),
+                        min_size=1, max_size=12),
     repeat=st.lists(st.integers(0, 11), max_size=4),
     shuffle=st.randoms(use_true_random=False),
     spine_time_type=st.sampled_from(SPINE_TIME_TYPES),
@@ -138,7 +142,7 @@ def write_folder(folder: str, rows: list[dict], names: list[str], cuts: list[int
               for i in range(3)],
     names=["b.parquet", "a.parquet"], cuts=[2], key_type="int", has_created=True, as_of="visible",
     view_max_age=dt.timedelta(minutes=60), float_max_age=None, source_time_type=SOURCE_TIME_TYPES[0],
-    spine_rows=[(1, minute(120)), (1, minute(121)), (1, minute(59))], repeat=[0], shuffle=random.Random(0),
+    spine_rows=[(1, minute(120), 0), (1, minute(120), 1), (1, minute(60), -1)], repeat=[0], shuffle=random.Random(0),
     spine_time_type=SPINE_TIME_TYPES[0], narrow_key=False,
 )
 def test_training_set_equals_reference(raw_rows, names, cuts, key_type, has_created, as_of, view_max_age,
@@ -147,7 +151,9 @@ def test_training_set_equals_reference(raw_rows, names, cuts, key_type, has_crea
     rows = [{**r, "key": key_of(r["key"], key_type),
              "cr": None if r["cr"] is None else r["ev"] + dt.timedelta(minutes=r["cr"])} for r in raw_rows]
     # The spine: drawn rows plus exact duplicates of some of them, shuffled.
-    spine = [(key_of(k, key_type), t) for k, t in spine_rows]
+    # A microsecond either side of the grid where the spine's time unit can hold it: edges are exact.
+    fine = spine_time_type.unit in ("us", "ns")
+    spine = [(key_of(k, key_type), t + dt.timedelta(microseconds=jitter if fine else 0)) for k, t, jitter in spine_rows]
     spine += [spine[i % len(spine)] for i in repeat]
     shuffle.shuffle(spine)
     max_age = {"v_int": view_max_age, "v_float": float_max_age if float_max_age is not None else view_max_age,
