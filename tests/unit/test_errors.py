@@ -29,7 +29,7 @@ from parity.errors import (
 from parity.plan.catalog import Catalog
 
 HERE = __file__
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
 
 
