@@ -42,8 +42,12 @@ class OfflineEngine:
         self.progress = progress
         self.http_client = http_client
 
-    def _prepared_views(self, plan: Plan) -> dict[str, asof.Prepared]:
-        """Read every feature view the plan looks up once, with the union of the features it needs."""
+    def _prepared_views(self, plan: Plan, until_us: int | None) -> dict[str, asof.Prepared]:
+        """Read every feature view the plan looks up once, with the union of the features it needs.
+
+        Rows that become visible after the latest spine time can never be chosen: the scan leaves
+        them out (pushed down to the database for SQL sources).
+        """
         needed: dict[str, dict[str, tuple[str, DType]]] = {}
         for step in plan.steps:
             if isinstance(step, Lookup):
@@ -55,6 +59,7 @@ class OfflineEngine:
             view = self.catalog.views[name]
             request = ScanRequest(
                 columns={**{k: (view.source_key(k), d) for k, d in view.entity.keys.items()}, **cols},
+                visible_until_us=until_us,
                 where=f"feature view {name!r}",
             )
             reader = self.reader_for(view.source)
@@ -69,7 +74,7 @@ class OfflineEngine:
         ``spine_keys`` holds each root entity's key columns (already cast to the key dtypes);
         ``times_us`` is each row's time in UTC µs.
         """
-        prepared = self._prepared_views(plan)
+        prepared = self._prepared_views(plan, times_us.max() if len(times_us) else None)  # type: ignore[arg-type]
         columns: dict[str, pl.Series] = {c: spine_keys[c] for c in spine_keys.columns}
         dtypes: dict[str, DType] = {}
         for i, step in enumerate(plan.steps, 1):
