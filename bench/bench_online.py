@@ -53,20 +53,26 @@ def latency(query, users: int, iterations: int = 2000) -> dict[str, float]:  # t
     return out
 
 
-def parity_store(data: str, store: str, tmp: str) -> dict[str, float]:
+def _materialized(data: str, store: str, tmp: str):  # type: ignore[no-untyped-def]
+    """A project over ``data`` materialized into ``store``; returns it and the timing."""
     import parity as pt
 
     user, feats = definitions(None)
     view = pt.FeatureView("user_stats", entity=user, features=feats,
                           source=pt.ParquetSource("rows", path=os.path.join(data, "rows.parquet"),
                                                   event_time="event_ts", created_time="created_ts"))
-    kwargs = {"online_store_path": os.path.join(tmp, "online.db")}
+    kwargs = {"online_store_path": os.path.join(tmp, f"{os.path.basename(data)}-{store}.db")}
     if store == "redis":
-        kwargs = {"online_store_type": "redis", "online_store_url": "redis://127.0.0.1:6379/0"}
+        kwargs = {"online_store_type": "redis", "online_store_url": "redis://127.0.0.1:6379/0",
+                  "online_store_namespace": f"bench-{os.path.basename(data)}"}
     project = pt.Project.from_definitions([user, view], root=tmp, **kwargs)
     started = time.perf_counter()
     report = project.materialize(until=NOW, incremental=False)[0]
-    result = {"materialize_s": time.perf_counter() - started, "rows": report.rows_read, "keys": report.keys}
+    return project, {"materialize_s": time.perf_counter() - started, "rows": report.rows_read, "keys": report.keys}
+
+
+def parity_store(data: str, store: str, tmp: str) -> dict[str, float]:
+    project, result = _materialized(data, store, tmp)
     refs = [f"user.{f}" for f in FEATURES]
     users = SIZES[os.path.basename(data)][0]
     result.update(latency(lambda keys: project.query(keys, refs, now=NOW), users))
@@ -75,19 +81,7 @@ def parity_store(data: str, store: str, tmp: str) -> dict[str, float]:
 
 
 def materialize_only(data: str, store: str, tmp: str) -> dict[str, float]:
-    import parity as pt
-
-    user, feats = definitions(None)
-    view = pt.FeatureView("user_stats", entity=user, features=feats,
-                          source=pt.ParquetSource("rows", path=os.path.join(data, "rows.parquet"),
-                                                  event_time="event_ts", created_time="created_ts"))
-    kwargs = {"online_store_path": os.path.join(tmp, f"big-{store}.db")}
-    if store == "redis":
-        kwargs = {"online_store_type": "redis", "online_store_url": "redis://127.0.0.1:6379/0"}
-    project = pt.Project.from_definitions([user, view], root=tmp, **kwargs)
-    started = time.perf_counter()
-    report = project.materialize(until=NOW, incremental=False)[0]
-    result = {"materialize_s": time.perf_counter() - started, "rows": report.rows_read, "keys": report.keys}
+    project, result = _materialized(data, store, tmp)
     project.close()
     return result
 

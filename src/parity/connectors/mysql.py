@@ -6,7 +6,6 @@ DATETIME columns carry no zone: declare it on the source (``timezone="UTC"``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -15,7 +14,6 @@ import polars as pl
 from parity.connectors.frames import check_columns
 from parity.connectors.sql_source import SQLSourceBase
 from parity.errors import ConfigError, DataError, MissingExtraError
-from parity.ports.online_store import StoredRow
 from parity.ports.secret import Secret
 from parity.ports.source import ScanRequest
 
@@ -74,21 +72,12 @@ class MySQLReader(SQLSourceBase):
                                                     **_params(self.secret))
         return self._pool
 
-    async def lookup(
-        self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int
-    ) -> dict[tuple[object, ...], StoredRow]:
-        sql, params = self.lookup_sql(request, key_names, keys, t_us, "%s")
-        try:
-            pool = await self._get_pool()
-            async with pool.acquire() as con, con.cursor() as cur:
-                await cur.execute(sql, params)
-                rows = await cur.fetchall()
-                names = [d[0] for d in cur.description]
-        except MissingExtraError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc) from None
-        return self.stored_rows(names, rows, request, key_names)
+    async def _query(self, sql: str, params: list[object]) -> tuple[list[str], list[tuple[object, ...]]]:
+        pool = await self._get_pool()
+        async with pool.acquire() as con, con.cursor() as cur:
+            await cur.execute(sql, params)
+            rows = await cur.fetchall()
+            return [d[0] for d in cur.description], list(rows)
 
     async def aclose(self) -> None:
         if self._pool is not None:

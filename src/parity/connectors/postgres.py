@@ -3,14 +3,11 @@ lookups through a psycopg 3 async connection pool. Needs ``pip install "parity[p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import polars as pl
 
 from parity.connectors.frames import check_columns, normalize
 from parity.connectors.sql_source import SQLSourceBase
 from parity.errors import DataError, MissingExtraError
-from parity.ports.online_store import StoredRow
 from parity.ports.source import ScanRequest
 from parity.semantics.ordering import SEQUENCE
 
@@ -71,21 +68,12 @@ class PostgresReader(SQLSourceBase):
             self._pool = pool
         return self._pool
 
-    async def lookup(
-        self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int
-    ) -> dict[tuple[object, ...], StoredRow]:
-        sql, params = self.lookup_sql(request, key_names, keys, t_us, "%s")
-        try:
-            pool = await self._get_pool()
-            async with pool.connection() as con, con.cursor() as cur:
-                await cur.execute(sql, params)
-                rows = await cur.fetchall()
-                names = [d.name for d in cur.description]
-        except MissingExtraError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail(exc) from None
-        return self.stored_rows(names, rows, request, key_names)
+    async def _query(self, sql: str, params: list[object]) -> tuple[list[str], list[tuple[object, ...]]]:
+        pool = await self._get_pool()
+        async with pool.connection() as con, con.cursor() as cur:
+            await cur.execute(sql, params)
+            rows = await cur.fetchall()
+            return [d.name for d in cur.description], rows
 
     async def aclose(self) -> None:
         if self._pool is not None:

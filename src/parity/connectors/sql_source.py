@@ -4,6 +4,7 @@ rows into the same normalized frame every connector returns (``connectors.frames
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ import polars as pl
 from parity.connectors.frames import check_columns, normalize
 from parity.define.dtypes import DType, Timestamp
 from parity.define.sources import MySQLSource, PostgresSource
-from parity.errors import DataError, NaiveTimestampError, StoreError
+from parity.errors import DataError, MissingExtraError, NaiveTimestampError, StoreError
 from parity.ports.online_store import StoredRow
 from parity.ports.secret import Secret
 from parity.ports.source import ScanRequest
@@ -24,7 +25,7 @@ _EPOCH_DATE = dt.date(1970, 1, 1)
 from parity.semantics.time import from_micros, to_micros
 
 
-class SQLSourceBase:
+class SQLSourceBase(ABC):
     """Dialect-neutral parts. Subclasses give quoting, placeholders and the drivers."""
 
     supports_point_lookup = True
@@ -40,8 +41,9 @@ class SQLSourceBase:
         """A driver error as a StoreError whose message holds no secret."""
         return StoreError(self.secret.redact(f"{self.describe()}: {type(exc).__name__}: {exc}"))
 
+    @abstractmethod
     def quote(self, identifier: str) -> str:
-        raise NotImplementedError
+        """The identifier quoted for the dialect."""
 
     def describe(self) -> str:
         return f"{self.source.kind} source {self.source.name!r} (table {self.source.table}, {self.secret.reference})"
@@ -111,6 +113,23 @@ class SQLSourceBase:
         for key in keys:
             params.extend(key)
         return sql, params
+
+    @abstractmethod
+    async def _query(self, sql: str, params: list[object]) -> tuple[list[str], list[tuple[object, ...]]]:
+        """Run a lookup on the driver's pool: (column names, rows)."""
+
+    async def lookup(
+        self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int
+    ) -> dict[tuple[object, ...], StoredRow]:
+        """The as-of row of each key at ``t_us``, asked of the database (``semantics.asof_sql``)."""
+        sql, params = self.lookup_sql(request, key_names, keys, t_us, "%s")
+        try:
+            names, rows = await self._query(sql, params)
+        except MissingExtraError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - driver errors vary; the message is kept, secrets removed
+            raise self._fail(exc) from None
+        return self.stored_rows(names, rows, request, key_names)
 
     def stored_rows(
         self, names: list[str], rows: Sequence[Sequence[object]], request: ScanRequest, key_names: Sequence[str]
