@@ -18,9 +18,10 @@ import polars as pl
 import pytest
 
 import parity as pt
+from tests.integration.mysql_fixtures import mysql_table  # noqa: F401 - fixture
 from tests.integration.pg_fixtures import pg_table  # noqa: F401 - fixture
 from tests.support import at
-from tests.support_services import POSTGRES_URL, reachable
+from tests.support_services import POSTGRES_URL, START, reachable
 
 
 class RiskApi:
@@ -206,4 +207,65 @@ def test_postgres_down_then_back(tmp_path, pg_table):
             break
         time.sleep(0.5)
     assert recovered is not None and recovered.rows[0] == {"user.country": "DE", "user.plan": "gold"}
+    project.close()
+
+
+# -- MariaDB stopped and restarted by PID --------------------------------------------------------
+
+def _mariadb_pid() -> int:
+    import pymysql
+
+    con = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database="test")
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT @@pid_file")
+            (pid_file,) = cur.fetchone()
+    finally:
+        con.close()
+    with open(pid_file) as fh:
+        return int(fh.read().strip())
+
+
+def _start_mariadb() -> None:
+    subprocess.run(START["mariadb"], shell=True, check=False, capture_output=True)
+    deadline = time.monotonic() + 60
+    while not reachable("127.0.0.1", 3306) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_mariadb_down_then_back(tmp_path, mysql_table):
+    mysql_table.insert([(1, at(1), at(1), "DE", 1.0)])
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    live = pt.FeatureView(
+        "profile", entity=user, max_staleness=dt.timedelta(0), timeout=1.0,
+        source=pt.MySQLSource("users_db", table=mysql_table.name, connection="env:PARITY_IT_MYSQL",
+                              event_time="updated_at", sequence="id", timezone="UTC"),
+        features=[pt.Feature("country", pt.String, default="??")],
+    )
+
+    @pt.resolver(entity=user, outputs=pt.Feature("hour", pt.Int64))
+    def hour(now) -> int:  # type: ignore[no-untyped-def]
+        return now.hour
+
+    project = pt.Project.from_definitions([user, live, hour], root=str(tmp_path), online_store_path=str(tmp_path / "o.db"))
+    features = ["user.country", "user.hour"]
+    assert project.query({"user_id": [1]}, features, now=at(2, 3)).rows[0] == {"user.country": "DE", "user.hour": 3}
+    os.kill(_mariadb_pid(), signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + 60
+        while reachable("127.0.0.1", 3306) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        down = project.query({"user_id": [1]}, features, now=at(2, 3), with_status=True)
+        assert down.rows[0] == {"user.country": "??", "user.hour": 3}
+        assert down.details[0]["user.country"].status == "error"
+        assert "mysql://" not in down.details[0]["user.country"].error
+    finally:
+        _start_mariadb()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        back = project.query({"user_id": [1]}, features, now=at(2, 3), with_status=True)
+        if back.details[0]["user.country"].status == "present":
+            break
+        time.sleep(0.5)
+    assert back.rows[0] == {"user.country": "DE", "user.hour": 3}
     project.close()
