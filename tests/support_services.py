@@ -39,3 +39,34 @@ def require_service(name: str, host: str, port: int, start_hint: str | None = No
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def stop_by_pid(pid: int, sig: int, port: int, timeout: float = 60.0) -> None:
+    """Stop exactly the process ``pid`` and wait until it is gone and ``port`` is closed.
+
+    Waiting for the process itself matters: a server closes its port before it finishes shutting
+    down, and a restart issued in between sees it still running and does nothing.
+    """
+    import time
+
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    while reachable("127.0.0.1", port, timeout=0.2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def start_service(name: str, port: int, timeout: float = 60.0) -> None:
+    """Start a stopped service with its documented command and wait for its port."""
+    import subprocess
+    import time
+
+    subprocess.run(START[name], shell=True, check=False, capture_output=True)
+    deadline = time.monotonic() + timeout
+    while not reachable("127.0.0.1", port, timeout=0.2) and time.monotonic() < deadline:
+        time.sleep(0.1)

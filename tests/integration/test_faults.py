@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +20,7 @@ import parity as pt
 from tests.integration.mysql_fixtures import mysql_table  # noqa: F401 - fixture
 from tests.integration.pg_fixtures import pg_table  # noqa: F401 - fixture
 from tests.support import at
-from tests.support_services import POSTGRES_URL, START, reachable
+from tests.support_services import POSTGRES_URL, start_service, stop_by_pid
 
 
 class RiskApi:
@@ -161,15 +160,6 @@ def _postmaster_pid() -> int:
         return int(fh.readline())
 
 
-def _start_postgres() -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False,
-                   capture_output=True)
-    deadline = time.monotonic() + 30
-    while not reachable("127.0.0.1", 5432) and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 def test_postgres_down_then_back(tmp_path, pg_table):
     pg_table.insert([(1, at(1), at(1), "DE", 1.0)])
     pl.DataFrame({"user_id": [1], "ts": [at(1)], "plan": ["gold"]}).write_parquet(tmp_path / "u.parquet")
@@ -187,18 +177,14 @@ def test_postgres_down_then_back(tmp_path, pg_table):
     features = ["user.country", "user.plan"]
     assert project.query({"user_id": [1]}, features, now=at(2)).rows[0] == {"user.country": "DE", "user.plan": "gold"}
 
-    pid = _postmaster_pid()
-    os.kill(pid, signal.SIGINT)  # fast shutdown of exactly this server
+    stop_by_pid(_postmaster_pid(), signal.SIGINT, 5432)  # fast shutdown of exactly this server
     try:
-        deadline = time.monotonic() + 30
-        while reachable("127.0.0.1", 5432) and time.monotonic() < deadline:
-            time.sleep(0.1)
         down = project.query({"user_id": [1]}, features, now=at(2), with_status=True)
         assert down.rows[0] == {"user.country": "??", "user.plan": "gold"}
         assert down.details[0]["user.country"].status == "error"
         assert "postgresql://" not in down.details[0]["user.country"].error  # no connection string leaks
     finally:
-        _start_postgres()
+        start_service("postgresql", 5432)
     deadline = time.monotonic() + 30
     recovered = None
     while time.monotonic() < deadline:
@@ -226,13 +212,6 @@ def _mariadb_pid() -> int:
         return int(fh.read().strip())
 
 
-def _start_mariadb() -> None:
-    subprocess.run(START["mariadb"], shell=True, check=False, capture_output=True)
-    deadline = time.monotonic() + 60
-    while not reachable("127.0.0.1", 3306) and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 def test_mariadb_down_then_back(tmp_path, mysql_table):
     mysql_table.insert([(1, at(1), at(1), "DE", 1.0)])
     user = pt.Entity("user", keys={"user_id": pt.Int64})
@@ -250,17 +229,14 @@ def test_mariadb_down_then_back(tmp_path, mysql_table):
     project = pt.Project.from_definitions([user, live, hour], root=str(tmp_path), online_store_path=str(tmp_path / "o.db"))
     features = ["user.country", "user.hour"]
     assert project.query({"user_id": [1]}, features, now=at(2, 3)).rows[0] == {"user.country": "DE", "user.hour": 3}
-    os.kill(_mariadb_pid(), signal.SIGTERM)
+    stop_by_pid(_mariadb_pid(), signal.SIGTERM, 3306)
     try:
-        deadline = time.monotonic() + 60
-        while reachable("127.0.0.1", 3306) and time.monotonic() < deadline:
-            time.sleep(0.1)
         down = project.query({"user_id": [1]}, features, now=at(2, 3), with_status=True)
         assert down.rows[0] == {"user.country": "??", "user.hour": 3}
         assert down.details[0]["user.country"].status == "error"
         assert "mysql://" not in down.details[0]["user.country"].error
     finally:
-        _start_mariadb()
+        start_service("mariadb", 3306)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         back = project.query({"user_id": [1]}, features, now=at(2, 3), with_status=True)

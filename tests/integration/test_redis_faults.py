@@ -3,7 +3,6 @@ default and status "error", everything else still answers, and serving recovers.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -13,20 +12,13 @@ import polars as pl
 
 import parity as pt
 from tests.support import at
-from tests.support_services import REDIS_URL, START, reachable, require_service
+from tests.support_services import REDIS_URL, require_service, start_service, stop_by_pid
 
 
 def _redis_pid() -> int:
     out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "info", "server"], capture_output=True,
                          text=True, check=True).stdout
     return int(next(line.split(":")[1] for line in out.splitlines() if line.startswith("process_id:")))
-
-
-def _start_redis() -> None:
-    subprocess.run(START["redis"], shell=True, check=False, capture_output=True)
-    deadline = time.monotonic() + 20
-    while not reachable("127.0.0.1", 6379) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def test_redis_down_then_back(tmp_path):
@@ -47,17 +39,14 @@ def test_redis_down_then_back(tmp_path):
     features = ["user.plan", "user.hour"]
     assert project.query({"user_id": [1]}, features, now=at(2, 5)).rows[0] == {"user.plan": "gold", "user.hour": 5}
 
-    os.kill(_redis_pid(), signal.SIGTERM)
+    stop_by_pid(_redis_pid(), signal.SIGTERM, 6379)
     try:
-        deadline = time.monotonic() + 20
-        while reachable("127.0.0.1", 6379) and time.monotonic() < deadline:
-            time.sleep(0.1)
         down = project.query({"user_id": [1]}, features, now=at(2, 5), with_status=True)
         assert down.rows[0] == {"user.plan": "basic", "user.hour": 5}
         assert down.details[0]["user.plan"].status == "error" and "Redis" in down.details[0]["user.plan"].error
         assert down.details[0]["user.hour"].status == "present"
     finally:
-        _start_redis()
+        start_service("redis", 6379)
     # Redis keeps nothing on disk: after the restart the value is missing (no error), and a
     # materialization brings it back.
     deadline = time.monotonic() + 20
