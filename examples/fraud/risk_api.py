@@ -47,7 +47,11 @@ def serve(port: int, slow_ms: int = 0) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # resolvers call it concurrently; the default backlog of 5 drops connects
+        daemon_threads = True
+
+    return Server(("127.0.0.1", port), Handler)
 
 
 if __name__ == "__main__":

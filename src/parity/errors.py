@@ -15,7 +15,7 @@
     │   └── EntityKeyError         an entity key is missing or has the wrong type
     ├── ConfigError                parity.toml / environment is wrong
     │   └── MissingExtraError      an optional dependency is not installed (gives the pip line)
-    └── StoreError                 an online store or registry cannot be read or written
+    └── StoreError                 an online store, registry or source system cannot be read or written
 
 Only the standard library is used here so that ``import parity`` stays instant.
 """
@@ -100,3 +100,27 @@ class MissingExtraError(ConfigError):
 
 class StoreError(ParityError):
     pass
+
+
+_NOISE = ("LINE ", "This error occurred", "Resolved plan", "Error originated", "CONTEXT:", "QUERY:")
+
+
+def one_line(text: str) -> str:
+    """A driver's or library's multi-line message as one line that keeps the cause.
+
+    PostgreSQL's ``LINE n:`` / caret blocks, Polars' "This error occurred in the following
+    expression" and the like are dropped; a HINT or DETAIL is kept after a semicolon.
+    """
+    kept: list[str] = []
+    skip_rest = False
+    for raw in str(text).splitlines():
+        line = raw.strip()
+        if not line or line.startswith("^") or set(line) <= {" ", "^"}:
+            continue
+        if line.startswith(_NOISE):
+            skip_rest = line.startswith(("This error occurred", "Resolved plan"))
+            continue
+        if skip_rest:
+            continue
+        kept.append(line)
+    return "; ".join(kept) or str(text).strip()

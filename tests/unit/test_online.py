@@ -86,7 +86,7 @@ def test_async_resolver_online(tmp_path):
 def test_bad_keys_are_rejected_clearly(small_project):
     with pytest.raises(EntityKeyError, match="'user_id'"):
         small_project.query({"customer": [1]}, ["user.limit"], now=at(7))
-    with pytest.raises(EntityKeyError, match="row 1"):
+    with pytest.raises(EntityKeyError, match="entity 1"):
         small_project.query({"user_id": [1, "two"]}, ["user.limit"], now=at(7))
     with pytest.raises(EntityKeyError, match="null"):
         small_project.query({"user_id": [None]}, ["user.limit"], now=at(7))

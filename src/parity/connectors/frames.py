@@ -1,18 +1,26 @@
-"""Normalizing raw source columns: timestamps to UTC µs (naive ones rejected unless the source
-declares a zone) and values cast to their feature dtypes. Every connector calls this."""
+"""Normalizing raw source columns — what every connector's scan ends with.
+
+Event and created times become UTC µs and values their feature dtypes, by the one table in
+``semantics.reading``; key columns take their canonical form (``semantics.keys``); the visibility
+window is applied by ``semantics.visibility`` (rows without an event time are counted and dropped).
+A value that does not fit is a one-line error naming the source, column, row and value.
+"""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 
 import polars as pl
 
 from parity.define.sources import Source
-from parity.errors import DataError, MissingColumnError, NaiveTimestampError
-from parity.ports.source import ScanRequest
-from parity.semantics import asof
+from parity.errors import DataError, MissingColumnError, NaiveTimestampError, one_line
+from parity.ports.source import Scan, ScanRequest
+from parity.semantics import keys as pkeys
+from parity.semantics import reading, visibility
 from parity.semantics.ordering import CREATED, EVENT, SEQUENCE
-from parity.semantics.values import polars_type
+
+_BAD = "__bad_"
 
 
 def check_columns(available: list[str], source: Source, request: ScanRequest, where_source: str) -> None:
@@ -30,58 +38,106 @@ def check_columns(available: list[str], source: Source, request: ScanRequest, wh
             )
 
 
-def utc_micros(expr: pl.Expr, dtype: pl.DataType, source: Source, column: str) -> pl.Expr:
-    """An expression giving UTC µs for a timestamp column of any common raw type."""
-    if dtype == pl.Null:  # an empty or all-null column
-        return expr.cast(pl.Int64)
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            if source.timezone is None:
-                raise NaiveTimestampError(
-                    f"source {source.name!r}: column {column!r} holds timestamps without a time zone; "
-                    f"store them with a zone or declare it with timezone='UTC' (or the zone they are in) "
-                    f"on the source (defined at {source.location})"
-                )
-            expr = expr.dt.replace_time_zone(source.timezone)
-        return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us").cast(pl.Int64)
-    if isinstance(dtype, pl.Date):
-        return expr.cast(pl.Datetime("us")).cast(pl.Int64)
-    if dtype == pl.String:
-        parsed = expr.str.to_datetime(time_unit="us", time_zone=None if source.timezone else "UTC")
-        if source.timezone:
-            parsed = parsed.dt.replace_time_zone(source.timezone).dt.convert_time_zone("UTC")
-        return parsed.cast(pl.Int64)
-    if dtype.is_integer():
-        return expr.cast(pl.Int64) * 1_000_000  # integers are Unix seconds
-    raise DataError(f"source {source.name!r}: column {column!r} of type {dtype} is not a timestamp")
+def context(source: Source, where_source: str, column: str) -> reading.Context:
+    return reading.Context(f"{where_source}, column {column!r}", source.timezone, source.location)
 
 
-def normalize(raw: pl.LazyFrame, source: Source, request: ScanRequest) -> pl.DataFrame:
-    """Turn a raw frame (source columns + ``__seq``) into the ScanRequest's result."""
+def check_types(
+    schema: Mapping[str, pl.DataType], source: Source, request: ScanRequest, where_source: str,
+    wires: Mapping[str, reading.Wire] | None = None,
+) -> None:
+    """Every requested column readable as its dtype, and the time columns as times (no data read)."""
+    wires = wires or {}
+    for col in [source.event_time] + ([source.created_time] if source.created_time else []):
+        wire = wires.get(col) or reading.wire_of_polars(schema[col])
+        if wire is None or (wire.kind not in reading.TIME_WIRES and wire.kind != "null"):
+            raise DataError(f"{where_source}, column {col!r}: a {schema[col]} column cannot be an event or created "
+                            f"time; use a timestamp, a date, Unix seconds (an integer) or ISO-8601 text")
+        if wire.kind == "naive":
+            context(source, where_source, col).need_zone()
+    for col, dtype in request.columns.values():
+        wire = wires.get(col) or reading.wire_of_polars(schema[col])
+        reading.check_readable(wire, dtype, where=f"{where_source}, column {col!r} ({request.where})", raw=schema[col])
+        if wire is not None and wire.kind == "naive" and dtype.name == "Timestamp":
+            context(source, where_source, col).need_zone()
+
+
+def normalize(
+    raw: pl.LazyFrame, source: Source, request: ScanRequest, where_source: str,
+    wires: Mapping[str, reading.Wire] | None = None,
+) -> Scan:
+    """Turn a raw frame (source columns + ``__seq``) into the ScanRequest's result.
+
+    ``wires`` overrides the wire type of columns whose Polars type alone does not say it (a
+    database's numeric read as text, say).
+    """
+    wires = wires or {}
     schema = raw.collect_schema()
+    check_types(schema, source, request, where_source, wires)
+
+    def wire_of(col: str) -> reading.Wire:
+        return wires.get(col) or reading.wire_of_polars(schema[col])  # type: ignore[return-value]
+
     exprs = [pl.col(SEQUENCE).cast(pl.Int64)]
-    exprs.append(utc_micros(pl.col(source.event_time), schema[source.event_time], source, source.event_time).alias(EVENT))
-    if source.created_time:
-        ct = source.created_time
-        exprs.append(utc_micros(pl.col(ct), schema[ct], source, ct).alias(CREATED))
-    else:
+    checks: list[tuple[str, str, object]] = []  # (bad-mask column, source column, what it was read as)
+
+    def add(vec: reading.Vector, alias: str, col: str, what: object) -> None:
+        exprs.append(vec.value.alias(alias))
+        if vec.bad is not None:
+            exprs.append(vec.bad.fill_null(False).alias(_BAD + alias))
+            checks.append((_BAD + alias, col, what))
+
+    time_columns = [(EVENT, source.event_time)] + ([(CREATED, source.created_time)] if source.created_time else [])
+    for alias, col in time_columns:
+        add(reading.time_reader(wire_of(col), schema[col], pl.col(col), context(source, where_source, col)),
+            alias, col, "a time")
+    if not source.created_time:
         exprs.append(pl.lit(None, dtype=pl.Int64).alias(CREATED))
     for name, (col, dtype) in request.columns.items():
-        target = polars_type(dtype)
-        raw_type = schema[col]
-        if dtype.name == "Timestamp" and raw_type != target:
-            expr = utc_micros(pl.col(col), raw_type, source, col).cast(pl.Datetime("us", "UTC"))
-        else:
-            expr = pl.col(col).cast(target, strict=True)
-        exprs.append(expr.alias(name))
+        vec = reading.vector_reader(wire_of(col), dtype, schema[col], pl.col(col), context(source, where_source, col))
+        if name in request.keys:
+            vec = reading.Vector(pkeys.canonical_expr(dtype, vec.value), vec.bad)
+        add(vec, name, col, dtype)
     frame = raw.select(exprs)
-    if request.visible_after_us is not None or request.visible_until_us is not None:
-        visible = asof.visible_at_expr(asof.uses_created(source))
-        if request.visible_after_us is not None:
-            frame = frame.filter(visible > request.visible_after_us)
-        if request.visible_until_us is not None:
-            frame = frame.filter(visible <= request.visible_until_us)
+    window = request.window
+    if window.after_us is not None or window.until_us is not None:
+        # Rows without an event time are kept through the window only to be counted below.
+        with_created = visibility.uses_created(source)
+        visible = visibility.visible_at_expr(with_created)
+        keep = pl.lit(True)
+        if window.after_us is not None:
+            keep = keep & (visible > window.after_us)
+        if window.until_us is not None:
+            keep = keep & (visible <= window.until_us)
+        frame = frame.filter(keep.fill_null(False) | pl.col(EVENT).is_null())
     try:
-        return frame.collect()
+        rows = frame.collect()
     except pl.exceptions.PolarsError as exc:
-        raise DataError(f"source {source.name!r} ({request.where}): cannot read or convert its columns: {exc}") from None
+        raise DataError(f"{where_source} ({request.where}): cannot read its columns: {one_line(str(exc))}") from None
+    for mask, col, what in checks:
+        if rows[mask].any():
+            _raise_bad(raw, rows, mask, col, what, source, where_source, wire_of(col))
+    rows = rows.drop([m for m, _, _ in checks])
+    no_event = rows[EVENT].null_count()
+    if no_event:
+        rows = rows.filter(pl.col(EVENT).is_not_null())
+    return Scan(rows, no_event)
+
+
+def _raise_bad(raw: pl.LazyFrame, rows: pl.DataFrame, mask: str, col: str, what: object, source: Source,
+               where_source: str, wire: reading.Wire) -> None:
+    seq = rows.filter(pl.col(mask))[SEQUENCE][0]
+    value = raw.filter(pl.col(SEQUENCE).cast(pl.Int64) == seq).select(col).collect()[col][0]
+    reason, error = "does not fit", DataError
+    try:
+        if what == "a time":
+            reading.time_scalar(wire, context(source, where_source, col))(value)
+        else:
+            reading.scalar_reader(wire, what, context(source, where_source, col))(value)  # type: ignore[arg-type]
+    except reading.NaiveValue as exc:
+        reason, error = str(exc), NaiveTimestampError
+    except reading.BadValue as exc:
+        reason = str(exc)
+    target = what if what == "a time" else f"a {what!r} feature"
+    raise error(f"{where_source}, column {col!r}, row {seq}: value {value!r} {reason} (read as {target}); "
+                f"fix the data or the feature's dtype (source defined at {source.location})")

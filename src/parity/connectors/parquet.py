@@ -6,10 +6,10 @@ import os
 
 import polars as pl
 
-from parity.connectors.frames import check_columns, normalize
+from parity.connectors.frames import check_columns, check_types, normalize
 from parity.define.sources import ParquetSource
-from parity.errors import ConfigError
-from parity.ports.source import ScanRequest
+from parity.errors import ConfigError, DataError, one_line
+from parity.ports.source import Scan, ScanRequest
 from parity.semantics.ordering import SEQUENCE
 
 
@@ -38,7 +38,19 @@ class ParquetReader:
             )
         return [self.path]
 
-    def scan(self, request: ScanRequest) -> pl.DataFrame:
+    def _frame(self) -> tuple[pl.LazyFrame, pl.Schema]:
         frame = pl.scan_parquet(self._files())
-        check_columns(frame.collect_schema().names(), self.source, request, self.describe())
-        return normalize(frame.with_row_index(SEQUENCE), self.source, request)
+        try:
+            return frame, frame.collect_schema()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError(f"{self.describe()}: cannot read it as Parquet: {one_line(str(exc))}") from None
+
+    def check(self, request: ScanRequest) -> None:
+        _, schema = self._frame()
+        check_columns(schema.names(), self.source, request, self.describe())
+        check_types(schema, self.source, request, self.describe())
+
+    def scan(self, request: ScanRequest) -> Scan:
+        frame, schema = self._frame()
+        check_columns(schema.names(), self.source, request, self.describe())
+        return normalize(frame.with_row_index(SEQUENCE), self.source, request, self.describe())

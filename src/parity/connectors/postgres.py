@@ -1,15 +1,43 @@
-"""PostgreSQL: offline scans through ADBC (Arrow-native, time-range pushdown), online point
-lookups through a psycopg 3 async connection pool. Needs ``pip install "parity[postgres]"``."""
+"""PostgreSQL: offline scans through ADBC (Arrow-native, visibility pushed down), online point
+lookups through a psycopg 3 async connection pool. Needs ``pip install "parity[postgres]"``.
+
+The type table (``read_as``): integers, ``real`` / ``double precision`` (a ``real`` is widened to a
+double in SQL, exactly, on both paths), ``numeric`` (as a double for Float64 features; as its
+exact digits for Int64, so 1.5 is an error, not 1), ``boolean``, text types and ``uuid`` / enums
+(as text), ``date``, ``timestamp`` (naive: needs the source's ``timezone``), ``timestamptz``, and
+one-dimensional arrays of these. Event and created times may be ``timestamptz``, ``timestamp``,
+``date`` or an integer column of Unix seconds.
+"""
 
 from __future__ import annotations
 
+import itertools
+import re
+from collections.abc import Mapping
+from typing import Any
+
 import polars as pl
 
-from parity.connectors.frames import check_columns, normalize
-from parity.connectors.sql_source import SQLSourceBase
+from parity.connectors import db_url, driver_logs
+from parity.connectors.sql_source import Column, SQLSourceBase, Style, _Plan
+from parity.define.dtypes import DType
 from parity.errors import DataError, MissingExtraError
-from parity.ports.source import ScanRequest
-from parity.semantics.ordering import SEQUENCE
+from parity.semantics import reading
+
+_EXAMPLE = "postgresql://user:password@host:5432/database"
+_pool_ids = itertools.count(1)
+
+# udt name -> (SELECT template, wire) for features of any dtype; numeric depends on the dtype.
+_SCALARS: dict[str, tuple[str, reading.Wire]] = {
+    "int2": ("{c}", reading.INT), "int4": ("{c}", reading.INT), "int8": ("{c}", reading.INT),
+    "float4": ("CAST({c} AS double precision)", reading.FLOAT), "float8": ("{c}", reading.FLOAT),
+    "bool": ("{c}", reading.BOOL),
+    "text": ("{c}", reading.TEXT), "varchar": ("{c}", reading.TEXT), "bpchar": ("{c}", reading.TEXT),
+    "name": ("{c}", reading.TEXT), "citext": ("{c}", reading.TEXT), "uuid": ("CAST({c} AS text)", reading.TEXT),
+    "date": ("{c}", reading.DATE), "timestamp": ("{c}", reading.NAIVE), "timestamptz": ("{c}", reading.AWARE),
+}
+_TIMES = {"int2": reading.INT, "int4": reading.INT, "int8": reading.INT, "date": reading.DATE,
+          "timestamp": reading.NAIVE, "timestamptz": reading.AWARE}
 
 
 def _adbc():  # type: ignore[no-untyped-def]
@@ -21,29 +49,66 @@ def _adbc():  # type: ignore[no-untyped-def]
 
 
 class PostgresReader(SQLSourceBase):
-    physical_order = "ctid"  # without a declared sequence, ties fall back to physical row order
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.url = db_url.parse(self.secret, schemes=("postgresql", "postgres"), example=_EXAMPLE)
+        self.pool_name = f"parity-{self.source.name}-{next(_pool_ids)}"
+        driver_logs.watch(self.pool_name, *(p for p in (self.url.password,) if p))
 
     def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
-    def _columns(self, cur) -> list[str]:  # type: ignore[no-untyped-def]
-        schema, _, table = self.source.table.rpartition(".")
-        cur.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = $2 "
-            "ORDER BY ordinal_position",
-            (table, schema or "public"),
-        )
-        return [r[0] for r in cur.fetchall()]
+    def read_as(self, column: Column, dtype: DType) -> tuple[str, reading.Wire | None]:
+        udt = column.detail
+        if column.type == "array" and udt.startswith("_"):
+            template, inner = self._scalar(udt[1:], dtype.inner or dtype)
+            # the same cast, element by element: CAST(c AS double precision) -> CAST(c AS double precision[])
+            return re.sub(r" AS ([a-z ]+)\)$", r" AS \1[])", template), None if inner is None else reading.Wire(
+                "list", inner)
+        if column.type == "user-defined" and udt not in _SCALARS:  # an enum, most often
+            return "CAST({c} AS text)", reading.TEXT
+        return self._scalar(udt, dtype)
 
-    def scan(self, request: ScanRequest) -> pl.DataFrame:
-        dbapi = _adbc()
+    @staticmethod
+    def _scalar(udt: str, dtype: DType) -> tuple[str, reading.Wire | None]:
+        if udt == "numeric":
+            if dtype.name == "Float64":
+                return "CAST({c} AS double precision)", reading.FLOAT
+            return "CAST({c} AS text)", reading.DECIMAL
+        return _SCALARS.get(udt, ("{c}", None))
+
+    def time_wire(self, column: Column) -> reading.Wire | None:
+        return _TIMES.get(column.detail)
+
+    def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[str, bool]:
+        return "ctid", False  # without a declared sequence, ties fall back to physical row order
+
+    def _columns_query(self) -> tuple[str, tuple[str, str]]:
+        schema, _, table = self.source.table.rpartition(".")
+        sql = ("SELECT column_name, data_type, udt_name FROM information_schema.columns "
+               "WHERE table_name = {p} AND table_schema = {p} ORDER BY ordinal_position")
+        return sql, (table, schema or "public")
+
+    def load_columns(self) -> dict[str, Column]:
+        sql, params = self._columns_query()
         try:
-            with dbapi.connect(self.secret.reveal()) as con, con.cursor() as cur:
-                names = self._columns(cur)
-                if not names:
-                    raise DataError(f"{self.describe()}: no such table")
-                check_columns(names, self.source, request, self.describe())
-                sql, params = self.scan_sql(request, [f"${i}" for i in range(1, 3)])
+            with _adbc().connect(self.url.rebuilt("postgresql")) as con, con.cursor() as cur:
+                cur.execute(sql.replace("{p}", "$1", 1).replace("{p}", "$2", 1), params)
+                rows = cur.fetchall()
+        except MissingExtraError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - driver errors vary; the message is kept, secrets removed
+            raise self._fail(exc) from None
+        return {r[0]: Column(r[0], str(r[1]).lower(), str(r[2])) for r in rows}
+
+    async def aload_columns(self) -> dict[str, Column]:
+        sql, params = self._columns_query()
+        _, rows = await self._query(sql.replace("{p}", "%s"), list(params))
+        return {str(r[0]): Column(str(r[0]), str(r[1]).lower(), str(r[2])) for r in rows}
+
+    def fetch_scan(self, sql: str, params: list[object], plan: _Plan) -> pl.DataFrame:
+        try:
+            with _adbc().connect(self.url.rebuilt("postgresql")) as con, con.cursor() as cur:
                 cur.execute(sql, params) if params else cur.execute(sql)
                 table = cur.fetch_arrow_table()
         except (DataError, MissingExtraError):
@@ -51,25 +116,31 @@ class PostgresReader(SQLSourceBase):
         except Exception as exc:  # noqa: BLE001 - driver errors vary; the message is kept, secrets removed
             raise self._fail(exc) from None
         frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        if self.source.sequence is None:
-            frame = frame.drop(SEQUENCE).with_row_index(SEQUENCE)  # rows came in ctid order
-        return normalize(frame.lazy(), self.source, request)
+        if not isinstance(frame, pl.DataFrame):
+            raise DataError(f"{self.describe()}: the scan returned no table")
+        return frame
 
-    async def _get_pool(self):  # type: ignore[no-untyped-def]
-        if self._pool is None:
-            try:
-                from psycopg_pool import AsyncConnectionPool
-            except ImportError:
-                raise MissingExtraError("psycopg-pool", "postgres") from None
-            pool = AsyncConnectionPool(self.secret.reveal(), min_size=1, max_size=self.pool_size, open=False,
-                                       kwargs={"autocommit": True}, reconnect_timeout=5)
-            await pool.open(wait=False)
-            self._pool = pool
-        return self._pool
+    async def _open_pool(self) -> Any:
+        try:
+            from psycopg.conninfo import make_conninfo
+            from psycopg_pool import AsyncConnectionPool
+        except ImportError:
+            raise MissingExtraError("psycopg-pool", "postgres") from None
+        url = self.url
+        options = dict(url.options)
+        conninfo = make_conninfo("", host=options.pop("host", url.host), port=url.port, user=url.user,
+                                 password=url.password, dbname=url.database,
+                                 connect_timeout=options.pop("connect_timeout", "5"), **options)
+        pool = AsyncConnectionPool(conninfo, min_size=1, max_size=self.pool_size, open=False, name=self.pool_name,
+                                   kwargs={"autocommit": True}, reconnect_timeout=5)
+        await pool.open(wait=False)
+        return pool
+
+    def recent_problem(self) -> str | None:
+        return driver_logs.last_warning(self.pool_name)
 
     async def _query(self, sql: str, params: list[object]) -> tuple[list[str], list[tuple[object, ...]]]:
-        pool = await self._get_pool()
+        pool = await self.pool()
         async with pool.connection() as con, con.cursor() as cur:
             await cur.execute(sql, params)
             rows = await cur.fetchall()

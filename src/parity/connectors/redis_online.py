@@ -22,10 +22,10 @@ from typing import Any
 
 import msgpack
 
-from parity.connectors.sqlite_online import encode_key
 from parity.errors import MissingExtraError, StoreError
 from parity.ports.online_store import StoredRow
 from parity.ports.secret import Secret
+from parity.semantics.keys import encode as encode_key
 
 _HEADER = struct.Struct(">dd")
 _LIMIT = 2**53

@@ -1,209 +1,440 @@
-"""What the PostgreSQL and MySQL sources share: SQL for scans and point lookups, and turning
-rows into the same normalized frame every connector returns (``connectors.frames``)."""
+"""What the PostgreSQL and MySQL sources share: one plan per request, compiled to the SQL of a scan
+and of a point lookup, so both paths read every column the same way.
+
+Each system has one type table (``read_as`` / ``time_wire`` in its module): for a column of a given
+database type and a feature dtype, the SELECT expression and the wire type the driver then hands
+over. Scans (Arrow or row drivers) and lookups (async pools) use the same expressions, and the
+values go through the one conversion table in ``semantics.reading``.
+
+Visibility and the as-of order are compiled from ``semantics.visibility`` / ``semantics.asof_sql``:
+each time column is compared with a parameter in its own type (``semantics.time``'s
+``latest_*_at_or_before``), so a declared zone applies only to naive columns and indexes are used.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from parity.connectors.frames import check_columns, normalize
-from parity.define.dtypes import DType, Timestamp
+from parity.define.dtypes import DType
 from parity.define.sources import MySQLSource, PostgresSource
-from parity.errors import DataError, MissingExtraError, NaiveTimestampError, StoreError
+from parity.errors import ConfigError, DataError, MissingExtraError, StoreError, one_line
 from parity.ports.online_store import StoredRow
 from parity.ports.secret import Secret
-from parity.ports.source import ScanRequest
-from parity.semantics import asof, asof_sql
+from parity.ports.source import Scan, ScanRequest
+from parity.semantics import asof_sql, reading, visibility
+from parity.semantics import keys as pkeys
+from parity.semantics import time as ptime
 from parity.semantics.ordering import SEQUENCE
 
-_EPOCH_DATE = dt.date(1970, 1, 1)
-from parity.semantics.time import from_micros, to_micros
+# Keys per lookup statement: PostgreSQL takes at most 65,535 parameters; batches also keep each
+# statement's plan and result small.
+LOOKUP_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column as the database describes it (``type`` lower-case, ``detail`` the full type)."""
+
+    name: str
+    type: str
+    detail: str = ""
+    key_position: int = 0  # position in the primary key (1-based), 0 when not part of it
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a driver takes parameters: ``$1``-numbered or ``%s`` (where a literal ``%`` must be doubled)."""
+
+    numbered: bool
+
+    def placeholder(self, i: int) -> str:
+        return f"${i + 1}" if self.numbered else "%s"
+
+    def text(self, sql: str) -> str:
+        """Escape ``%`` in SQL built from identifiers, for drivers that format with ``%s``."""
+        return sql if self.numbered else sql.replace("%", "%%")
+
+
+NUMBERED, PERCENT = Style(True), Style(False)
+
+
+@dataclass(frozen=True)
+class Selected:
+    alias: str
+    sql: str  # the SELECT expression, identifiers quoted
+    wire: reading.Wire
+
+
+@dataclass
+class _Plan:
+    """A request resolved against the table's columns."""
+
+    values: dict[str, Selected]  # request output name -> what is selected for it
+    event: Selected
+    created: Selected | None
+    order: str  # ingestion-order expression (a sequence column, ctid, or the primary key)
+    order_is_column: bool  # whether ``order`` is one integer column the scan can return as __seq
+
+    def selected(self) -> list[Selected]:
+        seen: dict[str, Selected] = {}
+        for sel in [self.event, *([self.created] if self.created else []), *self.values.values()]:
+            seen.setdefault(sel.alias, sel)
+        return list(seen.values())
 
 
 class SQLSourceBase(ABC):
-    """Dialect-neutral parts. Subclasses give quoting, placeholders and the drivers."""
+    """Dialect-neutral parts. Subclasses give quoting, the type table and the drivers."""
 
     supports_point_lookup = True
-    physical_order: str | None = None  # a fallback ingestion order when no sequence column is declared
+    scan_style: Style = NUMBERED
 
     def __init__(self, source: PostgresSource | MySQLSource, secret: Secret, *, pool_size: int = 8) -> None:
         self.source = source
         self.secret = secret
         self.pool_size = pool_size
         self._pool: Any = None  # created on first lookup, on the event loop that uses it
+        self._pool_lock = asyncio.Lock()  # two first lookups at once must not open two pools
+        self._columns: dict[str, Column] | None = None
+        self.last_connect_error: str | None = None
 
-    def _fail(self, exc: Exception) -> StoreError:
-        """A driver error as a StoreError whose message holds no secret."""
-        return StoreError(self.secret.redact(f"{self.describe()}: {type(exc).__name__}: {exc}"))
+    # -- dialect ---------------------------------------------------------------------------
 
     @abstractmethod
     def quote(self, identifier: str) -> str:
         """The identifier quoted for the dialect."""
 
-    def describe(self) -> str:
-        return f"{self.source.kind} source {self.source.name!r} (table {self.source.table}, {self.secret.reference})"
+    @abstractmethod
+    def read_as(self, column: Column, dtype: DType) -> tuple[str, reading.Wire | None]:
+        """The system's type table: SELECT template (``{c}`` is the quoted column) and wire type
+        (None: no feature dtype reads this column type)."""
 
-    def table_sql(self) -> str:
-        return ".".join(self.quote(part) for part in self.source.table.split("."))
+    @abstractmethod
+    def time_wire(self, column: Column) -> reading.Wire | None:
+        """The wire type of an event or created time column (its kind of time; None: not a time)."""
 
-    def param_time(self, us: int) -> dt.datetime:
-        """A time parameter in the form the source's columns hold: aware UTC, or naive in the declared zone."""
-        value = from_micros(us)
-        if self.source.timezone:
-            return value.astimezone(ZoneInfo(self.source.timezone)).replace(tzinfo=None)
-        return value
+    def key_match(self, expr: str, column: Column, dtype: DType, placeholder: str) -> tuple[str, str]:
+        """(expression, parameter expression) that compare a key exactly; the default is plain equality."""
+        return expr, placeholder
 
-    def sequence_sql(self) -> str:
-        if self.source.sequence:
-            return self.quote(self.source.sequence)
-        return self.physical_order or "0"
+    def key_prefilter(self, expr: str, column: Column, dtype: DType) -> str | None:
+        """A condition that can use the key's index before the exact match (None: the match is enough)."""
+        return None
 
-    def wanted(self, request: ScanRequest) -> list[str]:
-        cols = {self.source.event_time, *(c for c, _ in request.columns.values())}
-        if self.source.created_time:
-            cols.add(self.source.created_time)
-        return sorted(cols)
+    @abstractmethod
+    def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[str, bool]:
+        """(ORDER BY expression for full ties, whether it is one integer column) without a ``sequence``."""
 
-    def scan_sql(self, request: ScanRequest, placeholder: Sequence[str]) -> tuple[str, list[object]]:
-        s = self.source
-        event = self.quote(s.event_time)
-        created = self.quote(s.created_time) if s.created_time else None
-        visible = asof_sql.visible_at(event, created, asof.uses_created(s))
-        where: list[str] = []
-        params: list[object] = []
-        if request.visible_after_us is not None:
-            where.append(f"{visible} > {placeholder[len(params)]}")
-            params.append(self.param_time(request.visible_after_us))
-        if request.visible_until_us is not None:
-            where.append(f"{visible} <= {placeholder[len(params)]}")
-            params.append(self.param_time(request.visible_until_us))
-        seq = self.sequence_sql()
-        # Without a declared sequence column the result order is the ingestion order; the reader
-        # numbers the rows itself.
-        seq_select = self.quote(self.source.sequence) if self.source.sequence else "0"
-        sql = (
-            f"SELECT {seq_select} AS {self.quote(SEQUENCE)}, {', '.join(self.quote(c) for c in self.wanted(request))} "
-            f"FROM {self.table_sql()}" + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {seq}"
-        )
-        return sql, params
+    @abstractmethod
+    def load_columns(self) -> dict[str, Column]:
+        """The table's columns (synchronously, for scans)."""
 
-    def lookup_sql(
-        self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int, placeholder: str
-    ) -> tuple[str, list[object]]:
-        s = self.source
-        key_columns = [request.columns[k][0] for k in key_names]
-        others = [c for c in self.wanted(request) if c not in key_columns]
-        sql = asof_sql.point_lookup(
-            table=self.table_sql(),
-            keys=[self.quote(c) for c in key_columns],
-            columns=[f"0 AS {self.quote(SEQUENCE)}", *(self.quote(c) for c in others)],
-            event=self.quote(s.event_time),
-            created=self.quote(s.created_time) if s.created_time else None,
-            uses_created=asof.uses_created(s),
-            sequence=self.sequence_sql(),
-            n_keys=len(keys),
-            placeholder=placeholder,
-        )
-        params: list[object] = [self.param_time(t_us)]
-        for key in keys:
-            params.extend(key)
-        return sql, params
+    @abstractmethod
+    async def aload_columns(self) -> dict[str, Column]:
+        """The table's columns (on the lookup pool)."""
+
+    @abstractmethod
+    def fetch_scan(self, sql: str, params: list[object], plan: _Plan) -> pl.DataFrame:
+        """Run a scan: a frame with one column per selected alias and ``__seq`` (when selected)."""
+
+    @abstractmethod
+    async def _open_pool(self) -> Any:
+        """Open the driver's async connection pool (called once, under a lock)."""
+
+    async def pool(self) -> Any:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await self._open_pool()
+            return self._pool
 
     @abstractmethod
     async def _query(self, sql: str, params: list[object]) -> tuple[list[str], list[tuple[object, ...]]]:
         """Run a lookup on the driver's pool: (column names, rows)."""
 
+    # -- shared ----------------------------------------------------------------------------
+
+    def recent_problem(self) -> str | None:
+        """The last connection problem the driver reported on its own (a pool logs, it does not raise)."""
+        return None
+
+    def _fail(self, exc: BaseException) -> StoreError:
+        """A driver error as a one-line StoreError whose message holds no secret."""
+        return StoreError(self.secret.redact(f"{self.describe()}: {type(exc).__name__}: {one_line(str(exc))}"))
+
+    def describe(self) -> str:
+        return f"{self.source.kind} source {self.source.name!r} (table {self.source.table}, {self.secret.reference})"
+
+    def ident(self, identifier: str, style: Style) -> str:
+        """An identifier quoted for the dialect and escaped for the driver's parameter style."""
+        return style.text(self.quote(identifier))
+
+    def table_sql(self, style: Style) -> str:
+        return ".".join(self.ident(part, style) for part in self.source.table.split("."))
+
+    def _resolve(self, request: ScanRequest, columns: Mapping[str, Column], style: Style) -> _Plan:
+        s = self.source
+        check_columns(list(columns), s, request, self.describe())
+        if s.sequence and s.sequence not in columns:
+            raise DataError(f"{self.describe()}: has no sequence column {s.sequence!r} (its columns: {list(columns)})")
+        by_sql: dict[str, str] = {}  # SELECT expression -> alias, so one expression is selected once
+
+        def select(col: str, template: str, wire: reading.Wire) -> Selected:
+            sql = template.format(c=self.ident(col, style))
+            alias = by_sql.get(sql)
+            if alias is None:
+                taken = set(by_sql.values())
+                alias = col if col not in taken else f"{col}__{len(taken)}"
+                by_sql[sql] = alias
+            return Selected(alias, sql, wire)
+
+        def time(col: str) -> Selected:
+            wire = self.time_wire(columns[col])
+            if wire is None or wire.kind not in ("aware", "utc", "naive", "date", "int"):
+                raise DataError(
+                    f"{self.describe()}, column {col!r}: a {columns[col].detail or columns[col].type} column cannot be "
+                    f"an event or created time here; use a timestamp, a date or Unix seconds (an integer)")
+            if wire.kind == "naive":
+                reading.Context(f"{self.describe()}, column {col!r}", s.timezone, s.location).need_zone()
+            return select(col, "{c}", wire)
+
+        event = time(s.event_time)
+        created = time(s.created_time) if s.created_time else None
+        if created is not None and s.created_time and created.wire.kind != event.wire.kind:
+            raise DataError(
+                f"{self.describe()}: event_time {s.event_time!r} ({columns[s.event_time].detail}) and created_time "
+                f"{s.created_time!r} ({columns[s.created_time].detail}) must be the same kind of time, so the database "
+                f"can order rows by them")
+        values: dict[str, Selected] = {}
+        for name, (col, dtype) in request.columns.items():
+            template, maybe = self.read_as(columns[col], dtype)
+            wire = reading.check_readable(maybe, dtype, where=f"{self.describe()}, column {col!r} ({request.where})",
+                                          raw=columns[col].detail or columns[col].type)
+            if name in request.keys and columns[col].type in ("character", "bpchar"):
+                raise DataError(f"{self.describe()}, column {col!r}: a char(n) column pads its values with spaces, so "
+                                f"its keys cannot compare exactly; make it varchar or text")
+            if wire.kind == "naive" and dtype.name == "Timestamp":
+                reading.Context(f"{self.describe()}, column {col!r}", s.timezone, s.location).need_zone()
+            values[name] = select(col, template, wire)
+        if s.sequence:
+            order, is_column = self.ident(s.sequence, style), True
+        else:
+            order, is_column = self.ingestion_order(columns, style)
+        return _Plan(values, event, created, order, is_column)
+
+    def _time_param(self, sel: Selected, t_us: int) -> object:
+        """The greatest value of a time column whose instant is ≤ t, in the column's own type."""
+        kind = sel.wire.kind
+        if kind == "aware":
+            return ptime.from_micros(t_us)
+        if kind == "utc":
+            return ptime.from_micros(t_us).replace(tzinfo=None)
+        if kind == "int":
+            return ptime.latest_second_at_or_before(t_us)
+        context = reading.Context(self.describe(), self.source.timezone)
+        if kind == "date":
+            return ptime.latest_date_at_or_before(t_us, context.zone)
+        return ptime.latest_wall_at_or_before(t_us, context.need_zone())
+
+    def _times(self, plan: _Plan, style: Style, first: int) -> asof_sql.TimeColumns:
+        with_created = plan.created is not None and visibility.uses_created(self.source)
+        return asof_sql.TimeColumns(
+            event=plan.event.sql, created=plan.created.sql if plan.created else None, sequence=plan.order,
+            with_created=with_created, p_event=style.placeholder(first),
+            p_created=style.placeholder(first + 1) if with_created else None,
+        )
+
+    def _time_params(self, plan: _Plan, t_us: int) -> list[object]:
+        """Parameters for ``_times``' placeholders: t for the event column, and for the created one
+        when it takes part in visibility."""
+        params = [self._time_param(plan.event, t_us)]
+        if plan.created is not None and visibility.uses_created(self.source):
+            params.append(self._time_param(plan.created, t_us))
+        return params
+
+    def scan_sql(self, request: ScanRequest, plan: _Plan) -> tuple[str, list[object]]:
+        style = self.scan_style
+        where: list[str] = []
+        params: list[object] = []
+        window = request.window
+        for bound, compile_ in ((window.after_us, visibility.sql_visible_after),
+                                (window.until_us, visibility.sql_visible_until)):
+            if bound is None:
+                continue
+            times = self._times(plan, style, len(params))
+            where.append(compile_(times.event, times.created, times.with_created, times.p_event, times.p_created))
+            params.extend(self._time_params(plan, bound))
+        selected = [f"{sel.sql} AS {self.ident(sel.alias, style)}" for sel in plan.selected()]
+        if plan.order_is_column:
+            selected.insert(0, f"{plan.order} AS {self.ident(SEQUENCE, style)}")
+        # Rows without an event time come through only to be counted (they are never visible).
+        condition = f" WHERE {plan.event.sql} IS NULL OR ({' AND '.join(where)})" if where else ""
+        sql = f"SELECT {', '.join(selected)} FROM {self.table_sql(style)}{condition} ORDER BY {plan.order}"
+        return sql, params
+
+    def _request_for(self, request: ScanRequest, plan: _Plan) -> tuple[ScanRequest, dict[str, reading.Wire]]:
+        """The request as the scan's frame names its columns (aliases), and their wire types."""
+        columns = {name: (plan.values[name].alias, dtype) for name, (_, dtype) in request.columns.items()}
+        wires = {sel.alias: sel.wire for sel in plan.selected()}
+        return ScanRequest(columns, request.keys, request.window, request.where), wires
+
+    def check(self, request: ScanRequest) -> None:
+        self._resolve(request, self._load_columns_cached(refresh=True), self.scan_style)
+
+    def _load_columns_cached(self, *, refresh: bool = False) -> dict[str, Column]:
+        if self._columns is None or refresh:
+            columns = self.load_columns()
+            if not columns:
+                raise DataError(f"{self.describe()}: no such table")
+            self._columns = columns
+        return self._columns
+
+    def scan(self, request: ScanRequest) -> Scan:
+        plan = self._resolve(request, self._load_columns_cached(refresh=True), self.scan_style)
+        sql, params = self.scan_sql(request, plan)
+        frame = self.fetch_scan(sql, params, plan)
+        if SEQUENCE not in frame.columns:
+            frame = frame.with_row_index(SEQUENCE)  # rows came in ingestion order
+        renamed, wires = self._request_for(request, plan)
+        # Time columns are selected first, under their own names (``_resolve``), so the source's
+        # event/created names still name them in the frame.
+        return normalize(frame.lazy(), self.source, renamed, self.describe(), wires)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def lookup_sql(self, request: ScanRequest, plan: _Plan, columns: Mapping[str, Column],
+                   keys: Sequence[tuple[object, ...]], t_us: int) -> tuple[str, list[object]]:
+        style = PERCENT  # every lookup driver (psycopg, aiomysql) takes %s parameters
+        times = self._times(plan, style, 0)
+        params: list[object] = self._time_params(plan, t_us)
+        key_sels = [plan.values[k] for k in request.keys]
+        key_cols = [columns[request.columns[k][0]] for k in request.keys]
+        key_dtypes = [request.columns[k][1] for k in request.keys]
+        matches = [self.key_match(sel.sql, col, d, style.placeholder(0)) for sel, col, d in zip(key_sels, key_cols, key_dtypes)]
+        exprs = [m for m, _ in matches]
+        row = ", ".join(p for _, p in matches)
+        target = "(" + ", ".join(exprs) + ")" if len(exprs) > 1 else exprs[0]
+        one = f"({row})" if len(exprs) > 1 else row
+        conditions = []
+        key_params = [[_key_param(d, v, sel.wire) for v, d, sel in zip(key, key_dtypes, key_sels)] for key in keys]
+        for i, (sel, col, d) in enumerate(zip(key_sels, key_cols, key_dtypes)):
+            pre = self.key_prefilter(sel.sql, col, d)
+            if pre is not None:  # the same keys, first through the column's index
+                conditions.append(f"{pre} IN ({', '.join([style.placeholder(0)] * len(keys))})")
+                params.extend(k[i] for k in key_params)
+        conditions.append(f"{target} IN ({', '.join([one] * len(keys))})")
+        for key in key_params:
+            params.extend(key)
+        others = [sel for name, sel in plan.values.items() if name not in request.keys]
+        extra = [plan.event, *([plan.created] if plan.created else []), *others]
+        sql = asof_sql.point_lookup(
+            table=self.table_sql(style),
+            keys=[f"{sel.sql} AS {self.ident('k' + str(i), style)}" for i, sel in enumerate(key_sels)],
+            key_matches=exprs,
+            columns=[f"{sel.sql} AS {self.ident('v' + str(i), style)}" for i, sel in enumerate(extra)],
+            times=times,
+            key_filter=" AND ".join(conditions),
+        )
+        return sql, params
+
     async def lookup(
-        self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int
+        self, request: ScanRequest, keys: Sequence[tuple[object, ...]], t_us: int
     ) -> dict[tuple[object, ...], StoredRow]:
         """The as-of row of each key at ``t_us``, asked of the database (``semantics.asof_sql``)."""
-        sql, params = self.lookup_sql(request, key_names, keys, t_us, "%s")
         try:
-            names, rows = await self._query(sql, params)
-        except MissingExtraError:
+            if self._columns is None:
+                columns = await self.aload_columns()
+                if not columns:
+                    raise DataError(f"{self.describe()}: no such table")
+                self._columns = columns
+            plan = self._resolve(request, self._columns, PERCENT)
+            out: dict[tuple[object, ...], StoredRow] = {}
+            for start in range(0, len(keys), LOOKUP_BATCH):
+                batch = keys[start:start + LOOKUP_BATCH]
+                sql, params = self.lookup_sql(request, plan, self._columns, batch, t_us)
+                _, rows = await self._query(sql, params)
+                out.update(self.stored_rows(rows, request, plan))
+            return out
+        except (MissingExtraError, DataError, ConfigError):
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors vary; the message is kept, secrets removed
             raise self._fail(exc) from None
-        return self.stored_rows(names, rows, request, key_names)
 
-    def stored_rows(
-        self, names: list[str], rows: Sequence[Sequence[object]], request: ScanRequest, key_names: Sequence[str]
-    ) -> dict[tuple[object, ...], StoredRow]:
-        """Point-lookup rows (one per key) → storage form keyed like the online store.
+    def stored_rows(self, rows: Sequence[Sequence[object]], request: ScanRequest, plan: _Plan
+                    ) -> dict[tuple[object, ...], StoredRow]:
+        """Lookup rows (keys, event, created, other values) → storage form keyed like the online store.
 
-        The per-value twin of ``frame_from_rows`` for the request path, where building a frame
-        would cost more than the database round trip; the PostgreSQL property test holds the two
-        to the same answers.
+        The per-value twin of a scan for the request path, with the same readers (``semantics.reading``).
         """
-        position = {n: i for i, n in enumerate(names)}
-        check_columns(names, self.source, request, self.describe())
-        event_at = position[self.source.event_time]
-        created_at = position[self.source.created_time] if self.source.created_time else None
-        converters = [(position[col], _converter(dtype, self.source, col)) for _, (col, dtype) in request.columns.items()]
-        n_keys = len(key_names)
-        to_us = _converter(Timestamp, self.source, self.source.event_time)
+        n_keys = len(request.keys)
+        key_readers = []
+        for name in request.keys:
+            dtype = request.columns[name][1]
+            read = self._reader(plan.values[name], dtype, request.columns[name][0])
+            key_readers.append((read, dtype))
+        to_event = reading.time_scalar(plan.event.wire, reading.Context(f"{self.describe()}, column "
+                                                                       f"{self.source.event_time!r}", self.source.timezone))
+        to_created = (reading.time_scalar(plan.created.wire, reading.Context(f"{self.describe()}, column "
+                      f"{self.source.created_time!r}", self.source.timezone)) if plan.created else None)
+        others = [(self._reader(plan.values[name], dtype, col), col) for name, (col, dtype) in request.columns.items()
+                  if name not in request.keys]
         out: dict[tuple[object, ...], StoredRow] = {}
         for row in rows:
-            converted = [convert(row[i]) for i, convert in converters]
-            ev = to_us(row[event_at])
-            cr = to_us(row[created_at]) if created_at is not None else None
+            try:
+                key = tuple(pkeys.canonical_value(d, read(v)) for (read, d), v in zip(key_readers, row[:n_keys]))
+                ev = to_event(row[n_keys])
+                offset = n_keys + 1
+                cr = None
+                if to_created is not None:
+                    cr = to_created(row[offset])
+                    offset += 1
+                vals = tuple(read(v) for (read, _), v in zip(others, row[offset:]))
+            except reading.BadValue as exc:
+                raise DataError(f"{self.describe()}: a looked-up value {exc} ({request.where}); fix the data or the "
+                                f"feature's dtype") from None
             if ev is None:
-                continue  # a row without an event time is never visible
-            out[tuple(converted[:n_keys])] = (ev, ev if cr is None else cr, tuple(converted[n_keys:]))  # type: ignore[assignment]
+                continue  # never visible (the SQL already leaves such rows out)
+            out[key] = (ev, ev if cr is None else cr, vals)
         return out
 
-    def frame_from_rows(self, names: list[str], rows: Sequence[Sequence[object]], request: ScanRequest) -> pl.DataFrame:
-        """Rows from a driver → the normalized frame (the same conversion scans use)."""
-        check_columns(names, self.source, request, self.describe())
-        if rows:
-            frame = pl.DataFrame([list(r) for r in rows], schema=names, orient="row", infer_schema_length=None)
-        else:
-            frame = pl.DataFrame({n: [] for n in names})
-        if SEQUENCE not in frame.columns:
-            frame = frame.with_row_index(SEQUENCE)
-        if "parity_rank" in frame.columns:
-            frame = frame.drop("parity_rank")
+    def _reader(self, sel: Selected, dtype: DType, column: str) -> Callable[[object], object]:
+        return reading.scalar_reader(sel.wire, dtype, reading.Context(f"{self.describe()}, column {column!r}",
+                                                                      self.source.timezone))
+
+
+def _key_param(dtype: DType, value: object, wire: reading.Wire) -> object:
+    """A canonical storage-form key as a query parameter in the column's own type."""
+    if dtype.name == "Timestamp" and isinstance(value, int):
+        stamp = ptime.from_micros(value)
+        return stamp if wire.kind == "aware" else stamp.replace(tzinfo=None)
+    if dtype.name == "Date" and isinstance(value, int):
+        return ptime.date_from_days(value)
+    return value
+
+
+def rows_frame(names: Sequence[str], rows: Sequence[Sequence[object]], wires: Mapping[str, reading.Wire],
+               where: str) -> pl.DataFrame:
+    """Rows from a row-oriented driver as a frame, each column built in its wire's Polars type."""
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+    data = {}
+    for name, values in zip(names, columns):
+        dtype = _POLARS_OF_WIRE.get(wires[name].kind) if name in wires else pl.Int64
         try:
-            return normalize(frame.lazy(), self.source, request)
-        except pl.exceptions.PolarsError as exc:
-            raise DataError(f"{self.describe()}: {exc}") from None
+            data[name] = pl.Series(name, list(values), dtype=dtype, strict=True)
+        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+            try:
+                data[name] = pl.Series(name, list(values), strict=True)  # let the reader name the bad value
+            except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
+                raise DataError(f"{where}, column {name!r}: cannot read its values ({one_line(str(exc))})") from None
+    return pl.DataFrame(data)
 
 
-def _converter(dtype: DType, source: PostgresSource | MySQLSource, column: str) -> Callable[[object], object]:
-    """Driver value → storage form (semantics.values), with the same rules as ``frames.normalize``."""
-    if dtype.inner is not None:
-        inner = _converter(dtype.inner, source, column)
-        return lambda v: None if v is None else [inner(x) for x in v]  # type: ignore[attr-defined]
-    name = dtype.name
-    if name == "Timestamp":
-        zone = ZoneInfo(source.timezone) if source.timezone else None
-
-        def timestamp(v: object) -> object:
-            if v is None:
-                return None
-            if not isinstance(v, dt.datetime):
-                raise DataError(f"source {source.name!r}: column {column!r} holds {type(v).__name__}, not timestamps")
-            if v.tzinfo is None:
-                if zone is None:
-                    raise NaiveTimestampError(
-                        f"source {source.name!r}: column {column!r} holds timestamps without a time zone; declare "
-                        f"timezone='UTC' (or the zone they are in) on the source (defined at {source.location})"
-                    )
-                v = v.replace(tzinfo=zone)
-            return to_micros(v.astimezone(dt.UTC))
-
-        return timestamp
-    if name == "Date":
-        return lambda v: None if v is None else (v - _EPOCH_DATE).days  # type: ignore[operator]
-    if name == "Float64":
-        return lambda v: None if v is None else float(v)  # type: ignore[arg-type]
-    if name == "Int64":
-        return lambda v: None if v is None else int(v)  # type: ignore[call-overload]
-    if name == "Bool":
-        return lambda v: None if v is None else bool(v)
-    return lambda v: None if v is None else str(v)
+_POLARS_OF_WIRE: dict[str, pl.DataType | None] = {
+    "int": pl.Int128(), "float": pl.Float64(), "decimal": pl.String(), "bool": pl.Boolean(), "text": pl.String(),
+    "utc": pl.Datetime("us"), "naive": pl.Datetime("us"), "date": pl.Date(), "aware": None, "list": None,
+}

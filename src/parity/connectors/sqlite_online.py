@@ -15,13 +15,10 @@ import msgpack
 
 from parity.errors import StoreError
 from parity.ports.online_store import StoredRow
+from parity.semantics.keys import encode as encode_key
 from parity.semantics.ordering import sql_not_older
 
 _packb = msgpack.Packer(use_bin_type=True).pack
-
-
-def encode_key(key: tuple[object, ...]) -> bytes:
-    return _packb(list(key))
 
 
 class SQLiteOnlineStore:

@@ -1,8 +1,13 @@
 """Materialization: load the as-of value of every key at a cutoff into the online store.
 
 The row chosen per key is the one ``semantics.asof`` chooses for a probe at the cutoff — the same
-function that builds training sets. Incremental runs read only rows that became visible after the
-stored watermark; the store's monotonic writes keep the newer of old and new.
+rule that builds training sets. The store's monotonic writes keep the newer of old and new.
+
+Incremental runs read only rows that became visible after the stored watermark — which is safe
+only where a row's visibility instant is when it *arrived*: sources with a created time that takes
+part in visibility (``as_of="visible"``). Elsewhere a row written today may carry an event time
+from last week (a back-dated correction, a late file), which a watermark on event time would skip
+for good; so those sources are read in full on every run, and the report says why.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import polars as pl
 from parity.define.features import FeatureView
 from parity.define.sources import Source
 from parity.ports.online_store import OnlineStore, StoredRow
-from parity.ports.source import ScanRequest, SourceReader
-from parity.semantics import asof, values
+from parity.ports.source import SourceReader, view_scan
+from parity.semantics import asof, values, visibility
 from parity.semantics.ordering import CREATED, EVENT
+from parity.semantics.visibility import Window
 
 Progress = Callable[[str], None]
 
@@ -31,6 +37,13 @@ class MaterializeReport:
     rows_read: int
     keys: int
     written: int
+    no_event_time: int = 0  # rows skipped: no event time, never visible
+    full_because: str | None = None  # why an incremental run read everything
+
+
+def incremental_safe(source: Source) -> bool:
+    """Whether a watermark on visibility time finds every row that arrived since the last run."""
+    return visibility.uses_created(source)
 
 
 def _rows(frame: pl.DataFrame, key_names: list[str], feature_names: list[str]) -> Iterator[tuple[tuple[object, ...], StoredRow]]:
@@ -52,23 +65,24 @@ def materialize_view(
     incremental: bool,
     progress: Progress,
 ) -> MaterializeReport:
+    full_because = None
+    if incremental and not incremental_safe(view.source):
+        full_because = ("the source has no created time" if view.source.created_time is None
+                        else "the source uses event-time visibility (as_of='event_time')")
+        full_because += ", so rows that arrive late with older event times can only be found by reading it all"
+        incremental = False
     watermark = store.get_watermark(table) if incremental else None
     if watermark is not None and watermark >= until_us:
         progress(f"{view.name}: already materialized up to the cutoff")
         return MaterializeReport(view.name, table, watermark, until_us, 0, 0, 0)
     keys = list(view.entity.keys)
-    request = ScanRequest(
-        columns={
-            **{k: (view.source_key(k), d) for k, d in view.entity.keys.items()},
-            **{f.name: (f.source_column, f.dtype) for f in view.features},
-        },
-        visible_after_us=watermark,
-        visible_until_us=until_us,
-        where=f"feature view {view.name!r}",
-    )
-    rows = reader.scan(request)
-    progress(f"{view.name}: read {rows.height:,} rows from {reader.describe()}")
-    chosen = asof.latest(rows, keys, uses_created=asof.uses_created(view.source), t_us=until_us)
+    scan = reader.scan(view_scan(view, window=Window(after_us=watermark, until_us=until_us)))
+    rows = scan.rows
+    skipped = f"; {scan.no_event_time:,} rows without an event time skipped (never visible)" if scan.no_event_time else ""
+    progress(f"{view.name}: read {rows.height:,} rows from {reader.describe()}{skipped}")
+    if full_because:
+        progress(f"{view.name}: read in full: {full_because}")
+    chosen = asof.latest(rows, keys, uses_created=visibility.uses_created(view.source), t_us=until_us)
     storage = chosen.select(
         *(pl.col(k).cast(values.storage_polars_type(d)) for k, d in view.entity.keys.items()),
         pl.col(EVENT),
@@ -78,7 +92,8 @@ def materialize_view(
     written = store.write(table, _rows(storage, keys, [f.name for f in view.features]))
     store.set_watermark(table, until_us)
     progress(f"{view.name}: {storage.height:,} keys, {written:,} written (older rows kept out)")
-    return MaterializeReport(view.name, table, watermark, until_us, rows.height, storage.height, written)
+    return MaterializeReport(view.name, table, watermark, until_us, rows.height, storage.height, written,
+                             scan.no_event_time, full_because)
 
 
 def materialize(

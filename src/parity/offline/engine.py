@@ -2,31 +2,51 @@
 
 Source-backed lookups run the as-of rule (``semantics.asof``) vectorized; ``max_age`` comes from
 ``semantics.max_age``; Python resolvers are called once per row with now = the row's time and the
-same Python values the online engine would give them (``semantics.values``).
+same Python values the online engine would give them (``semantics.values``), async ones under their
+call policy (``semantics.calls``). A resolver call that fails yields the feature's default, exactly
+as online, and the result records which rows fell back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import polars as pl
 
 from parity.define.dtypes import DType
+from parity.define.resolvers import Resolver
 from parity.define.sources import Source
 from parity.errors import DataError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Keys, Lookup, Plan
-from parity.ports.source import ScanRequest, SourceReader
-from parity.semantics import asof, max_age, values
+from parity.ports.source import SourceReader, view_scan
+from parity.semantics import asof, calls, max_age, values, visibility
 from parity.semantics.ordering import EVENT
 from parity.semantics.time import from_micros
+from parity.semantics.visibility import Window
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
+RunAsync = Callable[[Coroutine[Any, Any, Any]], Any]
+_CHUNK = 1000  # async calls scheduled at once (each still under its policy's concurrency limit)
 
 
 def _no_progress(message: str) -> None:
     return None
+
+
+@dataclass
+class OfflineResult:
+    """Every column the plan computes (aligned with the spine), what happened to each value, and
+    the rows whose resolver call failed and fell back to the default."""
+
+    columns: dict[str, pl.Series]
+    statuses: dict[str, pl.Series] = field(default_factory=dict)  # filled when asked for
+    fallbacks: dict[str, dict[int, str]] = field(default_factory=dict)  # column id -> {row: error}
+    no_event_time: dict[str, int] = field(default_factory=dict)  # view -> rows skipped by its scan
 
 
 class OfflineEngine:
@@ -35,47 +55,47 @@ class OfflineEngine:
         catalog: Catalog,
         reader_for: Callable[[Source], SourceReader],
         progress: Progress = _no_progress,
-        http_client: Callable[[], object] | None = None,
+        http_client: Callable[[], Any] | None = None,
+        run_async: RunAsync | None = None,
     ) -> None:
         self.catalog = catalog
         self.reader_for = reader_for
         self.progress = progress
         self.http_client = http_client
+        self.run_async = run_async or asyncio.run
 
-    def _prepared_views(self, plan: Plan, until_us: int | None) -> dict[str, asof.Prepared]:
+    def _prepared_views(self, plan: Plan, until_us: int | None, result: OfflineResult) -> dict[str, asof.Prepared]:
         """Read every feature view the plan looks up once, with the union of the features it needs.
 
         Rows that become visible after the latest spine time can never be chosen: the scan leaves
         them out (pushed down to the database for SQL sources).
         """
-        needed: dict[str, dict[str, tuple[str, DType]]] = {}
+        needed: dict[str, list[str]] = {}
         for step in plan.steps:
             if isinstance(step, Lookup):
-                cols = needed.setdefault(step.view, {})
-                for out in step.outputs:
-                    cols[out.feature] = (out.column, out.dtype)
+                names = needed.setdefault(step.view, [])
+                names.extend(o.feature for o in step.outputs if o.feature not in names)
         prepared = {}
-        for name, cols in needed.items():
+        for name, features in needed.items():
             view = self.catalog.views[name]
-            request = ScanRequest(
-                columns={**{k: (view.source_key(k), d) for k, d in view.entity.keys.items()}, **cols},
-                visible_until_us=until_us,
-                where=f"feature view {name!r}",
-            )
             reader = self.reader_for(view.source)
-            rows = reader.scan(request)
-            self.progress(f"read {rows.height:,} rows of {name} from {reader.describe()}")
-            prepared[name] = asof.prepare(rows, list(view.entity.keys), uses_created=asof.uses_created(view.source))
+            scan = reader.scan(view_scan(view, features, Window(until_us=until_us)))
+            skipped = f" ({scan.no_event_time:,} rows without an event time skipped: never visible)" if scan.no_event_time else ""
+            self.progress(f"read {scan.rows.height:,} rows of {name} from {reader.describe()}{skipped}")
+            result.no_event_time[name] = scan.no_event_time
+            prepared[name] = asof.prepare(scan.rows, list(view.entity.keys),
+                                          uses_created=visibility.uses_created(view.source))
         return prepared
 
-    def run(self, plan: Plan, spine_keys: pl.DataFrame, times_us: pl.Series) -> dict[str, pl.Series]:
+    def run(self, plan: Plan, spine_keys: pl.DataFrame, times_us: pl.Series, *, with_status: bool = False) -> OfflineResult:
         """Values of every column the plan computes, aligned with the spine.
 
-        ``spine_keys`` holds each root entity's key columns (already cast to the key dtypes);
+        ``spine_keys`` holds each root entity's key columns (checked and canonical, ``semantics.keys``);
         ``times_us`` is each row's time in UTC µs.
         """
-        prepared = self._prepared_views(plan, times_us.max() if len(times_us) else None)  # type: ignore[arg-type]
-        columns: dict[str, pl.Series] = {c: spine_keys[c] for c in spine_keys.columns}
+        result = OfflineResult({c: spine_keys[c] for c in spine_keys.columns})
+        prepared = self._prepared_views(plan, times_us.max() if len(times_us) else None, result)  # type: ignore[arg-type]
+        columns = result.columns
         dtypes: dict[str, DType] = {}
         for i, step in enumerate(plan.steps, 1):
             probes = self._probes(step.keys, columns, times_us)
@@ -89,11 +109,15 @@ class OfflineEngine:
                     value = pl.when(expired).then(None).otherwise(pl.col(out.feature))
                     columns[out.column_id] = got.select(value.alias(out.column_id)).to_series()
                     dtypes[out.column_id] = out.dtype
+                    if with_status:
+                        status = (pl.when(pl.col(EVENT).is_null()).then(pl.lit("missing"))
+                                  .when(expired).then(pl.lit("expired")).otherwise(pl.lit("present")))
+                        result.statuses[out.column_id] = got.select(status.alias(out.column_id)).to_series()
                 self.progress(f"step {i}/{len(plan.steps)}: looked up {step.view} for {len(probes):,} rows")
             else:
-                self._compute(step, columns, dtypes, times_us, probes)
+                self._compute(step, result, dtypes, times_us, probes, with_status)
                 self.progress(f"step {i}/{len(plan.steps)}: ran resolver {step.resolver} on {len(probes):,} rows")
-        return columns
+        return result
 
     @staticmethod
     def _probes(keys: Keys, columns: dict[str, pl.Series], times_us: pl.Series) -> pl.DataFrame:
@@ -103,11 +127,13 @@ class OfflineEngine:
     def _compute(
         self,
         step: Compute,
-        columns: dict[str, pl.Series],
+        result: OfflineResult,
         dtypes: dict[str, DType],
         times_us: pl.Series,
         probes: pl.DataFrame,
+        with_status: bool,
     ) -> None:
+        columns = result.columns
         res = self.catalog.resolvers[step.resolver]
         n = len(times_us)
         args: list[tuple[str, list[object]]] = []
@@ -128,22 +154,32 @@ class OfflineEngine:
             key = {k: probes[k][row] for k in step.keys.key_names}
             return f"resolver {res.name!r} (defined at {res.location}), spine row {row}, key {key}"
 
+        failed: dict[int, str] = {}
         if res.is_async:
-            results = asyncio.run(
-                _gather_async(res.fn, [call_kwargs(r) for r in range(n)], where,
-                              self.http_client if res.wants_http else None)
-            )
+            results = self.run_async(_call_async(res, [call_kwargs(r) for r in range(n)], failed,
+                                                 self.http_client if res.wants_http else None))
         else:
             results = []
             fn = res.fn
             for row in range(n):
                 try:
                     results.append(fn(**call_kwargs(row)))
-                except Exception as exc:
-                    raise DataError(f"{where(row)} raised {type(exc).__name__}: {exc}") from exc
-        single = len(step.outputs) == 1
+                except Exception as exc:  # noqa: BLE001 - a failing call falls back to the default, as online
+                    failed[row] = calls.failure(res.name, exc)
+                    results.append(None)
+        n_out = len(step.outputs)
+        split: list[tuple[object, ...]] = []
+        for row, r in enumerate(results):
+            if row in failed:
+                split.append((None,) * n_out)
+                continue
+            try:
+                split.append(calls.outputs_of(r, n_out))
+            except DataError as exc:
+                raise DataError(f"{where(row)}: {exc}") from None
         for j, (feature, cid, dtype) in enumerate(step.outputs):
-            picked = results if single else [_pick(r, j, len(step.outputs), where, row) for row, r in enumerate(results)]
+            default = values.to_storage(dtype, res.outputs[j].default, where=f"default of feature {feature!r}")
+            picked = [default if row in failed else parts[j] for row, parts in enumerate(split)]
             try:
                 stored = [values.to_storage(dtype, r, where="") for r in picked]
             except DataError:
@@ -154,36 +190,47 @@ class OfflineEngine:
             series = pl.Series(cid, stored, dtype=values.storage_polars_type(dtype), strict=False)
             columns[cid] = series.cast(values.polars_type(dtype))
             dtypes[cid] = dtype
+            if failed:
+                result.fallbacks[cid] = failed
+            if with_status:
+                result.statuses[cid] = pl.Series(cid, ["error" if row in failed else "present" for row in range(n)])
+        if failed:
+            first = failed[min(failed)]
+            self.progress(f"resolver {res.name}: {len(failed):,} of {n:,} rows fell back to the default ({first})")
 
 
-def _pick(result: object, j: int, n: int, where: Callable[[int], str], row: int) -> object:
-    if result is None:
-        return None
-    if not isinstance(result, tuple) or len(result) != n:
-        raise DataError(f"{where(row)}: returned {result!r}; it declares {n} outputs, so return a {n}-tuple")
-    return result[j]
-
-
-async def _gather_async(
-    fn: Callable[..., object],
-    calls: Sequence[dict[str, object]],
-    where: Callable[[int], str],
-    http_client: Callable[[], object] | None,
-    chunk: int = 1000,
+async def _call_async(
+    res: Resolver,
+    kwargs_rows: Sequence[dict[str, object]],
+    failed: dict[int, str],
+    http_client: Callable[[], Any] | None,
 ) -> list[object]:
+    """Every row's call under the resolver's policy, on a fresh guard (``semantics.calls``).
+
+    Calls are started only as slots free up, so no call waits for a slot: each gets its whole
+    timeout for the dependency itself, as a request to an idle service would online (queueing
+    behind the rest of the training set is not something serving ever sees).
+    """
+    guard = calls.Guard(f"resolver {res.name!r}", res.policy)
     http = http_client() if http_client is not None else None
-    out: list[object] = []
+    out: list[object] = [None] * len(kwargs_rows)
+
+    async def one(row: int) -> None:
+        kwargs = kwargs_rows[row] if http is None else {**kwargs_rows[row], "http": http}
+        try:
+            out[row] = await guard.call(lambda: res.fn(**kwargs))  # type: ignore[arg-type,return-value]
+        except Exception as exc:  # noqa: BLE001 - a failing call falls back to the default, as online
+            failed[row] = calls.failure(res.name, exc)
+
+    rows = iter(range(len(kwargs_rows)))
+
+    async def worker() -> None:
+        for row in rows:  # a shared iterator: each row is taken by exactly one worker
+            await one(row)
+
     try:
-        for start in range(0, len(calls), chunk):
-            batch = calls[start : start + chunk]
-            if http is not None:
-                batch = [{**kw, "http": http} for kw in batch]
-            done = await asyncio.gather(*(fn(**kw) for kw in batch), return_exceptions=True)  # type: ignore[call-overload]
-            for offset, value in enumerate(done):
-                if isinstance(value, Exception):
-                    raise DataError(f"{where(start + offset)} raised {type(value).__name__}: {value}") from value
-            out.extend(done)
+        await asyncio.gather(*(worker() for _ in range(min(res.policy.concurrency or _CHUNK, len(kwargs_rows)))))
     finally:
         if http is not None:
-            await http.aclose()  # type: ignore[attr-defined]
+            await http.aclose()
     return out

@@ -16,23 +16,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from parity.define.dtypes import DType
 from parity.define.features import FeatureView
 from parity.define.resolvers import CallPolicy, CircuitBreaker
 from parity.define.sources import Source
-from parity.errors import DataError, EntityKeyError, StoreError
-from parity.online.guard import Guard
+from parity.errors import EntityKeyError, StoreError
 from parity.online.result import FeatureValue, QueryResult
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Lookup, Plan, Step
 from parity.ports.online_store import OnlineStore, StoredRow
-from parity.ports.source import ScanRequest
-from parity.semantics import values
+from parity.ports.source import view_scan
+from parity.semantics import calls, values, visibility
+from parity.semantics import keys as pkeys
+from parity.semantics.calls import Guard
 from parity.semantics.max_age import expired_micros
 from parity.semantics.time import from_micros, timedelta_micros
 
+T = TypeVar("T")
 Entities = Mapping[str, Sequence[object]] | Sequence[Mapping[str, object]]
 # Request-time lookups fail fast for a while after repeated failures, so a dead database costs
 # one timeout per few seconds instead of one per request.
@@ -47,7 +49,7 @@ class _Compiled:
         self.dtypes: dict[str, DType] = {}
         self.defaults: dict[str, object] = {}
         self.root_keys = [(root, [(k, catalog.entities[root].keys[k]) for k in keys]) for root, keys in plan.roots]
-        self.lookups: dict[int, tuple[str, list[tuple[str, int, int | None]]]] = {}
+        self.lookups: dict[int, tuple[str, bool, list[tuple[str, int, int | None]]]] = {}
         self.has_async = False
         for i, step in enumerate(plan.steps):
             if isinstance(step, Lookup):
@@ -58,18 +60,22 @@ class _Compiled:
                     limit = None if out.max_age is None else timedelta_micros(out.max_age)
                     outs.append((out.column_id, names.index(out.feature), limit))
                     self.dtypes[out.column_id] = out.dtype
-                    self.defaults[out.column_id] = view.features[names.index(out.feature)].default
-                self.lookups[i] = (table_of[step.view], outs)
+                    self.defaults[out.column_id] = _stored_default(view.features[names.index(out.feature)], out.dtype)
+                self.lookups[i] = (table_of[step.view], visibility.uses_created(view.source), outs)
                 self.has_async |= step.view in request_time
             else:
                 res = catalog.resolvers[step.resolver]
                 self.has_async |= res.is_async
                 for (_, cid, dtype), feature in zip(step.outputs, res.outputs):
                     self.dtypes[cid] = dtype
-                    self.defaults[cid] = feature.default
+                    self.defaults[cid] = _stored_default(feature, dtype)
         self.outputs = [(ref, cid, values.from_storage(self.dtypes[cid])) for ref, cid in plan.outputs]
         self.converters = {cid: values.from_storage(d) for cid, d in self.dtypes.items()}
         self.levels = _levels(plan.steps)
+
+
+def _stored_default(feature: Any, dtype: DType) -> object:
+    return values.to_storage(dtype, feature.default, where=f"the default of feature {feature.name!r}")
 
 
 def _levels(steps: Sequence[Step]) -> list[list[int]]:
@@ -89,18 +95,35 @@ def _levels(steps: Sequence[Step]) -> list[list[int]]:
     return levels
 
 
-def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, list[object]]]:
-    """Validate request keys and return them as storage-form columns named by key."""
+def _key_columns(entities: Entities) -> tuple[int, dict[str, list[object]]]:
+    """The request's key columns. A mapping of lists is columns; a mapping of single values is one
+    entity (``{"txn_id": "t1"}`` is one key, not the characters of a string); a list is rows."""
     if isinstance(entities, Mapping):
-        columns = {k: list(v) for k, v in entities.items()}  # type: ignore[arg-type]
+        listed = {k: isinstance(v, list | tuple) for k, v in entities.items()}
+        if listed and not any(listed.values()):
+            return 1, {k: [v] for k, v in entities.items()}
+        if not all(listed.values()):
+            scalars = sorted(k for k, is_list in listed.items() if not is_list)
+            raise EntityKeyError(f"entity keys {scalars} are single values while others are lists; give every key "
+                                 f"as a list (one value per entity) or every key as one value")
+        columns = {k: list(v) for k, v in entities.items()}  # type: ignore[call-overload]
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise EntityKeyError(f"entity key columns have different lengths: { {k: len(v) for k, v in columns.items()} }")
-        n = lengths.pop() if lengths else 0
-    else:
-        n = len(entities)
-        names = {k for row in entities for k in row}
-        columns = {k: [row.get(k) for row in entities] for k in names}
+        return (lengths.pop() if lengths else 0), columns
+    if isinstance(entities, str | bytes) or not isinstance(entities, Sequence):
+        raise EntityKeyError(f"entities must be a mapping of key columns or a list of key rows, not "
+                             f"{type(entities).__name__}")
+    for i, row in enumerate(entities):
+        if not isinstance(row, Mapping):
+            raise EntityKeyError(f"entity {i} is a {type(row).__name__}; give each entity as a mapping of its keys")
+    names = {k for row in entities for k in row}
+    return len(entities), {k: [row.get(k) for row in entities] for k in names}
+
+
+def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, list[object]]]:
+    """Validate request keys (``semantics.keys``) and return them as canonical storage-form columns."""
+    n, columns = _key_columns(entities)
     out: dict[str, list[object]] = {}
     for root, keys in compiled.root_keys:
         for key, dtype in keys:
@@ -109,15 +132,7 @@ def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, l
                     f"features of {root!r} need its key {key!r}, which the request does not give "
                     f"(it gives {sorted(columns)})"
                 )
-            stored = []
-            for i, v in enumerate(columns[key]):
-                if v is None:
-                    raise EntityKeyError(f"key {key!r} of row {i} is null; give a value for every entity")
-                try:
-                    stored.append(values.to_storage(dtype, v, where=f"key {key!r} of row {i}"))
-                except DataError as exc:
-                    raise EntityKeyError(str(exc).replace("returned", "is")) from None
-            out[key] = stored
+            out[key] = [pkeys.request_key(dtype, v, f"key {key!r} of entity {i}") for i, v in enumerate(columns[key])]
     return n, out
 
 
@@ -216,20 +231,28 @@ class OnlineEngine:
         else:
             await self._compute(compiled, step, state)
 
+    async def _store_io(self, compiled: _Compiled, fn: Callable[..., T], *args: Any) -> T:
+        """A store call: direct when the plan never awaits (sub-ms, no loop to block), else in a
+        worker thread, so a slow store never stalls the other steps of the query."""
+        if not compiled.has_async:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
     async def _lookup(self, compiled: _Compiled, i: int, step: Lookup, state: _State) -> None:
-        table, outs = compiled.lookups[i]
-        keys = [state.cols[c] for c in step.keys.columns]
+        table, with_created, outs = compiled.lookups[i]
+        key_dtypes = list(self.catalog.entities[step.keys.entity].keys.values())
+        keys = [[pkeys.canonical_value(d, v) for v in state.cols[c]] for c, d in zip(step.keys.columns, key_dtypes)]
         key_tuples = list(zip(*keys)) if len(keys) > 1 else [(k,) for k in keys[0]]
         wanted = list(dict.fromkeys(k for k in key_tuples if None not in k))
         found: dict[tuple[object, ...], StoredRow | None] = {}
         failed: dict[tuple[object, ...], str] = {}
         try:
-            found = dict(zip(wanted, self.store.read(table, wanted))) if wanted else {}
+            found = dict(zip(wanted, await self._store_io(compiled, self.store.read, table, wanted))) if wanted else {}
         except StoreError as exc:  # the store is down: these features fail, the rest still answers
             if step.view not in self.request_time:
                 failed = dict.fromkeys(wanted, str(exc))
         if step.view in self.request_time and wanted:
-            await self._resolve_stale(step, table, wanted, found, failed, state.now_us)
+            await self._resolve_stale(compiled, step, table, wanted, found, failed, state.now_us)
         now_us = state.now_us
         for cid, position, limit in outs:
             default = compiled.defaults[cid]
@@ -243,6 +266,9 @@ class OnlineEngine:
                     value, status, event, error = default, "error", None, failed[key]
                 elif row is None:
                     value, status, event, error = None, "missing", None, None
+                elif visibility.visible_at_micros(row[0], row[1], with_created) > now_us:  # type: ignore[operator]
+                    # Newer than the request time: what was visible then is not kept online.
+                    value, status, event, error = None, "future", row[0], None
                 elif expired_micros(now_us, row[0], limit):
                     value, status, event, error = None, "expired", row[0], None
                 else:
@@ -257,6 +283,7 @@ class OnlineEngine:
 
     async def _resolve_stale(
         self,
+        compiled: _Compiled,
         step: Lookup,
         table: str,
         wanted: list[tuple[object, ...]],
@@ -266,10 +293,11 @@ class OnlineEngine:
     ) -> None:
         """Ask the source for keys whose stored value is not fresh enough; write the answers back."""
         view: FeatureView = self.catalog.views[step.view]
-        assert view.max_staleness is not None and self.reader_for is not None
+        if view.max_staleness is None or self.reader_for is None:
+            return
         staleness = timedelta_micros(view.max_staleness)
         try:
-            synced = self.store.read_synced(table, wanted)
+            synced = await self._store_io(compiled, self.store.read_synced, table, wanted)
         except StoreError:
             synced = [None] * len(wanted)  # without the store, every key is asked of the source
         # Fresh: synced at or before the request time, less than max_staleness ago. A value synced
@@ -278,31 +306,28 @@ class OnlineEngine:
         if not stale:
             return
         reader = self.reader_for(view.source)
-        request = ScanRequest(
-            columns={
-                **{k: (view.source_key(k), d) for k, d in view.entity.keys.items()},
-                **{f.name: (f.source_column, f.dtype) for f in view.features},
-            },
-            where=f"feature view {view.name!r}",
-        )
-        key_names = list(view.entity.keys)
+        request = view_scan(view)
+        cause = getattr(reader, "recent_problem", None)
         try:
-            frame: dict[tuple[object, ...], StoredRow] = await self.guards[f"view:{view.name}"].call(
-                lambda: reader.lookup(request, key_names, stale, now_us)
+            fetched: dict[tuple[object, ...], StoredRow] = await self.guards[f"view:{view.name}"].call(
+                lambda: reader.lookup(request, stale, now_us), cause
             )
         except Exception as exc:  # noqa: BLE001 - the failure becomes a per-feature status
-            message = f"{type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, StoreError | calls.CallTimeoutError) else f"{type(exc).__name__}: {exc}"
             for key in stale:
                 failed[key] = message
             return
-        fetched = frame
         for key in stale:
             found[key] = fetched.get(key)
         try:
-            self.store.write(table, list(fetched.items()))
-            self.store.mark_synced(table, stale, now_us)
+            await self._store_io(compiled, self._write_back, table, fetched, stale, now_us)
         except StoreError:
             pass  # the answer stands; the write-back is retried by the next request that asks
+
+    def _write_back(self, table: str, fetched: dict[tuple[object, ...], StoredRow], keys: list[tuple[object, ...]],
+                    now_us: int) -> None:
+        self.store.write(table, list(fetched.items()))
+        self.store.mark_synced(table, keys, now_us)
 
     async def _compute(self, compiled: _Compiled, step: Compute, state: _State) -> None:
         res = self.catalog.resolvers[step.resolver]
@@ -326,12 +351,12 @@ class OnlineEngine:
             return kwargs
 
         def store(r: int, result: object) -> None:
-            parts = (result,) if n_out == 1 else _split(result, n_out)
+            parts = calls.outputs_of(result, n_out)
             for j, (feature, _, dtype) in enumerate(step.outputs):
                 outs[j][r] = values.to_storage(dtype, parts[j], where=f"resolver {res.name!r}, feature {feature!r}")
 
         def fail(r: int, exc: BaseException) -> None:
-            message = f"resolver {res.name!r} raised {type(exc).__name__}: {exc}"
+            message = calls.failure(res.name, exc)
             for j in range(n_out):
                 outs[j][r], sts[j][r], errs[j][r] = defaults[j], "error", message
 
@@ -354,14 +379,6 @@ class OnlineEngine:
                     fail(r, exc)
         for j, (_, cid, _) in enumerate(step.outputs):
             state.cols[cid], state.status[cid], state.errors[cid] = outs[j], sts[j], errs[j]
-
-
-def _split(result: object, n: int) -> tuple[object, ...]:
-    if result is None:
-        return (None,) * n
-    if not isinstance(result, tuple) or len(result) != n:
-        raise DataError(f"returned {result!r}; it declares {n} outputs, so return a {n}-tuple")
-    return result
 
 
 def _drive_sync(coro: Coroutine[Any, Any, QueryResult]) -> QueryResult:

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-Status = Literal["present", "missing", "expired", "error"]
+Status = Literal["present", "missing", "expired", "future", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +14,10 @@ class FeatureValue:
     """One value with how it was found.
 
     present: a row was chosen (its value may still be null, exactly as offline); missing: no row
-    for the key; expired: the row is older than max_age; error: its resolver raised (``error`` says what).
+    for the key; expired: the row is older than max_age; future: the online store holds a value
+    that became visible after the request time (``now``), so the value as of then is not kept
+    online — ask a training set for the past; error: its source or resolver failed (``error`` says
+    what, the value is the feature's default).
     """
 
     value: object

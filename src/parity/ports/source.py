@@ -2,49 +2,80 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import polars as pl
 
 from parity.define.dtypes import DType
+from parity.define.features import FeatureView
 from parity.ports.online_store import StoredRow
+from parity.semantics.visibility import Window
 
 
 @dataclass(frozen=True)
 class ScanRequest:
-    """What to read: typed columns, and optionally a window of visibility time (µs, inclusive end).
+    """What to read: typed columns, and optionally a window of visibility time (µs).
 
-    The result has the requested columns (renamed to the given names and cast to the dtypes) plus
-    ``__ev``, ``__cr`` (Int64 µs UTC; ``__cr`` null when the source has no created time) and
-    ``__seq`` (ingestion order).
+    The result has the requested columns (renamed to the given names and read as the dtypes by
+    ``semantics.reading``; key columns in canonical form, ``semantics.keys``) plus ``__ev``, ``__cr``
+    (Int64 µs UTC; ``__cr`` null when the source has no created time) and ``__seq`` (ingestion order).
     """
 
     columns: Mapping[str, tuple[str, DType]]  # output name -> (source column, dtype)
-    visible_after_us: int | None = None
-    visible_until_us: int | None = None
+    keys: tuple[str, ...] = ()  # which outputs are entity keys
+    window: Window = field(default_factory=Window)
     where: str = ""  # the feature view asking, for error messages
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [self.columns[k][0] for k in self.keys]
+
+
+def view_scan(view: FeatureView, features: Iterable[str] | None = None, window: Window | None = None) -> ScanRequest:
+    """The scan of ``view`` for ``features`` (default: all of them): its keys, then the features."""
+    wanted = None if features is None else set(features)
+    return ScanRequest(
+        columns={
+            **{k: (view.source_key(k), d) for k, d in view.entity.keys.items()},
+            **{f.name: (f.source_column, f.dtype) for f in view.features if wanted is None or f.name in wanted},
+        },
+        keys=tuple(view.entity.keys),
+        window=window or Window(),
+        where=f"feature view {view.name!r}",
+    )
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A scan's rows, and how many rows it skipped because their event time is null (never visible)."""
+
+    rows: pl.DataFrame
+    no_event_time: int = 0
 
 
 class SourceReader(Protocol):
-    def scan(self, request: ScanRequest) -> pl.DataFrame: ...
+    def scan(self, request: ScanRequest) -> Scan: ...
 
     def describe(self) -> str: ...
+
+    def check(self, request: ScanRequest) -> None:
+        """Check that the source has the requested columns in types their dtypes can read (no rows read)."""
+        ...
 
 
 class PointLookupReader(SourceReader, Protocol):
     """A source that can answer "the as-of row of these keys at t" itself (a database).
 
-    ``lookup`` returns, per key found (storage form, ``request.columns`` starting with the keys),
-    the chosen row as the online store holds it: (event µs, created µs, values of the remaining
-    requested columns in order).
+    ``lookup`` returns, per key found (canonical storage form), the chosen row as the online store
+    holds it: (event µs, created µs, values of the request's non-key columns in order).
     """
 
     supports_point_lookup: bool
 
     async def lookup(
-        self, request: ScanRequest, key_names: Sequence[str], keys: Sequence[tuple[object, ...]], t_us: int
+        self, request: ScanRequest, keys: Sequence[tuple[object, ...]], t_us: int
     ) -> dict[tuple[object, ...], StoredRow]: ...
 
     async def aclose(self) -> None: ...

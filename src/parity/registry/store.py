@@ -34,6 +34,7 @@ class Diff:
     metadata_changed: list[str] = field(default_factory=list)
     removed: list[tuple[str, str]] = field(default_factory=list)
     unchanged: int = 0
+    warnings: list[str] = field(default_factory=list)  # e.g. sources that could not be checked
 
     @property
     def empty(self) -> bool:
@@ -48,7 +49,7 @@ class Diff:
             f"{len(self.added)} added, {len(self.changed)} changed, {len(self.metadata_changed)} metadata only, "
             f"{len(self.removed)} removed, {self.unchanged} unchanged"
         )
-        return "\n".join([head, *lines])
+        return "\n".join([head, *lines, *(f"  ! {w}" for w in self.warnings)])
 
 
 @dataclass(frozen=True)

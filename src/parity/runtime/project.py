@@ -10,12 +10,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
 
-from parity.errors import DataError
+from parity.define.sources import Source
+from parity.errors import ConfigError, DataError, ParityError, StoreError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Plan
 from parity.plan.planner import plan as make_plan
+from parity.ports.online_store import OnlineStore
+from parity.ports.source import SourceReader, view_scan
 from parity.registry.store import Diff, Registry
 from parity.registry.versions import online_table
 from parity.runtime import wiring
@@ -24,11 +29,29 @@ from parity.runtime.loop import BackgroundLoop
 from parity.runtime.settings import Settings, load_settings
 from parity.semantics.time import ensure_utc, now_micros, to_micros
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from parity.connectors.http import HttpClient
+    from parity.ingest.materialize import MaterializeReport
+    from parity.online.engine import Entities, OnlineEngine
+    from parity.online.result import QueryResult
+
 Progress = Callable[[str], None]
+STATUS_SUFFIX = ":status"
 
 
 def _quiet(message: str) -> None:
     return None
+
+
+def _names(value: str | Sequence[str], what: str) -> list[str]:
+    """A single name or a list of names (a string is one name, never its characters)."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise DataError(f"{what} must be a name or a list of names, not {type(value).__name__}")
+    return list(value)
 
 
 class Project:
@@ -37,11 +60,11 @@ class Project:
         self.settings = settings
         self.table_of = {name: online_table(view) for name, view in catalog.views.items()}
         self._plans: dict[tuple[str, ...], Plan] = {}
-        self._store = None
-        self._online = None
-        self._readers: dict[str, object] = {}
+        self._store: OnlineStore | None = None
+        self._online: OnlineEngine | None = None
+        self._readers: dict[str, SourceReader] = {}
         self._loop = BackgroundLoop()
-        self._http = None
+        self._http: HttpClient | None = None
 
     # -- construction --------------------------------------------------------------------
 
@@ -72,14 +95,14 @@ class Project:
 
     # -- planning ------------------------------------------------------------------------
 
-    def plan(self, features: Sequence[str]) -> Plan:
-        key = tuple(features)
+    def plan(self, features: str | Sequence[str]) -> Plan:
+        key = tuple(_names(features, "features"))
         found = self._plans.get(key)
         if found is None:
-            found = self._plans[key] = make_plan(self.catalog, list(features))
+            found = self._plans[key] = make_plan(self.catalog, list(key))
         return found
 
-    def explain(self, features: Sequence[str]) -> str:
+    def explain(self, features: str | Sequence[str]) -> str:
         return self.plan(features).explain()
 
     # -- registry ------------------------------------------------------------------------
@@ -87,24 +110,45 @@ class Project:
     def registry(self) -> Registry:
         return Registry(self.settings.resolve(self.settings.registry_path))
 
-    def apply(self, *, dry_run: bool = False) -> Diff:
-        """Record every feature's definition and version; returns what changed."""
+    def check_sources(self) -> list[str]:
+        """Check every view's columns and types against its source without reading rows.
+
+        A column that is missing or whose type its feature cannot read is an error; a source that
+        cannot be reached now (a file not written yet, a database down) is returned as a warning.
+        """
+        warnings = []
+        for name, view in self.catalog.views.items():
+            try:
+                self._reader(view.source).check(view_scan(view))
+            except (ConfigError, StoreError) as exc:
+                warnings.append(f"feature view {name!r}: source not checked: {exc}")
+        return warnings
+
+    def apply(self, *, dry_run: bool = False, check_sources: bool = True) -> Diff:
+        """Record every feature's definition and version; returns what changed.
+
+        Sources are checked first (``check_sources``): a definition their data cannot satisfy is
+        refused before anything is recorded.
+        """
+        warnings = self.check_sources() if check_sources else []
         registry = self.registry()
         try:
-            return registry.diff(self.catalog)[0] if dry_run else registry.apply(self.catalog)
+            diff = registry.diff(self.catalog)[0] if dry_run else registry.apply(self.catalog)
         finally:
             registry.close()
+        diff.warnings.extend(warnings)
+        return diff
 
     # -- offline -------------------------------------------------------------------------
 
-    def _reader(self, source):  # type: ignore[no-untyped-def]
+    def _reader(self, source: Source) -> SourceReader:
         # One reader per source for the life of the project: it owns the source's connection pool.
         reader = self._readers.get(source.name)
         if reader is None:
             reader = self._readers[source.name] = wiring.reader_for(source, self.settings.root)
         return reader
 
-    def _online_http(self):  # type: ignore[no-untyped-def]
+    def _online_http(self) -> HttpClient:
         if self._http is None:
             self._http = wiring.http_client()
         return self._http
@@ -112,40 +156,62 @@ class Project:
     def training_set(
         self,
         spine: object,
-        features: Sequence[str],
+        features: str | Sequence[str],
         *,
         timestamp_column: str = "timestamp",
         key_columns: Mapping[str, str] | None = None,
         timezone: str | None = None,
+        with_status: bool = False,
         progress: Progress = _quiet,
-    ):  # type: ignore[no-untyped-def]
+    ) -> pa.Table:
         """A point-in-time-correct training set as a ``pyarrow.Table``.
 
         One row per spine row, in spine order, every spine column unchanged, then one column per
-        feature (named as requested).
+        feature (named as requested) — and with ``with_status=True`` a ``<feature>:status`` column
+        each (present, missing, expired or error, as online). Rows whose resolver call failed hold
+        the feature's default, as online; the table's metadata ``parity.fallbacks`` counts them per
+        feature with the first error, and ``parity.no_event_time`` counts source rows skipped
+        because their event time is null.
         """
+        import pyarrow as pa
+
         from parity.offline.engine import OfflineEngine
         from parity.offline.spine import read_spine
         from parity.semantics.values import arrow_type
 
-        plan = self.plan(features)
+        refs = _names(features, "features")
+        plan = self.plan(refs)
         keys = {k: d for root, _ in plan.roots for k, d in self.catalog.entities[root].keys.items()}
+        status_columns = [ref + STATUS_SUFFIX for ref in refs] if with_status else []
         spine_data = read_spine(
             spine, timestamp_column=timestamp_column, keys=keys, key_columns=key_columns,
-            timezone=timezone, reserved=list(features),
+            timezone=timezone, reserved=[*refs, *status_columns],
         )
         progress(f"spine: {spine_data.table.num_rows:,} rows; plan: {len(plan.steps)} steps")
-        engine = OfflineEngine(self.catalog, self._reader, progress, http_client=wiring.http_client)
-        columns = engine.run(plan, spine_data.keys, spine_data.times_us)
+        engine = OfflineEngine(self.catalog, self._reader, progress, http_client=wiring.http_client,
+                               run_async=self._loop.run)
+        result = engine.run(plan, spine_data.keys, spine_data.times_us, with_status=with_status)
         table = spine_data.table
+        fallbacks: dict[str, dict[str, object]] = {}
         for ref, cid in plan.outputs:
             dtype = self.catalog.feature_at(self.catalog.parse(ref)).dtype
-            table = table.append_column(ref, columns[cid].to_arrow().cast(arrow_type(dtype)))
-        return table.combine_chunks()
+            table = table.append_column(ref, result.columns[cid].to_arrow().cast(arrow_type(dtype)))
+            failed = result.fallbacks.get(cid)
+            if failed:
+                fallbacks[ref] = {"rows": len(failed), "first_error": failed[min(failed)]}
+        if with_status:
+            for ref, cid in plan.outputs:
+                statuses = result.statuses.get(cid)
+                column = statuses.to_arrow() if statuses is not None else pa.array(["present"] * table.num_rows)
+                table = table.append_column(ref + STATUS_SUFFIX, column.cast(pa.string()))
+        metadata = dict(table.schema.metadata or {})
+        metadata[b"parity.fallbacks"] = json.dumps(fallbacks).encode()
+        metadata[b"parity.no_event_time"] = json.dumps(result.no_event_time).encode()
+        return table.combine_chunks().replace_schema_metadata(metadata)
 
     # -- online --------------------------------------------------------------------------
 
-    def online_store(self):  # type: ignore[no-untyped-def]
+    def online_store(self) -> OnlineStore:
         if self._store is None:
             self._store = wiring.online_store(
                 self.settings.online_store_type, self.settings.resolve(self.settings.online_store_path),
@@ -158,14 +224,14 @@ class Project:
         *,
         incremental: bool = True,
         until: dt.datetime | None = None,
-        views: Sequence[str] | None = None,
+        views: str | Sequence[str] | None = None,
         progress: Progress = _quiet,
-    ):  # type: ignore[no-untyped-def]
+    ) -> list[MaterializeReport]:
         """Load each key's as-of value at ``until`` (default: now) into the online store."""
         from parity.ingest.materialize import materialize
 
         until_us = now_micros() if until is None else to_micros(ensure_utc(until, what="materialize until"))
-        names = list(self.catalog.views) if views is None else list(views)
+        names = list(self.catalog.views) if views is None else _names(views, "views")
         unknown = [n for n in names if n not in self.catalog.views]
         if unknown:
             raise DataError(f"unknown feature view(s) {unknown}; known: {sorted(self.catalog.views)}")
@@ -174,7 +240,7 @@ class Project:
             until_us=until_us, incremental=incremental, progress=progress,
         )
 
-    def _online_engine(self):  # type: ignore[no-untyped-def]
+    def _online_engine(self) -> OnlineEngine:
         if self._online is None:
             from parity.online.engine import OnlineEngine
 
@@ -183,33 +249,42 @@ class Project:
             )
         return self._online
 
-    def query(self, entities, features: Sequence[str], *, now: dt.datetime | None = None, with_status: bool = False):  # type: ignore[no-untyped-def]
+    def query(
+        self, entities: Entities, features: str | Sequence[str], *, now: dt.datetime | None = None,
+        with_status: bool = False,
+    ) -> QueryResult:
         """Feature values for many entities at once, with now = ``now`` (default: the current time).
 
-        ``entities`` is a mapping of key columns (``{"user_id": [1, 2]}``) or a list of key rows.
+        ``entities`` is a mapping of key columns (``{"user_id": [1, 2]}``), a mapping of one
+        entity's keys (``{"user_id": 1}``) or a list of key rows.
         """
         now_us = now_micros() if now is None else to_micros(ensure_utc(now, what="query now"))
         engine, plan = self._online_engine(), self.plan(features)
         if engine.needs_event_loop(plan):
-            return self._loop.run(engine.aexecute(plan, entities, now_us, with_status))
+            result: QueryResult = self._loop.run(engine.aexecute(plan, entities, now_us, with_status))
+            return result
         return engine.execute(plan, entities, now_us, with_status)
 
-    async def aquery(self, entities, features: Sequence[str], *, now: dt.datetime | None = None, with_status: bool = False):  # type: ignore[no-untyped-def]
+    async def aquery(
+        self, entities: Entities, features: str | Sequence[str], *, now: dt.datetime | None = None,
+        with_status: bool = False,
+    ) -> QueryResult:
         now_us = now_micros() if now is None else to_micros(ensure_utc(now, what="query now"))
         engine, plan = self._online_engine(), self.plan(features)
         if engine.needs_event_loop(plan):
-            return await self._loop.arun(engine.aexecute(plan, entities, now_us, with_status))
+            result: QueryResult = await self._loop.arun(engine.aexecute(plan, entities, now_us, with_status))
+            return result
         return engine.execute(plan, entities, now_us, with_status)
 
     def close(self) -> None:
         """Close pools, the HTTP client, the I/O loop and the online store."""
-        closers = [r.aclose() for r in self._readers.values() if hasattr(r, "aclose")]
+        closers: list[Any] = [r.aclose() for r in self._readers.values() if hasattr(r, "aclose")]
         if self._http is not None:
             closers.append(self._http.aclose())
         for closer in closers:
             try:
                 self._loop.run(closer)
-            except Exception:  # noqa: BLE001, S110 - closing is best effort; nothing is left half-written
+            except (ParityError, OSError, RuntimeError):  # closing is best effort; nothing is left half-written
                 pass
         self._readers.clear()
         self._http = None
@@ -218,3 +293,9 @@ class Project:
             self._store.close()
             self._store = None
             self._online = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

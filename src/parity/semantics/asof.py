@@ -1,8 +1,8 @@
 """The as-of rule: which source row gives the value of key k at time t.
 
-A row is visible at t when its event time ≤ t and — for sources with a created time and
-``as_of="visible"`` — its created time ≤ t too. Among visible rows of k the greatest by
-``ordering.ROW_ORDER`` is chosen; a null in it stays null. A null created time counts as the event time.
+Among the rows of k visible at t (``semantics.visibility``: never a row without an event time) the
+greatest by ``ordering.ROW_ORDER`` is chosen; a null in it stays null. A null created time counts
+as the event time. Rows with a null key belong to no key.
 
 Vectorized: rows are ranked by (key, event, created, sequence); each row becomes visible at
 ``max(event, created)``; a running maximum of the rank over visibility time gives, for every
@@ -19,25 +19,14 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from parity.define.sources import Source
-from parity.semantics.ordering import CREATED, EVENT, SEQUENCE
+from parity.semantics.ordering import CREATED, EVENT, ROW_ORDER
+from parity.semantics.visibility import visible_at_expr
 
 VISIBLE_AT = "__visible_at"
 RANK = "__rank"
 PROBE_TIME = "__t"
 _PROBE = "__probe"
 _ROW = "__row"
-
-
-def uses_created(source: Source) -> bool:
-    """Whether the created time takes part in visibility for this source."""
-    return source.created_time is not None and source.as_of == "visible"
-
-
-def visible_at_expr(uses_created: bool) -> pl.Expr:
-    """When a row becomes visible: max(event, created) or just event (null created = event)."""
-    created = pl.col(CREATED).fill_null(pl.col(EVENT))
-    return pl.max_horizontal(pl.col(EVENT), created) if uses_created else pl.col(EVENT)
 
 
 @dataclass(frozen=True)
@@ -56,10 +45,11 @@ class Prepared:
 def prepare(rows: pl.DataFrame, keys: Sequence[str], *, uses_created: bool) -> Prepared:
     """``rows`` holds the key columns, EVENT and CREATED (Int64 µs, CREATED may be null) and
     SEQUENCE (ingestion order), plus any payload columns."""
-    rows = rows.with_columns(pl.col(CREATED).fill_null(pl.col(EVENT)))
-    narrow = rows.select(*keys, EVENT, CREATED, SEQUENCE).with_row_index(_ROW)
-    # Rank order: key, then event, created, ingestion order — the greatest rank wins.
-    ranked = _sort_by_key_and_time(narrow, keys, EVENT, [CREATED, SEQUENCE])
+    rows = _candidates(rows, keys)
+    first, *then = ROW_ORDER
+    narrow = rows.select(*keys, *ROW_ORDER).with_row_index(_ROW)
+    # Rank order: key, then the row order (event, created, ingestion order) — the greatest rank wins.
+    ranked = _sort_by_key_and_time(narrow, keys, first, then)
     if uses_created:
         # Visibility order differs from rank order: carry the best rank seen so far.
         idx = (
@@ -86,12 +76,17 @@ def latest(rows: pl.DataFrame, keys: Sequence[str], *, uses_created: bool, t_us:
     time, then among those the greatest created time, then the last in ingestion order. The
     property tests hold the two to the same answers.
     """
-    visible = rows.with_columns(pl.col(CREATED).fill_null(pl.col(EVENT))).filter(
-        (visible_at_expr(uses_created) <= t_us) & pl.all_horizontal(pl.col(k).is_not_null() for k in keys)
-    )
-    for column in (EVENT, CREATED, SEQUENCE):
+    visible = _candidates(rows, keys).filter(visible_at_expr(uses_created) <= t_us)
+    for column in ROW_ORDER:
         visible = visible.filter(pl.col(column) == pl.col(column).max().over(keys))
     return visible
+
+
+def _candidates(rows: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """Rows that can ever be chosen: a key and an event time; a null created time counts as the event."""
+    if any(rows[c].null_count() for c in (EVENT, *keys)):  # filtering copies every column: only when needed
+        rows = rows.filter(pl.col(EVENT).is_not_null() & pl.all_horizontal(pl.col(k).is_not_null() for k in keys))
+    return rows.with_columns(pl.col(CREATED).fill_null(pl.col(EVENT)))
 
 
 _COMPOSITE = "__key_time"

@@ -1,55 +1,58 @@
 """The as-of rule compiled to SQL, for sources that answer point lookups themselves.
 
-The same rule as ``semantics.asof``: visible rows (event ≤ t, and created ≤ t when the source
-uses its created time; a null created time counts as the event time), the greatest by (event,
-created, ingestion order) per key. Identifiers are quoted by the caller's dialect; every value is a
-bound parameter.
+The same rule as ``semantics.asof``, derived from the same owners: visibility from
+``semantics.visibility`` (never a row without an event time), the choice from ``ordering.ROW_ORDER``
+(event, created-or-event, ingestion order; the greatest wins). Identifiers come quoted by the
+caller's dialect, key expressions in the form the dialect compares exactly (bytes for strings), and
+every value is a bound parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-Quote = Callable[[str], str]
-
-
-def visible_at(event: str, created: str | None, uses_created: bool) -> str:
-    """SQL for the instant a row becomes visible (identifiers already quoted)."""
-    if created is None or not uses_created:
-        return event
-    return f"GREATEST({event}, COALESCE({created}, {event}))"
+from parity.semantics import visibility
+from parity.semantics.ordering import CREATED, EVENT, ROW_ORDER, SEQUENCE
 
 
-def order_key(event: str, created: str | None, sequence: str) -> str:
-    """SQL ORDER BY list putting the chosen row first."""
-    created_sql = f"COALESCE({created}, {event})" if created else event
-    return f"{event} DESC, {created_sql} DESC, {sequence} DESC"
+@dataclass(frozen=True)
+class TimeColumns:
+    """The quoted event/created/sequence columns of a table and the placeholders bound to t for each."""
+
+    event: str
+    created: str | None
+    sequence: str
+    with_created: bool
+    p_event: str
+    p_created: str | None
+
+
+def order_by(columns: TimeColumns) -> str:
+    """SQL ORDER BY list putting the chosen row first (``ordering.ROW_ORDER``, descending)."""
+    created = f"COALESCE({columns.created}, {columns.event})" if columns.created else columns.event
+    sql = {EVENT: columns.event, CREATED: created, SEQUENCE: columns.sequence}
+    return ", ".join(f"{sql[name]} DESC" for name in ROW_ORDER)
 
 
 def point_lookup(
     *,
     table: str,
     keys: Sequence[str],
+    key_matches: Sequence[str],
     columns: Sequence[str],
-    event: str,
-    created: str | None,
-    uses_created: bool,
-    sequence: str,
-    n_keys: int,
-    placeholder: str,
+    times: TimeColumns,
+    key_filter: str,
 ) -> str:
-    """Latest visible row per key at a time given as the first two parameters (the time twice is
-    avoided: one parameter ``t`` for visibility), then the key values row by row.
+    """Latest visible row per key at t.
 
-    Parameters, in order: t, then each key tuple flattened.
+    ``keys`` are the key columns as selected, ``key_matches`` the expressions they are partitioned
+    by (exact comparison), ``key_filter`` the WHERE condition restricting the rows to the asked keys.
     """
-    row = "(" + ", ".join([placeholder] * len(keys)) + ")"
-    key_tuple = "(" + ", ".join(keys) + ")" if len(keys) > 1 else keys[0]
-    in_list = ", ".join([row if len(keys) > 1 else placeholder] * n_keys)
     selected = ", ".join([*keys, *columns])
+    visible = visibility.sql_visible_until(times.event, times.created, times.with_created, times.p_event, times.p_created)
     return (
-        f"SELECT * FROM (SELECT {selected}, ROW_NUMBER() OVER (PARTITION BY {', '.join(keys)} "
-        f"ORDER BY {order_key(event, created, sequence)}) AS parity_rank "
-        f"FROM {table} WHERE {visible_at(event, created, uses_created)} <= {placeholder} "
-        f"AND {key_tuple} IN ({in_list})) AS chosen WHERE parity_rank = 1"
+        f"SELECT * FROM (SELECT {selected}, ROW_NUMBER() OVER (PARTITION BY {', '.join(key_matches)} "
+        f"ORDER BY {order_by(times)}) AS parity_rank "
+        f"FROM {table} WHERE {visible} AND {key_filter}) AS chosen WHERE parity_rank = 1"
     )
