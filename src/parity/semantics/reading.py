@@ -384,6 +384,11 @@ def _scalar_vector(x: pl.Expr, one: Callable[[object], object], dtype: pl.DataTy
 
 def vector_reader(wire: Wire, dtype: DType, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vector:
     """Read column ``x`` (Polars type ``raw``, wire ``wire``) as ``dtype``'s Polars type."""
+    vec = _vector(wire, dtype, raw, x, ctx)
+    return vec if vec.bad is None else Vector(vec.value, x.is_not_null() & vec.bad.fill_null(True))
+
+
+def _vector(wire: Wire, dtype: DType, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vector:
     target = polars_type(dtype)
     if wire.kind == "null":
         return Vector(x.cast(target), None)
@@ -435,7 +440,8 @@ def time_reader(wire: Wire, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vecto
     if wire.kind not in TIME_WIRES:
         raise DataError(f"{ctx.where}: a {raw} column cannot be an event or created time; use a timestamp, a date, "
                         f"Unix seconds (an integer) or ISO-8601 text")
-    return _time_vector(wire.kind, raw, x, ctx)
+    vec = _time_vector(wire.kind, raw, x, ctx)
+    return vec if vec.bad is None else Vector(vec.value, x.is_not_null() & vec.bad.fill_null(True))
 
 
 def time_scalar(wire: Wire, ctx: Context) -> Callable[[object], int | None]:
