@@ -2,8 +2,10 @@
 
 A source-backed feature's version covers its entity's keys, its view's source (including the
 ``as_of`` choice), key mapping, column, dtype and effective max_age. A resolver output's version
-covers the resolver's source code, its outputs and the versions of its inputs, so a change
-anywhere upstream gives a new version downstream. Metadata (description, owner, tags) is recorded
+covers the resolver's code and what its code reads — module constants, helper functions and
+classes of the project, followed recursively (``define.code_version`` says exactly what) — its
+call policy and defaults, its outputs and the versions of its inputs, so a change anywhere
+upstream gives a new version downstream. Metadata (description, owner, tags) is recorded
 but does not change versions: it changes no value.
 """
 
@@ -13,6 +15,7 @@ import hashlib
 import json
 from typing import Any
 
+from parity.define.code_version import code_fingerprint
 from parity.define.features import FeatureView
 from parity.plan.catalog import Catalog, FeatureDef
 
@@ -63,6 +66,7 @@ class Versions:
                 "column": fd.feature.source_column,
                 "dtype": repr(fd.dtype),
                 "max_age_seconds": None if max_age is None else max_age.total_seconds(),
+                "default": repr(fd.feature.default),
             }
         res = fd.resolver
         assert res is not None
@@ -74,7 +78,9 @@ class Versions:
             "kind": "resolver",
             "entity": fd.entity.name,
             "resolver": res.name,
-            "code": res.source_code,
+            "code": code_fingerprint(res.fn),
+            "policy": repr(res.policy),
+            "defaults": [repr(o.default) for o in res.outputs],
             "outputs": [[o.name, repr(o.dtype)] for o in res.outputs],
             "inputs": inputs,
             "uses_now": res.wants_now,
