@@ -123,3 +123,28 @@ def test_unreachable_database_reports_the_cause_and_never_the_password(tmp_path,
     out, err = capfd.readouterr()
     for text in (detail.error or "", out, err, caplog.text):
         assert PASSWORD not in text
+
+
+def test_multi_line_driver_and_polars_messages_become_one_line():
+    import polars as pl
+    import psycopg
+
+    from parity.errors import one_line
+    from tests.support_services import POSTGRES_URL, require_service
+
+    try:
+        pl.Series([dt.datetime(2024, 3, 31, 2, 30)]).dt.replace_time_zone("Europe/Berlin")
+    except pl.exceptions.PolarsError as exc:
+        polars_text = str(exc)
+    assert "\n" in polars_text
+    assert one_line(polars_text) == "datetime '2024-03-31 02:30:00' is non-existent in time zone 'Europe/Berlin'. " \
+        "You may be able to use `non_existent='null'` to return `null` in this case."
+    require_service("postgresql", "127.0.0.1", 5432)
+    with psycopg.connect(POSTGRES_URL) as con:
+        try:
+            con.execute("SELECT nope FROM (SELECT 1 AS yes) t")
+        except psycopg.Error as exc:
+            pg_text = str(exc)
+    assert "LINE 1" in pg_text and "\n" in pg_text
+    condensed = one_line(pg_text)
+    assert "\n" not in condensed and "LINE" not in condensed and 'column "nope" does not exist' in condensed

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import sys
 import time
 from collections.abc import Sequence
 
-from parity.errors import ParityError
+from parity.errors import ParityError, one_line
 
 EXIT_ERROR = 2
 
@@ -60,6 +61,10 @@ def _template_dir() -> str:
 
 def cmd_init(args: argparse.Namespace) -> int:
     target = os.path.abspath(args.directory)
+    if args.users < 1:
+        raise ParityError(f"--users {args.users}: give a positive number of users (e.g. --users 2000)")
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise ParityError(f"{target} is a file; choose a new folder for the project")
     if os.path.exists(target) and os.listdir(target):
         raise ParityError(f"{target} exists and is not empty; choose a new folder")
     template = _template_dir()
@@ -116,19 +121,49 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_columns(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, column = pair.partition("=")
+        if not sep or not key.strip() or not column.strip():
+            raise ParityError(f"--key-column {pair!r}: write KEY=COLUMN, e.g. --key-column user_id=customer_id")
+        out[key.strip()] = column.strip()
+    return out
+
+
+def _check_out(path: str) -> str:
+    out = os.path.abspath(path)
+    if os.path.isdir(out):
+        raise ParityError(f"--out {path!r} is a folder; give the path of a Parquet file to write")
+    folder = os.path.dirname(out)
+    if not os.path.isdir(folder):
+        raise ParityError(f"--out {path!r}: folder {folder} does not exist; create it first")
+    return out
+
+
 def cmd_training_set(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
+    from parity.cli.partial import PartialFile
+
+    out = _check_out(args.out)
+    key_columns = _key_columns(args.key_column)
+    features = _features(args.features)
     progress = _Progress(args.quiet)
     project = _project(args)
-    key_columns = dict(kv.split("=", 1) for kv in args.key_column)
-    table = project.training_set(
-        args.spine, _features(args.features), timestamp_column=args.timestamp_column,
-        key_columns=key_columns, timezone=args.timezone, progress=progress,
-    )
-    tmp = args.out + ".partial"
-    pq.write_table(table, tmp)
-    os.replace(tmp, args.out)  # never leave a half-written training set behind
+    try:
+        table = project.training_set(
+            args.spine, features, timestamp_column=args.timestamp_column, key_columns=key_columns,
+            timezone=args.timezone, with_status=args.with_status, progress=progress,
+        )
+    finally:
+        project.close()
+    fallbacks = json.loads((table.schema.metadata or {}).get(b"parity.fallbacks", b"{}"))
+    for ref, info in fallbacks.items():
+        print(f"warning: {ref}: {info['rows']:,} rows fell back to the feature's default ({info['first_error']}); "
+              f"--with-status marks them", file=sys.stderr)
+    with PartialFile(out) as partial:  # never leave a half-written training set behind
+        pq.write_table(table, partial.path)
     progress(f"wrote {table.num_rows:,} rows x {table.num_columns} columns to {args.out}")
     return 0
 
@@ -136,12 +171,17 @@ def cmd_training_set(args: argparse.Namespace) -> int:
 def cmd_materialize(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     project = _project(args)
-    reports = project.materialize(
-        incremental=not args.full, until=_time(args.until, "--until"), views=args.view or None, progress=progress
-    )
+    until = _time(args.until, "--until")
+    try:
+        reports = project.materialize(incremental=not args.full, until=until, views=args.view or None,
+                                      progress=progress)
+    finally:
+        project.close()
     for r in reports:
         mode = "full" if r.incremental_from_us is None else "incremental"
-        print(f"{r.view}: {mode}, {r.rows_read:,} rows read, {r.keys:,} keys, {r.written:,} written")
+        skipped = f", {r.no_event_time:,} rows without an event time skipped" if r.no_event_time else ""
+        why = f" (read in full: {r.full_because})" if r.full_because and not args.full else ""
+        print(f"{r.view}: {mode}, {r.rows_read:,} rows read, {r.keys:,} keys, {r.written:,} written{skipped}{why}")
     return 0
 
 
@@ -155,7 +195,7 @@ def _parse_entities(project, args: argparse.Namespace) -> list[dict[str, object]
             data = [data]
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
             raise ParityError('--entities must be a JSON object or a list of objects, e.g. [{"user_id": 1}]')
-        return data
+        return data  # [] asks for nothing and gets nothing
     key_types = {k: d for e in project.catalog.entities.values() for k, d in e.keys.items()}
     rows = []
     for text in args.entity:
@@ -178,11 +218,28 @@ def _parse_entities(project, args: argparse.Namespace) -> list[dict[str, object]
     return rows
 
 
+def _strict_json(value: object) -> object:
+    """Values as strict JSON: NaN and infinities become the strings "NaN", "Infinity" and
+    "-Infinity" (as in Protocol Buffers' JSON mapping); times are ISO-8601 text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
 def cmd_query(args: argparse.Namespace) -> int:
-    project = _project(args)
     features = _features(args.features)
-    result = project.query(_parse_entities(project, args), features, now=_time(args.now, "--now"),
-                           with_status=args.status)
+    now = _time(args.now, "--now")
+    project = _project(args)
+    try:
+        result = project.query(_parse_entities(project, args), features, now=now, with_status=args.status)
+    finally:
+        project.close()
     out = []
     for i, row in enumerate(result.rows):
         if args.status and result.details is not None:
@@ -191,14 +248,8 @@ def cmd_query(args: argparse.Namespace) -> int:
                               **({"error": v.error} if v.error else {})} for ref, v in result.details[i].items()})
         else:
             out.append(row)
-    print(json.dumps(out, indent=2, default=_json_default))
+    print(json.dumps(_strict_json(out), indent=2, allow_nan=False))
     return 0
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-column", action="append", default=[], metavar="KEY=COLUMN",
                    help="spine column holding an entity key, when the names differ")
     p.add_argument("--timezone", help="zone of a naive spine timestamp column")
+    p.add_argument("--with-status", action="store_true",
+                   help="add a '<feature>:status' column per feature (present, missing, expired, error)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=cmd_training_set)
 
@@ -257,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ParityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -20,7 +20,7 @@ from parity.semantics import keys as pkeys
 from parity.semantics import reading, visibility
 from parity.semantics.ordering import CREATED, EVENT, SEQUENCE
 
-_BAD = "__bad_"
+_BAD = "__parity_bad_"
 
 
 def check_columns(available: list[str], source: Source, request: ScanRequest, where_source: str) -> None:
@@ -66,7 +66,7 @@ def normalize(
     raw: pl.LazyFrame, source: Source, request: ScanRequest, where_source: str,
     wires: Mapping[str, reading.Wire] | None = None,
 ) -> Scan:
-    """Turn a raw frame (source columns + ``__seq``) into the ScanRequest's result.
+    """Turn a raw frame (source columns + ``ordering.SEQUENCE``) into the ScanRequest's result.
 
     ``wires`` overrides the wire type of columns whose Polars type alone does not say it (a
     database's numeric read as text, say).

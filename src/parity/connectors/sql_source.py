@@ -80,7 +80,7 @@ class _Plan:
     event: Selected
     created: Selected | None
     order: str  # ingestion-order expression (a sequence column, ctid, or the primary key)
-    order_is_column: bool  # whether ``order`` is one integer column the scan can return as __seq
+    order_is_column: bool  # whether ``order`` is one integer column the scan can return as the sequence
 
     def selected(self) -> list[Selected]:
         seen: dict[str, Selected] = {}
@@ -141,7 +141,7 @@ class SQLSourceBase(ABC):
 
     @abstractmethod
     def fetch_scan(self, sql: str, params: list[object], plan: _Plan) -> pl.DataFrame:
-        """Run a scan: a frame with one column per selected alias and ``__seq`` (when selected)."""
+        """Run a scan: a frame with one column per selected alias and ``ordering.SEQUENCE`` (when selected)."""
 
     @abstractmethod
     async def _open_pool(self) -> Any:

@@ -6,10 +6,12 @@ Monotonic writes are enforced inside SQLite by a conditional upsert (``semantics
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -19,6 +21,28 @@ from parity.semantics.keys import encode as encode_key
 from parity.semantics.ordering import sql_not_older
 
 _packb = msgpack.Packer(use_bin_type=True).pack
+F = TypeVar("F", bound=Callable[..., Any])
+_BUSY_MS = 5000  # how long a write waits for another process's write to finish
+
+
+def _store_errors(method: F) -> F:
+    """SQLite errors (a corrupt file, a lock held by another process) as one-line StoreErrors."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteOnlineStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                hint = f"another process holds its write lock (waited {_BUSY_MS / 1000:g} s); try again when it is done"
+            elif "not a database" in text or "malformed" in text:
+                hint = "the file is not a SQLite database or is damaged; delete it and materialize again"
+            else:
+                hint = text
+            raise StoreError(f"online store {self.path}: {hint}") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class SQLiteOnlineStore:
@@ -30,6 +54,12 @@ class SQLiteOnlineStore:
         self._local = threading.local()
         self._tables: set[str] = set()
         self._statements: dict[tuple[str, int], str] = {}
+        self._init()
+
+    @_store_errors
+    def _init(self) -> None:
+        if os.path.isdir(self.path):
+            raise StoreError(f"online store {self.path} is a folder; point online_store.path at a file")
         con = self._con()
         con.execute("CREATE TABLE IF NOT EXISTS parity_watermarks (tbl TEXT PRIMARY KEY, micros INTEGER NOT NULL)")
         con.commit()
@@ -38,11 +68,13 @@ class SQLiteOnlineStore:
         con = getattr(self._local, "con", None)
         if con is None:
             try:
-                con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open online store {self.path}: {exc}") from None
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")
+                con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True, timeout=_BUSY_MS / 1000)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error:
+                if con is not None:
+                    con.close()
+                raise
             self._local.con = con
         return con
 
@@ -52,6 +84,7 @@ class SQLiteOnlineStore:
             raise StoreError(f"invalid online table name {table!r}")
         return f"fv_{table}"
 
+    @_store_errors
     def ensure_table(self, table: str) -> None:
         if table in self._tables:
             return
@@ -61,6 +94,7 @@ class SQLiteOnlineStore:
         )
         self._tables.add(table)
 
+    @_store_errors
     def has_table(self, table: str) -> bool:
         if table in self._tables:
             return True
@@ -71,6 +105,7 @@ class SQLiteOnlineStore:
             self._tables.add(table)
         return row is not None
 
+    @_store_errors
     def write(self, table: str, rows: Iterable[tuple[tuple[object, ...], StoredRow]]) -> int:
         self.ensure_table(table)
         name = self._name(table)
@@ -90,6 +125,7 @@ class SQLiteOnlineStore:
             raise
         return con.total_changes - before
 
+    @_store_errors
     def read(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[StoredRow | None]:
         if not self.has_table(table):
             return [None] * len(keys)
@@ -104,6 +140,7 @@ class SQLiteOnlineStore:
         found = {k: (ev, cr, tuple(msgpack.unpackb(p))) for k, ev, cr, p in con.execute(sql, encoded)}
         return [found.get(k) for k in encoded]
 
+    @_store_errors
     def read_synced(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[int | None]:
         watermark = self.get_watermark(table)
         marks: dict[bytes, int] = {}
@@ -123,6 +160,7 @@ class SQLiteOnlineStore:
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (f"{self._name(table)}_sync",)
         ).fetchone() is not None
 
+    @_store_errors
     def mark_synced(self, table: str, keys: Sequence[tuple[object, ...]], micros: int) -> None:
         name = f"{self._name(table)}_sync"
         con = self._con()
@@ -132,10 +170,12 @@ class SQLiteOnlineStore:
             [(encode_key(k), micros) for k in keys],
         )
 
+    @_store_errors
     def get_watermark(self, table: str) -> int | None:
         row = self._con().execute("SELECT micros FROM parity_watermarks WHERE tbl=?", (table,)).fetchone()
         return row[0] if row else None
 
+    @_store_errors
     def set_watermark(self, table: str, micros: int) -> None:
         self._con().execute(
             "INSERT INTO parity_watermarks (tbl, micros) VALUES (?, ?) "

@@ -57,17 +57,19 @@ def _constant(value: object) -> str | None:
     if isinstance(value, _CONSTANTS):
         return repr(value)
     if isinstance(value, tuple | list | frozenset | set):
-        parts = [_constant(v) for v in value]
-        if None in parts:
+        found = [_constant(v) for v in value]
+        parts = [p for p in found if p is not None]
+        if len(parts) != len(found):
             return None
         if isinstance(value, frozenset | set):
-            parts = sorted(parts)  # type: ignore[arg-type]
-        return f"{type(value).__name__}({', '.join(parts)})"  # type: ignore[arg-type]
+            parts.sort()
+        return f"{type(value).__name__}({', '.join(parts)})"
     if isinstance(value, dict):
         items = [(_constant(k), _constant(v)) for k, v in value.items()]
-        if any(k is None or v is None for k, v in items):
+        pairs = sorted((k, v) for k, v in items if k is not None and v is not None)
+        if len(pairs) != len(items):
             return None
-        return "dict(" + ", ".join(f"{k}: {v}" for k, v in sorted(items)) + ")"  # type: ignore[type-var]
+        return "dict(" + ", ".join(f"{k}: {v}" for k, v in pairs) + ")"
     return None
 
 

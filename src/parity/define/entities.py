@@ -61,6 +61,10 @@ class Entity:
         if not keys:
             raise DefinitionError(f"entity {name!r} needs at least one key", location=location)
         for key, dtype in keys.items():
+            if not isinstance(key, str) or not key.isidentifier() or key.startswith("__"):
+                raise DefinitionError(
+                    f"entity {name!r}: key {key!r} must be a Python identifier not starting with '__' (parity keeps "
+                    f"such names for its own columns)", location=location)
             if not isinstance(dtype, DType) or dtype.inner is not None:
                 raise DefinitionError(
                     f"entity {name!r}: key {key!r} needs a scalar dtype such as Int64 or String, got {dtype!r}",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from parity.define.dtypes import DType
 from parity.define.entities import Entity
 from parity.define.location import caller_location
-from parity.define.sources import Source
+from parity.define.sources import Source, check_column_name
 from parity.errors import DefinitionError
 
 
@@ -37,8 +37,10 @@ class Feature:
     def __post_init__(self) -> None:
         if not self.location:
             object.__setattr__(self, "location", caller_location())
-        if not self.name.isidentifier():
-            raise DefinitionError(f"feature name {self.name!r} must be a Python identifier", location=self.location)
+        if not isinstance(self.name, str) or not self.name.isidentifier() or self.name.startswith("__"):
+            raise DefinitionError(f"feature name {self.name!r} must be a Python identifier not starting with '__'",
+                                  location=self.location)
+        check_column_name(self.column, f"feature {self.name!r}", self.location)
         if not isinstance(self.dtype, DType):
             raise DefinitionError(
                 f"feature {self.name!r}: dtype must be a parity dtype such as Int64, got {self.dtype!r}",
@@ -122,8 +124,10 @@ class FeatureView:
             raise DefinitionError(f"feature view {name!r}: max_staleness must not be negative", location=location)
         if not timeout > 0:
             raise DefinitionError(f"feature view {name!r}: timeout must be a positive number of seconds", location=location)
-        if not name.isidentifier():
+        if not isinstance(name, str) or not name.isidentifier():
             raise DefinitionError(f"feature view name {name!r} must be a Python identifier", location=location)
+        for key, column in self.key_columns.items():
+            check_column_name(column, f"feature view {name!r}, key {key!r}", location)
         if not self.features:
             raise DefinitionError(f"feature view {name!r} has no features", location=location)
         unknown = set(self.key_columns) - set(entity.keys)

@@ -9,6 +9,24 @@ from parity.define.location import caller_location
 from parity.errors import DefinitionError
 
 AsOf = Literal["visible", "event_time"]
+RESERVED_PREFIX = "__parity"  # parity's own working columns; a source column may not be named so
+
+
+def check_column_name(column: str | None, what: str, location: str) -> None:
+    if column is not None and column.startswith(RESERVED_PREFIX):
+        raise DefinitionError(f"{what}: column {column!r} starts with {RESERVED_PREFIX!r}, which parity keeps for its "
+                              f"own columns; rename it in the source", location=location)
+
+
+def check_zone(name: str, what: str, location: str) -> None:
+    """A declared time zone must be a known IANA zone (checked when the definition is made)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise DefinitionError(f"{what}: timezone {name!r} is not a known time zone; use an IANA name such as 'UTC' "
+                              f"or 'Europe/Berlin'", location=location) from None
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,12 @@ class Source:
                 f"source {self.name!r}: as_of must be 'visible' or 'event_time', not {self.as_of!r}",
                 location=self.location,
             )
+        if not isinstance(self.event_time, str) or not self.event_time:
+            raise DefinitionError(f"source {self.name!r}: name its event_time column", location=self.location)
+        for column in (self.event_time, self.created_time):
+            check_column_name(column, f"source {self.name!r}", self.location)
+        if self.timezone is not None:
+            check_zone(self.timezone, f"source {self.name!r}", self.location)
 
     def describe(self) -> dict[str, object]:
         """The parts of the source that change what values it yields (they go into versions)."""

@@ -198,6 +198,9 @@ class OnlineEngine:
         return await self._run(self.compile(plan), entities, now_us, with_status)
 
     async def _run(self, compiled: _Compiled, entities: Entities, now_us: int, with_status: bool) -> QueryResult:
+        refs = tuple(ref for ref, _, _ in compiled.outputs)
+        if _key_columns(entities)[0] == 0:  # asked for nothing: nothing to answer
+            return QueryResult(refs, [], [] if with_status else None)
         n, cols = _key_rows(compiled, entities)
         state = _State(n, cols, now_us)
         steps = compiled.plan.steps

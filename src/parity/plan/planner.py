@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from parity.errors import CycleError, DefinitionError
+from parity.errors import CycleError, DataError, DefinitionError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Keys, Lookup, LookupOutput, Plan, Step, column_id
 
@@ -93,6 +93,9 @@ def plan(catalog: Catalog, references: Sequence[str]) -> Plan:
     """Plan ``references`` (``"user.country"``, ``"transaction.user.account_age_days"``)."""
     if not references:
         raise DefinitionError("no features requested; name at least one, e.g. 'user.country'")
+    twice = sorted({r for r in references if list(references).count(r) > 1})
+    if twice:
+        raise DataError(f"feature(s) {twice} requested more than once; name each feature once")
     builder = _Builder(catalog)
     outputs = []
     roots: dict[str, tuple[str, ...]] = {}

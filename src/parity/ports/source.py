@@ -19,8 +19,9 @@ class ScanRequest:
     """What to read: typed columns, and optionally a window of visibility time (µs).
 
     The result has the requested columns (renamed to the given names and read as the dtypes by
-    ``semantics.reading``; key columns in canonical form, ``semantics.keys``) plus ``__ev``, ``__cr``
-    (Int64 µs UTC; ``__cr`` null when the source has no created time) and ``__seq`` (ingestion order).
+    ``semantics.reading``; key columns in canonical form, ``semantics.keys``) plus ``ordering.EVENT``
+    and ``ordering.CREATED`` (Int64 µs UTC; CREATED null when the source has no created time) and
+    ``ordering.SEQUENCE`` (ingestion order).
     """
 
     columns: Mapping[str, tuple[str, DType]]  # output name -> (source column, dtype)

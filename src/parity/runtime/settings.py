@@ -46,22 +46,39 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"no {FILENAME} in {root}; run 'parity init' to create a project, or change to a project folder"
         )
-    project = data.get("project", {})
-    online = data.get("online_store", {})
-    registry = data.get("registry", {})
-    store_type = env.get("PARITY_ONLINE_STORE_TYPE", online.get("type", "sqlite"))
+    project = _table(data, "project", path)
+    online = _table(data, "online_store", path)
+    registry = _table(data, "registry", path)
+    store_type = env.get("PARITY_ONLINE_STORE_TYPE", _text(online, "online_store", "type", path, "sqlite"))
     if store_type not in ("sqlite", "redis"):
         raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite' or 'redis'")
-    definitions = env.get("PARITY_DEFINITIONS", project.get("definitions"))
+    definitions = env.get("PARITY_DEFINITIONS", _text(project, "project", "definitions", path, ""))
     if not definitions:
         raise ConfigError(f"{path}: set [project] definitions = \"<module or file.py>\"")
+    name = _text(project, "project", "name", path, os.path.basename(root))
     return Settings(
         root=root,
-        name=project.get("name", os.path.basename(root)),
+        name=name,
         definitions=definitions,
         online_store_type=store_type,
-        online_store_path=env.get("PARITY_ONLINE_STORE_PATH", online.get("path", ".parity/online.db")),
-        registry_path=env.get("PARITY_REGISTRY_PATH", registry.get("path", ".parity/registry.db")),
-        online_store_url=env.get("PARITY_ONLINE_STORE_URL", online.get("url")),
-        online_store_namespace=online.get("namespace", project.get("name", os.path.basename(root))),
+        online_store_path=env.get("PARITY_ONLINE_STORE_PATH", _text(online, "online_store", "path", path,
+                                                                    ".parity/online.db")),
+        registry_path=env.get("PARITY_REGISTRY_PATH", _text(registry, "registry", "path", path, ".parity/registry.db")),
+        online_store_url=env.get("PARITY_ONLINE_STORE_URL", _text(online, "online_store", "url", path, "") or None),
+        online_store_namespace=_text(online, "online_store", "namespace", path, name),
     )
+
+
+def _table(data: dict[str, Any], name: str, path: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {name!r} must be a table ([{name}] with keys under it), not {type(value).__name__} "
+                          f"{value!r}")
+    return value
+
+
+def _text(table: dict[str, Any], section: str, key: str, path: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: [{section}] {key} must be a string in quotes, not {type(value).__name__} {value!r}")
+    return value

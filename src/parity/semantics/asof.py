@@ -22,11 +22,11 @@ import polars as pl
 from parity.semantics.ordering import CREATED, EVENT, ROW_ORDER
 from parity.semantics.visibility import visible_at_expr
 
-VISIBLE_AT = "__visible_at"
-RANK = "__rank"
-PROBE_TIME = "__t"
-_PROBE = "__probe"
-_ROW = "__row"
+VISIBLE_AT = "__parity_visible_at"
+RANK = "__parity_rank"
+PROBE_TIME = "__parity_t"
+_PROBE = "__parity_probe"
+_ROW = "__parity_row"
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _candidates(rows: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     return rows.with_columns(pl.col(CREATED).fill_null(pl.col(EVENT)))
 
 
-_COMPOSITE = "__key_time"
+_COMPOSITE = "__parity_key_time"
 
 
 def _sort_by_key_and_time(frame: pl.DataFrame, keys: Sequence[str], time: str, then: Sequence[str]) -> pl.DataFrame:
@@ -147,10 +147,10 @@ def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.
         k0, t0, span = fold
         key = keys[0]
         right = index.select(((pl.col(key).cast(pl.Int64) - k0) * span + (pl.col(VISIBLE_AT) - t0)).alias(_COMPOSITE),
-                             pl.col(key).alias("__match_key"), _ROW)
+                             pl.col(key).alias("__parity_match_key"), _ROW)
         left = left.with_columns(((pl.col(key).cast(pl.Int64) - k0) * span + (pl.col(PROBE_TIME) - t0)).alias(_COMPOSITE))
         joined = left.sort(_COMPOSITE).join_asof(right, on=_COMPOSITE, strategy="backward", check_sortedness=False)
-        joined = joined.with_columns(pl.when(pl.col("__match_key") == pl.col(key)).then(pl.col(_ROW)).alias(_ROW))
+        joined = joined.with_columns(pl.when(pl.col("__parity_match_key") == pl.col(key)).then(pl.col(_ROW)).alias(_ROW))
     else:
         joined = left.sort([*keys, PROBE_TIME]).join_asof(
             index, left_on=PROBE_TIME, right_on=VISIBLE_AT, by=list(keys), strategy="backward", check_sortedness=False

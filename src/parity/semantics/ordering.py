@@ -8,9 +8,9 @@ stores accept a write only when it is not older than what they hold (monotonic w
 
 from __future__ import annotations
 
-EVENT = "__ev"
-CREATED = "__cr"
-SEQUENCE = "__seq"
+EVENT = "__parity_ev"
+CREATED = "__parity_cr"
+SEQUENCE = "__parity_seq"
 
 ROW_ORDER = (EVENT, CREATED, SEQUENCE)
 
