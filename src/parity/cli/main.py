@@ -15,8 +15,12 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from parity.errors import ParityError, one_line
+
+if TYPE_CHECKING:
+    from parity.runtime.project import Project
 
 EXIT_ERROR = 2
 
@@ -86,7 +90,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _project(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _project(args: argparse.Namespace) -> Project:
     from parity.runtime.project import Project
 
     return Project.load(args.project)
@@ -105,7 +109,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     versions = Versions(project.catalog)
     rows = []
     for (_, _), fd in sorted(project.catalog.features.items()):
-        kind = f"view {fd.view.name}" if fd.view else f"resolver {fd.resolver.name}"  # type: ignore[union-attr]
+        kind = f"view {fd.view.name}" if fd.view else f"resolver {fd.resolver.name if fd.resolver else '?'}"
         rows.append((fd.ref, repr(fd.dtype), versions.version(fd), kind, ",".join(fd.feature.tags), fd.feature.description))
     if args.json:
         print(json.dumps([dict(zip(("feature", "dtype", "version", "from", "tags", "description"), r)) for r in rows], indent=2))
@@ -185,7 +189,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_entities(project, args: argparse.Namespace) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+def _parse_entities(project: Project, args: argparse.Namespace) -> list[dict[str, object]]:
     if args.entities:
         try:
             data = json.loads(args.entities)
@@ -240,7 +244,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         result = project.query(_parse_entities(project, args), features, now=now, with_status=args.status)
     finally:
         project.close()
-    out = []
+    out: list[dict[str, object]] = []
     for i, row in enumerate(result.rows):
         if args.status and result.details is not None:
             out.append({ref: {"value": v.value, "status": v.status,

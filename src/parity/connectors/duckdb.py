@@ -56,7 +56,8 @@ class DuckDBReader:
         except duckdb.Error as exc:
             raise DataError(f"{self.describe()}: {one_line(str(exc))}") from None
         frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
+        if not isinstance(frame, pl.DataFrame):
+            raise DataError(f"{self.describe()}: the table read as a single column")
         return frame, frame.schema
 
     def check(self, request: ScanRequest) -> None:

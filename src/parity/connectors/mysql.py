@@ -113,7 +113,7 @@ class MySQLReader(SQLSourceBase):
     def _column(row: tuple[object, ...]) -> Column:
         return Column(str(row[0]), str(row[1]).lower(), str(row[2]).lower(), int(row[3]))  # type: ignore[call-overload]
 
-    def _connect(self):  # type: ignore[no-untyped-def]
+    def _connect(self) -> Any:
         try:
             import pymysql
         except ImportError:

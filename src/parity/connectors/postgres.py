@@ -40,7 +40,7 @@ _TIMES = {"int2": reading.INT, "int4": reading.INT, "int8": reading.INT, "date":
           "timestamp": reading.NAIVE, "timestamptz": reading.AWARE}
 
 
-def _adbc():  # type: ignore[no-untyped-def]
+def _adbc() -> Any:
     try:
         from adbc_driver_postgresql import dbapi
     except ImportError:

@@ -47,7 +47,7 @@ def to_arrow(spine: object) -> pa.Table:
     if isinstance(spine, pl.DataFrame):
         return spine.to_arrow()
     if type(spine).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(spine, preserve_index=False)  # type: ignore[arg-type]
+        return pa.Table.from_pandas(spine, preserve_index=False)
     raise DataError(
         f"a spine must be a pyarrow Table, a pandas or Polars DataFrame, or a Parquet path; got {type(spine).__name__}"
     )

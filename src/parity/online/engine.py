@@ -106,7 +106,7 @@ def _key_columns(entities: Entities) -> tuple[int, dict[str, list[object]]]:
             scalars = sorted(k for k, is_list in listed.items() if not is_list)
             raise EntityKeyError(f"entity keys {scalars} are single values while others are lists; give every key "
                                  f"as a list (one value per entity) or every key as one value")
-        columns = {k: list(v) for k, v in entities.items()}  # type: ignore[call-overload]
+        columns = {k: list(v) for k, v in entities.items()}
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
             raise EntityKeyError(f"entity key columns have different lengths: { {k: len(v) for k, v in columns.items()} }")
@@ -389,6 +389,6 @@ def _drive_sync(coro: Coroutine[Any, Any, QueryResult]) -> QueryResult:
     try:
         coro.send(None)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
     coro.close()
     raise RuntimeError("an online plan without async steps suspended; this is a bug in parity")

@@ -13,7 +13,7 @@ from parity.define.dtypes import DType
 from parity.define.entities import Entity
 from parity.define.features import Feature, FeatureView
 from parity.define.resolvers import Resolver
-from parity.errors import DefinitionError, DuplicateNameError, SignatureError, UnknownFeatureError
+from parity.errors import CycleError, DefinitionError, DuplicateNameError, SignatureError, UnknownFeatureError
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,11 +66,7 @@ class Catalog:
                 self._add_resolver(obj)
         self._check_relationships()
         self._check_resolver_inputs()
-        # Planning every resolver output once proves there is no cycle and every input resolves.
-        from parity.plan.planner import plan
-
-        for res in self.resolvers.values():
-            plan(self, [f"{res.entity.name}.{res.outputs[0].name}"])
+        self._check_cycles()
 
     # -- building -------------------------------------------------------------------------
 
@@ -156,6 +152,33 @@ class Catalog:
                         f"feature {ref.text!r} is {fd.dtype!r}; make them agree",
                         location=res.location,
                     )
+
+    def _check_cycles(self) -> None:
+        """No resolver may depend on itself, directly, through others or through relationships
+        (which the planner could otherwise unfold without end)."""
+        done: set[int] = set()
+        for res in self.resolvers.values():
+            self._visit(res.entity.name, (), res.outputs[0].name, [], done)
+
+    def _visit(self, root: str, hops: tuple[str, ...], name: str, stack: list[tuple[str, Resolver]],
+               done: set[int]) -> None:
+        fd = self.features[(self.entity_at(root, hops).name, name)]
+        res = fd.resolver
+        if res is None:
+            return
+        column = ".".join((root, *hops, name))
+        on_stack = [i for i, (_, r) in enumerate(stack) if r is res]
+        if on_stack:
+            chain = [f"{r.name} ({c})" for c, r in stack[on_stack[0]:]] + [f"{res.name} ({column})"]
+            raise CycleError(chain, location=res.location)
+        if id(res) in done:
+            return
+        stack.append((column, res))
+        for inp in res.inputs:
+            *path, feature = inp.path.split(".")
+            self._visit(root, hops + tuple(path), feature, stack, done)
+        stack.pop()
+        done.add(id(res))
 
     # -- lookup ---------------------------------------------------------------------------
 

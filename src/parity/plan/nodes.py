@@ -52,7 +52,8 @@ class Lookup:
     outputs: tuple[LookupOutput, ...]
 
     def __post_init__(self) -> None:
-        assert self.outputs, "a lookup reads at least one feature"
+        if not self.outputs:  # an invariant of the planner, kept under python -O too
+            raise ValueError(f"a lookup of view {self.view!r} must read at least one feature")
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ class _Builder:
             self.done.add(cid)
             return cid
         res = fd.resolver
-        assert res is not None
+        if res is None:  # a catalog feature comes from a view or a resolver
+            raise DefinitionError(f"feature {fd.ref!r} has neither a view nor a resolver")
         if any(c == cid for c, _ in self.in_progress):
             start = [c for c, _ in self.in_progress].index(cid)
             chain = [f"{r} ({c})" for c, r in self.in_progress[start:]] + [f"{res.name} ({cid})"]

@@ -69,7 +69,8 @@ class Versions:
                 "default": repr(fd.feature.default),
             }
         res = fd.resolver
-        assert res is not None
+        if res is None:  # a catalog feature comes from a view or a resolver
+            raise ValueError(f"feature {fd.ref!r} has neither a view nor a resolver")
         inputs = {}
         for inp in res.inputs:
             ref = self.catalog.parse(f"{res.entity.name}.{inp.path}")

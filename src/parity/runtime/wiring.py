@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from parity.define.sources import DuckDBSource, MySQLSource, ParquetSource, PostgresSource, Source, SQLiteSource
 from parity.errors import ConfigError
 from parity.ports.online_store import OnlineStore
 from parity.ports.source import SourceReader
+
+if TYPE_CHECKING:
+    from parity.connectors.http import HttpClient
 
 
 def reader_for(source: Source, base_dir: str) -> SourceReader:
@@ -49,7 +54,7 @@ def online_store(kind: str, path: str, url: str | None = None, root: str = ".", 
     raise ConfigError(f"unknown online store type {kind!r}; use 'sqlite' or 'redis'")
 
 
-def http_client():  # type: ignore[no-untyped-def]
+def http_client() -> HttpClient:
     from parity.connectors.http import HttpClient
 
     return HttpClient()

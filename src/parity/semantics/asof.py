@@ -128,8 +128,8 @@ def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str])
     a, b = bounds(index, VISIBLE_AT), bounds(probes, PROBE_TIME)
     if None in a or None in b:
         return None
-    k0, k1 = min(a[0], b[0]), max(a[1], b[1])  # type: ignore[type-var]
-    t0, t1 = min(a[2], b[2]), max(a[3], b[3])  # type: ignore[type-var]
+    k0, k1 = min(a[0], b[0]), max(a[1], b[1])
+    t0, t1 = min(a[2], b[2]), max(a[3], b[3])
     span = int(t1) - int(t0) + 1
     return (int(k0), int(t0), span) if (int(k1) - int(k0) + 1) * span < 2**62 else None
 

@@ -327,11 +327,11 @@ def _time_vector(kind: str, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vecto
         return Vector(wide.clip(-_MAX_SECONDS, _MAX_SECONDS).cast(pl.Int64()) * 1_000_000,
                       (wide < -_MAX_SECONDS) | (wide > _MAX_SECONDS))
     if kind in ("aware", "utc", "naive"):
-        unit = raw.time_unit if isinstance(raw, pl.Datetime) else "us"  # type: ignore[union-attr]
+        unit = raw.time_unit if isinstance(raw, pl.Datetime) else "us"
         per_us = {"ns": 1000, "us": 1, "ms": None}[unit]
         if kind == "naive" and isinstance(raw, pl.Datetime) and raw.time_zone is None:
             tz = ctx.need_zone()
-            x = x.map_batches(lambda s: naive_to_utc(s, tz), return_dtype=pl.Datetime(unit, "UTC"))  # type: ignore[arg-type]
+            x = x.map_batches(lambda s: naive_to_utc(s, tz), return_dtype=pl.Datetime(unit, "UTC"))
         # µs since the epoch, floored (sub-µs parts of ns timestamps are dropped towards the past)
         ticks = x.dt.epoch(time_unit="us") if per_us is None else x.cast(pl.Int64()) // per_us
         return Vector(ticks, None)
