@@ -46,6 +46,8 @@ QUERY_TIMES = st.one_of(
     # one microsecond either side of an event time: max_age edges must hold to the microsecond
     st.tuples(EVENTS, st.sampled_from([-1, 1])).map(lambda p: p[0] + dt.timedelta(microseconds=p[1])),
 )
+# A user row's event time: sometimes null (never visible, on any path).
+USER_EVENTS = st.one_of(EVENTS, EVENTS, EVENTS, st.none())
 # Created time relative to the event: null, earlier, equal, later (a late-arriving row).
 CREATED_OFFSET = st.one_of(st.none(), st.sampled_from([-60, 0, 30, 60, 120, 200]))
 FLOATS = st.one_of(
@@ -65,7 +67,7 @@ def user_rows(ids: list[int]) -> st.SearchStrategy[dict]:  # type: ignore[type-a
     return st.fixed_dictionaries(
         {
             "user_id": st.sampled_from(ids),
-            "ev": EVENTS,
+            "ev": USER_EVENTS,
             "cr": CREATED_OFFSET,
             "n": st.one_of(st.none(), INT64, st.sampled_from([0, -1, 2**63 - 1, -(2**63)])),
             "x": FLOATS,
@@ -90,10 +92,11 @@ order_row = st.fixed_dictionaries(
 USER_SCHEMA = {
     "user_id": pl.Int64, "ev": pl.Datetime("us", "UTC"), "cr": pl.Datetime("us", "UTC"), "n": pl.Int64,
     "x": pl.Float64, "b": pl.Boolean, "s": pl.String, "at": pl.Datetime("us", "UTC"), "d": pl.Date,
-    "xs": pl.List(pl.Int64),
+    "xs": pl.List(pl.Int64), "rid": pl.Int64,
 }
 ORDER_SCHEMA = {"order_id": pl.String, "ev": pl.Datetime("us", "UTC"), "user_id": pl.Int64, "amount": pl.Float64}
-USER_FEATURES = ["n", "x", "b", "s", "at", "d", "xs"]
+# rid is distinct per source row (its position), so choosing the wrong row of a tie is visible.
+USER_FEATURES = ["n", "x", "b", "s", "at", "d", "xs", "rid"]
 DERIVED = ["n_half", "xs_rev", "seen", "day", "flag", "tag"]
 USER_REFS = [f"user.{f}" for f in [*USER_FEATURES, "mix", *DERIVED]]
 ORDER_REFS = ["order.user_id", "order.amount", "order.hours_since_at",
@@ -114,7 +117,7 @@ def definitions(tmp: str, as_of: str, max_age: dt.timedelta | None, s_max_age: d
                                 created_time="cr", as_of=as_of),
         features=[pt.Feature("n", pt.Int64), pt.Feature("x", pt.Float64), pt.Feature("b", pt.Bool),
                   pt.Feature("s", pt.String, max_age=s_max_age), pt.Feature("at", pt.Timestamp),
-                  pt.Feature("d", pt.Date), pt.Feature("xs", pt.List(pt.Int64))],
+                  pt.Feature("d", pt.Date), pt.Feature("xs", pt.List(pt.Int64)), pt.Feature("rid", pt.Int64)],
     )
     orders = pt.FeatureView(
         "orders", entity=order, max_age=order_max_age,
@@ -158,7 +161,7 @@ def definitions(tmp: str, as_of: str, max_age: dt.timedelta | None, s_max_age: d
 
 
 def write_sources(tmp: str, users: list[dict], orders: list[dict]) -> None:  # type: ignore[type-arg]
-    rows = [{**u, "cr": None if u["cr"] is None else u["ev"] + dt.timedelta(minutes=u["cr"])} for u in users]
+    rows = [{**u, "cr": None if u["cr"] is None else (u["ev"] or BASE) + dt.timedelta(minutes=u["cr"])} for u in users]
     pl.DataFrame(rows, schema=USER_SCHEMA, orient="row").write_parquet(os.path.join(tmp, "users.parquet"))
     pl.DataFrame(orders, schema=ORDER_SCHEMA, orient="row").write_parquet(os.path.join(tmp, "orders.parquet"))
 
@@ -174,7 +177,7 @@ def spine(t: dt.datetime) -> pl.DataFrame:
 def choose(rows: list[dict], key_name: str, key: object, t: dt.datetime, uses_created: bool) -> dict | None:  # type: ignore[type-arg]
     best = None
     for position, row in enumerate(rows):
-        if row[key_name] != key or row["ev"] > t:
+        if row[key_name] != key or row["ev"] is None or row["ev"] > t:  # no event time: never visible
             continue
         created = row["ev"] if row.get("cr") is None else row["ev"] + dt.timedelta(minutes=row["cr"])
         if uses_created and created > t:
@@ -264,7 +267,7 @@ def resolve_max_age(spec: tuple[str, int | None], t: dt.datetime, events: list[d
         return None
     if kind == "fixed":
         return dt.timedelta(minutes=n)  # type: ignore[arg-type]
-    past = sorted({e for e in events if e <= t})
+    past = sorted({e for e in events if e is not None and e <= t})
     if not past:
         return dt.timedelta(0)
     age = t - past[n % len(past)]  # type: ignore[operator]
@@ -312,16 +315,20 @@ COMMON = {
 
 
 @settings(max_examples=80, deadline=None)
-@given(t=QUERY_TIMES, **COMMON)
+@given(t=QUERY_TIMES, early=st.integers(1, 300), **COMMON)
 # A full tie of (event, created): the later row wins, and -0.0 must not come back as 0.0. The value
 # is exactly max_age old at t, so it is still valid.
 @example(users=[user(1, 60, 0, x=0.0, s="first"), user(1, 60, 0, x=-0.0, s="second")],
          orders=[{"order_id": "o1", "ev": at_minute(0), "user_id": 1, "amount": math.nan}],
-         t=at_minute(120), as_of="visible", age_spec=("fixed", 60), s_age_spec=NO_AGE, order_age_spec=NO_AGE)
+         t=at_minute(120), as_of="visible", age_spec=("fixed", 60), s_age_spec=NO_AGE, order_age_spec=NO_AGE, early=45)
 # One microsecond past max_age: expired in both paths (and "expired", not "missing", online).
 @example(users=[user(1, 60, None, n=5, s="x")], orders=[], t=at_minute(90) + dt.timedelta(microseconds=1),
-         as_of="event_time", age_spec=("past_edge", 0), s_age_spec=("edge", 0), order_age_spec=NO_AGE)
-def test_online_answer_equals_training_row(users, orders, t, as_of, age_spec, s_age_spec, order_age_spec):
+         as_of="event_time", age_spec=("past_edge", 0), s_age_spec=("edge", 0), order_age_spec=NO_AGE, early=1)
+# Asked before the stored value's time: the newer row is "future" online, never served as present.
+@example(users=[user(1, 0, None, n=1), user(1, 120, 0, n=2), user(2, 60, 120, n=3)], orders=[], t=at_minute(240),
+         as_of="visible", age_spec=NO_AGE, s_age_spec=NO_AGE, order_age_spec=NO_AGE, early=150)
+def test_online_answer_equals_training_row(users, orders, t, as_of, age_spec, s_age_spec, order_age_spec, early):
+    users = [{**u, "rid": i} for i, u in enumerate(users)]
     with tempfile.TemporaryDirectory() as tmp:
         defs, resolvers, max_ages, order_max_age = setup(tmp, users, orders, t, as_of, age_spec, s_age_spec,
                                                          order_age_spec)
@@ -334,8 +341,37 @@ def test_online_answer_equals_training_row(users, orders, t, as_of, age_spec, s_
             for i, (u, o) in enumerate(zip(SPINE_USERS, SPINE_ORDERS)):
                 want = expected_row(users, orders, u, o, t, as_of, max_ages, order_max_age, resolvers)
                 check_row(i, offline[i], online.rows[i], online.details[i], want)
+            check_earlier(project, users, orders, t, t - dt.timedelta(minutes=early), as_of)
         finally:
             project.close()
+
+
+DIRECT_REFS = [*(f"user.{f}" for f in USER_FEATURES), "order.user_id", "order.amount"]
+
+
+def visible_instant(row: dict, uses_created: bool) -> dt.datetime:  # type: ignore[type-arg]
+    created = row["ev"] if row.get("cr") is None else row["ev"] + dt.timedelta(minutes=row["cr"])
+    return max(row["ev"], created) if uses_created else row["ev"]
+
+
+def check_earlier(project: pt.Project, users: list[dict], orders: list[dict], t: dt.datetime,  # type: ignore[type-arg]
+                  early: dt.datetime, as_of: str) -> None:
+    """The store holds what was visible at t; asked at an earlier time it serves a value only if it
+    was visible then (and then it is the training-set value at that time), else says "future"."""
+    past = training_rows(project, early)
+    then = project.query({"order_id": SPINE_ORDERS, "user_id": SPINE_USERS}, DIRECT_REFS, now=early, with_status=True)
+    for i, (u, o) in enumerate(zip(SPINE_USERS, SPINE_ORDERS)):
+        held = {"user": choose(users, "user_id", u, t, as_of == "visible"),
+                "order": choose(orders, "order_id", o, t, uses_created=False)}
+        for ref in DIRECT_REFS:
+            entity = ref.split(".")[0]
+            detail = (then.details or [])[i][ref]
+            row = held[entity]
+            if row is not None and visible_instant(row, entity == "user" and as_of == "visible") > early:
+                assert (detail.status, detail.value) == ("future", None), (i, ref, detail)
+            else:
+                assert detail.status != "future", (i, ref, detail)
+                assert same(detail.value, past[i][ref]), f"row {i} {ref} at {early}: {detail.value!r} != {past[i][ref]!r}"
 
 
 # Instants at which rows become visible (event + created offset), so t1 and t fall on and between them.
@@ -355,6 +391,7 @@ INSTANTS = st.one_of(st.sampled_from(sorted({e + o for e in EVENT_MINUTES for o 
          times=[at_minute(90), at_minute(240)], as_of="visible", age_spec=NO_AGE, s_age_spec=NO_AGE,
          order_age_spec=NO_AGE)
 def test_incremental_materialization_equals_full(users, orders, times, as_of, age_spec, s_age_spec, order_age_spec):
+    users = [{**u, "rid": i} for i, u in enumerate(users)]
     t1, t = times  # t1 < t
     with tempfile.TemporaryDirectory() as tmp:
         defs, resolvers, max_ages, order_max_age = setup(tmp, users, orders, t, as_of, age_spec, s_age_spec,

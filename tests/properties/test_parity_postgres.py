@@ -67,11 +67,13 @@ def _check(tmp: str, table: str, times, as_of, max_age, store) -> None:  # type:
     user = pt.Entity("user", keys={"user_id": pt.Int64})
     source = pt.PostgresSource("pg", table=table, connection="env:PARITY_PROP_PG", event_time="ev",
                                created_time="cr", as_of=as_of, sequence="id")
-    features = [pt.Feature("country", pt.String), pt.Feature("score", pt.Float64), pt.Feature("n", pt.Int64)]
+    # "row" (the serial id) is distinct per row: a wrong choice among tied rows shows
+    features = [pt.Feature("country", pt.String), pt.Feature("score", pt.Float64), pt.Feature("n", pt.Int64),
+                pt.Feature("row", pt.Int64, column="id")]
     live = pt.FeatureView("v", entity=user, source=source, features=features, max_age=max_age,
                           max_staleness=dt.timedelta(0))
     stored = pt.FeatureView("v", entity=user, source=source, features=features, max_age=max_age)
-    refs = ["user.country", "user.score", "user.n"]
+    refs = ["user.country", "user.score", "user.n", "user.row"]
     keys = [1, 2, 3, 4, 5]  # 5 never appears
     request_time = pt.Project.from_definitions([user, live], root=tmp, **_store(tmp, store, "live"))
     try:

@@ -33,7 +33,7 @@ from parity.semantics.values import same_value
 UTC = dt.UTC
 BASE = dt.datetime(2024, 6, 1, tzinfo=UTC)
 GRID = [0, 30, 60, 90, 120, 180]  # event times (minutes after BASE): ties and exact max_age edges
-FEATURES = ("v_int", "v_float", "v_str")
+FEATURES = ("v_int", "v_float", "v_str", "v_row")  # v_row: distinct per source row, so a wrong choice shows
 
 
 def minute(m: int) -> dt.datetime:
@@ -55,7 +55,7 @@ def reference(rows, key, t, *, has_created, as_of, max_age):  # type: ignore[no-
     for position, row in enumerate(rows):
         if row["key"] is None or row["key"] != key:
             continue
-        if row["ev"] > t:
+        if row["ev"] is None or row["ev"] > t:  # a row without an event time is never visible
             continue
         created = row["cr"] if has_created and row["cr"] is not None else row["ev"]
         if as_of == "visible" and has_created and row["cr"] is not None and row["cr"] > t:
@@ -74,7 +74,7 @@ FLOATS = st.one_of(st.none(), st.floats(width=64), st.sampled_from([0.0, -0.0, m
 source_row = st.fixed_dictionaries(
     {
         "key": st.sampled_from([1, 1, 2, 2, 3, None]),  # a null key matches no spine row
-        "ev": st.sampled_from(GRID).map(minute),
+        "ev": st.one_of(st.sampled_from(GRID).map(minute), st.none()),
         "cr": st.one_of(st.none(), st.sampled_from([-30, 0, 30, 60, 120])),  # minutes after the event
         "v_int": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
         "v_float": FLOATS,
@@ -106,7 +106,7 @@ def write_folder(folder: str, rows: list[dict], names: list[str], cuts: list[int
     is not their name order); return the rows in ingestion order (file-name order, then row order)."""
     os.makedirs(folder)
     schema = {"key": pl.String if key_type == "str" else pl.Int64, "ev": time_type, "cr": time_type,
-              "v_int": pl.Int64, "v_float": pl.Float64, "v_str": pl.String}
+              "v_int": pl.Int64, "v_float": pl.Float64, "v_str": pl.String, "v_row": pl.Int64}
     # One chunk per file name: names beyond the cuts get an empty file (still part of the folder).
     bounds = [0, *sorted(min(c, len(rows)) for c in cuts[: len(names) - 1]), len(rows)]
     chunks = [rows[a:b] for a, b in itertools.pairwise(bounds)]
@@ -135,6 +135,34 @@ def write_folder(folder: str, rows: list[dict], names: list[str], cuts: list[int
     spine_time_type=st.sampled_from(SPINE_TIME_TYPES),
     narrow_key=st.booleans(),
 )
+# Tie on event time: the greater created time wins although it was ingested first.
+@example(
+    raw_rows=[{"key": 1, "ev": minute(60), "cr": 30, "v_int": 0, "v_float": 0.0, "v_str": "same"}, {"key": 1, "ev": minute(60), "cr": 0, "v_int": 0, "v_float": 0.0, "v_str": "same"}],
+    names=["a.parquet"], cuts=[], key_type="int", has_created=True, as_of="visible", view_max_age=None,
+    float_max_age=None, source_time_type=SOURCE_TIME_TYPES[0], spine_rows=[(1, minute(120), 0)], repeat=[],
+    shuffle=random.Random(0), spine_time_type=SPINE_TIME_TYPES[0], narrow_key=False,
+)
+# A null created time counts as the event time: it beats a created time before the event.
+@example(
+    raw_rows=[{"key": 1, "ev": minute(60), "cr": None, "v_int": 0, "v_float": 0.0, "v_str": "same"}, {"key": 1, "ev": minute(60), "cr": -30, "v_int": 0, "v_float": 0.0, "v_str": "same"}],
+    names=["a.parquet"], cuts=[], key_type="int", has_created=True, as_of="visible", view_max_age=None,
+    float_max_age=None, source_time_type=SOURCE_TIME_TYPES[0], spine_rows=[(1, minute(120), 0)], repeat=[],
+    shuffle=random.Random(0), spine_time_type=SPINE_TIME_TYPES[0], narrow_key=False,
+)
+# Visible as known at t: the newer event arrived at 150, so at 120 the older row is served.
+@example(
+    raw_rows=[{"key": 1, "ev": minute(60), "cr": 0, "v_int": 0, "v_float": 0.0, "v_str": "same"}, {"key": 1, "ev": minute(90), "cr": 60, "v_int": 0, "v_float": 0.0, "v_str": "same"}],
+    names=["a.parquet"], cuts=[], key_type="int", has_created=True, as_of="visible", view_max_age=None,
+    float_max_age=None, source_time_type=SOURCE_TIME_TYPES[0], spine_rows=[(1, minute(120), 0), (1, minute(150), 0), (1, minute(150), -1)], repeat=[],
+    shuffle=random.Random(0), spine_time_type=SPINE_TIME_TYPES[0], narrow_key=False,
+)
+# A row without an event time is never chosen, whatever its created time.
+@example(
+    raw_rows=[{"key": 1, "ev": minute(60), "cr": None, "v_int": 0, "v_float": 0.0, "v_str": "same"}, {"key": 1, "ev": None, "cr": 0, "v_int": 0, "v_float": 0.0, "v_str": "same"}],
+    names=["a.parquet"], cuts=[], key_type="int", has_created=True, as_of="visible", view_max_age=None,
+    float_max_age=None, source_time_type=SOURCE_TIME_TYPES[0], spine_rows=[(1, minute(120), 0)], repeat=[],
+    shuffle=random.Random(0), spine_time_type=SPINE_TIME_TYPES[0], narrow_key=False,
+)
 # Three rows in a full tie of (event, created) across two files whose name order is not the order
 # they were written in: the last row of the file that sorts last wins.
 @example(
@@ -148,8 +176,9 @@ def write_folder(folder: str, rows: list[dict], names: list[str], cuts: list[int
 def test_training_set_equals_reference(raw_rows, names, cuts, key_type, has_created, as_of, view_max_age,
                                        float_max_age, source_time_type, spine_rows, repeat, shuffle,
                                        spine_time_type, narrow_key):
-    rows = [{**r, "key": key_of(r["key"], key_type),
-             "cr": None if r["cr"] is None else r["ev"] + dt.timedelta(minutes=r["cr"])} for r in raw_rows]
+    rows = [{**r, "key": key_of(r["key"], key_type), "v_row": i,
+             "cr": None if r["cr"] is None else (r["ev"] or BASE) + dt.timedelta(minutes=r["cr"])}
+            for i, r in enumerate(raw_rows)]
     # The spine: drawn rows plus exact duplicates of some of them, shuffled.
     # A microsecond either side of the grid where the spine's time unit can hold it: edges are exact.
     fine = spine_time_type.unit in ("us", "ns")
@@ -157,7 +186,7 @@ def test_training_set_equals_reference(raw_rows, names, cuts, key_type, has_crea
     spine += [spine[i % len(spine)] for i in repeat]
     shuffle.shuffle(spine)
     max_age = {"v_int": view_max_age, "v_float": float_max_age if float_max_age is not None else view_max_age,
-               "v_str": view_max_age}
+               "v_str": view_max_age, "v_row": view_max_age}
     if key_type != "str":
         key_arrow = pa.int32() if narrow_key and key_type == "int" else pa.int64()
     else:
@@ -178,11 +207,11 @@ def test_training_set_equals_reference(raw_rows, names, cuts, key_type, has_crea
         view = pt.FeatureView(
             "things", entity=entity, source=source, max_age=view_max_age, key_columns={"k": "key"},
             features=[pt.Feature("v_int", pt.Int64), pt.Feature("v_float", pt.Float64, max_age=float_max_age),
-                      pt.Feature("value_str", pt.String, column="v_str")],
+                      pt.Feature("value_str", pt.String, column="v_str"), pt.Feature("v_row", pt.Int64)],
         )
         project = pt.Project.from_definitions([entity, view], root=tmp, online_store_path=os.path.join(tmp, "o.db"),
                                               registry_path=os.path.join(tmp, "r.db"))
-        refs = ["thing.v_int", "thing.v_float", "thing.value_str"]
+        refs = ["thing.v_int", "thing.v_float", "thing.value_str", "thing.v_row"]
         try:
             table = project.training_set(spine_table, refs, key_columns={"k": "thing_key"}, timestamp_column="at")
         finally:
@@ -191,7 +220,7 @@ def test_training_set_equals_reference(raw_rows, names, cuts, key_type, has_crea
     # Shape: one row per spine row, in spine order, spine columns unchanged, then the features.
     assert table.column_names == [*spine_table.column_names, *refs]
     assert table.select(spine_table.column_names).equals(spine_table), "spine columns were changed"
-    assert [table.schema.field(r).type for r in refs] == [pa.int64(), pa.float64(), pa.string()]
+    assert [table.schema.field(r).type for r in refs] == [pa.int64(), pa.float64(), pa.string(), pa.int64()]
     got = table.select(refs).to_pylist()
     for i, (key, t) in enumerate(spine):
         want = reference(ingested, key, t, has_created=has_created, as_of=as_of, max_age=max_age)
