@@ -2,7 +2,7 @@
 as a subprocess by bench/training_set.py and bench/online.py; prints one JSON line on stdout.
 
     bench/.venv-feast/bin/python bench/feast_run.py historical DATA_DIR OUT.parquet [--visible]
-    bench/.venv-feast/bin/python bench/feast_run.py online DATA_DIR KEYS.npz NOW_ISO OUT.parquet
+    bench/.venv-feast/bin/python bench/feast_run.py online DATA_DIR KEYS.npz NOW_ISO OUT.parquet [sqlite|redis]
 
 ``historical`` times ``get_historical_features(...).to_arrow()`` on the DuckDB offline store
 (``--visible`` passes ``filter_by_created_timestamp=True``: a row counts only once its created
@@ -30,7 +30,7 @@ FEATURES = {
 }
 
 
-def make_store(data_dir: str, root: str):  # type: ignore[no-untyped-def]
+def make_store(data_dir: str, root: str, online_store: str = "sqlite"):  # type: ignore[no-untyped-def]
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast import types as ft
 
@@ -39,8 +39,9 @@ def make_store(data_dir: str, root: str):  # type: ignore[no-untyped-def]
             "project: parity_bench\nprovider: local\n"
             f"registry: {os.path.join(root, 'registry.db')}\n"
             "offline_store:\n  type: duckdb\n"
-            f"online_store:\n  type: sqlite\n  path: {os.path.join(root, 'online.db')}\n"
-            "entity_key_serialization_version: 3\n"
+            + ("online_store:\n  type: redis\n  connection_string: 127.0.0.1:6379,db=1\n" if online_store == "redis"
+               else f"online_store:\n  type: sqlite\n  path: {os.path.join(root, 'online.db')}\n")
+            + "entity_key_serialization_version: 3\n"
         )
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
     source = FileSource(
@@ -81,7 +82,7 @@ def _pct(samples: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(len(s) * q))] * 1e6
 
 
-def online(data_dir: str, keys_path: str, now_iso: str, out: str) -> dict[str, object]:
+def online(data_dir: str, keys_path: str, now_iso: str, out: str, online_store: str = "sqlite") -> dict[str, object]:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -90,7 +91,7 @@ def online(data_dir: str, keys_path: str, now_iso: str, out: str) -> dict[str, o
     now = dt.datetime.fromisoformat(now_iso)
     result: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="feast-repo-") as root:
-        store = make_store(data_dir, root)
+        store = make_store(data_dir, root, online_store)
         started = time.perf_counter()
         store.materialize(start_date=dt.datetime(2024, 12, 1, tzinfo=dt.UTC), end_date=now)
         result["materialize_s"] = time.perf_counter() - started
@@ -125,7 +126,7 @@ def main() -> None:
     if command == "historical":
         result = historical(data_dir, sys.argv[3], visible="--visible" in sys.argv[4:])
     elif command == "online":
-        result = online(data_dir, sys.argv[3], sys.argv[4], sys.argv[5])
+        result = online(data_dir, sys.argv[3], sys.argv[4], sys.argv[5], *(sys.argv[6:7] or ["sqlite"]))
     else:
         raise SystemExit(f"unknown command {command!r}")
     import feast

@@ -40,7 +40,7 @@ def _project(tmp: str, case: Case, source: pt.Source, *, store: str = "sqlite", 
     view = pt.FeatureView(
         "v", entity=entity, source=source, key_columns={"key": key},
         features=[pt.Feature(name, dtype, column=column) for name, column, dtype in case.features],
-        max_staleness=dt.timedelta(0) if request_time else None,
+        max_staleness=dt.timedelta(0) if request_time else None, timeout=60.0,  # 70,000 keys take a while
     )
     return pt.Project.from_definitions(
         [entity, view], root=tmp, online_store_path=os.path.join(tmp, f"online-{uuid.uuid4().hex[:6]}.db"),

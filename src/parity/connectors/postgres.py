@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from parity.connectors import db_url, driver_logs
-from parity.connectors.sql_source import Column, SQLSourceBase, Style, _Plan
+from parity.connectors.sql_source import NUMBERED, Column, SQLSourceBase, Style, _Plan
 from parity.define.dtypes import DType
 from parity.errors import DataError, MissingExtraError
 from parity.semantics import reading
@@ -53,10 +53,17 @@ class PostgresReader(SQLSourceBase):
         super().__init__(*args, **kwargs)
         self.url = db_url.parse(self.secret, schemes=("postgresql", "postgres"), example=_EXAMPLE)
         self.pool_name = f"parity-{self.source.name}-{next(_pool_ids)}"
+        self._indexes: list[tuple[str, ...]] = []  # each index's columns, in order
         driver_logs.watch(self.pool_name, *(p for p in (self.url.password,) if p))
 
     def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
+
+    def key_value_sql(self, column: Column, placeholder: str) -> str:
+        # VALUES has no column types of its own: cast each key to its column's type, so the
+        # comparison uses the index and a text key is never compared as a number (or the reverse).
+        type_name = column.detail if column.type == "user-defined" else column.type
+        return f"CAST({placeholder} AS {self.quote(type_name) if column.type == 'user-defined' else type_name})"
 
     def read_as(self, column: Column, dtype: DType) -> tuple[str, reading.Wire | None]:
         udt = column.detail
@@ -83,6 +90,17 @@ class PostgresReader(SQLSourceBase):
     def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[str, bool]:
         return "ctid", False  # without a declared sequence, ties fall back to physical row order
 
+    def use_lateral(self, key_columns: list[str]) -> bool:
+        # Per-key index probes are only fast with an index that starts with the key columns;
+        # without one each key would scan the table, and one ranking pass is far cheaper.
+        n = len(key_columns)
+        return any(set(cols[:n]) == set(key_columns) for cols in self._indexes)
+
+    _INDEXES = ("SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i "
+                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indrelid = to_regclass({p}) GROUP BY i.indexrelid")
+
     def _columns_query(self) -> tuple[str, tuple[str, str]]:
         schema, _, table = self.source.table.rpartition(".")
         sql = ("SELECT column_name, data_type, udt_name FROM information_schema.columns "
@@ -95,6 +113,8 @@ class PostgresReader(SQLSourceBase):
             with _adbc().connect(self.url.rebuilt("postgresql")) as con, con.cursor() as cur:
                 cur.execute(sql.replace("{p}", "$1", 1).replace("{p}", "$2", 1), params)
                 rows = cur.fetchall()
+                cur.execute(self._INDEXES.replace("{p}", "$1"), (self.table_sql(NUMBERED),))
+                self._indexes = [tuple(r[0]) for r in cur.fetchall()]
         except MissingExtraError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors vary; the message is kept, secrets removed
@@ -104,6 +124,8 @@ class PostgresReader(SQLSourceBase):
     async def aload_columns(self) -> dict[str, Column]:
         sql, params = self._columns_query()
         _, rows = await self._query(sql.replace("{p}", "%s"), list(params))
+        _, indexes = await self._query(self._INDEXES.replace("{p}", "%s"), [self.table_sql(NUMBERED)])
+        self._indexes = [tuple(str(c) for c in r[0]) for r in indexes]  # type: ignore[attr-defined]
         return {str(r[0]): Column(str(r[0]), str(r[1]).lower(), str(r[2])) for r in rows}
 
     def fetch_scan(self, sql: str, params: list[object], plan: _Plan) -> pl.DataFrame:

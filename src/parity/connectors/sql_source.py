@@ -102,6 +102,8 @@ class SQLSourceBase(ABC):
         self._pool: Any = None  # created on first lookup, on the event loop that uses it
         self._pool_lock = asyncio.Lock()  # two first lookups at once must not open two pools
         self._columns: dict[str, Column] | None = None
+        # resolved lookup plans by request (the request is kept, so its id cannot be reused)
+        self._lookup_plans: dict[int, tuple[ScanRequest, _Plan]] = {}
         self.last_connect_error: str | None = None
 
     # -- dialect ---------------------------------------------------------------------------
@@ -122,6 +124,15 @@ class SQLSourceBase(ABC):
     def key_match(self, expr: str, column: Column, dtype: DType, placeholder: str) -> tuple[str, str]:
         """(expression, parameter expression) that compare a key exactly; the default is plain equality."""
         return expr, placeholder
+
+    def use_lateral(self, key_columns: list[str]) -> bool:
+        """Whether lookups read each key's newest rows by index (``asof_sql.point_lookup_lateral``)
+        instead of ranking every row of the asked keys: the dialect has LATERAL and an index fits."""
+        return False
+
+    def key_value_sql(self, column: Column, placeholder: str) -> str:
+        """A key parameter in a VALUES list, typed like its column (LATERAL lookups)."""
+        return placeholder
 
     def key_prefilter(self, expr: str, column: Column, dtype: DType) -> str | None:
         """A condition that can use the key's index before the exact match (None: the match is enough)."""
@@ -315,6 +326,18 @@ class SQLSourceBase(ABC):
         key_sels = [plan.values[k] for k in request.keys]
         key_cols = [columns[request.columns[k][0]] for k in request.keys]
         key_dtypes = [request.columns[k][1] for k in request.keys]
+        others = [sel for name, sel in plan.values.items() if name not in request.keys]
+        extra = [plan.event, *([plan.created] if plan.created else []), *others]
+        if self.use_lateral([c.name for c in key_cols]):
+            row = "(" + ", ".join(self.key_value_sql(col, style.placeholder(0)) for col in key_cols) + ")"
+            sql = asof_sql.point_lookup_lateral(
+                table=self.table_sql(style), key_rows=[row] * len(keys),
+                key_matches=[self.key_match(sel.sql, col, d, "")[0] for sel, col, d in zip(key_sels, key_cols, key_dtypes)],
+                columns=[f"{sel.sql} AS {self.ident('v' + str(i), style)}" for i, sel in enumerate(extra)],
+                times=times,
+            )
+            key_values = [_key_param(d, v, sel.wire) for key in keys for v, d, sel in zip(key, key_dtypes, key_sels)]
+            return sql, [*key_values, *params]
         matches = [self.key_match(sel.sql, col, d, style.placeholder(0)) for sel, col, d in zip(key_sels, key_cols, key_dtypes)]
         exprs = [m for m, _ in matches]
         row = ", ".join(p for _, p in matches)
@@ -330,8 +353,6 @@ class SQLSourceBase(ABC):
         conditions.append(f"{target} IN ({', '.join([one] * len(keys))})")
         for key in key_params:
             params.extend(key)
-        others = [sel for name, sel in plan.values.items() if name not in request.keys]
-        extra = [plan.event, *([plan.created] if plan.created else []), *others]
         sql = asof_sql.point_lookup(
             table=self.table_sql(style),
             keys=[f"{sel.sql} AS {self.ident('k' + str(i), style)}" for i, sel in enumerate(key_sels)],
@@ -352,7 +373,10 @@ class SQLSourceBase(ABC):
                 if not columns:
                     raise DataError(f"{self.describe()}: no such table")
                 self._columns = columns
-            plan = self._resolve(request, self._columns, PERCENT)
+            cached = self._lookup_plans.get(id(request))
+            if cached is None or cached[0] is not request:
+                cached = self._lookup_plans[id(request)] = (request, self._resolve(request, self._columns, PERCENT))
+            plan = cached[1]
             out: dict[tuple[object, ...], StoredRow] = {}
             for start in range(0, len(keys), LOOKUP_BATCH):
                 batch = keys[start:start + LOOKUP_BATCH]

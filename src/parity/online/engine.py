@@ -27,7 +27,7 @@ from parity.online.result import FeatureValue, QueryResult
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Lookup, Plan, Step
 from parity.ports.online_store import OnlineStore, StoredRow
-from parity.ports.source import view_scan
+from parity.ports.source import ScanRequest, view_scan
 from parity.semantics import calls, values, visibility
 from parity.semantics import keys as pkeys
 from parity.semantics.calls import Guard
@@ -50,6 +50,7 @@ class _Compiled:
         self.defaults: dict[str, object] = {}
         self.root_keys = [(root, [(k, catalog.entities[root].keys[k]) for k in keys]) for root, keys in plan.roots]
         self.lookups: dict[int, tuple[str, bool, list[tuple[str, int, int | None]]]] = {}
+        self.float_keys: set[int] = set()  # lookups keyed by a Float64 key (-0.0 and NaN need canonical form)
         self.has_async = False
         for i, step in enumerate(plan.steps):
             if isinstance(step, Lookup):
@@ -62,6 +63,8 @@ class _Compiled:
                     self.dtypes[out.column_id] = out.dtype
                     self.defaults[out.column_id] = _stored_default(view.features[names.index(out.feature)], out.dtype)
                 self.lookups[i] = (table_of[step.view], visibility.uses_created(view.source), outs)
+                if any(d.name == "Float64" for d in view.entity.keys.values()):
+                    self.float_keys.add(i)
                 self.has_async |= step.view in request_time
             else:
                 res = catalog.resolvers[step.resolver]
@@ -121,9 +124,8 @@ def _key_columns(entities: Entities) -> tuple[int, dict[str, list[object]]]:
     return len(entities), {k: [row.get(k) for row in entities] for k in names}
 
 
-def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, list[object]]]:
+def _key_rows(compiled: _Compiled, n: int, columns: dict[str, list[object]]) -> dict[str, list[object]]:
     """Validate request keys (``semantics.keys``) and return them as canonical storage-form columns."""
-    n, columns = _key_columns(entities)
     out: dict[str, list[object]] = {}
     for root, keys in compiled.root_keys:
         for key, dtype in keys:
@@ -133,7 +135,7 @@ def _key_rows(compiled: _Compiled, entities: Entities) -> tuple[int, dict[str, l
                     f"(it gives {sorted(columns)})"
                 )
             out[key] = [pkeys.request_key(dtype, v, f"key {key!r} of entity {i}") for i, v in enumerate(columns[key])]
-    return n, out
+    return out
 
 
 class _State:
@@ -169,6 +171,7 @@ class OnlineEngine:
             name for name, view in catalog.views.items() if view.max_staleness is not None and reader_for is not None
         }
         self.guards: dict[str, Guard] = {}
+        self._requests: dict[str, ScanRequest] = {}
         for name, res in catalog.resolvers.items():
             self.guards[f"resolver:{name}"] = Guard(f"resolver {name!r}", res.policy)
         for name in self.request_time:
@@ -198,10 +201,10 @@ class OnlineEngine:
         return await self._run(self.compile(plan), entities, now_us, with_status)
 
     async def _run(self, compiled: _Compiled, entities: Entities, now_us: int, with_status: bool) -> QueryResult:
-        refs = tuple(ref for ref, _, _ in compiled.outputs)
-        if _key_columns(entities)[0] == 0:  # asked for nothing: nothing to answer
-            return QueryResult(refs, [], [] if with_status else None)
-        n, cols = _key_rows(compiled, entities)
+        n, given = _key_columns(entities)
+        if n == 0:  # asked for nothing: nothing to answer
+            return QueryResult(tuple(ref for ref, _, _ in compiled.outputs), [], [] if with_status else None)
+        cols = _key_rows(compiled, n, given)
         state = _State(n, cols, now_us)
         steps = compiled.plan.steps
         for level in compiled.levels:
@@ -243,46 +246,72 @@ class OnlineEngine:
 
     async def _lookup(self, compiled: _Compiled, i: int, step: Lookup, state: _State) -> None:
         table, with_created, outs = compiled.lookups[i]
-        key_dtypes = list(self.catalog.entities[step.keys.entity].keys.values())
-        keys = [[pkeys.canonical_value(d, v) for v in state.cols[c]] for c, d in zip(step.keys.columns, key_dtypes)]
+        keys = [state.cols[c] for c in step.keys.columns]
+        if i in compiled.float_keys:  # keys reached through a relationship come as stored: canonical form
+            dtypes = list(self.catalog.entities[step.keys.entity].keys.values())
+            keys = [[pkeys.canonical_value(d, v) for v in col] for col, d in zip(keys, dtypes)]
         key_tuples = list(zip(*keys)) if len(keys) > 1 else [(k,) for k in keys[0]]
         wanted = list(dict.fromkeys(k for k in key_tuples if None not in k))
         found: dict[tuple[object, ...], StoredRow | None] = {}
         failed: dict[tuple[object, ...], str] = {}
-        try:
-            found = dict(zip(wanted, await self._store_io(compiled, self.store.read, table, wanted))) if wanted else {}
-        except StoreError as exc:  # the store is down: these features fail, the rest still answers
-            if step.view not in self.request_time:
-                failed = dict.fromkeys(wanted, str(exc))
-        if step.view in self.request_time and wanted:
-            await self._resolve_stale(compiled, step, table, wanted, found, failed, state.now_us)
+        request_time = step.view in self.request_time
+        if wanted:
+            # One trip to the store (and, off the loop, one thread hop) for the values and, for
+            # request-time views, when each was last synced.
+            held, synced, problem = await self._store_io(compiled, self._read, table, wanted, request_time)
+            found = dict(zip(wanted, held))
+            if problem is not None and not request_time:  # the store is down: these features fail
+                failed = dict.fromkeys(wanted, problem)
+            if request_time:
+                await self._resolve_stale(compiled, step, table, wanted, synced, found, failed, state.now_us)
         now_us = state.now_us
+        # Per key once: which row is served and how (statuses other than "present" hold no value).
+        rows: list[StoredRow | None] = []
+        base: list[str] = []
+        events: list[int | None] = []
+        for key in key_tuples:
+            row = found.get(key)
+            if key in failed:
+                row, status, event = None, "error", None
+            elif row is None:
+                status, event = "missing", None
+            elif (visibility.visible_at_micros(row[0], row[1], with_created) or 0) > now_us:
+                # Newer than the request time: what was visible then is not kept online.
+                status, event = "future", row[0]
+                row = None
+            else:
+                status, event = "present", row[0]
+            rows.append(row)
+            base.append(status)
+            events.append(event)
         for cid, position, limit in outs:
-            default = compiled.defaults[cid]
-            vals: list[object] = []
-            sts: list[str] = []
-            evs: list[int | None] = []
-            errs: list[str | None] = []
-            for key in key_tuples:
-                row = found.get(key)
-                if key in failed:
-                    value, status, event, error = default, "error", None, failed[key]
-                elif row is None:
-                    value, status, event, error = None, "missing", None, None
-                elif visibility.visible_at_micros(row[0], row[1], with_created) > now_us:  # type: ignore[operator]
-                    # Newer than the request time: what was visible then is not kept online.
-                    value, status, event, error = None, "future", row[0], None
-                elif expired_micros(now_us, row[0], limit):
-                    value, status, event, error = None, "expired", row[0], None
-                else:
-                    value, status, event, error = row[2][position], "present", row[0], None
-                vals.append(value)
-                sts.append(status)
-                evs.append(event)
-                errs.append(error)
-            state.cols[cid], state.status[cid], state.events[cid] = vals, sts, evs
+            if limit is None:
+                vals = [None if row is None else row[2][position] for row in rows]
+                sts = base
+            else:
+                vals, sts = [], []
+                for row, status in zip(rows, base):
+                    if row is not None and expired_micros(now_us, row[0], limit):
+                        vals.append(None)
+                        sts.append("expired")
+                    else:
+                        vals.append(None if row is None else row[2][position])
+                        sts.append(status)
             if failed:
-                state.errors[cid] = errs
+                default = compiled.defaults[cid]
+                vals = [default if status == "error" else v for v, status in zip(vals, sts)]
+                state.errors[cid] = [failed.get(key) for key in key_tuples]
+            state.cols[cid], state.status[cid], state.events[cid] = vals, sts, events
+
+    def _read(self, table: str, keys: list[tuple[object, ...]], with_sync: bool
+              ) -> tuple[list[StoredRow | None], list[int | None], str | None]:
+        """Stored rows, sync marks (when asked for) and the store's error, if it failed."""
+        try:
+            rows = self.store.read(table, keys)
+            synced = self.store.read_synced(table, keys) if with_sync else []
+            return rows, synced, None
+        except StoreError as exc:  # without the store, every request-time key is asked of the source
+            return [None] * len(keys), [None] * len(keys), str(exc)
 
     async def _resolve_stale(
         self,
@@ -290,6 +319,7 @@ class OnlineEngine:
         step: Lookup,
         table: str,
         wanted: list[tuple[object, ...]],
+        synced: list[int | None],
         found: dict[tuple[object, ...], StoredRow | None],
         failed: dict[tuple[object, ...], str],
         now_us: int,
@@ -299,17 +329,15 @@ class OnlineEngine:
         if view.max_staleness is None or self.reader_for is None:
             return
         staleness = timedelta_micros(view.max_staleness)
-        try:
-            synced = await self._store_io(compiled, self.store.read_synced, table, wanted)
-        except StoreError:
-            synced = [None] * len(wanted)  # without the store, every key is asked of the source
         # Fresh: synced at or before the request time, less than max_staleness ago. A value synced
         # after the request time may be newer than what was visible then, so it is not served.
         stale = [k for k, s in zip(wanted, synced) if s is None or not 0 <= now_us - s < staleness]
         if not stale:
             return
         reader = self.reader_for(view.source)
-        request = view_scan(view)
+        request = self._requests.get(view.name)
+        if request is None:  # one request per view: the reader caches what it resolved for it
+            request = self._requests[view.name] = view_scan(view)
         cause = getattr(reader, "recent_problem", None)
         try:
             fetched: dict[tuple[object, ...], StoredRow] = await self.guards[f"view:{view.name}"].call(

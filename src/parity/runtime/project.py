@@ -96,10 +96,11 @@ class Project:
     # -- planning ------------------------------------------------------------------------
 
     def plan(self, features: str | Sequence[str]) -> Plan:
-        key = tuple(_names(features, "features"))
-        found = self._plans.get(key)
+        key = (features,) if isinstance(features, str) else tuple(features) if isinstance(features, list | tuple) else None
+        found = self._plans.get(key) if key is not None else None  # the hot path: a plan asked for before
         if found is None:
-            found = self._plans[key] = make_plan(self.catalog, list(key))
+            names = _names(features, "features")
+            found = self._plans[tuple(names)] = make_plan(self.catalog, names)
         return found
 
     def explain(self, features: str | Sequence[str]) -> str:

@@ -56,3 +56,27 @@ def point_lookup(
         f"ORDER BY {order_by(times)}) AS parity_rank "
         f"FROM {table} WHERE {visible} AND {key_filter}) AS chosen WHERE parity_rank = 1"
     )
+
+
+def point_lookup_lateral(
+    *,
+    table: str,
+    key_rows: Sequence[str],
+    key_matches: Sequence[str],
+    columns: Sequence[str],
+    times: TimeColumns,
+) -> str:
+    """The same choice as ``point_lookup``, one key at a time: for each asked key (``key_rows``,
+    one ``(p, p, ...)`` row each, columns q.k0, q.k1, ...) the first visible row in the as-of order.
+
+    With an index on (key, event time) the database reads only the newest visible rows of each
+    key instead of every row of the asked keys. Parameters: every key row's values, then t.
+    """
+    names = [f"k{i}" for i in range(len(key_matches))]
+    match = " AND ".join(f"{expr} = q.{name}" for expr, name in zip(key_matches, names))
+    visible = visibility.sql_visible_until(times.event, times.created, times.with_created, times.p_event, times.p_created)
+    return (
+        f"SELECT {', '.join(f'q.{n}' for n in names)}, chosen.* FROM (VALUES {', '.join(key_rows)}) AS q({', '.join(names)}) "
+        f"CROSS JOIN LATERAL (SELECT {', '.join(columns)} FROM {table} WHERE {match} AND {visible} "
+        f"ORDER BY {order_by(times)} LIMIT 1) AS chosen"
+    )
