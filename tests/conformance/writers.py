@@ -15,8 +15,10 @@ import parity as pt
 from tests.conformance.source_cases import Case
 from tests.support_services import MYSQL_URL, POSTGRES_URL, require_service
 
-KINDS = ["parquet", "parquet-folder", "duckdb", "sqlite", "postgres", "mysql"]
-DATABASES = ("postgres", "mysql")  # they answer point lookups at request time
+KINDS = ["parquet", "parquet-folder", "duckdb", "sqlite", "postgres", "postgres-indexed", "mysql"]
+# They answer point lookups at request time. "postgres-indexed" has an index on (key, event time),
+# so its lookups take the per-key LATERAL plan; plain "postgres" ranks every row of the keys.
+DATABASES = ("postgres", "postgres-indexed", "mysql")
 
 # logical type -> native column type per system
 NATIVE = {
@@ -99,7 +101,7 @@ def write(kind: str, tmp: str, case: Case) -> pt.Source:
         con.close()
         return pt.SQLiteSource("rows", database="db.sqlite", table=case.table, **args)  # type: ignore[arg-type]
     table = f"{case.table}_{uuid.uuid4().hex[:10]}"
-    if kind == "postgres":
+    if kind in ("postgres", "postgres-indexed"):
         import psycopg
 
         require_service("postgresql", "127.0.0.1", 5432)
@@ -111,6 +113,8 @@ def write(kind: str, tmp: str, case: Case) -> pt.Source:
             with con.cursor() as cur, cur.copy(f'COPY "{table}" ({quoted}) FROM STDIN') as copy:
                 for row in case.rows:
                     copy.write_row([_db_value(k, v, "postgres") for k, v in zip(kinds, row)])
+            if kind == "postgres-indexed":
+                con.execute(f'CREATE INDEX ON "{table}" ("{case.key[0]}", "{case.event}")')
         os.environ["PARITY_CONFORMANCE_PG"] = POSTGRES_URL
         CLEANUP.append(("postgres", table))
         return pt.PostgresSource("rows", table=table, connection="env:PARITY_CONFORMANCE_PG", **args)  # type: ignore[arg-type]

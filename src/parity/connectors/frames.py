@@ -102,14 +102,7 @@ def normalize(
     window = request.window
     if window.after_us is not None or window.until_us is not None:
         # Rows without an event time are kept through the window only to be counted below.
-        with_created = visibility.uses_created(source)
-        visible = visibility.visible_at_expr(with_created)
-        keep = pl.lit(True)
-        if window.after_us is not None:
-            keep = keep & (visible > window.after_us)
-        if window.until_us is not None:
-            keep = keep & (visible <= window.until_us)
-        frame = frame.filter(keep.fill_null(False) | pl.col(EVENT).is_null())
+        frame = frame.filter(visibility.window_expr(visibility.uses_created(source), window) | pl.col(EVENT).is_null())
     try:
         rows = frame.collect()
     except pl.exceptions.PolarsError as exc:
@@ -127,7 +120,15 @@ def normalize(
 def _raise_bad(raw: pl.LazyFrame, rows: pl.DataFrame, mask: str, col: str, what: object, source: Source,
                where_source: str, wire: reading.Wire) -> None:
     seq = rows.filter(pl.col(mask))[SEQUENCE][0]
-    value = raw.filter(pl.col(SEQUENCE).cast(pl.Int64) == seq).select(col).collect()[col][0]
+    one = raw.filter(pl.col(SEQUENCE).cast(pl.Int64) == seq).select(col)
+    if one.collect_schema()[col].is_temporal():
+        # A time outside the years 1 to 9999 cannot become a Python value: show what is stored.
+        stored = one.select(pl.col(col).to_physical()).collect()[col][0]
+        probe = one.select(pl.col(col).dt.year().is_between(1, 9999)).collect()[col][0]
+        if not probe:
+            raise DataError(f"{where_source}, column {col!r}, row {seq}: value {stored} (as stored) is outside the years "
+                            f"1 to 9999; fix the data (source defined at {source.location})")
+    value = one.collect()[col][0]
     reason, error = "does not fit", DataError
     try:
         if what == "a time":

@@ -28,8 +28,9 @@ from parity.semantics import reading
 _EXAMPLE = "mysql://user:password@host:3306/database"
 _INTS = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year")
 _TEXTS = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json")
-_TIMES = {**dict.fromkeys(_INTS, reading.INT), "date": reading.DATE, "datetime": reading.NAIVE,
-          "timestamp": reading.UTC_NAIVE}
+# (YEAR is an integer, but not Unix seconds: it is no time column.)
+_TIMES = {**dict.fromkeys((t for t in _INTS if t != "year"), reading.INT), "date": reading.DATE,
+          "datetime": reading.NAIVE, "timestamp": reading.UTC_NAIVE}
 _OPTIONS = ("unix_socket", "charset")
 # TIMESTAMP columns are read and compared in the session zone: UTC, so they are UTC instants.
 _SESSION = "SET time_zone = '+00:00'"
@@ -44,6 +45,17 @@ class MySQLReader(SQLSourceBase):
         unknown = [k for k, _ in self.url.options if k not in _OPTIONS]
         if unknown:
             raise ConfigError(f"{self.secret.reference}: unknown URL option(s) {unknown}; known: {list(_OPTIONS)}")
+        charset = dict(self.url.options).get("charset")
+        if charset is not None:
+            try:
+                from pymysql.charset import charset_by_name
+
+                known = charset_by_name(charset) is not None
+            except (ImportError, KeyError):
+                known = False
+            if not known:
+                raise ConfigError(f"{self.secret.reference}: charset {charset!r} is not a MySQL character set "
+                                  f"(e.g. utf8mb4)")
 
     def _params(self) -> dict[str, Any]:
         url = self.url
@@ -82,21 +94,17 @@ class MySQLReader(SQLSourceBase):
     def key_match(self, expr: str, column: Column, dtype: DType, placeholder: str) -> tuple[str, str]:
         if dtype.name == "String":
             # Bytes, not the collation: CONVERT first so every column charset compares as UTF-8 bytes.
+            # (Equal bytes are equal under any collation, so the plain IN first narrows by index.)
             return f"CAST(CONVERT({expr} USING utf8mb4) AS BINARY)", f"CAST({placeholder} AS BINARY)"
         return expr, placeholder
 
-    def key_prefilter(self, expr: str, column: Column, dtype: DType) -> str | None:
-        # Equal bytes are equal under any collation: the plain comparison narrows the rows by index.
-        return expr if dtype.name == "String" else None
-
-    def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[str, bool]:
+    def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[tuple[str, ...], bool]:
         primary = sorted((c for c in columns.values() if c.key_position), key=lambda c: c.key_position)
         if not primary:
             raise DataError(
                 f"{self.describe()}: has no primary key to order rows that tie on event and created time; declare "
                 f"sequence='<auto-increment column>' on the source")
-        order = ", ".join(self.ident(c.name, style) for c in primary)
-        return order, len(primary) == 1 and primary[0].type in _INTS
+        return tuple(self.ident(c.name, style) for c in primary), len(primary) == 1 and primary[0].type in _INTS
 
     def _columns_sql(self) -> tuple[str, list[object]]:
         schema, _, table = self.source.table.rpartition(".")

@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from parity.connectors import db_url, driver_logs
-from parity.connectors.sql_source import NUMBERED, Column, SQLSourceBase, Style, _Plan
+from parity.connectors.sql_source import NUMBERED, Column, Selected, SQLSourceBase, Style, _Plan
 from parity.define.dtypes import DType
 from parity.errors import DataError, MissingExtraError
 from parity.semantics import reading
@@ -33,7 +33,7 @@ _SCALARS: dict[str, tuple[str, reading.Wire]] = {
     "float4": ("CAST({c} AS double precision)", reading.FLOAT), "float8": ("{c}", reading.FLOAT),
     "bool": ("{c}", reading.BOOL),
     "text": ("{c}", reading.TEXT), "varchar": ("{c}", reading.TEXT), "bpchar": ("{c}", reading.TEXT),
-    "name": ("{c}", reading.TEXT), "citext": ("{c}", reading.TEXT), "uuid": ("CAST({c} AS text)", reading.TEXT),
+    "name": ("{c}", reading.TEXT), "citext": ("CAST({c} AS text)", reading.TEXT), "uuid": ("CAST({c} AS text)", reading.TEXT),
     "date": ("{c}", reading.DATE), "timestamp": ("{c}", reading.NAIVE), "timestamptz": ("{c}", reading.AWARE),
 }
 _TIMES = {"int2": reading.INT, "int4": reading.INT, "int8": reading.INT, "date": reading.DATE,
@@ -54,16 +54,35 @@ class PostgresReader(SQLSourceBase):
         self.url = db_url.parse(self.secret, schemes=("postgresql", "postgres"), example=_EXAMPLE)
         self.pool_name = f"parity-{self.source.name}-{next(_pool_ids)}"
         self._indexes: list[tuple[str, ...]] = []  # each index's columns, in order
+        self._relkind = "r"  # pg_class.relkind: r table, p partitioned, v view, m materialized view, f foreign
         driver_logs.watch(self.pool_name, *(p for p in (self.url.password,) if p))
 
     def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
-    def key_value_sql(self, column: Column, placeholder: str) -> str:
-        # VALUES has no column types of its own: cast each key to its column's type, so the
-        # comparison uses the index and a text key is never compared as a number (or the reverse).
-        type_name = column.detail if column.type == "user-defined" else column.type
-        return f"CAST({placeholder} AS {self.quote(type_name) if column.type == 'user-defined' else type_name})"
+    def key_value_sql(self, column: Column, selected: Selected, placeholder: str) -> str:
+        # VALUES has no column types of its own: type each key like its column, so the comparison
+        # uses the index — but a column read widened to a double (real, numeric) compares as one,
+        # or a double key would be rounded to the column's type first and match a different value.
+        if selected.wire.kind == "float" and column.detail != "float8":
+            return f"CAST({placeholder} AS double precision)"
+        type_name = self.quote(column.detail) if column.type == "user-defined" else column.type
+        return f"CAST({placeholder} AS {type_name})"
+
+    def key_match(self, expr: str, column: Column, dtype: DType, placeholder: str) -> tuple[str, str]:
+        if dtype.name == "String":
+            # By code points, not under the column's collation (a nondeterministic ICU collation or
+            # citext would merge 'a' and 'A'); the plain comparison still narrows by index first.
+            return f'CAST({expr} AS text) COLLATE "C"', f'CAST({placeholder} AS text) COLLATE "C"'
+        return expr, placeholder
+
+    def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[tuple[str, ...], bool]:
+        # Without a declared sequence, ties fall back to physical row order; a partitioned table
+        # repeats ctids across partitions, so the partition comes first; a view has no rows of its own.
+        if self._relkind in ("v", "f"):
+            raise DataError(f"{self.describe()}: is a {'view' if self._relkind == 'v' else 'foreign table'}, which "
+                            f"has no physical row order to break ties; declare sequence='<unique increasing column>'")
+        return (("tableoid", "ctid") if self._relkind == "p" else ("ctid",)), False
 
     def read_as(self, column: Column, dtype: DType) -> tuple[str, reading.Wire | None]:
         udt = column.detail
@@ -87,15 +106,13 @@ class PostgresReader(SQLSourceBase):
     def time_wire(self, column: Column) -> reading.Wire | None:
         return _TIMES.get(column.detail)
 
-    def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[str, bool]:
-        return "ctid", False  # without a declared sequence, ties fall back to physical row order
-
     def use_lateral(self, key_columns: list[str]) -> bool:
         # Per-key index probes are only fast with an index that starts with the key columns;
         # without one each key would scan the table, and one ranking pass is far cheaper.
         n = len(key_columns)
         return any(set(cols[:n]) == set(key_columns) for cols in self._indexes)
 
+    _RELKIND = "SELECT relkind::text FROM pg_class WHERE oid = to_regclass({p})"
     _INDEXES = ("SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i "
                 "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
@@ -115,6 +132,8 @@ class PostgresReader(SQLSourceBase):
                 rows = cur.fetchall()
                 cur.execute(self._INDEXES.replace("{p}", "$1"), (self.table_sql(NUMBERED),))
                 self._indexes = [tuple(r[0]) for r in cur.fetchall()]
+                cur.execute(self._RELKIND.replace("{p}", "$1"), (self.table_sql(NUMBERED),))
+                self._relkind = next((str(r[0]) for r in cur.fetchall()), "r")
         except MissingExtraError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors vary; the message is kept, secrets removed
@@ -126,6 +145,8 @@ class PostgresReader(SQLSourceBase):
         _, rows = await self._query(sql.replace("{p}", "%s"), list(params))
         _, indexes = await self._query(self._INDEXES.replace("{p}", "%s"), [self.table_sql(NUMBERED)])
         self._indexes = [tuple(str(c) for c in r[0]) for r in indexes]  # type: ignore[attr-defined]
+        _, kinds = await self._query(self._RELKIND.replace("{p}", "%s"), [self.table_sql(NUMBERED)])
+        self._relkind = next((str(r[0]) for r in kinds), "r")
         return {str(r[0]): Column(str(r[0]), str(r[1]).lower(), str(r[2])) for r in rows}
 
     def fetch_scan(self, sql: str, params: list[object], plan: _Plan) -> pl.DataFrame:

@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 from parity.connectors.frames import check_columns, normalize
-from parity.define.dtypes import DType
+from parity.define.dtypes import DType, Int64
 from parity.define.sources import MySQLSource, PostgresSource
 from parity.errors import ConfigError, DataError, MissingExtraError, StoreError, one_line
 from parity.ports.online_store import StoredRow
@@ -70,6 +70,7 @@ class Selected:
     alias: str
     sql: str  # the SELECT expression, identifiers quoted
     wire: reading.Wire
+    template: str = "{c}"  # the expression with the column left out, to apply to another value
 
 
 @dataclass
@@ -79,7 +80,7 @@ class _Plan:
     values: dict[str, Selected]  # request output name -> what is selected for it
     event: Selected
     created: Selected | None
-    order: str  # ingestion-order expression (a sequence column, ctid, or the primary key)
+    order: tuple[str, ...]  # ingestion order (a sequence column, ctid, the primary key), ascending
     order_is_column: bool  # whether ``order`` is one integer column the scan can return as the sequence
 
     def selected(self) -> list[Selected]:
@@ -122,7 +123,8 @@ class SQLSourceBase(ABC):
         """The wire type of an event or created time column (its kind of time; None: not a time)."""
 
     def key_match(self, expr: str, column: Column, dtype: DType, placeholder: str) -> tuple[str, str]:
-        """(expression, parameter expression) that compare a key exactly; the default is plain equality."""
+        """(expression, parameter expression) that compare a key exactly (the raw column ``expr``
+        and ``placeholder`` when the column's own equality already is exact)."""
         return expr, placeholder
 
     def use_lateral(self, key_columns: list[str]) -> bool:
@@ -130,17 +132,13 @@ class SQLSourceBase(ABC):
         instead of ranking every row of the asked keys: the dialect has LATERAL and an index fits."""
         return False
 
-    def key_value_sql(self, column: Column, placeholder: str) -> str:
-        """A key parameter in a VALUES list, typed like its column (LATERAL lookups)."""
+    def key_value_sql(self, column: Column, selected: Selected, placeholder: str) -> str:
+        """A key parameter in a VALUES list, typed to compare with its column (LATERAL lookups)."""
         return placeholder
 
-    def key_prefilter(self, expr: str, column: Column, dtype: DType) -> str | None:
-        """A condition that can use the key's index before the exact match (None: the match is enough)."""
-        return None
-
     @abstractmethod
-    def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[str, bool]:
-        """(ORDER BY expression for full ties, whether it is one integer column) without a ``sequence``."""
+    def ingestion_order(self, columns: Mapping[str, Column], style: Style) -> tuple[tuple[str, ...], bool]:
+        """(ORDER BY expressions for full ties, whether it is one integer column) without a ``sequence``."""
 
     @abstractmethod
     def load_columns(self) -> dict[str, Column]:
@@ -175,8 +173,11 @@ class SQLSourceBase(ABC):
         return None
 
     def _fail(self, exc: BaseException) -> StoreError:
-        """A driver error as a one-line StoreError whose message holds no secret."""
-        return StoreError(self.secret.redact(f"{self.describe()}: {type(exc).__name__}: {one_line(str(exc))}"))
+        """A driver error as a one-line StoreError whose message holds no secret (and no 400-digit
+        value quoted back by the database: long messages are cut)."""
+        text = one_line(str(exc))
+        text = text if len(text) <= 400 else text[:400] + "…"
+        return StoreError(self.secret.redact(f"{self.describe()}: {type(exc).__name__}: {text}"))
 
     def describe(self) -> str:
         return f"{self.source.kind} source {self.source.name!r} (table {self.source.table}, {self.secret.reference})"
@@ -202,7 +203,7 @@ class SQLSourceBase(ABC):
                 taken = set(by_sql.values())
                 alias = col if col not in taken else f"{col}__{len(taken)}"
                 by_sql[sql] = alias
-            return Selected(alias, sql, wire)
+            return Selected(alias, sql, wire, template)
 
         def time(col: str) -> Selected:
             wire = self.time_wire(columns[col])
@@ -233,7 +234,13 @@ class SQLSourceBase(ABC):
                 reading.Context(f"{self.describe()}, column {col!r}", s.timezone, s.location).need_zone()
             values[name] = select(col, template, wire)
         if s.sequence:
-            order, is_column = self.ident(s.sequence, style), True
+            _, seq_wire = self.read_as(columns[s.sequence], Int64)
+            if seq_wire is None or seq_wire.kind != "int":
+                raise DataError(f"{self.describe()}: sequence column {s.sequence!r} is "
+                                f"{columns[s.sequence].detail or columns[s.sequence].type}; it must be an integer column "
+                                f"that grows with each row (an auto-increment or serial id)")
+            order: tuple[str, ...] = (self.ident(s.sequence, style),)
+            is_column = True
         else:
             order, is_column = self.ingestion_order(columns, style)
         return _Plan(values, event, created, order, is_column)
@@ -282,11 +289,22 @@ class SQLSourceBase(ABC):
             params.extend(self._time_params(plan, bound))
         selected = [f"{sel.sql} AS {self.ident(sel.alias, style)}" for sel in plan.selected()]
         if plan.order_is_column:
-            selected.insert(0, f"{plan.order} AS {self.ident(SEQUENCE, style)}")
+            selected.insert(0, f"{plan.order[0]} AS {self.ident(SEQUENCE, style)}")
         # Rows without an event time come through only to be counted (they are never visible).
         condition = f" WHERE {plan.event.sql} IS NULL OR ({' AND '.join(where)})" if where else ""
-        sql = f"SELECT {', '.join(selected)} FROM {self.table_sql(style)}{condition} ORDER BY {plan.order}"
+        sql = f"SELECT {', '.join(selected)} FROM {self.table_sql(style)}{condition} ORDER BY {', '.join(plan.order)}"
         return sql, params
+
+    def _check_sequence(self, sequence: pl.Series) -> None:
+        """A declared sequence decides full ties on every path, so it must be a unique, non-null order."""
+        column = self.source.sequence
+        if sequence.null_count():
+            raise DataError(f"{self.describe()}: sequence column {column!r} is null in {sequence.null_count():,} rows; "
+                            f"it must hold a value for every row")
+        if sequence.n_unique() != len(sequence):
+            repeated = sequence.filter(sequence.is_duplicated())[0]
+            raise DataError(f"{self.describe()}: sequence column {column!r} repeats values (e.g. {repeated}); it must "
+                            f"be unique, like an auto-increment or serial id")
 
     def _request_for(self, request: ScanRequest, plan: _Plan) -> tuple[ScanRequest, dict[str, reading.Wire]]:
         """The request as the scan's frame names its columns (aliases), and their wire types."""
@@ -311,6 +329,8 @@ class SQLSourceBase(ABC):
         frame = self.fetch_scan(sql, params, plan)
         if SEQUENCE not in frame.columns:
             frame = frame.with_row_index(SEQUENCE)  # rows came in ingestion order
+        else:
+            self._check_sequence(frame[SEQUENCE])
         renamed, wires = self._request_for(request, plan)
         # Time columns are selected first, under their own names (``_resolve``), so the source's
         # event/created names still name them in the frame.
@@ -320,44 +340,54 @@ class SQLSourceBase(ABC):
 
     def lookup_sql(self, request: ScanRequest, plan: _Plan, columns: Mapping[str, Column],
                    keys: Sequence[tuple[object, ...]], t_us: int) -> tuple[str, list[object]]:
+        """The as-of row of each of ``keys`` at t, compiled for the dialect (``semantics.asof_sql``).
+
+        Keys are compared on the raw column (so indexes apply), exactly: through ``key_match`` when
+        the column's own comparison is looser (collations), with ``key_prefilter`` narrowing first.
+        """
         style = PERCENT  # every lookup driver (psycopg, aiomysql) takes %s parameters
         times = self._times(plan, style, 0)
         params: list[object] = self._time_params(plan, t_us)
         key_sels = [plan.values[k] for k in request.keys]
         key_cols = [columns[request.columns[k][0]] for k in request.keys]
         key_dtypes = [request.columns[k][1] for k in request.keys]
+        raws = [self.ident(col.name, style) for col in key_cols]
         others = [sel for name, sel in plan.values.items() if name not in request.keys]
         extra = [plan.event, *([plan.created] if plan.created else []), *others]
+        key_params = [[_key_param(d, v, sel.wire) for v, d, sel in zip(key, key_dtypes, key_sels)] for key in keys]
+        selected_keys = [f"{sel.sql} AS {self.ident('k' + str(i), style)}" for i, sel in enumerate(key_sels)]
+        values = [f"{sel.sql} AS {self.ident('v' + str(i), style)}" for i, sel in enumerate(extra)]
         if self.use_lateral([c.name for c in key_cols]):
-            row = "(" + ", ".join(self.key_value_sql(col, style.placeholder(0)) for col in key_cols) + ")"
-            sql = asof_sql.point_lookup_lateral(
-                table=self.table_sql(style), key_rows=[row] * len(keys),
-                key_matches=[self.key_match(sel.sql, col, d, "")[0] for sel, col, d in zip(key_sels, key_cols, key_dtypes)],
-                columns=[f"{sel.sql} AS {self.ident('v' + str(i), style)}" for i, sel in enumerate(extra)],
-                times=times,
-            )
-            key_values = [_key_param(d, v, sel.wire) for key in keys for v, d, sel in zip(key, key_dtypes, key_sels)]
-            return sql, [*key_values, *params]
-        matches = [self.key_match(sel.sql, col, d, style.placeholder(0)) for sel, col, d in zip(key_sels, key_cols, key_dtypes)]
+            row = "(" + ", ".join(self.key_value_sql(col, sel, style.placeholder(0))
+                                  for col, sel in zip(key_cols, key_sels)) + ")"
+            conditions = []
+            for i, (raw, col, d) in enumerate(zip(raws, key_cols, key_dtypes)):
+                exact, exact_param = self.key_match(raw, col, d, f"q.k{i}")
+                conditions.append(f"{raw} = q.k{i}")
+                if exact != raw:
+                    conditions.append(f"{exact} = {exact_param}")
+            sql = asof_sql.point_lookup_lateral(table=self.table_sql(style), key_rows=[row] * len(keys),
+                                                key_match=" AND ".join(conditions), columns=values, times=times,
+                                                keys=[sel.template.format(c=f"q.k{i}") for i, sel in enumerate(key_sels)])
+            return sql, [*(v for key in key_params for v in key), *params]
+        matches = [self.key_match(raw, col, d, style.placeholder(0)) for raw, col, d in zip(raws, key_cols, key_dtypes)]
         exprs = [m for m, _ in matches]
         row = ", ".join(p for _, p in matches)
         target = "(" + ", ".join(exprs) + ")" if len(exprs) > 1 else exprs[0]
         one = f"({row})" if len(exprs) > 1 else row
         conditions = []
-        key_params = [[_key_param(d, v, sel.wire) for v, d, sel in zip(key, key_dtypes, key_sels)] for key in keys]
-        for i, (sel, col, d) in enumerate(zip(key_sels, key_cols, key_dtypes)):
-            pre = self.key_prefilter(sel.sql, col, d)
-            if pre is not None:  # the same keys, first through the column's index
-                conditions.append(f"{pre} IN ({', '.join([style.placeholder(0)] * len(keys))})")
+        for i, (raw, col, d) in enumerate(zip(raws, key_cols, key_dtypes)):
+            if self.key_match(raw, col, d, style.placeholder(0))[0] != raw:  # narrow through the index first
+                conditions.append(f"{raw} IN ({', '.join([style.placeholder(0)] * len(keys))})")
                 params.extend(k[i] for k in key_params)
         conditions.append(f"{target} IN ({', '.join([one] * len(keys))})")
         for key in key_params:
             params.extend(key)
         sql = asof_sql.point_lookup(
             table=self.table_sql(style),
-            keys=[f"{sel.sql} AS {self.ident('k' + str(i), style)}" for i, sel in enumerate(key_sels)],
+            keys=selected_keys,
             key_matches=exprs,
-            columns=[f"{sel.sql} AS {self.ident('v' + str(i), style)}" for i, sel in enumerate(extra)],
+            columns=values,
             times=times,
             key_filter=" AND ".join(conditions),
         )
@@ -396,39 +426,44 @@ class SQLSourceBase(ABC):
         The per-value twin of a scan for the request path, with the same readers (``semantics.reading``).
         """
         n_keys = len(request.keys)
-        key_readers = []
+        context = reading.Context(self.describe(), self.source.timezone, self.source.location)
+        readers: list[tuple[str, Callable[[object], object]]] = []  # (source column, reader), in row order
         for name in request.keys:
-            dtype = request.columns[name][1]
-            read = self._reader(plan.values[name], dtype, request.columns[name][0])
-            key_readers.append((read, dtype))
-        to_event = reading.time_scalar(plan.event.wire, reading.Context(f"{self.describe()}, column "
-                                                                       f"{self.source.event_time!r}", self.source.timezone))
-        to_created = (reading.time_scalar(plan.created.wire, reading.Context(f"{self.describe()}, column "
-                      f"{self.source.created_time!r}", self.source.timezone)) if plan.created else None)
-        others = [(self._reader(plan.values[name], dtype, col), col) for name, (col, dtype) in request.columns.items()
-                  if name not in request.keys]
+            column, dtype = request.columns[name]
+            readers.append((column, _canonical(self._reader(plan.values[name], dtype, column), dtype)))
+        readers.append((self.source.event_time, reading.time_scalar(plan.event.wire, context)))
+        if plan.created is not None and self.source.created_time:
+            readers.append((self.source.created_time, reading.time_scalar(plan.created.wire, context)))
+        for name, (column, dtype) in request.columns.items():
+            if name not in request.keys:
+                readers.append((column, self._reader(plan.values[name], dtype, column)))
+        has_created = plan.created is not None
         out: dict[tuple[object, ...], StoredRow] = {}
         for row in rows:
-            try:
-                key = tuple(pkeys.canonical_value(d, read(v)) for (read, d), v in zip(key_readers, row[:n_keys]))
-                ev = to_event(row[n_keys])
-                offset = n_keys + 1
-                cr = None
-                if to_created is not None:
-                    cr = to_created(row[offset])
-                    offset += 1
-                vals = tuple(read(v) for (read, _), v in zip(others, row[offset:]))
-            except reading.BadValue as exc:
-                raise DataError(f"{self.describe()}: a looked-up value {exc} ({request.where}); fix the data or the "
-                                f"feature's dtype") from None
+            values = []
+            for (column, read), value in zip(readers, row):
+                try:
+                    values.append(read(value))
+                except reading.BadValue as exc:
+                    raise DataError(f"{self.describe()}, column {column!r}: looked-up value {value!r} {exc} "
+                                    f"({request.where}, key {tuple(row[:n_keys])}); fix the data or the feature's "
+                                    f"dtype") from None
+            ev = values[n_keys]
             if ev is None:
                 continue  # never visible (the SQL already leaves such rows out)
-            out[key] = (ev, ev if cr is None else cr, vals)
+            cr = values[n_keys + 1] if has_created else None
+            rest = values[n_keys + 1 + has_created:]
+            out[tuple(values[:n_keys])] = (ev, ev if cr is None else cr, tuple(rest))  # type: ignore[assignment]
         return out
 
     def _reader(self, sel: Selected, dtype: DType, column: str) -> Callable[[object], object]:
         return reading.scalar_reader(sel.wire, dtype, reading.Context(f"{self.describe()}, column {column!r}",
                                                                       self.source.timezone))
+
+
+def _canonical(read: Callable[[object], object], dtype: DType) -> Callable[[object], object]:
+    """A key reader giving the key's canonical form (``semantics.keys``)."""
+    return lambda v: pkeys.canonical_value(dtype, read(v))
 
 
 def _key_param(dtype: DType, value: object, wire: reading.Wire) -> object:

@@ -22,7 +22,7 @@ class TimeColumns:
 
     event: str
     created: str | None
-    sequence: str
+    sequence: tuple[str, ...]  # the ingestion order: one column, or several compared in turn
     with_created: bool
     p_event: str
     p_created: str | None
@@ -31,8 +31,8 @@ class TimeColumns:
 def order_by(columns: TimeColumns) -> str:
     """SQL ORDER BY list putting the chosen row first (``ordering.ROW_ORDER``, descending)."""
     created = f"COALESCE({columns.created}, {columns.event})" if columns.created else columns.event
-    sql = {EVENT: columns.event, CREATED: created, SEQUENCE: columns.sequence}
-    return ", ".join(f"{sql[name]} DESC" for name in ROW_ORDER)
+    sql = {EVENT: (columns.event,), CREATED: (created,), SEQUENCE: columns.sequence}
+    return ", ".join(f"{part} DESC" for name in ROW_ORDER for part in sql[name])
 
 
 def point_lookup(
@@ -62,21 +62,23 @@ def point_lookup_lateral(
     *,
     table: str,
     key_rows: Sequence[str],
-    key_matches: Sequence[str],
+    key_match: str,
+    keys: Sequence[str],
     columns: Sequence[str],
     times: TimeColumns,
 ) -> str:
     """The same choice as ``point_lookup``, one key at a time: for each asked key (``key_rows``,
-    one ``(p, p, ...)`` row each, columns q.k0, q.k1, ...) the first visible row in the as-of order.
+    one ``(p, p, ...)`` row each, columns q.k0, q.k1, ...; ``key_match`` compares them with the
+    table's columns; ``keys`` select them as the scan reads them) the first visible row in the
+    as-of order.
 
     With an index on (key, event time) the database reads only the newest visible rows of each
     key instead of every row of the asked keys. Parameters: every key row's values, then t.
     """
-    names = [f"k{i}" for i in range(len(key_matches))]
-    match = " AND ".join(f"{expr} = q.{name}" for expr, name in zip(key_matches, names))
+    names = [f"k{i}" for i in range(len(keys))]
     visible = visibility.sql_visible_until(times.event, times.created, times.with_created, times.p_event, times.p_created)
     return (
-        f"SELECT {', '.join(f'q.{n}' for n in names)}, chosen.* FROM (VALUES {', '.join(key_rows)}) AS q({', '.join(names)}) "
-        f"CROSS JOIN LATERAL (SELECT {', '.join(columns)} FROM {table} WHERE {match} AND {visible} "
+        f"SELECT {', '.join(keys)}, chosen.* FROM (VALUES {', '.join(key_rows)}) AS q({', '.join(names)}) "
+        f"CROSS JOIN LATERAL (SELECT {', '.join(columns)} FROM {table} WHERE {key_match} AND {visible} "
         f"ORDER BY {order_by(times)} LIMIT 1) AS chosen"
     )

@@ -83,6 +83,8 @@ def request_key(dtype: DType, value: object, where: str) -> object:
                              f"{_describe(dtype, python=True)} (nothing is cast: a wrong type would match other keys)")
     if dtype.name == "Float64":
         value = float(value)  # type: ignore[arg-type]
+    if dtype.name == "Int64" and not -(2**63) <= value <= _INT64_MAX:  # type: ignore[operator]
+        raise EntityKeyError(f"{where} is {value}, outside the Int64 range of its key")
     try:
         return canonical_value(dtype, values.to_storage(dtype, value, where=where))
     except DataError as exc:  # an int outside the Int64 range, a string that is not UTF-8

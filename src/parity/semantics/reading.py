@@ -194,7 +194,18 @@ def _seconds(v: object) -> int:
 
 
 def _time_scalar(kind: str, ctx: Context) -> Callable[[object], int]:
-    """A function from one raw time value of wire ``kind`` to UTC µs."""
+    """A function from one raw time value of wire ``kind`` to UTC µs (years 1 to 9999)."""
+    one = _time_scalar_any(kind, ctx)
+
+    def in_range(v: object) -> int:
+        us = one(v)
+        if not _MIN_US <= us <= _MAX_US:
+            raise BadValue(_OUT_OF_RANGE)
+        return us
+    return in_range
+
+
+def _time_scalar_any(kind: str, ctx: Context) -> Callable[[object], int]:
     if kind == "int":
         return _seconds
     if kind == "aware":
@@ -320,8 +331,26 @@ def _fits_int64_float(x: pl.Expr) -> pl.Expr:
     return x.is_finite() & (x == x.floor()) & (x >= float(_INT64_MIN)) & (x < float(2**63))
 
 
+# Instants and days parity carries: those a Python datetime / date can hold (years 1 to 9999).
+# Beyond them (PostgreSQL's 'infinity', a year-14645 Parquet value) a value is refused on every
+# path, rather than read offline and then failing online.
+_MIN_US = ptime.to_micros(dt.datetime.min.replace(tzinfo=ptime.UTC))
+_MAX_US = ptime.to_micros(dt.datetime.max.replace(tzinfo=ptime.UTC))
+_MIN_DAY, _MAX_DAY = ptime.days_since_epoch(dt.date.min), ptime.days_since_epoch(dt.date.max)
+_OUT_OF_RANGE = "is outside the years 1 to 9999"
+
+
+def _in_range(vec: Vector, low: int, high: int) -> Vector:
+    out = (vec.value < low) | (vec.value > high)
+    return Vector(pl.when(out).then(None).otherwise(vec.value), out if vec.bad is None else vec.bad | out)
+
+
 def _time_vector(kind: str, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vector:
-    """UTC µs (Int64) of a raw time column."""
+    """UTC µs (Int64) of a raw time column, within the years 1 to 9999."""
+    return _in_range(_time_ticks(kind, raw, x, ctx), _MIN_US, _MAX_US)
+
+
+def _time_ticks(kind: str, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vector:
     if kind == "int":
         wide = x.cast(pl.Int128)
         return Vector(wide.clip(-_MAX_SECONDS, _MAX_SECONDS).cast(pl.Int64()) * 1_000_000,
@@ -428,7 +457,8 @@ def _vector(wire: Wire, dtype: DType, raw: pl.DataType, x: pl.Expr, ctx: Context
         vec = _time_vector(kind, raw, x, ctx)
         return Vector(vec.value.cast(pl.Datetime("us", "UTC")), vec.bad)
     if kind == "date":
-        return Vector(x, None)
+        in_range = _in_range(Vector(x.cast(pl.Int32()), None), _MIN_DAY, _MAX_DAY)
+        return Vector(in_range.value.cast(pl.Date()), in_range.bad)
     days = _scalar_vector(x, _date_scalar(kind), pl.Int32())
     return Vector(days.value.cast(pl.Date), days.bad)
 

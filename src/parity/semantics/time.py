@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from parity.errors import ConfigError, NaiveTimestampError
+from parity.errors import ConfigError, DataError, NaiveTimestampError
 
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -41,7 +41,7 @@ def zone(name: str, *, what: str) -> ZoneInfo:
 def ensure_utc(value: dt.datetime, *, what: str, zone_name: str | None = None) -> dt.datetime:
     """``value`` as an aware UTC datetime; naive values need ``zone_name``."""
     if not isinstance(value, dt.datetime):
-        raise TypeError(f"{what}: expected a datetime, got {type(value).__name__}")
+        raise DataError(f"{what}: expected a timezone-aware datetime, got {type(value).__name__} {value!r}")
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         if zone_name is None:
             raise NaiveTimestampError(

@@ -44,22 +44,28 @@ def visible_at_expr(with_created: bool) -> pl.Expr:
 
 @dataclass(frozen=True)
 class Window:
-    """Rows that became visible in (after, until]; None bounds are open."""
+    """What a scan reads: rows visible at ``until_us`` that may have arrived after ``after_us``
+    (None bounds are open).
+
+    "May have arrived after a" is "became visible after a" — except for a row whose created time
+    is null where the source uses created times: when it arrived is unknown, so every incremental
+    read takes it again (monotonic writes make re-reading it harmless; skipping it loses it).
+    """
 
     after_us: int | None = None
     until_us: int | None = None
 
 
-def apply_window(frame: pl.DataFrame, with_created: bool, window: Window) -> tuple[pl.DataFrame, int]:
-    """The rows of ``frame`` visible in ``window``, and how many rows had no event time (never visible)."""
-    no_event = frame.select(pl.col(EVENT).is_null().sum()).item()
+def window_expr(with_created: bool, window: Window) -> pl.Expr:
+    """``window`` over the EVENT / CREATED columns (false for rows without an event time)."""
     visible = visible_at_expr(with_created)
     keep = pl.col(EVENT).is_not_null()
     if window.after_us is not None:
-        keep = keep & (visible > window.after_us)
+        arrived = visible > window.after_us
+        keep = keep & (arrived | pl.col(CREATED).is_null() if with_created else arrived)
     if window.until_us is not None:
         keep = keep & (visible <= window.until_us)
-    return frame.filter(keep), int(no_event)
+    return keep.fill_null(False)
 
 
 # --- SQL ----------------------------------------------------------------------------------------
@@ -79,7 +85,7 @@ def sql_visible_until(event: str, created: str | None, with_created: bool, p_eve
 
 
 def sql_visible_after(event: str, created: str | None, with_created: bool, p_event: str, p_created: str | None) -> str:
-    """SQL for "became visible after a" (max(event, created) > a), for rows with an event time."""
+    """SQL for "may have arrived after a" (``Window``): max(event, created) > a, or no created time."""
     if with_created and created is not None:
-        return f"({event} > {p_event} OR {created} > {p_created})"
+        return f"({event} > {p_event} OR {created} > {p_created} OR {created} IS NULL)"
     return f"{event} > {p_event}"
