@@ -298,3 +298,26 @@ def test_query_prints_strict_json_for_nan_and_infinities(tmp_path):
 
     assert json.loads(out.stdout, parse_constant=refuse) == [{"user.x": "NaN"}, {"user.x": "Infinity"},
                                                              {"user.x": "-Infinity"}]
+
+
+def test_entity_keys_of_every_dtype_from_the_command_line(tmp_path):
+    root = _tiny_project(str(tmp_path / "p"), """
+        import parity as pt
+        sensor = pt.Entity("sensor", keys={"sid": pt.Float64, "day": pt.Date, "on": pt.Bool})
+        src = pt.ParquetSource("s", path="s.parquet", event_time="ts")
+        v = pt.FeatureView("v", entity=sensor, source=src, features=[pt.Feature("x", pt.String)])
+    """)
+    import datetime as dt
+
+    pl.DataFrame({"sid": [-0.0], "day": [dt.date(2024, 1, 5)], "on": [True], "x": ["found"]}).with_columns(
+        ts=pl.lit("2024-01-01T00:00:00").str.to_datetime(time_zone="UTC")).write_parquet(os.path.join(root, "s.parquet"))
+    assert parity("materialize", "--until", "2024-01-02T00:00:00+00:00", cwd=root).returncode == 0
+    now = "2024-01-02T00:00:00+00:00"
+    out = parity("query", "--features", "sensor.x", "--entity", "sid=0.0,day=2024-01-05,on=true", "--now", now, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [{"sensor.x": "found"}]
+    via_json = parity("query", "--features", "sensor.x", "--entities", '{"sid": 0, "day": "2024-01-05", "on": true}',
+                      "--now", now, cwd=root)
+    assert json.loads(via_json.stdout) == [{"sensor.x": "found"}], via_json.stderr
+    assert_refused(parity("query", "--features", "sensor.x", "--entity", "sid=0,day=2024-01-05,on=maybe", "--now", now,
+                          cwd=root), "key 'on' is a Bool key", "'maybe'")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from parity.errors import ParityError, one_line
 
 if TYPE_CHECKING:
+    from parity.define.dtypes import DType
     from parity.runtime.project import Project
 
 EXIT_ERROR = 2
@@ -190,6 +191,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def _parse_entities(project: Project, args: argparse.Namespace) -> list[dict[str, object]]:
+    from parity.define.dtypes import Date, Timestamp
+
     if args.entities:
         try:
             data = json.loads(args.entities)
@@ -199,7 +202,10 @@ def _parse_entities(project: Project, args: argparse.Namespace) -> list[dict[str
             data = [data]
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
             raise ParityError('--entities must be a JSON object or a list of objects, e.g. [{"user_id": 1}]')
-        return data  # [] asks for nothing and gets nothing
+        # JSON has no dates or times: ISO text for Date and Timestamp keys is read as such
+        key_types = {k: d for e in project.catalog.entities.values() for k, d in e.keys.items()}
+        return [{k: _key_text(k, v, key_types.get(k), "--entities") if isinstance(v, str) and key_types.get(k) in
+                 (Date, Timestamp) else v for k, v in row.items()} for row in data]  # [] asks for nothing
     key_types = {k: d for e in project.catalog.entities.values() for k, d in e.keys.items()}
     rows = []
     for text in args.entity:
@@ -208,18 +214,36 @@ def _parse_entities(project: Project, args: argparse.Namespace) -> list[dict[str
             if "=" not in part:
                 raise ParityError(f"--entity {text!r}: write key=value pairs, e.g. --entity user_id=42")
             key, value = (s.strip() for s in part.split("=", 1))
-            dtype = key_types.get(key)
-            if dtype is not None and dtype.name == "Int64":
-                try:
-                    row[key] = int(value)
-                except ValueError:
-                    raise ParityError(f"--entity {text!r}: key {key!r} must be an integer, got {value!r}") from None
-            else:
-                row[key] = value
+            row[key] = _key_text(key, value, key_types.get(key), f"--entity {text!r}")
         rows.append(row)
     if not rows:
         raise ParityError("give the entities with --entity user_id=42 (repeatable) or --entities '<json>'")
     return rows
+
+
+def _key_text(key: str, text: str, dtype: DType | None, where: str) -> object:
+    """A key given as text on the command line, as the value its dtype takes (semantics.keys then
+    checks it like any request key)."""
+    name = dtype.name if dtype is not None else "String"
+    try:
+        if name == "Int64":
+            return int(text)
+        if name == "Float64":
+            return float(text)
+        if name == "Bool":
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if name == "Date":
+            return dt.date.fromisoformat(text)
+        if name == "Timestamp":
+            stamp = dt.datetime.fromisoformat(text)
+            if stamp.tzinfo is None:
+                raise ParityError(f"{where}: key {key!r} {text!r} has no time zone; add one, e.g. {text}+00:00")
+            return stamp
+    except ValueError:
+        raise ParityError(f"{where}: key {key!r} is a {name} key; {text!r} is not one") from None
+    return text
 
 
 def _strict_json(value: object) -> object:

@@ -12,6 +12,8 @@ import signal
 from types import FrameType, TracebackType
 from typing import Any, Self
 
+from parity.errors import ParityError
+
 _SUFFIX = ".partial-"
 
 
@@ -44,12 +46,14 @@ class PartialFile:
         self.out = out
         self.path = f"{out}{_SUFFIX}{os.getpid()}"
         self._previous: dict[int, Any] = {}
+        self._aborted = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._aborted = True
         self._remove()
         previous = self._previous.get(signum)
         signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        os.kill(os.getpid(), signum)  # end as the signal would have ended it
+        os.kill(os.getpid(), signum)  # end as the signal would have ended it (if its handler ends it)
 
     def _remove(self) -> None:
         try:
@@ -60,15 +64,19 @@ class PartialFile:
     def __enter__(self) -> Self:
         remove_stale(self.out)
         for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue  # an ignored signal (a background job's SIGINT) stays ignored
             self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         try:
-            if kind is None:
+            if kind is None and not self._aborted:
                 os.replace(self.path, self.out)
             else:
                 self._remove()
+                if kind is None:
+                    raise ParityError(f"writing {self.out} was interrupted; nothing was written")
         finally:
             for signum, previous in self._previous.items():
                 signal.signal(signum, previous)

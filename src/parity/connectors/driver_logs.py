@@ -44,7 +44,7 @@ class _Record(logging.Handler):
         message = record.getMessage()
         with _lock:
             for pool in list(_last):
-                if repr(pool) in message or pool in message:
+                if repr(pool) in message:  # psycopg_pool quotes its name: 'parity-x-1' is not 'parity-x-12'
                     _last[pool] = message
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,7 @@ _SCALARS: dict[str, tuple[str, reading.Wire]] = {
     "name": ("{c}", reading.TEXT), "citext": ("CAST({c} AS text)", reading.TEXT), "uuid": ("CAST({c} AS text)", reading.TEXT),
     "date": ("{c}", reading.DATE), "timestamp": ("{c}", reading.NAIVE), "timestamptz": ("{c}", reading.AWARE),
 }
+_INT_LIMITS = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 _TIMES = {"int2": reading.INT, "int4": reading.INT, "int8": reading.INT, "date": reading.DATE,
           "timestamp": reading.NAIVE, "timestamptz": reading.AWARE}
 
@@ -69,6 +71,23 @@ class PostgresReader(SQLSourceBase):
         type_name = self.quote(column.detail) if column.type == "user-defined" else column.type
         return f"CAST({placeholder} AS {type_name})"
 
+    def key_problem(self, column: Column, dtype: DType, wire: reading.Wire) -> str | None:
+        if column.detail == "bpchar":
+            return "a char(n) column pads its values with spaces, so its keys cannot compare exactly; make it varchar or text"
+        return super().key_problem(column, dtype, wire)
+
+    def key_fits(self, column: Column, value: object) -> bool:
+        # A key the column type cannot hold would make the whole statement fail; it is just not there.
+        limit = _INT_LIMITS.get(column.detail)
+        if limit is not None and isinstance(value, int):
+            return -limit <= value < limit
+        if column.detail == "uuid":
+            try:
+                uuid.UUID(str(value))
+            except ValueError:
+                return False
+        return True
+
     def key_match(self, expr: str, column: Column, dtype: DType, placeholder: str) -> tuple[str, str]:
         if dtype.name == "String":
             # By code points, not under the column's collation (a nondeterministic ICU collation or
@@ -82,7 +101,10 @@ class PostgresReader(SQLSourceBase):
         if self._relkind in ("v", "f"):
             raise DataError(f"{self.describe()}: is a {'view' if self._relkind == 'v' else 'foreign table'}, which "
                             f"has no physical row order to break ties; declare sequence='<unique increasing column>'")
-        return (("tableoid", "ctid") if self._relkind == "p" else ("ctid",)), False
+        if self._relkind == "p":
+            return ("tableoid", "ctid"), False
+        # ctid (block, line) as one integer with the same order, so the scan need not sort
+        return ("((ctid::text::point)[0]::bigint * 65536 + (ctid::text::point)[1]::bigint)",), True
 
     def read_as(self, column: Column, dtype: DType) -> tuple[str, reading.Wire | None]:
         udt = column.detail

@@ -33,9 +33,10 @@ from parity.semantics import keys as pkeys
 from parity.semantics import time as ptime
 from parity.semantics.ordering import SEQUENCE
 
-# Keys per lookup statement: PostgreSQL takes at most 65,535 parameters; batches also keep each
-# statement's plan and result small.
-LOOKUP_BATCH = 5000
+# Parameters per lookup statement: PostgreSQL takes at most 65,535; batches also keep each
+# statement's plan and result small. A key takes one per key column, two where it is narrowed by
+# index first (strings), so the keys per batch follow from the key's shape.
+LOOKUP_PARAMETERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,6 @@ class SQLSourceBase(ABC):
         self._columns: dict[str, Column] | None = None
         # resolved lookup plans by request (the request is kept, so its id cannot be reused)
         self._lookup_plans: dict[int, tuple[ScanRequest, _Plan]] = {}
-        self.last_connect_error: str | None = None
 
     # -- dialect ---------------------------------------------------------------------------
 
@@ -131,6 +131,18 @@ class SQLSourceBase(ABC):
         """Whether lookups read each key's newest rows by index (``asof_sql.point_lookup_lateral``)
         instead of ranking every row of the asked keys: the dialect has LATERAL and an index fits."""
         return False
+
+    def key_problem(self, column: Column, dtype: DType, wire: reading.Wire) -> str | None:
+        """Why this column cannot be compared exactly with keys of ``dtype`` (None: it can)."""
+        if dtype.name == "Timestamp" and wire.kind not in ("aware", "utc"):
+            return "a Timestamp key needs a zone-aware timestamp column (its value is then one instant)"
+        if dtype.name == "Date" and wire.kind != "date":
+            return "a Date key needs a date column"
+        return None
+
+    def key_fits(self, column: Column, value: object) -> bool:
+        """Whether the column can hold this key at all (a key it cannot hold is simply not found)."""
+        return True
 
     def key_value_sql(self, column: Column, selected: Selected, placeholder: str) -> str:
         """A key parameter in a VALUES list, typed to compare with its column (LATERAL lookups)."""
@@ -207,7 +219,8 @@ class SQLSourceBase(ABC):
 
         def time(col: str) -> Selected:
             wire = self.time_wire(columns[col])
-            if wire is None or wire.kind not in ("aware", "utc", "naive", "date", "int"):
+            # Database time columns are compared in SQL, which text cannot be (as instants)
+            if wire is None or wire.kind not in reading.TIME_WIRES or wire.kind == "text":
                 raise DataError(
                     f"{self.describe()}, column {col!r}: a {columns[col].detail or columns[col].type} column cannot be "
                     f"an event or created time here; use a timestamp, a date or Unix seconds (an integer)")
@@ -227,9 +240,10 @@ class SQLSourceBase(ABC):
             template, maybe = self.read_as(columns[col], dtype)
             wire = reading.check_readable(maybe, dtype, where=f"{self.describe()}, column {col!r} ({request.where})",
                                           raw=columns[col].detail or columns[col].type)
-            if name in request.keys and columns[col].type in ("character", "bpchar"):
-                raise DataError(f"{self.describe()}, column {col!r}: a char(n) column pads its values with spaces, so "
-                                f"its keys cannot compare exactly; make it varchar or text")
+            if name in request.keys:
+                problem = self.key_problem(columns[col], dtype, wire)
+                if problem:
+                    raise DataError(f"{self.describe()}, column {col!r}: {problem}")
             if wire.kind == "naive" and dtype.name == "Timestamp":
                 reading.Context(f"{self.describe()}, column {col!r}", s.timezone, s.location).need_zone()
             values[name] = select(col, template, wire)
@@ -292,7 +306,10 @@ class SQLSourceBase(ABC):
             selected.insert(0, f"{plan.order[0]} AS {self.ident(SEQUENCE, style)}")
         # Rows without an event time come through only to be counted (they are never visible).
         condition = f" WHERE {plan.event.sql} IS NULL OR ({' AND '.join(where)})" if where else ""
-        sql = f"SELECT {', '.join(selected)} FROM {self.table_sql(style)}{condition} ORDER BY {', '.join(plan.order)}"
+        # With the order in a column the rows may come in any order (the as-of kernel ranks them);
+        # otherwise the order they come in is the ingestion order, and the database must sort.
+        order = "" if plan.order_is_column else f" ORDER BY {', '.join(plan.order)}"
+        sql = f"SELECT {', '.join(selected)} FROM {self.table_sql(style)}{condition}{order}"
         return sql, params
 
     def _check_sequence(self, sequence: pl.Series) -> None:
@@ -343,7 +360,7 @@ class SQLSourceBase(ABC):
         """The as-of row of each of ``keys`` at t, compiled for the dialect (``semantics.asof_sql``).
 
         Keys are compared on the raw column (so indexes apply), exactly: through ``key_match`` when
-        the column's own comparison is looser (collations), with ``key_prefilter`` narrowing first.
+        the column's own comparison is looser (collations), after the plain comparison narrows by index.
         """
         style = PERCENT  # every lookup driver (psycopg, aiomysql) takes %s parameters
         times = self._times(plan, style, 0)
@@ -354,7 +371,8 @@ class SQLSourceBase(ABC):
         raws = [self.ident(col.name, style) for col in key_cols]
         others = [sel for name, sel in plan.values.items() if name not in request.keys]
         extra = [plan.event, *([plan.created] if plan.created else []), *others]
-        key_params = [[_key_param(d, v, sel.wire) for v, d, sel in zip(key, key_dtypes, key_sels)] for key in keys]
+        key_params = [[reading.parameter(sel.wire, d, v) for v, d, sel in zip(key, key_dtypes, key_sels)]
+                      for key in keys]
         selected_keys = [f"{sel.sql} AS {self.ident('k' + str(i), style)}" for i, sel in enumerate(key_sels)]
         values = [f"{sel.sql} AS {self.ident('v' + str(i), style)}" for i, sel in enumerate(extra)]
         if self.use_lateral([c.name for c in key_cols]):
@@ -405,11 +423,16 @@ class SQLSourceBase(ABC):
                 self._columns = columns
             cached = self._lookup_plans.get(id(request))
             if cached is None or cached[0] is not request:
+                if len(self._lookup_plans) > 64:  # callers that make a new request per call
+                    self._lookup_plans.clear()
                 cached = self._lookup_plans[id(request)] = (request, self._resolve(request, self._columns, PERCENT))
             plan = cached[1]
+            key_columns = [self._columns[request.columns[k][0]] for k in request.keys]
+            keys = [key for key in keys if all(self.key_fits(c, v) for c, v in zip(key_columns, key))]
+            batch_size = max(1, LOOKUP_PARAMETERS // (2 * len(request.keys)))
             out: dict[tuple[object, ...], StoredRow] = {}
-            for start in range(0, len(keys), LOOKUP_BATCH):
-                batch = keys[start:start + LOOKUP_BATCH]
+            for start in range(0, len(keys), batch_size):
+                batch = keys[start:start + batch_size]
                 sql, params = self.lookup_sql(request, plan, self._columns, batch, t_us)
                 _, rows = await self._query(sql, params)
                 out.update(self.stored_rows(rows, request, plan))
@@ -466,16 +489,6 @@ def _canonical(read: Callable[[object], object], dtype: DType) -> Callable[[obje
     return lambda v: pkeys.canonical_value(dtype, read(v))
 
 
-def _key_param(dtype: DType, value: object, wire: reading.Wire) -> object:
-    """A canonical storage-form key as a query parameter in the column's own type."""
-    if dtype.name == "Timestamp" and isinstance(value, int):
-        stamp = ptime.from_micros(value)
-        return stamp if wire.kind == "aware" else stamp.replace(tzinfo=None)
-    if dtype.name == "Date" and isinstance(value, int):
-        return ptime.date_from_days(value)
-    return value
-
-
 def rows_frame(names: Sequence[str], rows: Sequence[Sequence[object]], wires: Mapping[str, reading.Wire],
                where: str) -> pl.DataFrame:
     """Rows from a row-oriented driver as a frame, each column built in its wire's Polars type."""
@@ -494,6 +507,6 @@ def rows_frame(names: Sequence[str], rows: Sequence[Sequence[object]], wires: Ma
 
 
 _POLARS_OF_WIRE: dict[str, pl.DataType | None] = {
-    "int": pl.Int128(), "float": pl.Float64(), "decimal": pl.String(), "bool": pl.Boolean(), "text": pl.String(),
+    "int": pl.Int128(), "float": pl.Float64(), "decimal": pl.String(), "text": pl.String(),
     "utc": pl.Datetime("us"), "naive": pl.Datetime("us"), "date": pl.Date(), "aware": None, "list": None,
 }

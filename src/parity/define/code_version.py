@@ -20,7 +20,6 @@ environment variable the function reads) are not covered. Standard library only.
 
 from __future__ import annotations
 
-import builtins
 import inspect
 import os
 import re
@@ -128,11 +127,11 @@ def code_fingerprint(fn: Callable[..., object]) -> str:
 
     def follow_globals(fn_: types.FunctionType) -> None:
         scope = fn_.__globals__
+        # co_names also holds attribute names (obj.name); only names the module defines are followed
+        # (builtins are not in the module's scope, so they count by name, i.e. not at all).
         for name in dict.fromkeys(_names(fn_.__code__)):
             if name in scope:
                 describe(f"{fn_.__module__}.{name}", scope[name])
-            elif not hasattr(builtins, name):
-                continue  # an attribute name (obj.name) rather than a global
 
     follow(fn, getattr(fn, "__qualname__", "resolver"))
     return "\n".join(parts)

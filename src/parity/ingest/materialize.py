@@ -7,7 +7,11 @@ Incremental runs read only rows that became visible after the stored watermark â
 only where a row's visibility instant is when it *arrived*: sources with a created time that takes
 part in visibility (``as_of="visible"``). Elsewhere a row written today may carry an event time
 from last week (a back-dated correction, a late file), which a watermark on event time would skip
-for good; so those sources are read in full on every run, and the report says why.
+for good; so those sources are read in full on every run, and the report says why. The same holds
+for rows whose created time is null (it counts as the event time, so when they arrived is
+unknown): incremental reads take them whatever their time (``visibility.Window``), and one that
+meets any becomes a full read. (Writing only those rows would not do: one could tie in (event,
+created) with the key's stored value, and the store lets the later write win a tie.)
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ def materialize_view(
         return MaterializeReport(view.name, table, watermark, until_us, 0, 0, 0)
     keys = list(view.entity.keys)
     scan = reader.scan(view_scan(view, window=Window(after_us=watermark, until_us=until_us)))
+    if watermark is not None and scan.rows[CREATED].null_count():
+        full_because = (f"{scan.rows[CREATED].null_count():,} rows have no created time, so when they arrived is "
+                        f"unknown")
+        watermark = None
+        scan = reader.scan(view_scan(view, window=Window(until_us=until_us)))
     rows = scan.rows
     skipped = f"; {scan.no_event_time:,} rows without an event time skipped (never visible)" if scan.no_event_time else ""
     progress(f"{view.name}: read {rows.height:,} rows from {reader.describe()}{skipped}")

@@ -10,6 +10,7 @@ as online, and the result records which rows fell back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -211,7 +212,9 @@ async def _call_async(
     timeout for the dependency itself, as a request to an idle service would online (queueing
     behind the rest of the training set is not something serving ever sees).
     """
-    guard = calls.Guard(f"resolver {res.name!r}", res.policy)
+    # The breaker protects live traffic; offline it would make which rows fall back depend on how
+    # fast the rows before them failed, so a training set applies the rest of the policy only.
+    guard = calls.Guard(f"resolver {res.name!r}", dataclasses.replace(res.policy, circuit_breaker=None))
     http = http_client() if http_client is not None else None
     out: list[object] = [None] * len(kwargs_rows)
 

@@ -14,7 +14,6 @@ default or null with status "error"; the rest of the answer still comes back.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -275,7 +274,7 @@ class OnlineEngine:
                 row, status, event = None, "error", None
             elif row is None:
                 status, event = "missing", None
-            elif (visibility.visible_at_micros(row[0], row[1], with_created) or 0) > now_us:
+            elif visibility.stored_visible_at(row[0], row[1], with_created) > now_us:
                 # Newer than the request time: what was visible then is not kept online.
                 status, event = "future", row[0]
                 row = None
@@ -402,10 +401,7 @@ class OnlineEngine:
         else:
             for r in range(n):
                 try:
-                    result = res.fn(**kwargs_of(r))
-                    if inspect.isawaitable(result):
-                        result = await result
-                    store(r, result)
+                    store(r, res.fn(**kwargs_of(r)))
                 except Exception as exc:  # noqa: BLE001 - any resolver failure becomes a per-feature status
                     fail(r, exc)
         for j, (_, cid, _) in enumerate(step.outputs):

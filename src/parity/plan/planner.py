@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from parity.errors import CycleError, DataError, DefinitionError
+from parity.errors import DataError, DefinitionError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Keys, Lookup, LookupOutput, Plan, Step, column_id
 
@@ -16,7 +16,6 @@ class _Builder:
         self.lookup_index: dict[tuple[str, tuple[str, ...], str], int] = {}
         self.lookup_outputs: dict[int, list[LookupOutput]] = {}
         self.done: set[str] = set()
-        self.in_progress: list[tuple[str, str]] = []  # (column id, resolver name)
         self.keys: dict[tuple[str, tuple[str, ...]], Keys] = {}
 
     def keys_of(self, root: str, hops: tuple[str, ...]) -> Keys:
@@ -64,16 +63,11 @@ class _Builder:
         res = fd.resolver
         if res is None:  # a catalog feature comes from a view or a resolver
             raise DefinitionError(f"feature {fd.ref!r} has neither a view nor a resolver")
-        if any(c == cid for c, _ in self.in_progress):
-            start = [c for c, _ in self.in_progress].index(cid)
-            chain = [f"{r} ({c})" for c, r in self.in_progress[start:]] + [f"{res.name} ({cid})"]
-            raise CycleError(chain, location=res.location)
-        self.in_progress.append((cid, res.name))
+        # A catalog that exists has no cycles (``Catalog._check_cycles``), so this recursion ends.
         inputs = []
         for inp in res.inputs:
             parts = inp.path.split(".")
             inputs.append((inp.param, self.need(root, hops + tuple(parts[:-1]), parts[-1])))
-        self.in_progress.pop()
         outputs = tuple((o.name, column_id(root, hops, o.name), o.dtype) for o in res.outputs)
         self.steps.append(Compute(keys, res.name, tuple(inputs), outputs, res.wants_now))
         self.done.update(c for _, c, _ in outputs)

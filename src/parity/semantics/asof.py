@@ -56,7 +56,9 @@ def prepare(rows: pl.DataFrame, keys: Sequence[str], *, uses_created: bool) -> P
             ranked.with_row_index(RANK)
             .select(*keys, visible_at_expr(True).alias(VISIBLE_AT), RANK)
             .pipe(_sort_by_key_and_time, keys, VISIBLE_AT, [RANK])
-            .with_columns(pl.col(RANK).cum_max().over(keys))
+            # Ranks of a key are contiguous and every key's ranks exceed the keys before it, so a
+            # running maximum over the whole sorted column equals one per key (and is ~20x cheaper).
+            .with_columns(pl.col(RANK).cum_max())
         )
         idx = idx.with_columns(ranked[_ROW].gather(idx[RANK]).alias(_ROW))
     else:

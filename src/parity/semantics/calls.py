@@ -8,7 +8,8 @@ declared default with status "error", offline exactly as online (``offline.engin
 rows that fell back).
 
 Online, one ``Guard`` per resolver or source lives as long as the process, so its breaker
-remembers; a training set uses fresh guards, so a breaker opened by live traffic does not fail it.
+remembers. A training set uses fresh guards without the breaker: it protects live traffic, and
+offline it would make which rows fall back depend on timing rather than on each call.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class Guard:
                     await asyncio.sleep(pause)
                     continue
                 self._record(False)
-                if isinstance(exc, TimeoutError) and not isinstance(exc, CallTimeoutError):
+                ours = deadline is not None and self.clock() >= deadline  # the callee's own TimeoutError stays its own
+                if isinstance(exc, TimeoutError) and not isinstance(exc, CallTimeoutError) and ours:
                     raise self._timeout(f"({attempt + 1} attempt{'s' if attempt else ''})", cause) from None
                 raise
             self._record(True)

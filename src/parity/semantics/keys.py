@@ -81,14 +81,10 @@ def request_key(dtype: DType, value: object, where: str) -> object:
     if not _accepts(dtype, value):
         raise EntityKeyError(f"{where} is {value!r} ({type(value).__name__}); a {dtype!r} key takes "
                              f"{_describe(dtype, python=True)} (nothing is cast: a wrong type would match other keys)")
-    if dtype.name == "Float64":
-        value = float(value)  # type: ignore[arg-type]
-    if dtype.name == "Int64" and not -(2**63) <= value <= _INT64_MAX:  # type: ignore[operator]
-        raise EntityKeyError(f"{where} is {value}, outside the Int64 range of its key")
     try:
         return canonical_value(dtype, values.to_storage(dtype, value, where=where))
-    except DataError as exc:  # an int outside the Int64 range, a string that is not UTF-8
-        raise EntityKeyError(str(exc).replace("returned", "is").replace(" or None", "")) from None
+    except DataError:  # an int outside the Int64 (or Float64) range, a string that is not UTF-8
+        raise EntityKeyError(f"{where} is {value!r}, which a {dtype!r} key cannot hold") from None
 
 
 _SPINE_TYPES: dict[str, tuple[type[pl.DataType], ...]] = {

@@ -15,11 +15,6 @@ SEQUENCE = "__parity_seq"
 ROW_ORDER = (EVENT, CREATED, SEQUENCE)
 
 
-def is_not_older(new: tuple[int, int], held: tuple[int, int]) -> bool:
-    """Monotonic write rule on (event µs, created µs)."""
-    return new >= held
-
-
 def sql_not_older(new: str, held: str) -> str:
     """The same rule as a SQL predicate over row values, for stores that speak SQL.
 

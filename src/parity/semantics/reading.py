@@ -365,24 +365,25 @@ def _time_ticks(kind: str, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vector
         ticks = x.dt.epoch(time_unit="us") if per_us is None else x.cast(pl.Int64()) // per_us
         return Vector(ticks, None)
     if kind == "date":
-        if ctx.zone is None:
+        date_zone = ctx.zone
+        if date_zone is None:
             return Vector(x.cast(pl.Int32()).cast(pl.Int64()) * 86_400_000_000, None)
-        return Vector(x.map_batches(lambda s: _scalar_series(s, _time_scalar("date", ctx), pl.Int64()),
-                                    return_dtype=pl.Int64()), None)
+        # midnight as a wall time in the zone: the naive rule, vectorized (date_to_micros)
+        midnight = x.cast(pl.Datetime("us")).map_batches(lambda s: naive_to_utc(s, date_zone),
+                                                        return_dtype=pl.Datetime("us", "UTC"))
+        return Vector(midnight.cast(pl.Int64()), None)
     return _scalar_vector(x, _time_scalar(kind, ctx), pl.Int64())
 
 
 def naive_to_utc(series: pl.Series, tz: ZoneInfo) -> pl.Series:
     """Naive wall times in ``tz`` → UTC (``semantics.time``): Polars for the common case, the scalar
     rule for wall times skipped by a DST change (which Polars can only turn into null)."""
-    out = series.dt.replace_time_zone(tz.key, ambiguous="earliest", non_existent="null")
-    gaps = out.is_null() & series.is_not_null()
-    if gaps.any():
-        fixed = [ptime.from_micros(ptime.local_to_micros(w, tz)) if g else None
-                 for w, g in zip(series.to_list(), gaps.to_list())]
-        patch = pl.Series(fixed, dtype=pl.Datetime("us", "UTC")).dt.cast_time_unit(series.dtype.time_unit)  # type: ignore[attr-defined]
-        out = out.dt.convert_time_zone("UTC").zip_with(~gaps, patch)
-    return out.dt.convert_time_zone("UTC")
+    out = series.dt.replace_time_zone(tz.key, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    gaps = (out.is_null() & series.is_not_null()).arg_true()
+    if len(gaps):
+        fixed = [ptime.from_micros(ptime.local_to_micros(w, tz)) for w in series.gather(gaps).to_list()]
+        out = out.scatter(gaps, pl.Series(fixed, dtype=pl.Datetime("us", "UTC")).cast(out.dtype))
+    return out
 
 
 def _scalar_series(series: pl.Series, one: Callable[[object], object], dtype: pl.DataType) -> pl.Series:
@@ -398,17 +399,10 @@ def _scalar_series(series: pl.Series, one: Callable[[object], object], dtype: pl
 
 
 def _scalar_vector(x: pl.Expr, one: Callable[[object], object], dtype: pl.DataType) -> Vector:
-    def ok(v: object) -> bool:
-        try:
-            one(v)
-            return True
-        except BadValue:
-            return False
-
+    """The scalar rule value by value; a value it refuses becomes null, and is bad (a scalar reader
+    returns None only for None)."""
     value = x.map_batches(lambda s: _scalar_series(s, one, dtype), return_dtype=dtype)
-    bad = x.map_batches(lambda s: pl.Series([v is not None and not ok(v) for v in s.to_list()], dtype=pl.Boolean),
-                        return_dtype=pl.Boolean)
-    return Vector(value, bad)
+    return Vector(value, x.is_not_null() & value.is_null())
 
 
 def vector_reader(wire: Wire, dtype: DType, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vector:
@@ -430,6 +424,8 @@ def _vector(wire: Wire, dtype: DType, raw: pl.DataType, x: pl.Expr, ctx: Context
     name, kind = dtype.name, wire.kind
     if name == "Int64":
         if kind == "int":
+            if raw in (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8):
+                return Vector(x.cast(pl.Int64()), None)  # always in range
             wide = x.cast(pl.Int128)
             return Vector(wide.clip(_INT64_MIN, _INT64_MAX).cast(pl.Int64()), (wide < _INT64_MIN) | (wide > _INT64_MAX))
         if kind == "float":
@@ -444,9 +440,7 @@ def _vector(wire: Wire, dtype: DType, raw: pl.DataType, x: pl.Expr, ctx: Context
     if name == "Float64":
         if kind == "decimal":
             return Vector(x.cast(pl.String).cast(pl.Float64), None)  # text → nearest double (correctly rounded)
-        if kind == "int":
-            return Vector(x.cast(pl.Float64), None)
-        return Vector(x.cast(pl.Float64), None)
+        return Vector(x.cast(pl.Float64), None)  # ints: nearest double; a 32-bit float widens exactly
     if name == "Bool":
         if kind == "bool":
             return Vector(x, None)
@@ -472,6 +466,17 @@ def time_reader(wire: Wire, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vecto
                         f"Unix seconds (an integer) or ISO-8601 text")
     vec = _time_vector(wire.kind, raw, x, ctx)
     return vec if vec.bad is None else Vector(vec.value, x.is_not_null() & vec.bad.fill_null(True))
+
+
+def parameter(wire: Wire, dtype: DType, stored: object) -> object:
+    """A key in storage form as a query parameter a ``wire`` column compares with — the inverse of
+    the scalar reader for the key wires a database can compare exactly (aware times, dates)."""
+    if dtype.name == "Timestamp" and isinstance(stored, int):
+        stamp = ptime.from_micros(stored)
+        return stamp if wire.kind == "aware" else stamp.replace(tzinfo=None)  # "utc": naive UTC
+    if dtype.name == "Date" and isinstance(stored, int):
+        return ptime.date_from_days(stored)
+    return stored
 
 
 def time_scalar(wire: Wire, ctx: Context) -> Callable[[object], int | None]:

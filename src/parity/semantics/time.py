@@ -118,8 +118,12 @@ def latest_wall_at_or_before(t_us: int, tz: ZoneInfo) -> dt.datetime:
     if local.fold == 0 or local_to_micros(wall, tz) == t_us:
         return wall
     # t is in the second run of a repeated hour: every wall time of that hour reads as its first
-    # run, which is before t; the answer is the last wall time of the repeated hour.
-    change = _transition_in(t - _MAX_SHIFT, t, tz)
+    # run, which is before t; the answer is the last wall time of the repeated hour. The clocks
+    # went back by (earlier offset - later offset), so the change lies within that much before t.
+    earlier = wall.replace(tzinfo=tz, fold=0).utcoffset()
+    later = local.utcoffset()
+    shift = (earlier - later) if earlier is not None and later is not None else _MAX_SHIFT
+    change = _transition_in(t - shift - _ONE_US, t, tz)
     end_of_repeat = (change - _ONE_US).astimezone(tz).replace(tzinfo=None)
     return end_of_repeat
 
@@ -158,9 +162,9 @@ def date_from_days(days: int) -> dt.date:
 
 
 def parse_iso(text: str) -> dt.datetime | dt.date:
-    """ISO-8601 text as a datetime (aware or naive) or, for a bare date, a date. ValueError if not ISO."""
+    """ISO-8601 text as a datetime (aware or naive) or, for a date alone (any ISO form: 2024-01-31,
+    20240131, 2024-W05-3), a date. ValueError if not ISO."""
     text = text.strip()
-    if len(text) == 10:
+    if not any(sep in text for sep in ("T", " ", ":")):
         return dt.date.fromisoformat(text)
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    return value
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)

@@ -128,9 +128,6 @@ def to_storage(dtype: DType, value: object, *, where: str) -> object:
         ) from None
 
 
-def python_value(dtype: DType, stored: object) -> object:
-    return from_storage(dtype)(stored)
-
 
 def same_value(a: object, b: object) -> bool:
     """Bit-for-bit equality for exact types; NaN equals NaN (the same bits came through)."""

@@ -34,6 +34,12 @@ def visible_at_micros(event_us: int | None, created_us: int | None, with_created
     return event_us
 
 
+def stored_visible_at(event_us: int, created_us: int, with_created: bool) -> int:
+    """``visible_at_micros`` of a row an online store holds (it always has an event time, and its
+    created time is filled with the event time when the source gave none)."""
+    return created_us if with_created and created_us > event_us else event_us
+
+
 def visible_at_expr(with_created: bool) -> pl.Expr:
     """``visible_at_micros`` over the EVENT / CREATED columns (null where the event time is null)."""
     event = pl.col(EVENT)
@@ -47,9 +53,9 @@ class Window:
     """What a scan reads: rows visible at ``until_us`` that may have arrived after ``after_us``
     (None bounds are open).
 
-    "May have arrived after a" is "became visible after a" — except for a row whose created time
-    is null where the source uses created times: when it arrived is unknown, so every incremental
-    read takes it again (monotonic writes make re-reading it harmless; skipping it loses it).
+    "May have arrived after a" is "became visible after a" — or, where the source uses created
+    times, a created time that is null: when such a row arrived is unknown, so an incremental read
+    takes it again (and ``ingest.materialize`` then reads the source in full).
     """
 
     after_us: int | None = None
@@ -62,7 +68,7 @@ def window_expr(with_created: bool, window: Window) -> pl.Expr:
     keep = pl.col(EVENT).is_not_null()
     if window.after_us is not None:
         arrived = visible > window.after_us
-        keep = keep & (arrived | pl.col(CREATED).is_null() if with_created else arrived)
+        keep = keep & ((arrived | pl.col(CREATED).is_null()) if with_created else arrived)
     if window.until_us is not None:
         keep = keep & (visible <= window.until_us)
     return keep.fill_null(False)
