@@ -217,7 +217,9 @@ def test_training_set_with_async_resolver_inside_a_running_loop(tmp_path):
 
 # 15. Store reads ran synchronously inside the event loop: one slow read stalled every other step.
 class _BarrierStore:
-    """An online store whose reads wait until two reads are in progress at once."""
+    """An online store whose reads wait until two reads are in progress at once (a slow network store)."""
+
+    reads_may_block = True
 
     def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
         self.inner = inner

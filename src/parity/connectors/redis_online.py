@@ -64,6 +64,7 @@ return 1
 
 
 class RedisOnlineStore:
+    reads_may_block = True  # a network round trip, up to the socket timeout when Redis is slow
     def __init__(self, url: Secret, *, namespace: str = "parity", timeout: float = 0.5) -> None:
         try:
             import redis

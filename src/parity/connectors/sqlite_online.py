@@ -48,6 +48,8 @@ def _store_errors(method: F) -> F:
 class SQLiteOnlineStore:
     """Thread-safe for reads (one connection per thread); writes are transactions."""
 
+    reads_may_block = False  # WAL mode: readers never wait for writers; a read is a local page lookup
+
     def __init__(self, path: str) -> None:
         self.path = path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -236,10 +236,11 @@ class OnlineEngine:
         else:
             await self._compute(compiled, step, state)
 
-    async def _store_io(self, compiled: _Compiled, fn: Callable[..., T], *args: Any) -> T:
-        """A store call: direct when the plan never awaits (sub-ms, no loop to block), else in a
-        worker thread, so a slow store never stalls the other steps of the query."""
-        if not compiled.has_async:
+    async def _store_io(self, compiled: _Compiled, fn: Callable[..., T], *args: Any, may_block: bool = True) -> T:
+        """A store call: direct when the plan never awaits (no loop to block) or the call cannot wait
+        (``OnlineStore.reads_may_block``), else in a worker thread, so a slow store never stalls the
+        other steps of the query."""
+        if not compiled.has_async or not may_block:
             return fn(*args)
         return await asyncio.to_thread(fn, *args)
 
@@ -257,7 +258,8 @@ class OnlineEngine:
         if wanted:
             # One trip to the store (and, off the loop, one thread hop) for the values and, for
             # request-time views, when each was last synced.
-            held, synced, problem = await self._store_io(compiled, self._read, table, wanted, request_time)
+            held, synced, problem = await self._store_io(compiled, self._read, table, wanted, request_time,
+                                                         may_block=getattr(self.store, "reads_may_block", True))
             found = dict(zip(wanted, held))
             if problem is not None and not request_time:  # the store is down: these features fail
                 failed = dict.fromkeys(wanted, problem)

@@ -10,6 +10,10 @@ StoredRow = tuple[int, int, tuple[object, ...]]
 
 
 class OnlineStore(Protocol):
+    #: Whether a read can wait on something outside the process (a network round trip, a lock).
+    #: Reads that cannot (a local SQLite file in WAL mode) run inline; the others off the event loop.
+    reads_may_block: bool
+
     def ensure_table(self, table: str) -> None: ...
 
     def write(self, table: str, rows: Iterable[tuple[tuple[object, ...], StoredRow]]) -> int:
