@@ -76,6 +76,10 @@ def _accepts(dtype: DType, value: object) -> bool:
 
 def request_key(dtype: DType, value: object, where: str) -> object:
     """A key value given in a request, checked (table above) and in canonical storage form."""
+    kind = type(value)  # the common cases first: this runs for every key of every request
+    if (kind is int and dtype.name == "Int64" and -(2**63) <= value <= _INT64_MAX) or (  # type: ignore[operator]
+            kind is str and dtype.name == "String" and value.isascii()):  # type: ignore[attr-defined]
+        return value
     if value is None:
         raise EntityKeyError(f"{where} is null; give a value for every entity")
     if not _accepts(dtype, value):
