@@ -321,3 +321,28 @@ def test_entity_keys_of_every_dtype_from_the_command_line(tmp_path):
     assert json.loads(via_json.stdout) == [{"sensor.x": "found"}], via_json.stderr
     assert_refused(parity("query", "--features", "sensor.x", "--entity", "sid=0,day=2024-01-05,on=maybe", "--now", now,
                           cwd=root), "key 'on' is a Bool key", "'maybe'")
+
+
+def test_apply_refuses_a_source_its_features_cannot_read(tmp_path):
+    root = _tiny_project(str(tmp_path / "p"), """
+        import parity as pt
+        user = pt.Entity("user", keys={"user_id": pt.Int64})
+        src = pt.ParquetSource("s", path="s.parquet", event_time="flag")
+        v = pt.FeatureView("v", entity=user, source=src, features=[pt.Feature("x", pt.Int64)])
+    """)
+    pl.DataFrame({"user_id": [1], "flag": [True], "x": [1.5]}).write_parquet(os.path.join(root, "s.parquet"))
+    before = files(root)
+    assert_refused(parity("apply", cwd=root), "column 'flag'", "cannot be an event or created time")
+    assert files(root) == before  # nothing recorded
+    pl.DataFrame({"user_id": [1], "x": ["1"]}).with_columns(
+        flag=pl.lit("2024-01-01T00:00:00").str.to_datetime(time_zone="UTC")).write_parquet(os.path.join(root, "s.parquet"))
+    assert_refused(parity("apply", cwd=root), "column 'x'", "cannot be read as Int64")  # text is no Int64
+    assert files(root) == before
+
+
+def test_single_names_where_lists_are_expected(small_project):
+    from tests.support import at
+
+    (report,) = small_project.materialize(until=at(7), incremental=False, views="profile")
+    assert report.view == "profile"
+    assert small_project.query({"user_id": 1}, "user.limit", now=at(7)).rows == [{"user.limit": 300.0}]
