@@ -12,13 +12,11 @@ import json
 import os
 import random
 import sys
-import tempfile
 import threading
 
 import polars as pl
 
 import parity as pt
-from parity.semantics.values import same_value
 
 UTC = dt.timezone.utc
 
@@ -66,24 +64,13 @@ def main() -> int:
     for details in result.details:
         print(json.dumps({ref: [v.value, v.status] for ref, v in details.items()}))
 
-    # online == offline at historical times: the PostgreSQL view is asked at each request time; the
-    # materialized views are replayed from a scratch online store loaded as of that time (a store
-    # loaded up to today holds today's values, which it never serves for an earlier time).
-    mismatches = 0
-    sample = pl.read_parquet("data/labels.parquet").sample(20, seed=5).sort("timestamp")
+    # online == offline at historical times: the PostgreSQL view is asked at each request time,
+    # the materialized ones come from a store loaded as of that time (check_parity.replay).
+    from check_parity import replay
+
+    sample = pl.read_parquet("data/labels.parquet").sample(20, seed=5)
     offline = pl.from_arrow(project.training_set(sample, features))
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["PARITY_ONLINE_STORE_PATH"] = os.path.join(scratch, "online.db")
-        replay = pt.Project.load(".")
-        for row in offline.iter_rows(named=True):
-            replay.materialize(until=row["timestamp"], progress=lambda _: None)
-            online = replay.query({"transaction_id": [row["transaction_id"]]}, features, now=row["timestamp"]).rows[0]
-            for ref in features:
-                if not same_value(online[ref], row[ref]):
-                    mismatches += 1
-                    print(f"MISMATCH {row['transaction_id']} {ref}: online {online[ref]!r} offline {row[ref]!r}")
-        replay.close()
-        del os.environ["PARITY_ONLINE_STORE_PATH"]
+    mismatches = replay(offline, features)
     print(f"{len(offline)} transactions x {len(features)} features (PostgreSQL + risk API): {mismatches} mismatches")
 
     api.shutdown()  # the API goes away: external_risk degrades to its default, the rest answers
