@@ -18,7 +18,7 @@ from parity.errors import DataError, MissingColumnError, NaiveTimestampError, on
 from parity.ports.source import Scan, ScanRequest
 from parity.semantics import keys as pkeys
 from parity.semantics import reading, visibility
-from parity.semantics.ordering import CREATED, EVENT, SEQUENCE
+from parity.semantics.ordering import CREATED, EVENT, EVENT_WALL, SEQUENCE
 
 _BAD = "__parity_bad_"
 
@@ -93,6 +93,9 @@ def normalize(
             alias, col, "a time")
     if not source.created_time:
         exprs.append(pl.lit(None, dtype=pl.Int64).alias(CREATED))
+    wall = reading.wall_reader(wire_of(source.event_time), schema[source.event_time], pl.col(source.event_time))
+    if wall is not None:  # naive times: two wall times in a skipped hour tie as instants (ordering)
+        exprs.append(wall.alias(EVENT_WALL))
     for name, (col, dtype) in request.columns.items():
         vec = reading.vector_reader(wire_of(col), dtype, schema[col], pl.col(col), context(source, where_source, col))
         if name in request.keys:

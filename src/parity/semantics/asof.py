@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from parity.semantics.ordering import CREATED, EVENT, ROW_ORDER
+from parity.semantics.ordering import CREATED, EVENT, row_order
 from parity.semantics.visibility import visible_at_expr
 
 VISIBLE_AT = "__parity_visible_at"
@@ -46,8 +46,9 @@ def prepare(rows: pl.DataFrame, keys: Sequence[str], *, uses_created: bool) -> P
     """``rows`` holds the key columns, EVENT and CREATED (Int64 µs, CREATED may be null) and
     SEQUENCE (ingestion order), plus any payload columns."""
     rows = _candidates(rows, keys)
-    first, *then = ROW_ORDER
-    narrow = rows.select(*keys, *ROW_ORDER).with_row_index(_ROW)
+    order = row_order(rows.columns)
+    first, *then = order
+    narrow = rows.select(*keys, *order).with_row_index(_ROW)
     # Rank order: key, then the row order (event, created, ingestion order) — the greatest rank wins.
     ranked = _sort_by_key_and_time(narrow, keys, first, then)
     if uses_created:
@@ -79,7 +80,7 @@ def latest(rows: pl.DataFrame, keys: Sequence[str], *, uses_created: bool, t_us:
     property tests hold the two to the same answers.
     """
     visible = _candidates(rows, keys).filter(visible_at_expr(uses_created) <= t_us)
-    for column in ROW_ORDER:
+    for column in row_order(visible.columns):
         visible = visible.filter(pl.col(column) == pl.col(column).max().over(keys))
     return visible
 

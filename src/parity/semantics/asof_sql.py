@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from parity.semantics import visibility
-from parity.semantics.ordering import CREATED, EVENT, ROW_ORDER, SEQUENCE
+from parity.semantics.ordering import CREATED, EVENT, EVENT_WALL, ROW_ORDER, SEQUENCE
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,9 @@ class TimeColumns:
 def order_by(columns: TimeColumns) -> str:
     """SQL ORDER BY list putting the chosen row first (``ordering.ROW_ORDER``, descending)."""
     created = f"COALESCE({columns.created}, {columns.event})" if columns.created else columns.event
-    sql = {EVENT: (columns.event,), CREATED: (created,), SEQUENCE: columns.sequence}
+    # The event column holds the stored value, which for naive times is the wall time itself:
+    # ordering by it is ordering by the instant, then the wall (EVENT_WALL).
+    sql = {EVENT: (columns.event,), EVENT_WALL: (), CREATED: (created,), SEQUENCE: columns.sequence}
     return ", ".join(f"{part} DESC" for name in ROW_ORDER for part in sql[name])
 
 

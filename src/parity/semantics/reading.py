@@ -479,6 +479,26 @@ def parameter(wire: Wire, dtype: DType, stored: object) -> object:
     return stored
 
 
+def wall_reader(wire: Wire, raw: pl.DataType, x: pl.Expr) -> pl.Expr | None:
+    """The stored wall time (µs, as if it were UTC) of a naive time column — the tie-breaker of
+    ``ordering.EVENT_WALL`` — or None when the column holds no wall times."""
+    if wire.kind == "naive" and isinstance(raw, pl.Datetime):
+        per_us = {"ns": 1000, "us": 1, "ms": None}[raw.time_unit]
+        return x.dt.epoch(time_unit="us") if per_us is None else x.cast(pl.Int64()) // per_us
+    if wire.kind == "text":
+        def wall(v: object) -> int | None:
+            try:
+                parsed = ptime.parse_iso(str(v))
+            except ValueError:
+                return None  # reported by the time reader
+            if isinstance(parsed, dt.datetime):
+                return ptime.to_micros(parsed.astimezone(ptime.UTC) if parsed.tzinfo else parsed.replace(tzinfo=ptime.UTC))
+            return ptime.days_since_epoch(parsed) * 86_400_000_000
+        return x.map_batches(lambda s: pl.Series([None if v is None else wall(v) for v in s.to_list()], dtype=pl.Int64),
+                             return_dtype=pl.Int64())
+    return None
+
+
 def time_scalar(wire: Wire, ctx: Context) -> Callable[[object], int | None]:
     if wire.kind not in TIME_WIRES:
         raise DataError(f"{ctx.where}: a {wire!r} column cannot be an event or created time")
