@@ -135,10 +135,7 @@ def child_parity(data: str, keys_path: str, out: str, mode: str = "sqlite") -> d
             for f in FEATS:
                 cols[f].extend(got.column(f"user.{f}"))
         if mode == "redis":
-            client = project.online_store().client  # type: ignore[attr-defined]
-            found = list(client.scan_iter(match=f"{namespace}:*", count=10_000))
-            for start in range(0, len(found), 10_000):
-                client.delete(*found[start:start + 10_000])
+            project.online_store().drop()  # type: ignore[attr-defined]
         project.close()
     pq.write_table(pa.table(cols), out)
     return result

@@ -29,8 +29,7 @@ def store(request, tmp_path):  # type: ignore[no-untyped-def]
     made = make_store(request.param, tmp_path)
     yield made
     if request.param == "redis":
-        for key in made.client.scan_iter(match=f"{made.ns}:*"):
-            made.client.delete(key)
+        made.drop()
     made.close()
 
 
@@ -117,6 +116,22 @@ def test_held_value_is_the_newest_write(kind, tmp_path, batches):
         assert got == [None if k not in model else (model[k][0], model[k][1], (model[k][2],)) for k in range(4)]
     finally:
         if kind == "redis":
-            for key in store.client.scan_iter(match=f"{store.ns}:*"):
-                store.client.delete(key)
+            store.drop()
         store.close()
+
+
+def test_redis_drop_removes_its_namespace_and_nothing_else(tmp_path):
+    mine, other = make_store("redis", tmp_path), make_store("redis", tmp_path)
+    try:
+        mine.write("t", [((1,), (5, 5, ("a",)))])
+        mine.set_watermark("t", 5)
+        mine.mark_synced("t", [(1,)], 5)
+        other.write("t", [((1,), (5, 5, ("kept",)))])
+        assert mine.drop() == 4  # the value, the watermark hash, the sync hash, the table set
+        assert mine.read("t", [(1,)]) == [None] and mine.get_watermark("t") is None
+        assert not mine.has_table("t")
+        assert other.read("t", [(1,)])[0][2] == ("kept",)
+    finally:
+        other.drop()
+        mine.close()
+        other.close()

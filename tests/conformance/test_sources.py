@@ -94,10 +94,7 @@ def _answers_online(tmp: str, case: Case, source: pt.Source, *, store: str, requ
                     answers[i][name] = ERROR if value.status == "error" else value.value
         finally:
             if store == "redis":
-                client = project.online_store().client  # type: ignore[attr-defined]
-                found = list(client.scan_iter(match=f"{namespace}:*", count=10_000))
-                for start in range(0, len(found), 10_000):
-                    client.delete(*found[start:start + 10_000])
+                project.online_store().drop()  # type: ignore[attr-defined]
             project.close()
     return answers
 

@@ -174,7 +174,7 @@ def test_bad_init(tmp_path):
     assert files(str(tmp_path)) == before
 
 
-def test_empty_entities_give_an_empty_answer_and_query_prints_strict_json(project):
+def test_empty_entities_give_an_empty_answer(project):
     assert parity("materialize", cwd=project).returncode == 0
     empty = parity("query", "--features", FEATURES, "--entities", "[]", cwd=project)
     assert empty.returncode == 0 and json.loads(empty.stdout) == []

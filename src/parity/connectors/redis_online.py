@@ -164,5 +164,13 @@ class RedisOnlineStore:
         if args:
             self._call(self._max_hash, keys=[f"{self.ns}:__sync:{table}"], args=args)
 
+    def drop(self) -> int:
+        """Delete every key of this namespace (values, watermarks, sync marks); returns how many."""
+        found = list(self._call(self.client.scan_iter, match=f"{self.ns}:*", count=10_000))
+        for start in range(0, len(found), 10_000):
+            self._call(self.client.delete, *found[start:start + 10_000])
+        self._tables.clear()
+        return len(found)
+
     def close(self) -> None:
         self.client.close()

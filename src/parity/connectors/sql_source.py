@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -104,8 +104,8 @@ class SQLSourceBase(ABC):
         self._pool: Any = None  # created on first lookup, on the event loop that uses it
         self._pool_lock = asyncio.Lock()  # two first lookups at once must not open two pools
         self._columns: dict[str, Column] | None = None
-        # resolved lookup plans by request (the request is kept, so its id cannot be reused)
-        self._lookup_plans: dict[int, tuple[ScanRequest, _Plan]] = {}
+        # resolved lookups by request (the request is kept in it, so its id cannot be reused)
+        self._lookups: dict[int, _Lookup] = {}
 
     # -- dialect ---------------------------------------------------------------------------
 
@@ -355,61 +355,86 @@ class SQLSourceBase(ABC):
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def lookup_sql(self, request: ScanRequest, plan: _Plan, columns: Mapping[str, Column],
-                   keys: Sequence[tuple[object, ...]], t_us: int) -> tuple[str, list[object]]:
-        """The as-of row of each of ``keys`` at t, compiled for the dialect (``semantics.asof_sql``).
+    def _prepare_lookup(self, request: ScanRequest, columns: Mapping[str, Column]) -> _Lookup:
+        """Everything about a lookup that does not depend on the keys asked: resolved once per request."""
+        plan = self._resolve(request, columns, PERCENT)  # every lookup driver (psycopg, aiomysql) takes %s
+        key_columns = [columns[request.columns[k][0]] for k in request.keys]
+        context = reading.Context(self.describe(), self.source.timezone, self.source.location)
+        readers: list[tuple[str, Callable[[object], object]]] = []  # (source column, reader), in row order
+        for name in request.keys:
+            column, dtype = request.columns[name]
+            readers.append((column, _canonical(self._reader(plan.values[name], dtype, column), dtype)))
+        readers.append((self.source.event_time, reading.time_scalar(plan.event.wire, context)))
+        if plan.created is not None:
+            readers.append((self.source.created_time or "", reading.time_scalar(plan.created.wire, context)))
+        for name, (column, dtype) in request.columns.items():
+            if name not in request.keys:
+                readers.append((column, self._reader(plan.values[name], dtype, column)))
+        # keys whose exact match is looser than the column's own comparison are narrowed by index first
+        narrowed = [i for i, (col, name) in enumerate(zip(key_columns, request.keys))
+                    if self.key_match(self.ident(col.name, PERCENT), col, request.columns[name][1], "%s")[0]
+                    != self.ident(col.name, PERCENT)]
+        return _Lookup(request, plan, key_columns, readers, self.use_lateral([c.name for c in key_columns]), narrowed)
+
+    def lookup_sql(self, lookup: _Lookup, n_keys: int) -> str:
+        """The as-of row of ``n_keys`` keys at t, compiled for the dialect (``semantics.asof_sql``).
 
         Keys are compared on the raw column (so indexes apply), exactly: through ``key_match`` when
         the column's own comparison is looser (collations), after the plain comparison narrows by index.
+        Parameters: ``lookup_params``.
         """
-        style = PERCENT  # every lookup driver (psycopg, aiomysql) takes %s parameters
+        found = lookup.statements.get(n_keys)
+        if found is not None:
+            return found
+        style, plan, request = PERCENT, lookup.plan, lookup.request
         times = self._times(plan, style, 0)
-        params: list[object] = self._time_params(plan, t_us)
         key_sels = [plan.values[k] for k in request.keys]
-        key_cols = [columns[request.columns[k][0]] for k in request.keys]
         key_dtypes = [request.columns[k][1] for k in request.keys]
-        raws = [self.ident(col.name, style) for col in key_cols]
+        raws = [self.ident(col.name, style) for col in lookup.key_columns]
         others = [sel for name, sel in plan.values.items() if name not in request.keys]
         extra = [plan.event, *([plan.created] if plan.created else []), *others]
-        key_params = [[reading.parameter(sel.wire, d, v) for v, d, sel in zip(key, key_dtypes, key_sels)]
-                      for key in keys]
-        selected_keys = [f"{sel.sql} AS {self.ident('k' + str(i), style)}" for i, sel in enumerate(key_sels)]
         values = [f"{sel.sql} AS {self.ident('v' + str(i), style)}" for i, sel in enumerate(extra)]
-        if self.use_lateral([c.name for c in key_cols]):
+        if lookup.lateral:
             row = "(" + ", ".join(self.key_value_sql(col, sel, style.placeholder(0))
-                                  for col, sel in zip(key_cols, key_sels)) + ")"
+                                  for col, sel in zip(lookup.key_columns, key_sels)) + ")"
             conditions = []
-            for i, (raw, col, d) in enumerate(zip(raws, key_cols, key_dtypes)):
+            for i, (raw, col, d) in enumerate(zip(raws, lookup.key_columns, key_dtypes)):
                 exact, exact_param = self.key_match(raw, col, d, f"q.k{i}")
                 conditions.append(f"{raw} = q.k{i}")
                 if exact != raw:
                     conditions.append(f"{exact} = {exact_param}")
-            sql = asof_sql.point_lookup_lateral(table=self.table_sql(style), key_rows=[row] * len(keys),
+            sql = asof_sql.point_lookup_lateral(table=self.table_sql(style), key_rows=[row] * n_keys,
                                                 key_match=" AND ".join(conditions), columns=values, times=times,
                                                 keys=[sel.template.format(c=f"q.k{i}") for i, sel in enumerate(key_sels)])
-            return sql, [*(v for key in key_params for v in key), *params]
-        matches = [self.key_match(raw, col, d, style.placeholder(0)) for raw, col, d in zip(raws, key_cols, key_dtypes)]
-        exprs = [m for m, _ in matches]
-        row = ", ".join(p for _, p in matches)
-        target = "(" + ", ".join(exprs) + ")" if len(exprs) > 1 else exprs[0]
-        one = f"({row})" if len(exprs) > 1 else row
-        conditions = []
-        for i, (raw, col, d) in enumerate(zip(raws, key_cols, key_dtypes)):
-            if self.key_match(raw, col, d, style.placeholder(0))[0] != raw:  # narrow through the index first
-                conditions.append(f"{raw} IN ({', '.join([style.placeholder(0)] * len(keys))})")
-                params.extend(k[i] for k in key_params)
-        conditions.append(f"{target} IN ({', '.join([one] * len(keys))})")
-        for key in key_params:
-            params.extend(key)
-        sql = asof_sql.point_lookup(
-            table=self.table_sql(style),
-            keys=selected_keys,
-            key_matches=exprs,
-            columns=values,
-            times=times,
-            key_filter=" AND ".join(conditions),
-        )
-        return sql, params
+        else:
+            matches = [self.key_match(raw, col, d, style.placeholder(0))
+                       for raw, col, d in zip(raws, lookup.key_columns, key_dtypes)]
+            exprs = [m for m, _ in matches]
+            row = ", ".join(p for _, p in matches)
+            target = "(" + ", ".join(exprs) + ")" if len(exprs) > 1 else exprs[0]
+            one = f"({row})" if len(exprs) > 1 else row
+            conditions = [f"{raws[i]} IN ({', '.join([style.placeholder(0)] * n_keys)})" for i in lookup.narrowed]
+            conditions.append(f"{target} IN ({', '.join([one] * n_keys)})")
+            sql = asof_sql.point_lookup(
+                table=self.table_sql(style),
+                keys=[f"{sel.sql} AS {self.ident('k' + str(i), style)}" for i, sel in enumerate(key_sels)],
+                key_matches=exprs, columns=values, times=times, key_filter=" AND ".join(conditions),
+            )
+        lookup.statements[n_keys] = sql
+        return sql
+
+    def lookup_params(self, lookup: _Lookup, keys: Sequence[tuple[object, ...]], t_us: int) -> list[object]:
+        """The parameters of ``lookup_sql`` for these keys at t, in the order the SQL takes them."""
+        request, plan = lookup.request, lookup.plan
+        key_sels = [plan.values[k] for k in request.keys]
+        key_dtypes = [request.columns[k][1] for k in request.keys]
+        key_params = [[reading.parameter(sel.wire, d, v) for v, d, sel in zip(key, key_dtypes, key_sels)]
+                      for key in keys]
+        flat = [v for key in key_params for v in key]
+        times = self._time_params(plan, t_us)
+        if lookup.lateral:  # VALUES rows first, then t inside the per-key subquery
+            return [*flat, *times]
+        return [*times, *(key[i] for i in lookup.narrowed for key in key_params), *flat]
 
     async def lookup(
         self, request: ScanRequest, keys: Sequence[tuple[object, ...]], t_us: int
@@ -421,67 +446,68 @@ class SQLSourceBase(ABC):
                 if not columns:
                     raise DataError(f"{self.describe()}: no such table")
                 self._columns = columns
-            cached = self._lookup_plans.get(id(request))
-            if cached is None or cached[0] is not request:
-                if len(self._lookup_plans) > 64:  # callers that make a new request per call
-                    self._lookup_plans.clear()
-                cached = self._lookup_plans[id(request)] = (request, self._resolve(request, self._columns, PERCENT))
-            plan = cached[1]
-            key_columns = [self._columns[request.columns[k][0]] for k in request.keys]
-            keys = [key for key in keys if all(self.key_fits(c, v) for c, v in zip(key_columns, key))]
+            lookup = self._lookups.get(id(request))
+            if lookup is None or lookup.request is not request:
+                if len(self._lookups) > 64:  # callers that make a new request per call
+                    self._lookups.clear()
+                lookup = self._lookups[id(request)] = self._prepare_lookup(request, self._columns)
+            keys = [key for key in keys if all(self.key_fits(c, v) for c, v in zip(lookup.key_columns, key))]
             batch_size = max(1, LOOKUP_PARAMETERS // (2 * len(request.keys)))
             out: dict[tuple[object, ...], StoredRow] = {}
             for start in range(0, len(keys), batch_size):
                 batch = keys[start:start + batch_size]
-                sql, params = self.lookup_sql(request, plan, self._columns, batch, t_us)
-                _, rows = await self._query(sql, params)
-                out.update(self.stored_rows(rows, request, plan))
+                _, rows = await self._query(self.lookup_sql(lookup, len(batch)), self.lookup_params(lookup, batch, t_us))
+                out.update(self.stored_rows(rows, lookup))
             return out
         except (MissingExtraError, DataError, ConfigError):
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors vary; the message is kept, secrets removed
             raise self._fail(exc) from None
 
-    def stored_rows(self, rows: Sequence[Sequence[object]], request: ScanRequest, plan: _Plan
-                    ) -> dict[tuple[object, ...], StoredRow]:
+    def stored_rows(self, rows: Sequence[Sequence[object]], lookup: _Lookup) -> dict[tuple[object, ...], StoredRow]:
         """Lookup rows (keys, event, created, other values) → storage form keyed like the online store.
 
         The per-value twin of a scan for the request path, with the same readers (``semantics.reading``).
         """
-        n_keys = len(request.keys)
-        context = reading.Context(self.describe(), self.source.timezone, self.source.location)
-        readers: list[tuple[str, Callable[[object], object]]] = []  # (source column, reader), in row order
-        for name in request.keys:
-            column, dtype = request.columns[name]
-            readers.append((column, _canonical(self._reader(plan.values[name], dtype, column), dtype)))
-        readers.append((self.source.event_time, reading.time_scalar(plan.event.wire, context)))
-        if plan.created is not None and self.source.created_time:
-            readers.append((self.source.created_time, reading.time_scalar(plan.created.wire, context)))
-        for name, (column, dtype) in request.columns.items():
-            if name not in request.keys:
-                readers.append((column, self._reader(plan.values[name], dtype, column)))
-        has_created = plan.created is not None
+        n_keys = len(lookup.request.keys)
+        has_created = lookup.plan.created is not None
         out: dict[tuple[object, ...], StoredRow] = {}
         for row in rows:
             values = []
-            for (column, read), value in zip(readers, row):
+            for (column, read), value in zip(lookup.readers, row):
                 try:
                     values.append(read(value))
                 except reading.BadValue as exc:
                     raise DataError(f"{self.describe()}, column {column!r}: looked-up value {value!r} {exc} "
-                                    f"({request.where}, key {tuple(row[:n_keys])}); fix the data or the feature's "
-                                    f"dtype") from None
+                                    f"({lookup.request.where}, key {tuple(row[:n_keys])}); fix the data or the "
+                                    f"feature's dtype") from None
             ev = values[n_keys]
-            if ev is None:
-                continue  # never visible (the SQL already leaves such rows out)
+            if not isinstance(ev, int):
+                continue  # never visible (the SQL already leaves rows without an event time out)
             cr = values[n_keys + 1] if has_created else None
             rest = values[n_keys + 1 + has_created:]
-            out[tuple(values[:n_keys])] = (ev, ev if cr is None else cr, tuple(rest))  # type: ignore[assignment]
+            out[tuple(values[:n_keys])] = (ev, cr if isinstance(cr, int) else ev, tuple(rest))
         return out
 
     def _reader(self, sel: Selected, dtype: DType, column: str) -> Callable[[object], object]:
         return reading.scalar_reader(sel.wire, dtype, reading.Context(f"{self.describe()}, column {column!r}",
                                                                       self.source.timezone))
+
+
+@dataclass
+class _Lookup:
+    """A lookup request resolved, kept for the request's life: its plan, key columns, the readers
+    turning its rows into storage form (in row order), whether it probes by index (LATERAL), which
+    keys it narrows by index, and its SQL by number of keys — so a request-time query only binds
+    parameters."""
+
+    request: ScanRequest
+    plan: _Plan
+    key_columns: list[Column]
+    readers: list[tuple[str, Callable[[object], object]]]
+    lateral: bool
+    narrowed: list[int]  # positions of the key columns the SQL narrows by index before the exact match
+    statements: dict[int, str] = field(default_factory=dict)
 
 
 def _canonical(read: Callable[[object], object], dtype: DType) -> Callable[[object], object]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from parity.define.dtypes import DType
-from parity.define.features import FeatureView
+from parity.define.features import Feature, FeatureView
 from parity.define.resolvers import CallPolicy, CircuitBreaker
 from parity.define.sources import Source
 from parity.errors import EntityKeyError, StoreError
@@ -49,7 +49,9 @@ class _Compiled:
         self.defaults: dict[str, object] = {}
         self.root_keys = [(root, [(k, catalog.entities[root].keys[k]) for k in keys]) for root, keys in plan.roots]
         self.lookups: dict[int, tuple[str, bool, list[tuple[str, int, int | None]]]] = {}
-        self.float_keys: set[int] = set()  # lookups keyed by a Float64 key (-0.0 and NaN need canonical form)
+        # Lookups through a relationship keyed by a Float64: their keys are stored feature values,
+        # which -0.0 or NaN reach in any form (request keys arrive canonical, ``semantics.keys``).
+        self.float_keys: dict[int, list[DType]] = {}
         self.has_async = False
         for i, step in enumerate(plan.steps):
             if isinstance(step, Lookup):
@@ -62,8 +64,8 @@ class _Compiled:
                     self.dtypes[out.column_id] = out.dtype
                     self.defaults[out.column_id] = _stored_default(view.features[names.index(out.feature)], out.dtype)
                 self.lookups[i] = (table_of[step.view], visibility.uses_created(view.source), outs)
-                if any(d.name == "Float64" for d in view.entity.keys.values()):
-                    self.float_keys.add(i)
+                if step.keys.hops and any(d.name == "Float64" for d in view.entity.keys.values()):
+                    self.float_keys[i] = list(view.entity.keys.values())
                 self.has_async |= step.view in request_time
             else:
                 res = catalog.resolvers[step.resolver]
@@ -76,7 +78,7 @@ class _Compiled:
         self.levels = _levels(plan.steps)
 
 
-def _stored_default(feature: Any, dtype: DType) -> object:
+def _stored_default(feature: Feature, dtype: DType) -> object:
     return values.to_storage(dtype, feature.default, where=f"the default of feature {feature.name!r}")
 
 
@@ -171,6 +173,7 @@ class OnlineEngine:
         }
         self.guards: dict[str, Guard] = {}
         self._requests: dict[str, ScanRequest] = {}
+        self._reads_may_block = bool(getattr(store, "reads_may_block", True))
         for name, res in catalog.resolvers.items():
             self.guards[f"resolver:{name}"] = Guard(f"resolver {name!r}", res.policy)
         for name in self.request_time:
@@ -247,8 +250,8 @@ class OnlineEngine:
     async def _lookup(self, compiled: _Compiled, i: int, step: Lookup, state: _State) -> None:
         table, with_created, outs = compiled.lookups[i]
         keys = [state.cols[c] for c in step.keys.columns]
-        if i in compiled.float_keys:  # keys reached through a relationship come as stored: canonical form
-            dtypes = list(self.catalog.entities[step.keys.entity].keys.values())
+        dtypes = compiled.float_keys.get(i)
+        if dtypes is not None:
             keys = [[pkeys.canonical_value(d, v) for v in col] for col, d in zip(keys, dtypes)]
         key_tuples = list(zip(*keys)) if len(keys) > 1 else [(k,) for k in keys[0]]
         wanted = list(dict.fromkeys(k for k in key_tuples if None not in k))
@@ -259,7 +262,7 @@ class OnlineEngine:
             # One trip to the store (and, off the loop, one thread hop) for the values and, for
             # request-time views, when each was last synced.
             held, synced, problem = await self._store_io(compiled, self._read, table, wanted, request_time,
-                                                         may_block=getattr(self.store, "reads_may_block", True))
+                                                         may_block=self._reads_may_block)
             found = dict(zip(wanted, held))
             if problem is not None and not request_time:  # the store is down: these features fail
                 failed = dict.fromkeys(wanted, problem)

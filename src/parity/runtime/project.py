@@ -200,11 +200,9 @@ class Project:
             failed = result.fallbacks.get(cid)
             if failed:
                 fallbacks[ref] = {"rows": len(failed), "first_error": failed[min(failed)]}
-        if with_status:
+        if with_status:  # the engine gave every column a status
             for ref, cid in plan.outputs:
-                statuses = result.statuses.get(cid)
-                column = statuses.to_arrow() if statuses is not None else pa.array(["present"] * table.num_rows)
-                table = table.append_column(ref + STATUS_SUFFIX, column.cast(pa.string()))
+                table = table.append_column(ref + STATUS_SUFFIX, result.statuses[cid].to_arrow().cast(pa.string()))
         metadata = dict(table.schema.metadata or {})
         metadata[b"parity.fallbacks"] = json.dumps(fallbacks).encode()
         metadata[b"parity.no_event_time"] = json.dumps(result.no_event_time).encode()

@@ -187,10 +187,7 @@ def _bool_value(v: object) -> bool:
 
 
 def _seconds(v: object) -> int:
-    s = _int_value(v)
-    if not -_MAX_SECONDS <= s <= _MAX_SECONDS:
-        raise BadValue("is outside the range of Unix seconds parity can hold")
-    return ptime.seconds_to_micros(s)
+    return ptime.seconds_to_micros(_int_value(v))  # the range check of _time_scalar bounds it
 
 
 def _time_scalar(kind: str, ctx: Context) -> Callable[[object], int]:
@@ -405,10 +402,15 @@ def _scalar_vector(x: pl.Expr, one: Callable[[object], object], dtype: pl.DataTy
     return Vector(value, x.is_not_null() & value.is_null())
 
 
+def _only_values(vec: Vector, x: pl.Expr) -> Vector:
+    """A null raw value is null, never bad; an unknown check is bad."""
+    return vec if vec.bad is None else Vector(vec.value, x.is_not_null() & vec.bad.fill_null(True))
+
+
 def vector_reader(wire: Wire, dtype: DType, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vector:
     """Read column ``x`` (Polars type ``raw``, wire ``wire``) as ``dtype``'s Polars type."""
     vec = _vector(wire, dtype, raw, x, ctx)
-    return vec if vec.bad is None else Vector(vec.value, x.is_not_null() & vec.bad.fill_null(True))
+    return _only_values(vec, x)
 
 
 def _vector(wire: Wire, dtype: DType, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vector:
@@ -465,7 +467,7 @@ def time_reader(wire: Wire, raw: pl.DataType, x: pl.Expr, ctx: Context) -> Vecto
         raise DataError(f"{ctx.where}: a {raw} column cannot be an event or created time; use a timestamp, a date, "
                         f"Unix seconds (an integer) or ISO-8601 text")
     vec = _time_vector(wire.kind, raw, x, ctx)
-    return vec if vec.bad is None else Vector(vec.value, x.is_not_null() & vec.bad.fill_null(True))
+    return _only_values(vec, x)
 
 
 def parameter(wire: Wire, dtype: DType, stored: object) -> object:

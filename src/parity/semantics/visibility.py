@@ -25,23 +25,15 @@ def uses_created(source: Source) -> bool:
     return source.created_time is not None and source.as_of == "visible"
 
 
-def visible_at_micros(event_us: int | None, created_us: int | None, with_created: bool) -> int | None:
-    """The instant a row becomes visible; None (never) when its event time is null."""
-    if event_us is None:
-        return None
-    if with_created and created_us is not None and created_us > event_us:
-        return created_us
-    return event_us
-
-
 def stored_visible_at(event_us: int, created_us: int, with_created: bool) -> int:
-    """``visible_at_micros`` of a row an online store holds (it always has an event time, and its
-    created time is filled with the event time when the source gave none)."""
+    """The instant a row an online store holds became visible (a stored row always has an event
+    time, and its created time is the event time when the source gave none)."""
     return created_us if with_created and created_us > event_us else event_us
 
 
 def visible_at_expr(with_created: bool) -> pl.Expr:
-    """``visible_at_micros`` over the EVENT / CREATED columns (null where the event time is null)."""
+    """When each row became visible, over the EVENT / CREATED columns (null where the event time is
+    null: never)."""
     event = pl.col(EVENT)
     if not with_created:
         return event
