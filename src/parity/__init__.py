@@ -12,15 +12,27 @@ from typing import TYPE_CHECKING, Any
 
 from parity.define.dtypes import Bool, Date, Float64, Int64, List, String, Timestamp
 from parity.define.entities import Entity, HasOne
+from parity.define.expressions import col
 from parity.define.features import Feature, FeatureView
 from parity.define.resolvers import CircuitBreaker, resolver
-from parity.define.sources import DuckDBSource, MySQLSource, ParquetSource, PostgresSource, SQLiteSource
+from parity.define.sources import (
+    DuckDBSource,
+    MqttTopic,
+    MySQLSource,
+    NatsSubject,
+    ParquetSource,
+    PostgresSource,
+    SQLiteSource,
+    StreamSource,
+)
+from parity.define.windows import Aggregate, WindowView, agg
 from parity.errors import ParityError
 
 if TYPE_CHECKING:
     from parity.runtime.project import Project
 
 __all__ = [
+    "Aggregate",
     "Bool",
     "CircuitBreaker",
     "Date",
@@ -32,14 +44,20 @@ __all__ = [
     "HasOne",
     "Int64",
     "List",
+    "MqttTopic",
     "MySQLSource",
+    "NatsSubject",
     "ParityError",
     "ParquetSource",
     "PostgresSource",
     "Project",
     "SQLiteSource",
+    "StreamSource",
     "String",
     "Timestamp",
+    "WindowView",
+    "agg",
+    "col",
     "resolver",
 ]
 __version__ = "0.1.0"

@@ -6,8 +6,10 @@ import parity
 
 def test_public_names_are_a_decision():
     assert parity.__all__ == [
-        "Bool", "CircuitBreaker", "Date", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64", "HasOne", "Int64",
-        "List", "MySQLSource", "ParityError", "ParquetSource", "PostgresSource", "Project", "SQLiteSource", "String", "Timestamp", "resolver",
+        "Aggregate", "Bool", "CircuitBreaker", "Date", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64",
+        "HasOne", "Int64", "List", "MqttTopic", "MySQLSource", "NatsSubject", "ParityError", "ParquetSource",
+        "PostgresSource", "Project", "SQLiteSource", "StreamSource", "String", "Timestamp", "WindowView", "agg", "col",
+        "resolver",
     ]
     assert parity.__all__ == sorted(parity.__all__)
     for name in parity.__all__:

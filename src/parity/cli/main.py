@@ -182,7 +182,13 @@ def cmd_materialize(args: argparse.Namespace) -> int:
                                       progress=progress)
     finally:
         project.close()
+    from parity.ingest.materialize import WindowReport
+
     for r in reports:
+        if isinstance(r, WindowReport):
+            skipped = f", {r.no_event_time:,} without an event time skipped" if r.no_event_time else ""
+            print(f"{r.view}: window index rebuilt, {r.events:,} events{skipped}")
+            continue
         mode = "full" if r.incremental_from_us is None else "incremental"
         skipped = f", {r.no_event_time:,} rows without an event time skipped" if r.no_event_time else ""
         why = f" (read in full: {r.full_because})" if r.full_because and not args.full else ""

@@ -23,11 +23,13 @@ from typing import Any
 import msgpack
 
 from parity.errors import MissingExtraError, StoreError
-from parity.ports.online_store import StoredRow
+from parity.ports.online_store import NO_CREATED, StoredRow, WindowEvent
 from parity.ports.secret import Secret
 from parity.semantics.keys import encode as encode_key
 
 _HEADER = struct.Struct(">dd")
+_ORDER = struct.Struct(">QQ")  # (created, sequence) + 2^63: unsigned, so byte order is numeric order
+_FLIP = 1 << 63
 _LIMIT = 2**53
 _BATCH = 1000
 _packb = msgpack.Packer(use_bin_type=True).pack
@@ -163,6 +165,116 @@ class RedisOnlineStore:
             args.extend((encode_key(key), micros))
         if args:
             self._call(self._max_hash, keys=[f"{self.ns}:__sync:{table}"], args=args)
+
+    # -- window indexes: a sorted set per key, scored by event time -------------------------------
+    # ``ns:w:table:<key>`` members: 16 bytes of (created, sequence) ordered as bytes (so members of
+    # one event time sort in row order), then msgpack [cr, vis, lanes, values, prefix];
+    # ``ns:wk:table`` hash: key -> latest visibility instant; ``ns:w:table`` set: the keys.
+
+    def _wkey(self, table: str, key: tuple[object, ...]) -> bytes:
+        return f"{self.ns}:w:{table}:".encode() + encode_key(key)
+
+    @staticmethod
+    def _member(e: WindowEvent) -> bytes:
+        crk = NO_CREATED if e[2] is None else e[2]
+        return _ORDER.pack(crk + _FLIP, e[3] + _FLIP) + _packb([e[2], e[4], e[5], list(e[6]), e[7]])
+
+    @staticmethod
+    def _unmember(key: tuple[object, ...], ev: float, member: bytes) -> WindowEvent:
+        cr, vis, lanes, payload, prefix = msgpack.unpackb(member[16:])
+        _, seq = _ORDER.unpack_from(member)
+        return (key, int(ev), cr, seq - _FLIP, vis, lanes, tuple(payload), prefix, member)
+
+    def _check_time(self, ev: int) -> None:
+        if not -_LIMIT < ev < _LIMIT:
+            raise StoreError(f"Redis online store: time {ev} µs is beyond what it stores exactly (2^53 µs)")
+
+    def window_replace(self, table: str, events: Iterable[WindowEvent]) -> int:
+        registry = f"{self.ns}:w:{table}"
+        old = list(self._call(self.client.smembers, registry))
+        pipe = self.client.pipeline(transaction=True)  # MULTI/EXEC: readers see the old index or the new
+        for start in range(0, len(old), 10_000):
+            pipe.delete(*old[start:start + 10_000])
+        pipe.delete(registry, f"{self.ns}:wk:{table}")
+        count = 0
+        members: dict[bytes, dict[bytes, int]] = {}
+        latest: dict[bytes, int] = {}
+        for e in events:
+            self._check_time(e[1])
+            name = self._wkey(table, e[0])
+            members.setdefault(name, {})[self._member(e)] = e[1]
+            latest[encode_key(e[0])] = max(latest.get(encode_key(e[0]), e[4]), e[4])
+            count += 1
+        for name, scored in members.items():
+            pipe.zadd(name, scored)
+        if members:
+            pipe.sadd(registry, *members)
+            pipe.hset(f"{self.ns}:wk:{table}", mapping=latest)  # type: ignore[arg-type]
+        self._call(pipe.execute)
+        return count
+
+    def window_write(self, table: str, events: Sequence[WindowEvent], replaced: Sequence[WindowEvent],
+                     max_visible: dict[tuple[object, ...], int]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for e in replaced:
+            if isinstance(e[8], bytes):
+                pipe.zrem(self._wkey(table, e[0]), e[8])
+        names: dict[bytes, dict[bytes, int]] = {}
+        for e in events:
+            self._check_time(e[1])
+            names.setdefault(self._wkey(table, e[0]), {})[self._member(e)] = e[1]
+        for name, scored in names.items():
+            pipe.zadd(name, scored)
+        if names:
+            pipe.sadd(f"{self.ns}:w:{table}", *names)
+        args: list[bytes | int] = []
+        for key, vis in max_visible.items():
+            args.extend((encode_key(key), vis))
+        if args:
+            self._max_hash(keys=[f"{self.ns}:wk:{table}"], args=args, client=pipe)
+        self._call(pipe.execute)
+
+    def window_read(self, table: str, keys: Sequence[tuple[object, ...]], after_us: int | None,
+                    until_us: int | None) -> list[list[WindowEvent]]:
+        pipe = self.client.pipeline(transaction=False)
+        low = "-inf" if after_us is None else f"({after_us}"
+        high = "+inf" if until_us is None else until_us
+        for key in keys:
+            pipe.zrangebyscore(self._wkey(table, key), low, high, withscores=True)
+        answers = self._call(pipe.execute)
+        return [[self._unmember(key, ev, member) for member, ev in members] for key, members in zip(keys, answers)]
+
+    def window_last(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[WindowEvent | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrevrange(self._wkey(table, key), 0, 0, withscores=True)
+        answers = self._call(pipe.execute)
+        return [self._unmember(key, found[0][1], found[0][0]) if found else None for key, found in zip(keys, answers)]
+
+    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None]
+                    ) -> list[tuple[int | None, list[bytes | None]]]:
+        pipe = self.client.pipeline(transaction=False)
+        if keys:
+            pipe.hmget(f"{self.ns}:wk:{table}", [encode_key(k) for k in keys])
+        for key in keys:
+            for t in times:
+                if t is not None:  # the last member at or before t: one skip-list descent
+                    pipe.zrevrangebyscore(self._wkey(table, key), t, "-inf", start=0, num=1)
+        answers = self._call(pipe.execute) if keys else []
+        out: list[tuple[int | None, list[bytes | None]]] = []
+        position = 1
+        for i, _ in enumerate(keys):
+            vis = answers[0][i]
+            blobs: list[bytes | None] = []
+            for t in times:
+                if t is None:
+                    blobs.append(None)
+                    continue
+                found = answers[position]
+                position += 1
+                blobs.append(msgpack.unpackb(found[0][16:])[4] if found else None)
+            out.append((None if vis is None else int(vis), blobs))
+        return out
 
     def drop(self) -> int:
         """Delete every key of this namespace (values, watermarks, sync marks); returns how many."""

@@ -10,13 +10,13 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import msgpack
 
 from parity.errors import StoreError
-from parity.ports.online_store import StoredRow
+from parity.ports.online_store import NO_CREATED, StoredRow, WindowEvent
 from parity.semantics.keys import encode as encode_key
 from parity.semantics.ordering import sql_not_older
 
@@ -184,6 +184,126 @@ class SQLiteOnlineStore:
             "ON CONFLICT(tbl) DO UPDATE SET micros=max(micros, excluded.micros)",
             (table, micros),
         )
+
+    # -- window indexes: one row per event, clustered by (key, row order) ----------------------
+    # wfv_<table>: (k, ev, crk, seq) primary key — crk is the created time, NO_CREATED when none —
+    # then cr, vis, lanes, payload (msgpack), prefix (``semantics.window_state``);
+    # wfv_<table>_keys: k -> the latest visibility instant of the key's events.
+
+    def _window_tables(self, table: str, con: sqlite3.Connection) -> str:
+        name = "w" + self._name(table)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} (k BLOB NOT NULL, ev INTEGER NOT NULL, crk INTEGER NOT NULL, "
+                    f"seq INTEGER NOT NULL, cr INTEGER, vis INTEGER NOT NULL, lanes INTEGER NOT NULL, "
+                    f"payload BLOB NOT NULL, prefix BLOB, PRIMARY KEY (k, ev, crk, seq)) WITHOUT ROWID")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name}_keys (k BLOB PRIMARY KEY, vis INTEGER NOT NULL) WITHOUT ROWID")
+        return name
+
+    @staticmethod
+    def _window_rows(events: Iterable[WindowEvent]) -> Iterator[tuple[object, ...]]:
+        for e in events:
+            yield (encode_key(e[0]), e[1], NO_CREATED if e[2] is None else e[2], e[3], e[2], e[4], e[5],
+                   _packb(list(e[6])), e[7])
+
+    @_store_errors
+    def window_replace(self, table: str, events: Iterable[WindowEvent]) -> int:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            name = "w" + self._name(table)
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+            con.execute(f"DROP TABLE IF EXISTS {name}_keys")
+            self._window_tables(table, con)
+            con.executemany(f"INSERT OR REPLACE INTO {name} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._window_rows(events))
+            con.execute(f"INSERT INTO {name}_keys SELECT k, max(vis) FROM {name} GROUP BY k")
+            count = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return int(count)
+
+    @_store_errors
+    def window_write(self, table: str, events: Sequence[WindowEvent], replaced: Sequence[WindowEvent],
+                     max_visible: dict[tuple[object, ...], int]) -> None:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            name = self._window_tables(table, con)
+            # A replaced row keeps its primary key, so INSERT OR REPLACE re-states it in place.
+            con.executemany(f"INSERT OR REPLACE INTO {name} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            self._window_rows(events))
+            con.executemany(f"INSERT INTO {name}_keys (k, vis) VALUES (?, ?) "
+                            f"ON CONFLICT(k) DO UPDATE SET vis = max(vis, excluded.vis)",
+                            [(encode_key(k), v) for k, v in max_visible.items()])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _has_window(self, table: str, con: sqlite3.Connection) -> bool:
+        name = "w" + self._name(table)
+        if name in self._tables:
+            return True
+        found = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+        if found:
+            self._tables.add(name)
+        return found
+
+    @staticmethod
+    def _window_event(key: tuple[object, ...], row: tuple[Any, ...]) -> WindowEvent:
+        ev, cr, seq, vis, lanes, payload, prefix = row
+        return (key, ev, cr, seq, vis, lanes, tuple(msgpack.unpackb(payload)), prefix, None)
+
+    @_store_errors
+    def window_read(self, table: str, keys: Sequence[tuple[object, ...]], after_us: int | None,
+                    until_us: int | None) -> list[list[WindowEvent]]:
+        con = self._con()
+        if not self._has_window(table, con):
+            return [[] for _ in keys]
+        name = "w" + self._name(table)
+        low = -(2**63) if after_us is None else after_us
+        high = 2**63 - 1 if until_us is None else until_us
+        sql = (f"SELECT ev, cr, seq, vis, lanes, payload, prefix FROM {name} WHERE k = ? AND ev > ? AND ev <= ? "
+               f"ORDER BY ev, crk, seq")
+        return [[self._window_event(key, row) for row in con.execute(sql, (encode_key(key), low, high))]
+                for key in keys]
+
+    @_store_errors
+    def window_last(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[WindowEvent | None]:
+        con = self._con()
+        if not self._has_window(table, con):
+            return [None for _ in keys]
+        sql = (f"SELECT ev, cr, seq, vis, lanes, payload, prefix FROM w{self._name(table)} WHERE k = ? "
+               f"ORDER BY ev DESC, crk DESC, seq DESC LIMIT 1")
+        out: list[WindowEvent | None] = []
+        for key in keys:
+            row = con.execute(sql, (encode_key(key),)).fetchone()
+            out.append(None if row is None else self._window_event(key, row))
+        return out
+
+    @_store_errors
+    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None]
+                    ) -> list[tuple[int | None, list[bytes | None]]]:
+        con = self._con()
+        if not self._has_window(table, con):
+            return [(None, [None] * len(times)) for _ in keys]
+        name = "w" + self._name(table)
+        # One B-tree descent per time: the last event at or before it, whatever the window's width.
+        seek = f"SELECT prefix FROM {name} WHERE k = ? AND ev <= ? ORDER BY ev DESC, crk DESC, seq DESC LIMIT 1"
+        meta = f"SELECT vis FROM {name}_keys WHERE k = ?"
+        out: list[tuple[int | None, list[bytes | None]]] = []
+        for key in keys:
+            encoded = encode_key(key)
+            row = con.execute(meta, (encoded,)).fetchone()
+            if row is None:
+                out.append((None, [None] * len(times)))
+                continue
+            blobs: list[bytes | None] = []
+            for t in times:
+                found = None if t is None else con.execute(seek, (encoded, t)).fetchone()
+                blobs.append(None if found is None else found[0])
+            out.append((row[0], blobs))
+        return out
 
     def close(self) -> None:
         con = getattr(self._local, "con", None)

@@ -54,6 +54,18 @@ class Feature:
     def source_column(self) -> str:
         return self.column or self.name
 
+    @classmethod
+    def windowed(cls, name: str, width: str, dtype: DType, *, description: str, owner: str | None,
+                 tags: tuple[str, ...], location: str) -> Feature:
+        """The feature one width of a window aggregate is (``txn_count[10m]``): the catalog makes
+        these from an ``Aggregate``, whose own checks already ran, so the name's brackets are allowed."""
+        feature = object.__new__(cls)
+        for attr, value in (("name", f"{name}[{width}]"), ("dtype", dtype), ("column", None),
+                            ("description", description), ("owner", owner), ("tags", tags), ("max_age", None),
+                            ("default", None), ("location", location)):
+            object.__setattr__(feature, attr, value)
+        return feature
+
 
 @dataclass(frozen=True, eq=False)
 class FeatureView:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
+from parity.define.dtypes import DType
 from parity.define.location import caller_location
 from parity.errors import DefinitionError
 
@@ -61,6 +63,9 @@ class Source:
             raise DefinitionError(f"source {self.name!r}: name its event_time column", location=self.location)
         for column in (self.event_time, self.created_time):
             check_column_name(column, f"source {self.name!r}", self.location)
+        if self.created_time is not None and self.created_time.startswith("_parity") and self.kind != "stream":
+            raise DefinitionError(f"source {self.name!r}: column {self.created_time!r} belongs to parity's event log",
+                                  location=self.location)
         if self.timezone is not None:
             check_zone(self.timezone, f"source {self.name!r}", self.location)
 
@@ -147,3 +152,86 @@ def _check_reference(source: PostgresSource | MySQLSource) -> None:
         )
     if not source.table:
         raise DefinitionError(f"source {source.name!r}: name the table (table='schema.table')", location=source.location)
+
+
+INGESTED_AT = "_parity_ingested_at"  # the event log's column: when each event's batch was committed
+LOG_SEQUENCE = "_parity_log_seq"  # the event log's column: each accepted event's position in the log
+
+
+@dataclass(frozen=True)
+class NatsSubject:
+    """Where a stream's events arrive on NATS JetStream: ``subject`` (wildcards allowed) of the
+    JetStream ``stream`` (created with that subject when missing). One event per message, or a
+    JSON array of events per message."""
+
+    subject: str
+    stream: str
+
+
+@dataclass(frozen=True)
+class MqttTopic:
+    """Where a stream's events arrive on MQTT: ``topic`` (``+``/``#`` wildcards allowed), received at
+    QoS 1 on a persistent session (acknowledged only after the events are committed)."""
+
+    topic: str
+    qos: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamSource(Source):
+    """Events pushed to parity (``project.push``) or consumed from NATS JetStream or MQTT by
+    ``parity stream``, validated against ``schema`` and appended to the project's event log, which
+    is the source offline: training sets read exactly the events serving saw.
+
+    ``event_id`` names the column that identifies an event (duplicates are applied once).
+    Visibility is as known at t: an event becomes visible when its batch was committed
+    (``created_time`` may name a trusted created-time column of the schema instead; with
+    ``as_of="event_time"`` ingestion time is ignored). ``max_lateness``: an event whose event time is
+    further behind the newest event time seen is dead-lettered with its reason instead of applied
+    (None: any lateness is applied).
+    """
+
+    schema: dict[str, DType] = field(default_factory=dict)
+    event_id: str = ""
+    max_lateness: dt.timedelta | None = None
+    nats: NatsSubject | None = None
+    mqtt: MqttTopic | None = None
+    kind = "stream"
+
+    def __post_init__(self) -> None:
+        if self.created_time is None:
+            object.__setattr__(self, "created_time", INGESTED_AT)
+        super().__post_init__()
+        what = f"stream source {self.name!r}"
+        if not self.schema:
+            raise DefinitionError(f"{what}: declare its events' schema={{column: dtype}}", location=self.location)
+        object.__setattr__(self, "schema", dict(self.schema))
+        for column, dtype in self.schema.items():
+            if not isinstance(column, str) or not column or column.startswith(("__", "_parity")):
+                raise DefinitionError(f"{what}: column {column!r} may not start with '__' or '_parity'",
+                                      location=self.location)
+            if not isinstance(dtype, DType) or dtype.inner is not None:
+                raise DefinitionError(f"{what}: column {column!r} needs a scalar dtype, got {dtype!r}",
+                                      location=self.location)
+        for role, column in (("event_time", self.event_time), ("event_id", self.event_id)):
+            if column not in self.schema:
+                raise DefinitionError(f"{what}: {role} {column!r} is not a column of its schema "
+                                      f"({sorted(self.schema)})", location=self.location)
+        if self.schema[self.event_time].name != "Timestamp":
+            raise DefinitionError(f"{what}: event_time {self.event_time!r} must be a Timestamp column",
+                                  location=self.location)
+        if self.created_time != INGESTED_AT and self.created_time not in self.schema:
+            raise DefinitionError(f"{what}: created_time {self.created_time!r} is not a column of its schema",
+                                  location=self.location)
+        if self.max_lateness is not None and self.max_lateness < dt.timedelta(0):
+            raise DefinitionError(f"{what}: max_lateness must not be negative", location=self.location)
+        if self.nats is not None and self.mqtt is not None:
+            raise DefinitionError(f"{what}: give nats= or mqtt=, not both (define two sources)", location=self.location)
+        if self.mqtt is not None and self.mqtt.qos not in (1, 2):
+            raise DefinitionError(f"{what}: MQTT qos must be 1 or 2 (QoS 0 can lose events)", location=self.location)
+
+    def describe(self) -> dict[str, object]:
+        out = super().describe()
+        out["schema"] = {c: repr(d) for c, d in self.schema.items()}
+        out["max_lateness_s"] = None if self.max_lateness is None else self.max_lateness.total_seconds()
+        return out

@@ -23,9 +23,11 @@ import polars as pl
 
 from parity.define.features import FeatureView
 from parity.define.sources import Source
+from parity.define.windows import WindowView
+from parity.ingest.window_index import rebuild
 from parity.ports.online_store import OnlineStore, StoredRow
-from parity.ports.source import SourceReader, view_scan
-from parity.semantics import asof, values, visibility
+from parity.ports.source import SourceReader, view_scan, window_scan
+from parity.semantics import asof, values, visibility, windows
 from parity.semantics.ordering import CREATED, EVENT
 from parity.semantics.visibility import Window
 
@@ -120,3 +122,22 @@ def materialize(
                          incremental=incremental, progress=progress)
         for v in views
     ]
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    view: str
+    table: str
+    until_us: int
+    events: int
+    no_event_time: int = 0
+
+
+def materialize_window_view(view: WindowView, table: str, reader: SourceReader, store: OnlineStore, *,
+                            until_us: int, progress: Progress) -> WindowReport:
+    """Rebuild a window view's index from the events its source holds, visible at ``until_us``."""
+    scan = reader.scan(window_scan(view, window=Window(until_us=until_us)))
+    events = windows.sorted_events(scan.rows, list(view.entity.keys), uses_created=visibility.uses_created(view.source))
+    held = rebuild(view, table, store, events)
+    progress(f"{view.name}: {held:,} events indexed for windows")
+    return WindowReport(view.name, table, until_us, held, scan.no_event_time)

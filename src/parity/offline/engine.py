@@ -22,9 +22,10 @@ from parity.define.resolvers import Resolver
 from parity.define.sources import Source
 from parity.errors import DataError
 from parity.plan.catalog import Catalog
-from parity.plan.nodes import Compute, Keys, Lookup, Plan
-from parity.ports.source import SourceReader, view_scan
+from parity.plan.nodes import Compute, Keys, Lookup, Plan, WindowRead
+from parity.ports.source import SourceReader, view_scan, window_scan
 from parity.semantics import asof, calls, max_age, values, visibility
+from parity.semantics import windows as window_rule
 from parity.semantics.ordering import EVENT
 from parity.semantics.time import from_micros
 from parity.semantics.visibility import Window
@@ -88,6 +89,32 @@ class OfflineEngine:
                                           uses_created=visibility.uses_created(view.source))
         return prepared
 
+    def _window_events(self, plan: Plan, until_us: int | None, result: OfflineResult) -> dict[str, pl.DataFrame]:
+        """Read the events of every window view the plan aggregates, once, with the columns its
+        requested aggregates need (and none visible after the latest spine time)."""
+        from parity.define.windows import feature_columns
+
+        needed: dict[str, set[str]] = {}
+        for step in plan.steps:
+            if isinstance(step, WindowRead):
+                view = self.catalog.window_views[step.view]
+                names = {o.feature for o in step.outputs}
+                columns = needed.setdefault(step.view, set())
+                for aggregate in view.features:
+                    if aggregate.name in names:
+                        columns |= feature_columns(aggregate)
+        events = {}
+        for name, columns in needed.items():
+            view = self.catalog.window_views[name]
+            reader = self.reader_for(view.source)
+            scan = reader.scan(window_scan(view, columns, Window(until_us=until_us)))
+            skipped = f" ({scan.no_event_time:,} without an event time skipped: never visible)" if scan.no_event_time else ""
+            self.progress(f"read {scan.rows.height:,} events of {name} from {reader.describe()}{skipped}")
+            result.no_event_time[name] = scan.no_event_time
+            events[name] = window_rule.sorted_events(scan.rows, list(view.entity.keys),
+                                                     uses_created=visibility.uses_created(view.source))
+        return events
+
     def run(self, plan: Plan, spine_keys: pl.DataFrame, times_us: pl.Series, *, with_status: bool = False) -> OfflineResult:
         """Values of every column the plan computes, aligned with the spine.
 
@@ -95,7 +122,9 @@ class OfflineEngine:
         ``times_us`` is each row's time in UTC µs.
         """
         result = OfflineResult({c: spine_keys[c] for c in spine_keys.columns})
-        prepared = self._prepared_views(plan, times_us.max() if len(times_us) else None, result)  # type: ignore[arg-type]
+        until = times_us.max() if len(times_us) else None
+        prepared = self._prepared_views(plan, until, result)  # type: ignore[arg-type]
+        events = self._window_events(plan, until, result)  # type: ignore[arg-type]
         columns = result.columns
         dtypes: dict[str, DType] = {}
         for i, step in enumerate(plan.steps, 1):
@@ -115,6 +144,17 @@ class OfflineEngine:
                                   .when(expired).then(pl.lit("expired")).otherwise(pl.lit("present")))
                         result.statuses[out.column_id] = got.select(status.alias(out.column_id)).to_series()
                 self.progress(f"step {i}/{len(plan.steps)}: looked up {step.view} for {len(probes):,} rows")
+            elif isinstance(step, WindowRead):
+                from parity.offline.windows import window_values
+
+                view = self.catalog.window_views[step.view]
+                aggregated = window_values(view, events[step.view], probes, step.outputs)
+                for wout in step.outputs:
+                    columns[wout.column_id] = aggregated[wout.column_id]
+                    dtypes[wout.column_id] = wout.dtype
+                    if with_status:
+                        result.statuses[wout.column_id] = pl.Series(wout.column_id, ["present"] * len(probes))
+                self.progress(f"step {i}/{len(plan.steps)}: aggregated {step.view} for {len(probes):,} rows")
             else:
                 self._compute(step, result, dtypes, times_us, probes, with_status)
                 self.progress(f"step {i}/{len(plan.steps)}: ran resolver {step.resolver} on {len(probes):,} rows")

@@ -24,7 +24,7 @@ from parity.define.sources import Source
 from parity.errors import EntityKeyError, StoreError
 from parity.online.result import FeatureValue, QueryResult
 from parity.plan.catalog import Catalog
-from parity.plan.nodes import Compute, Lookup, Plan, Step
+from parity.plan.nodes import Compute, Lookup, Plan, Step, WindowRead
 from parity.ports.online_store import OnlineStore, StoredRow
 from parity.ports.source import ScanRequest, view_scan
 from parity.semantics import calls, values, visibility
@@ -53,6 +53,7 @@ class _Compiled:
         # which -0.0 or NaN reach in any form (request keys arrive canonical, ``semantics.keys``).
         self.float_keys: dict[int, list[DType]] = {}
         self.has_async = False
+        self.windows: dict[int, str] = {}  # step -> window index table
         for i, step in enumerate(plan.steps):
             if isinstance(step, Lookup):
                 view = catalog.views[step.view]
@@ -67,6 +68,11 @@ class _Compiled:
                 if step.keys.hops and any(d.name == "Float64" for d in view.entity.keys.values()):
                     self.float_keys[i] = list(view.entity.keys.values())
                 self.has_async |= step.view in request_time
+            elif isinstance(step, WindowRead):
+                for wout in step.outputs:
+                    self.dtypes[wout.column_id] = wout.dtype
+                    self.defaults[wout.column_id] = None
+                self.windows[i] = table_of[step.view]
             else:
                 res = catalog.resolvers[step.resolver]
                 self.has_async |= res.is_async
@@ -90,7 +96,8 @@ def _levels(steps: Sequence[Step]) -> list[list[int]]:
         reads = list(step.keys.columns) + ([c for _, c in step.inputs] if isinstance(step, Compute) else [])
         level = 1 + max((produced_at.get(c, -1) for c in reads), default=-1)
         level_of.append(level)
-        outs = [o.column_id for o in step.outputs] if isinstance(step, Lookup) else [c for _, c, _ in step.outputs]
+        outs = ([o.column_id for o in step.outputs] if isinstance(step, Lookup | WindowRead)
+                else [c for _, c, _ in step.outputs])
         for cid in outs:
             produced_at[cid] = level
     levels: list[list[int]] = [[] for _ in range(max(level_of, default=-1) + 1)]
@@ -236,8 +243,42 @@ class OnlineEngine:
     async def _step(self, compiled: _Compiled, i: int, step: Step, state: _State) -> None:
         if isinstance(step, Lookup):
             await self._lookup(compiled, i, step, state)
+        elif isinstance(step, WindowRead):
+            await self._window(compiled, i, step, state)
         else:
             await self._compute(compiled, step, state)
+
+    async def _window(self, compiled: _Compiled, i: int, step: WindowRead, state: _State) -> None:
+        """Window aggregates for every key (``online.windows``), in one trip to the store."""
+        from parity.online.windows import window_outputs
+
+        view = self.catalog.window_views[step.view]
+        keys = [state.cols[c] for c in step.keys.columns]
+        key_tuples = list(zip(*keys)) if len(keys) > 1 else [(k,) for k in keys[0]]
+        wanted = list(dict.fromkeys(k for k in key_tuples if None not in k))
+        error: str | None = None
+        got: dict[str, list[object]] = {}
+        if wanted:
+            try:
+                got = await self._store_io(compiled, window_outputs, self.store, compiled.windows[i], view,
+                                           step.outputs, wanted, state.now_us, may_block=self._reads_may_block)
+            except StoreError as exc:
+                error = str(exc)
+        position = {k: j for j, k in enumerate(wanted)}
+        for out in step.outputs:
+            vals: list[object] = []
+            sts: list[str] = []
+            for key in key_tuples:
+                if error is not None or None in key:
+                    vals.append(None)
+                    sts.append("error" if error is not None else "missing")
+                else:
+                    vals.append(got[out.column_id][position[key]])
+                    sts.append("present")
+            state.cols[out.column_id] = vals
+            state.status[out.column_id] = sts
+            if error is not None:
+                state.errors[out.column_id] = [error] * len(key_tuples)
 
     async def _store_io(self, compiled: _Compiled, fn: Callable[..., T], *args: Any, may_block: bool = True) -> T:
         """A store call: direct when the plan never awaits (no loop to block) or the call cannot wait

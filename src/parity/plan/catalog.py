@@ -6,6 +6,7 @@ relationships, resolver inputs and their dtypes, and cycles. A catalog that exis
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from parity.define.dtypes import DType
 from parity.define.entities import Entity
 from parity.define.features import Feature, FeatureView
 from parity.define.resolvers import Resolver
+from parity.define.windows import Aggregate, Width, WindowView, parse_width, width_label
 from parity.errors import CycleError, DefinitionError, DuplicateNameError, SignatureError, UnknownFeatureError
 
 
@@ -24,6 +26,9 @@ class FeatureDef:
     feature: Feature
     view: FeatureView | None = None
     resolver: Resolver | None = None
+    window: WindowView | None = None  # a window aggregate, at one width
+    aggregate: Aggregate | None = None
+    width: Width = None
 
     @property
     def ref(self) -> str:
@@ -35,7 +40,7 @@ class FeatureDef:
 
     @property
     def location(self) -> str:
-        return self.feature.location if self.view else (self.resolver.location if self.resolver else "")
+        return self.resolver.location if self.resolver else self.feature.location
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,15 @@ class Ref:
         return ".".join((self.root, *self.hops, self.feature))
 
 
+_WINDOWED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[([^\]]*)\]$")
+
+
 class Catalog:
     def __init__(self, definitions: Iterable[object]) -> None:
         self.entities: dict[str, Entity] = {}
         self.views: dict[str, FeatureView] = {}
         self.resolvers: dict[str, Resolver] = {}
+        self.window_views: dict[str, WindowView] = {}
         self.features: dict[tuple[str, str], FeatureDef] = {}
         for obj in definitions:
             if isinstance(obj, Entity):
@@ -64,6 +73,8 @@ class Catalog:
                 self._add_view(obj)
             elif isinstance(obj, Resolver):
                 self._add_resolver(obj)
+            elif isinstance(obj, WindowView):
+                self._add_window_view(obj)
         self._check_relationships()
         self._check_resolver_inputs()
         self._check_cycles()
@@ -106,6 +117,26 @@ class Catalog:
         self.views[view.name] = view
         for feature in view.features:
             self._add_feature(FeatureDef(view.entity, feature, view=view))
+
+    def _add_window_view(self, view: WindowView) -> None:
+        if self.window_views.get(view.name) is view:
+            return
+        known = self.window_views.get(view.name) or self.views.get(view.name)
+        if known is not None:
+            raise DuplicateNameError(f"view {view.name!r} is defined twice (first at {known.location})",
+                                     location=view.location)
+        self._add_entity(view.entity)
+        self.window_views[view.name] = view
+        for aggregate in view.features:
+            if (view.entity.name, aggregate.name) in self.features:
+                raise DuplicateNameError(f"feature {view.entity.name}.{aggregate.name} is defined twice",
+                                         location=aggregate.location)
+            dtype = view.output_dtype(aggregate)
+            for width in view.widths_of(aggregate):
+                feature = Feature.windowed(aggregate.name, width_label(width), dtype, description=aggregate.description,
+                                           owner=aggregate.owner or view.owner, tags=aggregate.tags,
+                                           location=aggregate.location)
+                self._add_feature(FeatureDef(view.entity, feature, window=view, aggregate=aggregate, width=width))
 
     def _add_resolver(self, res: Resolver) -> None:
         if self.resolvers.get(res.name) is res:
@@ -209,9 +240,35 @@ class Catalog:
             if rel is None:
                 raise UnknownFeatureError(text, self.refs(), where=where, location=location)
             entity = rel.target
-        if (entity.name, parts[-1]) not in self.features:
+        name = self._feature_name(entity, parts[-1], text, where, location)
+        if (entity.name, name) not in self.features:
             raise UnknownFeatureError(text, self.refs(), where=where, location=location)
-        return Ref(parts[0], tuple(parts[1:-1]), parts[-1])
+        return Ref(parts[0], tuple(parts[1:-1]), name)
+
+    def _feature_name(self, entity: Entity, name: str, text: str, where: str, location: str | None) -> str:
+        """A feature's name as the catalog holds it: windowed ones with their canonical width
+        (``txn_count[60m]`` is ``txn_count[1h]``)."""
+        prefix = f"{where}: " if where else ""
+        windowed = _WINDOWED.match(name)
+        if windowed is None:
+            widths = sorted(n for (e, n) in self.features if e == entity.name and n.startswith(name + "["))
+            if widths and (entity.name, name) not in self.features:
+                raise DefinitionError(f"{prefix}feature {text!r} is a window aggregate; name its width, e.g. "
+                                      f"{text}[{widths[0][len(name) + 1:-1]}] (defined: {', '.join(widths)})",
+                                      location=location)
+            return name
+        base, width_text = windowed.groups()
+        try:
+            label = width_label(parse_width(width_text, f"{prefix}feature {text!r}"))
+        except DefinitionError as exc:
+            raise DefinitionError(str(exc), location=location) from None
+        canonical = f"{base}[{label}]"
+        if (entity.name, canonical) not in self.features:
+            widths = sorted(n for (e, n) in self.features if e == entity.name and n.startswith(base + "["))
+            if widths:
+                raise DefinitionError(f"{prefix}feature {text!r}: {base} has no {label} window; defined: "
+                                      f"{', '.join(widths)}", location=location)
+        return canonical
 
     def entity_at(self, root: str, hops: tuple[str, ...]) -> Entity:
         entity = self.entities[root]

@@ -67,7 +67,32 @@ class Compute:
     wants_now: bool
 
 
-Step = Lookup | Compute
+@dataclass(frozen=True)
+class WindowOutput:
+    feature: str  # the aggregate's name in its window view
+    width: int | None  # µs; None: lifetime
+    dtype: DType
+    column_id: str
+
+    @property
+    def label(self) -> str:
+        return self.column_id.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class WindowRead:
+    """Aggregate the events of one window view over (t − w, t] for the keys of one path."""
+
+    keys: Keys
+    view: str
+    outputs: tuple[WindowOutput, ...]
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            raise ValueError(f"a window read of view {self.view!r} must compute at least one feature")
+
+
+Step = Lookup | Compute | WindowRead
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,10 @@ class Plan:
             if isinstance(step, Lookup):
                 outs = ", ".join(f"{o.feature}{'' if o.max_age is None else f' (max_age {_duration(o.max_age)})'}" for o in step.outputs)
                 lines.append(f"  {i}. lookup {where} [{step.keys.entity} by {keyed}] view {step.view}: {outs}")
+            elif isinstance(step, WindowRead):
+                outs = ", ".join(o.label for o in step.outputs)
+                lines.append(f"  {i}. window {where} [{step.keys.entity} by {keyed}] view {step.view}, events in "
+                             f"(t - w, t]: {outs}")
             else:
                 ins = ", ".join(f"{p}={c}" for p, c in step.inputs) + (", now=t" if step.wants_now else "")
                 outs = ", ".join(o for o, _, _ in step.outputs)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from parity.errors import DataError, DefinitionError
 from parity.plan.catalog import Catalog
-from parity.plan.nodes import Compute, Keys, Lookup, LookupOutput, Plan, Step, column_id
+from parity.plan.nodes import Compute, Keys, Lookup, LookupOutput, Plan, Step, WindowOutput, WindowRead, column_id
 
 
 class _Builder:
@@ -15,6 +15,7 @@ class _Builder:
         self.steps: list[Step | None] = []
         self.lookup_index: dict[tuple[str, tuple[str, ...], str], int] = {}
         self.lookup_outputs: dict[int, list[LookupOutput]] = {}
+        self.window_outputs: dict[int, list[WindowOutput]] = {}
         self.done: set[str] = set()
         self.keys: dict[tuple[str, tuple[str, ...]], Keys] = {}
 
@@ -60,6 +61,16 @@ class _Builder:
             )
             self.done.add(cid)
             return cid
+        if fd.window is not None and fd.aggregate is not None:
+            idx = self.lookup_index.get((root, hops, fd.window.name))
+            if idx is None:
+                idx = len(self.steps)
+                self.steps.append(None)
+                self.lookup_index[(root, hops, fd.window.name)] = idx
+                self.window_outputs[idx] = []
+            self.window_outputs[idx].append(WindowOutput(fd.aggregate.name, fd.width, fd.dtype, cid))
+            self.done.add(cid)
+            return cid
         res = fd.resolver
         if res is None:  # a catalog feature comes from a view or a resolver
             raise DefinitionError(f"feature {fd.ref!r} has neither a view nor a resolver")
@@ -78,7 +89,10 @@ class _Builder:
         for i, step in enumerate(self.steps):
             if step is None:
                 root, hops, view = next(k for k, v in self.lookup_index.items() if v == i)
-                out.append(Lookup(self.keys[(root, hops)], view, tuple(self.lookup_outputs[i])))
+                if i in self.window_outputs:
+                    out.append(WindowRead(self.keys[(root, hops)], view, tuple(self.window_outputs[i])))
+                else:
+                    out.append(Lookup(self.keys[(root, hops)], view, tuple(self.lookup_outputs[i])))
             else:
                 out.append(step)
         return out

@@ -9,6 +9,18 @@ from typing import Protocol
 StoredRow = tuple[int, int, tuple[object, ...]]
 
 
+# One event of a window view's index: key, event µs, created µs (None: none), ingestion order,
+# visible-at µs, the bitmask of the view's aggregates it feeds, the declared columns' values, the
+# exact prefix state of the key's events up to it (``semantics.window_state``), and a store handle.
+WindowEvent = tuple[tuple[object, ...], int, int | None, int, int, int, tuple[object, ...], bytes | None, object]
+NO_CREATED = -(2**63)  # how a missing created time sorts: before any (as Polars sorts nulls)
+
+
+def window_position(event: WindowEvent) -> tuple[int, int, int]:
+    """An event's place among its key's events: ``ordering.ROW_ORDER``."""
+    return (event[1], NO_CREATED if event[2] is None else event[2], event[3])
+
+
 class OnlineStore(Protocol):
     #: Whether a read can wait on something outside the process (a network round trip, a lock).
     #: Reads that cannot (a local SQLite file in WAL mode) run inline; the others off the event loop.
@@ -33,5 +45,30 @@ class OnlineStore(Protocol):
     def mark_synced(self, table: str, keys: Sequence[tuple[object, ...]], micros: int) -> None: ...
 
     def set_watermark(self, table: str, micros: int) -> None: ...
+
+    def window_replace(self, table: str, events: Iterable[WindowEvent]) -> int:
+        """Replace a window index with ``events`` (all or nothing); returns how many it holds."""
+        ...
+
+    def window_write(self, table: str, events: Sequence[WindowEvent], replaced: Sequence[WindowEvent],
+                     max_visible: dict[tuple[object, ...], int]) -> None:
+        """Add events, replacing ``replaced`` (rows read before, now re-stated with new prefixes),
+        and raise each key's latest visibility instant; all or nothing."""
+        ...
+
+    def window_read(self, table: str, keys: Sequence[tuple[object, ...]], after_us: int | None,
+                    until_us: int | None) -> list[list[WindowEvent]]:
+        """Per key, its events with after < event time ≤ until (None: no bound), in row order."""
+        ...
+
+    def window_last(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[WindowEvent | None]:
+        """Per key, its last event in row order (None: none)."""
+        ...
+
+    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None]
+                    ) -> list[tuple[int | None, list[bytes | None]]]:
+        """Per key: its latest visibility instant (None: no events), and for each time the prefix
+        state of its last event with event time ≤ that time (None: no such event, or time None)."""
+        ...
 
     def close(self) -> None: ...

@@ -10,6 +10,7 @@ import polars as pl
 
 from parity.define.dtypes import DType
 from parity.define.features import FeatureView
+from parity.define.windows import WindowView
 from parity.ports.online_store import StoredRow
 from parity.semantics.visibility import Window
 
@@ -45,6 +46,20 @@ def view_scan(view: FeatureView, features: Iterable[str] | None = None, window: 
         keys=tuple(view.entity.keys),
         window=window or Window(),
         where=f"feature view {view.name!r}",
+    )
+
+
+def window_scan(view: WindowView, columns: Iterable[str] | None = None, window: Window | None = None) -> ScanRequest:
+    """The scan of a window view's events: its keys, then the declared columns asked for."""
+    wanted = None if columns is None else set(columns)
+    return ScanRequest(
+        columns={
+            **{k: (view.source_key(k), d) for k, d in view.entity.keys.items()},
+            **{c: (c, d) for c, d in view.columns.items() if wanted is None or c in wanted},
+        },
+        keys=tuple(view.entity.keys),
+        window=window or Window(),
+        where=f"window view {view.name!r}",
     )
 
 

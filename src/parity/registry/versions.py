@@ -17,6 +17,7 @@ from typing import Any
 
 from parity.define.code_version import code_fingerprint
 from parity.define.features import FeatureView
+from parity.define.windows import WindowView, feature_columns
 from parity.plan.catalog import Catalog, FeatureDef
 
 
@@ -38,8 +39,25 @@ def view_version(view: FeatureView) -> str:
     )
 
 
-def online_table(view: FeatureView) -> str:
-    return f"{view.name}_{view_version(view)[:12]}"
+def window_version(view: WindowView) -> str:
+    """The version of a window index's layout: its events, columns, and the aggregates' lanes."""
+    return _hash(
+        {
+            "kind": "window",
+            "entity": view.entity.name,
+            "keys": {k: repr(d) for k, d in view.entity.keys.items()},
+            "source": view.source.describe(),
+            "key_columns": dict(view.key_columns),
+            "columns": [[c, repr(d)] for c, d in view.columns.items()],
+            "lanes": [[a.name, a.aggregation.describe(), None if a.where is None else a.where.describe()]
+                      for a in view.features],
+        }
+    )
+
+
+def online_table(view: FeatureView | WindowView) -> str:
+    version = window_version(view) if isinstance(view, WindowView) else view_version(view)
+    return f"{view.name}_{version[:12]}"
 
 
 def metadata(fd: FeatureDef) -> dict[str, Any]:
@@ -67,6 +85,21 @@ class Versions:
                 "dtype": repr(fd.dtype),
                 "max_age_seconds": None if max_age is None else max_age.total_seconds(),
                 "default": repr(fd.feature.default),
+            }
+        if fd.window is not None and fd.aggregate is not None:
+            aggregate = fd.aggregate
+            return {
+                "kind": "window",
+                "entity": fd.entity.name,
+                "keys": {k: repr(d) for k, d in fd.entity.keys.items()},
+                "view": fd.window.name,
+                "source": fd.window.source.describe(),
+                "key_columns": dict(fd.window.key_columns),
+                "aggregation": aggregate.aggregation.describe(),
+                "columns": {c: repr(fd.window.columns[c]) for c in sorted(feature_columns(aggregate))},
+                "where": None if aggregate.where is None else aggregate.where.describe(),
+                "width_us": fd.width,
+                "dtype": repr(fd.dtype),
             }
         res = fd.resolver
         if res is None:  # a catalog feature comes from a view or a resolver

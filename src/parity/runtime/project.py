@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from parity.connectors.http import HttpClient
-    from parity.ingest.materialize import MaterializeReport
+    from parity.ingest.materialize import MaterializeReport, WindowReport
     from parity.online.engine import Entities, OnlineEngine
     from parity.online.result import QueryResult
 
@@ -59,6 +59,7 @@ class Project:
         self.catalog = catalog
         self.settings = settings
         self.table_of = {name: online_table(view) for name, view in catalog.views.items()}
+        self.table_of.update({name: online_table(view) for name, view in catalog.window_views.items()})
         self._plans: dict[tuple[str, ...], Plan] = {}
         self._store: OnlineStore | None = None
         self._online: OnlineEngine | None = None
@@ -225,19 +226,28 @@ class Project:
         until: dt.datetime | None = None,
         views: str | Sequence[str] | None = None,
         progress: Progress = _quiet,
-    ) -> list[MaterializeReport]:
-        """Load each key's as-of value at ``until`` (default: now) into the online store."""
-        from parity.ingest.materialize import materialize
+    ) -> list[MaterializeReport | WindowReport]:
+        """Load each key's as-of value at ``until`` (default: now) into the online store, and
+        rebuild the window indexes of window views from their sources' events."""
+        from parity.ingest.materialize import materialize, materialize_window_view
 
         until_us = now_micros() if until is None else to_micros(ensure_utc(until, what="materialize until"))
-        names = list(self.catalog.views) if views is None else _names(views, "views")
-        unknown = [n for n in names if n not in self.catalog.views]
+        known = [*self.catalog.views, *self.catalog.window_views]
+        names = known if views is None else _names(views, "views")
+        unknown = [n for n in names if n not in known]
         if unknown:
-            raise DataError(f"unknown feature view(s) {unknown}; known: {sorted(self.catalog.views)}")
-        return materialize(
-            [self.catalog.views[n] for n in names], self.table_of, self._reader, self.online_store(),
-            until_us=until_us, incremental=incremental, progress=progress,
-        )
+            raise DataError(f"unknown view(s) {unknown}; known: {sorted(known)}")
+        reports: list[MaterializeReport | WindowReport] = []
+        reports.extend(materialize(
+            [self.catalog.views[n] for n in names if n in self.catalog.views], self.table_of, self._reader,
+            self.online_store(), until_us=until_us, incremental=incremental, progress=progress,
+        ))
+        for name in names:
+            view = self.catalog.window_views.get(name)
+            if view is not None:
+                reports.append(materialize_window_view(view, self.table_of[name], self._reader(view.source),
+                                                       self.online_store(), until_us=until_us, progress=progress))
+        return reports
 
     def _online_engine(self) -> OnlineEngine:
         if self._online is None:

@@ -1,0 +1,106 @@
+"""Keeping a window view's online index: events in row order per key, each with the exact prefix
+state of its key's events up to it (``semantics.window_state``).
+
+Rebuilds compute prefixes in one pass per key. Incremental writes (streams, pushes) are cheap
+when events arrive in order — the writer keeps each key's last event, so an append needs no read
+— and exact when they do not: an event that lands before some of its key's events re-states the
+prefixes of those (read back, shifted, written in the same transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import polars as pl
+
+from parity.define.windows import WindowView
+from parity.ports.online_store import OnlineStore, WindowEvent, window_position
+from parity.semantics import values, windows
+from parity.semantics import window_state as state
+from parity.semantics.filters import compile_filter
+from parity.semantics.ordering import CREATED, EVENT, SEQUENCE
+
+
+def lane_masks(view: WindowView, events: pl.DataFrame) -> pl.Series:
+    """Each event's lane mask: bit i set when the view's i-th aggregate reads it (its filter
+    passes — ``semantics.filters``, the one evaluator — and its column has a value)."""
+    lanes = pl.lit(0, pl.Int64)
+    for i, aggregate in enumerate(view.features):
+        keep = compile_filter(aggregate.where) if aggregate.where is not None else pl.lit(True)
+        if aggregate.aggregation.column is not None:
+            keep = keep & pl.col(aggregate.aggregation.column).is_not_null()
+        lanes = lanes + pl.when(keep).then(pl.lit(1 << i, pl.Int64)).otherwise(pl.lit(0, pl.Int64))
+    return events.select(lanes.alias("lanes")).to_series() if events.height else pl.Series("lanes", [], pl.Int64)
+
+
+def index_events(view: WindowView, events: pl.DataFrame) -> list[WindowEvent]:
+    """Events (``semantics.windows.sorted_events`` columns) as index rows, without prefixes yet."""
+    lanes = lane_masks(view, events).to_list()
+    key_cols = [events[k].cast(values.storage_polars_type(d)).to_list() for k, d in view.entity.keys.items()]
+    value_cols = [events[c].cast(values.storage_polars_type(d)).to_list() for c, d in view.columns.items()]
+    evs, crs = events[EVENT].to_list(), events[CREATED].to_list()
+    seqs, vis = events[SEQUENCE].cast(pl.Int64).to_list(), events[windows.VISIBLE].to_list()
+    return [(tuple(k[i] for k in key_cols), evs[i], crs[i], seqs[i], vis[i], lanes[i],
+             tuple(v[i] for v in value_cols), None, None) for i in range(events.height)]
+
+
+def with_prefixes(view: WindowView, events: Iterable[WindowEvent],
+                  start: dict[tuple[object, ...], state.State] | None = None) -> Iterator[WindowEvent]:
+    """Events in row order per key (keys may interleave), each with its key's running prefix."""
+    lanes, _ = state.lanes_of(view)
+    running: dict[tuple[object, ...], state.State] = dict(start or {})
+    for e in events:
+        s = state.advance(running.get(e[0]) or state.zero(lanes), lanes, e[5], e[6])
+        running[e[0]] = s
+        yield (*e[:7], state.encode(s), e[8])
+
+
+def rebuild(view: WindowView, table: str, store: OnlineStore, events: pl.DataFrame) -> int:
+    return store.window_replace(table, with_prefixes(view, index_events(view, events)))
+
+
+class WindowWriter:
+    """The single writer of one window index (one consumer process per source)."""
+
+    def __init__(self, view: WindowView, table: str, store: OnlineStore) -> None:
+        self.view = view
+        self.table = table
+        self.store = store
+        self.lanes, _ = state.lanes_of(view)
+        self._last: dict[tuple[object, ...], WindowEvent | None] = {}
+
+    def write(self, events: Sequence[WindowEvent]) -> None:
+        """Add events (any order, any keys; an event already held is left as it is)."""
+        by_key: dict[tuple[object, ...], list[WindowEvent]] = {}
+        for e in events:
+            by_key.setdefault(e[0], []).append(e)
+        unknown = [k for k in by_key if k not in self._last]
+        if unknown:
+            self._last.update(zip(unknown, self.store.window_last(self.table, unknown)))
+        out: list[WindowEvent] = []
+        replaced: list[WindowEvent] = []
+        latest: dict[tuple[object, ...], int] = {}
+        for key, new in by_key.items():
+            new.sort(key=window_position)
+            last = self._last[key]
+            if last is None or window_position(new[0]) > window_position(last):
+                base = state.decode(last[7], self.lanes) if last is not None else state.zero(self.lanes)
+                rows = list(with_prefixes(self.view, new, {key: base}))
+            else:  # late: re-state every held event from the first new one on
+                first = window_position(new[0])
+                held = self.store.window_read(self.table, [key], first[0] - 1, None)[0]
+                earlier = [h for h in held if window_position(h) < first]  # same event time, before it
+                if earlier:
+                    base = state.decode(earlier[-1][7], self.lanes)
+                else:
+                    _, (blob,) = self.store.window_seek(self.table, [key], [first[0] - 1])[0]
+                    base = state.decode(blob, self.lanes)
+                kept = [h for h in held if window_position(h) >= first]
+                known = {window_position(h) for h in kept}
+                merged = sorted([*kept, *(e for e in new if window_position(e) not in known)], key=window_position)
+                rows = list(with_prefixes(self.view, merged, {key: base}))
+                replaced.extend(kept)
+            out.extend(rows)
+            self._last[key] = rows[-1]
+            latest[key] = max(e[4] for e in new)
+        self.store.window_write(self.table, out, replaced, latest)

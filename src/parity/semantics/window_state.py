@@ -1,0 +1,116 @@
+"""Prefix states of a window index: how a window of count / sum / mean / var / std is read online
+with a bounded number of reads, whatever its width.
+
+Each event of a key, in row order, carries the exact state of every *prefix lane* over all of the
+key's events up to and including it. A lane is one (filter, column) pair of the view's invertible
+aggregates (count, sum, mean, var, std share it); its state is ``Moments`` (``semantics.windows``)
+— exact integers, so the window (t − w, t] is exactly the state at the last event ≤ t minus the
+state at the last event ≤ t − w: two seeks, then the same lowering as offline.
+
+States are stored compactly: each exact integer as (odd part, trailing zero bits) — the ·2^1074
+scale of a double leaves hundreds of zero bits that need not be stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgpack
+
+from parity.define.windows import WindowView
+from parity.semantics import windows as rule
+
+PREFIX_KINDS = frozenset({"count", "sum", "mean", "var", "std"})
+State = list[list[int]]  # per lane: [n] for counts, [n, sum, sumsq, nan, +inf, -inf] for a column
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+@dataclass(frozen=True)
+class Lane:
+    column: int | None  # position of the column in the view's declared columns; None: a count
+    bit: int  # the lane-mask bit of the events it reads
+    is_float: bool
+
+
+def lanes_of(view: WindowView) -> tuple[list[Lane], dict[str, int]]:
+    """The view's prefix lanes, and which lane each invertible aggregate reads."""
+    columns = list(view.columns)
+    lanes: list[Lane] = []
+    seen: dict[tuple[object, object], int] = {}
+    of: dict[str, int] = {}
+    for i, aggregate in enumerate(view.features):
+        if aggregate.aggregation.kind not in PREFIX_KINDS:
+            continue
+        column = aggregate.aggregation.column
+        ident = (None if aggregate.where is None else repr(aggregate.where.describe()), column)
+        if ident not in seen:
+            seen[ident] = len(lanes)
+            lanes.append(Lane(None if column is None else columns.index(column), 1 << i,
+                              column is not None and view.columns[column].name == "Float64"))
+        of[aggregate.name] = seen[ident]
+    return lanes, of
+
+
+def zero(lanes: Sequence[Lane]) -> State:
+    return [[0] if lane.column is None else [0, 0, 0, 0, 0, 0] for lane in lanes]
+
+
+def advance(state: State, lanes: Sequence[Lane], mask: int, payload: Sequence[object]) -> State:
+    """The state after one more event (a new list; ``state`` is left as it was)."""
+    out = [list(s) for s in state]
+    for lane, s in zip(lanes, out):
+        if not mask & lane.bit:
+            continue
+        if lane.column is None:
+            s[0] += 1
+            continue
+        moments = rule.Moments()
+        moments.add(payload[lane.column], lane.is_float)  # type: ignore[arg-type]
+        for j, v in enumerate(moments.as_tuple()):
+            s[j] += v
+    return out
+
+
+def difference(high: State, low: State | None) -> State:
+    if low is None:
+        return high
+    return [[a - b for a, b in zip(h, lo)] for h, lo in zip(high, low)]
+
+
+def _pack_int(x: int) -> list[object]:
+    if x == 0:
+        return [0, 0]
+    zeros = (x & -x).bit_length() - 1
+    odd = x >> zeros
+    return [odd if -(2**63) <= odd < 2**63 else odd.to_bytes((odd.bit_length() + 8) // 8, "little", signed=True),
+            zeros]
+
+
+def _unpack_int(packed: Sequence[object]) -> int:
+    odd, zeros = packed
+    value = int.from_bytes(odd, "little", signed=True) if isinstance(odd, bytes) else int(odd)  # type: ignore[call-overload]
+    return value << int(zeros)  # type: ignore[call-overload]
+
+
+def encode(state: State) -> bytes:
+    return _packb([[_pack_int(v) for v in s] for s in state])
+
+
+def decode(blob: bytes | None, lanes: Sequence[Lane]) -> State:
+    if blob is None:
+        return zero(lanes)
+    return [[_unpack_int(v) for v in s] for s in msgpack.unpackb(blob)]
+
+
+def lower(kind: str, lane_state: Sequence[int], is_float: bool, where: str = "") -> object:
+    """An invertible aggregate's value from its lane's window state (``semantics.windows``)."""
+    if kind == "count":
+        return lane_state[0]
+    if kind == "sum":
+        return rule.lower_sum(lane_state, is_float, where)
+    if kind == "mean":
+        return rule.lower_mean(lane_state, is_float)
+    if kind == "var":
+        return rule.lower_var(lane_state, is_float)
+    return rule.lower_std(lane_state, is_float)
