@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
-from parity.define.sources import Source
+from parity.define.sources import Source, StreamSource
 from parity.errors import ConfigError, DataError, ParityError, StoreError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Plan
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from parity.connectors.http import HttpClient
     from parity.ingest.materialize import MaterializeReport, WindowReport
+    from parity.ingest.stream import IngestReport, StreamIngestor
     from parity.online.engine import Entities, OnlineEngine
     from parity.online.result import QueryResult
 
@@ -66,6 +67,7 @@ class Project:
         self._readers: dict[str, SourceReader] = {}
         self._loop = BackgroundLoop()
         self._http: HttpClient | None = None
+        self._ingestors: dict[str, StreamIngestor] = {}
 
     # -- construction --------------------------------------------------------------------
 
@@ -285,6 +287,43 @@ class Project:
             return result
         return engine.execute(plan, entities, now_us, with_status)
 
+    # -- streams -------------------------------------------------------------------------------
+
+    def stream_source(self, name: str) -> StreamSource:
+        used: list[Source] = [v.source for v in self.catalog.views.values()]
+        used += [v.source for v in self.catalog.window_views.values()]
+        sources = {s.name: s for s in used if isinstance(s, StreamSource)}
+        if name not in sources:
+            raise DataError(f"unknown stream source {name!r}; the definitions use: {sorted(sources) or 'none'}")
+        return sources[name]
+
+    def ingestor(self, source: str, *, clock: Callable[[], int] | None = None) -> StreamIngestor:
+        """The single writer of a stream source in this process (it holds the log's writer lock).
+        ``clock`` (µs) stamps commits; tests replace it to control time."""
+        found = self._ingestors.get(source)
+        if found is None:
+            from parity.connectors.event_log import DeadLetterFile, EventLog
+            from parity.ingest.stream import StreamIngestor
+
+            stream = self.stream_source(source)
+            root = self.settings.resolve(".")
+            windows = [(v, self.table_of[n]) for n, v in self.catalog.window_views.items() if v.source is stream]
+            features = [(v, self.table_of[n]) for n, v in self.catalog.views.items() if v.source is stream]
+            found = self._ingestors[source] = StreamIngestor(
+                stream, EventLog(stream, root), DeadLetterFile(root, source), self.online_store(), windows, features,
+                clock=clock or now_micros)
+        return found
+
+    def push(self, source: str, events: Mapping[str, object] | Sequence[Mapping[str, object]]) -> IngestReport:
+        """Append events to a stream source, durably, and make them servable (one commit).
+
+        Returns what happened: accepted, duplicates (by event id), dead-lettered (with reasons),
+        late events applied or dead-lettered past ``max_lateness``.
+        """
+        from parity.ingest.stream import Incoming
+
+        return self.ingestor(source).ingest([Incoming(events, received_us=now_micros())])
+
     def close(self) -> None:
         """Close pools, the HTTP client, the I/O loop and the online store."""
         closers: list[Any] = [r.aclose() for r in self._readers.values() if hasattr(r, "aclose")]
@@ -296,6 +335,9 @@ class Project:
             except (ParityError, OSError, RuntimeError):  # closing is best effort; nothing is left half-written
                 pass
         self._readers.clear()
+        for ingestor in self._ingestors.values():
+            ingestor.close()
+        self._ingestors.clear()
         self._http = None
         self._loop.close()
         if self._store is not None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from parity.define.sources import DuckDBSource, MySQLSource, ParquetSource, PostgresSource, Source, SQLiteSource
+from parity.define.sources import (
+    DuckDBSource,
+    MySQLSource,
+    ParquetSource,
+    PostgresSource,
+    Source,
+    SQLiteSource,
+    StreamSource,
+)
 from parity.errors import ConfigError
 from parity.ports.online_store import OnlineStore
 from parity.ports.source import SourceReader
@@ -36,6 +44,10 @@ def reader_for(source: Source, base_dir: str) -> SourceReader:
         from parity.runtime.secrets import resolve
 
         return MySQLReader(source, resolve(source.connection, root=base_dir, what=f"source {source.name!r}"))
+    if isinstance(source, StreamSource):
+        from parity.connectors.event_log import EventLogReader
+
+        return EventLogReader(source, base_dir)
     raise ConfigError(f"no connector reads {type(source).__name__} (source {source.name!r})")
 
 

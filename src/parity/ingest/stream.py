@@ -1,0 +1,363 @@
+"""Stream ingestion: validate events, append them to the event log, keep the online indexes.
+
+One ``StreamIngestor`` is the single writer of one stream source. Each ``ingest`` call is one commit:
+
+1. parse and validate every event against the source's schema — a bad one goes to the dead-letter
+   store with its reason (field, value, what was expected) and never stops the consumer;
+2. drop duplicates by event id (exactly once: ids already in the log within ``dedup_horizon``, or
+   earlier in the same batch, are counted and skipped);
+3. dead-letter an event later than ``max_lateness`` behind the newest event time seen (never a
+   silent drop), apply every other late event;
+4. stamp the batch with its commit time (monotonic) and log sequences and append it to the event
+   log — durable and atomic, carrying the transport position: **this is the commit**;
+5. apply the batch to the online store — window indexes (``ingest.window_index``) and the latest
+   values of feature views on the source — idempotently, recording per table the last log
+   sequence applied, so a restart re-applies whatever a crash left out.
+
+Events are derived for the online store through the same normalization as an offline scan of the
+log (``ports.source``: event/created times, sequence), so both paths see one event the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from parity.define.dtypes import DType
+from parity.define.features import FeatureView
+from parity.define.sources import INGESTED_AT, LOG_SEQUENCE, StreamSource
+from parity.define.windows import WindowView
+from parity.ingest.window_index import WindowWriter, index_events
+from parity.ports.event_log import DeadLetters, EventLog
+from parity.ports.online_store import OnlineStore
+from parity.ports.source import view_scan, window_scan
+from parity.semantics import asof, values, visibility, windows
+from parity.semantics.ordering import CREATED, EVENT
+from parity.semantics.time import now_micros, to_micros
+
+DEDUP_HORIZON = dt.timedelta(days=7)
+_LAG_SAMPLES = 200_000
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message: its payload (JSON bytes / str of one event or a list of events, or a mapping),
+    the transport position it brings the consumer to, and when it was received (µs)."""
+
+    payload: bytes | str | Mapping[str, object] | Sequence[Mapping[str, object]]
+    position: int | None = None
+    received_us: int | None = None
+
+
+@dataclass
+class IngestReport:
+    accepted: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    late_applied: int = 0
+    late_dead: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    reasons: list[str] = field(default_factory=list)  # the first few dead-letter reasons
+
+
+class _Bad(ValueError):
+    pass
+
+
+def _timestamp(value: object, zone: Any) -> int:
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise _Bad(f"{value!r} is not ISO-8601 text") from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            if zone is None:
+                raise _Bad(f"{value.isoformat()} has no time zone; add one (e.g. 'Z') or declare the source's timezone")
+            value = value.replace(tzinfo=zone)
+        return to_micros(value)
+    raise _Bad(f"{value!r} ({type(value).__name__}) is not a timestamp; give ISO-8601 text with a zone")
+
+
+def _date(value: object) -> int:
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            raise _Bad(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return (value - dt.date(1970, 1, 1)).days
+    raise _Bad(f"{value!r} is not a date")
+
+
+def _convert(dtype: DType, value: object, zone: Any) -> object:
+    """An event's field in storage form, or ``_Bad`` with what was wrong."""
+    name = dtype.name
+    if name == "Int64":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Bad(f"{value!r} is not an integer")
+        if not -(2**63) <= value < 2**63:
+            raise _Bad(f"{value} is outside the Int64 range")
+        return value
+    if name == "Float64":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Bad(f"{value!r} is not a number")
+        try:
+            return float(value)
+        except OverflowError:
+            raise _Bad(f"{value} is outside the Float64 range") from None
+    if name == "String":
+        if not isinstance(value, str):
+            raise _Bad(f"{value!r} is not a string")
+        return value
+    if name == "Bool":
+        if not isinstance(value, bool):
+            raise _Bad(f"{value!r} is not true or false")
+        return value
+    if name == "Timestamp":
+        return _timestamp(value, zone)
+    if name == "Date":
+        return _date(value)
+    raise _Bad(f"unsupported dtype {dtype!r}")
+
+
+class StreamIngestor:
+    """The single writer of one stream source: its log, its dead letters, its online indexes."""
+
+    def __init__(self, source: StreamSource, log: EventLog, dead_letters: DeadLetters, store: OnlineStore,
+                 window_views: Sequence[tuple[WindowView, str]], feature_views: Sequence[tuple[FeatureView, str]],
+                 *, dedup_horizon: dt.timedelta = DEDUP_HORIZON, clock: Any = now_micros) -> None:
+        from zoneinfo import ZoneInfo
+
+        self.source = source
+        self.log = log
+        self.dead_letters = dead_letters
+        self.store = store
+        self.window_views = list(window_views)
+        self.feature_views = list(feature_views)
+        self.clock = clock
+        self.zone = ZoneInfo(source.timezone) if source.timezone else None
+        self.columns = list(source.schema)
+        self.lateness_us = None if source.max_lateness is None else int(source.max_lateness / dt.timedelta(microseconds=1))
+        self.writers = [WindowWriter(view, table, store) for view, table in self.window_views]
+        log.open_writer()
+        state = log.state()
+        self.last_seq = state.last_seq
+        self.positions = dict(state.positions)
+        self.watermark_us = state.watermark_us
+        self.last_ingested_us = state.last_ingested_us or 0
+        horizon_us = int(dedup_horizon / dt.timedelta(microseconds=1))
+        self.seen: set[object] = log.ids_since(self.clock() - horizon_us) if state.last_seq else set()
+        self.lags_us: list[int] = []  # event → servable, per accepted event (the newest samples)
+        self.commit_lags_us: list[int] = []  # receive → servable, per message
+        self.recovered = self._recover()
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def _tables(self) -> list[str]:
+        return [t for _, t in self.window_views] + [t for _, t in self.feature_views]
+
+    def _recover(self) -> int:
+        """Apply to the online store what the log holds beyond what each table has applied."""
+        marks = [self.store.get_watermark(f"{t}@log") or 0 for t in self._tables()]
+        behind = min(marks, default=self.last_seq)
+        if behind >= self.last_seq:
+            return 0
+        events = self.log.read(after_seq=behind)
+        self._apply(events)
+        return events.height
+
+    # -- one commit -----------------------------------------------------------------------------
+
+    def ingest(self, messages: Sequence[Incoming]) -> IngestReport:
+        report = IngestReport()
+        rows: list[list[object]] = []
+        letters: list[dict[str, object]] = []
+        event_index = self.columns.index(self.source.event_time)
+        id_column = self.source.event_id
+        watermark = self.watermark_us
+        position = None
+        received: list[int] = []
+        for message in messages:
+            if message.position is not None:
+                position = message.position
+            if message.received_us is not None:
+                received.append(message.received_us)
+            for event, problem in self._events(message.payload):
+                if problem is None:
+                    try:
+                        row = self._row(event)
+                    except _Bad as exc:
+                        problem = str(exc)
+                if problem is not None:
+                    letters.append({"reason": problem, "payload": _text(event), "position": message.position})
+                    continue
+                event_id = row[self.columns.index(id_column)]
+                if event_id in self.seen:
+                    report.duplicates += 1
+                    continue
+                ev = row[event_index]
+                assert isinstance(ev, int)
+                if watermark is not None and ev < watermark:
+                    behind = watermark - ev
+                    if self.lateness_us is not None and behind > self.lateness_us:
+                        letters.append({"reason": f"late: event time is {behind / 1e6:g} s behind the newest event "
+                                                  f"time seen, past max_lateness "
+                                                  f"({self.lateness_us / 1e6:g} s)",
+                                        "payload": _text(event), "position": message.position})
+                        report.late_dead += 1
+                        continue
+                    report.late_applied += 1
+                self.seen.add(event_id)
+                rows.append(row)
+                watermark = ev if watermark is None else max(watermark, ev)
+        report.dead = len(letters)
+        report.reasons = [str(letter["reason"]) for letter in letters[:5]]
+        self.dead_letters(letters)
+        if position is not None:
+            self.positions["transport"] = position
+        if not rows:
+            if position is not None and position != self.positions.get("committed"):
+                # Nothing to apply, but the position moved (all duplicates or dead): commit it so a
+                # restart does not read these messages again.
+                self._commit(pl.DataFrame(schema=self._schema()), watermark)
+            return report
+        frame = self._frame(rows)
+        ingested = self._commit(frame, watermark)
+        report.accepted = frame.height
+        report.first_seq, report.last_seq = self.last_seq - frame.height + 1, self.last_seq
+        evs = np.asarray([r[event_index] for r in rows], np.int64)
+        self._sample(self.lags_us, (ingested - evs).tolist())
+        self._sample(self.commit_lags_us, [ingested - r for r in received])
+        return report
+
+    def _commit(self, frame: pl.DataFrame, watermark: int | None) -> int:
+        ingested = max(self.clock(), self.last_ingested_us)
+        n = frame.height
+        frame = frame.with_columns(
+            pl.lit(ingested).cast(pl.Datetime("us", "UTC")).alias(INGESTED_AT),
+            pl.int_range(self.last_seq + 1, self.last_seq + 1 + n, dtype=pl.Int64).alias(LOG_SEQUENCE),
+        ) if n else frame
+        if n:
+            self.log.append(frame, {**self.positions, "committed": self.positions.get("transport", 0)},
+                            watermark, ingested)
+            self.last_seq += n
+        self.positions["committed"] = self.positions.get("transport", 0)
+        self.watermark_us = watermark
+        self.last_ingested_us = ingested
+        if n:
+            self._apply(frame)
+        return ingested
+
+    def _apply(self, log_events: pl.DataFrame) -> None:
+        """Log rows → online store, through the offline normalization of the log."""
+        if not log_events.height:
+            return
+        last_seq = int(log_events[LOG_SEQUENCE].max())  # type: ignore[arg-type]
+        lazy = log_events.lazy()
+        for (view, table), writer in zip(self.window_views, self.writers):
+            scan = self.log.as_scan(lazy, window_scan(view))
+            events = windows.sorted_events(scan.rows, list(view.entity.keys),
+                                           uses_created=visibility.uses_created(self.source))
+            writer.write(index_events(view, events))
+            self.store.set_watermark(f"{table}@log", last_seq)
+        for fview, table in self.feature_views:
+            scan = self.log.as_scan(lazy, view_scan(fview))
+            with_created = visibility.uses_created(self.source)
+            until = scan.rows.select(visibility.visible_at_expr(with_created).max()).item()
+            chosen = asof.latest(scan.rows, list(fview.entity.keys), uses_created=with_created, t_us=int(until))
+            keys = list(fview.entity.keys)
+            chosen = chosen.select(*(pl.col(k).cast(values.storage_polars_type(d)) for k, d in fview.entity.keys.items()),
+                                   pl.col(EVENT), pl.col(CREATED),
+                                   *(pl.col(f.name).cast(values.storage_polars_type(f.dtype)) for f in fview.features))
+            store_rows = []
+            for row in chosen.iter_rows(named=True):
+                store_rows.append((tuple(row[k] for k in keys),
+                                   (row[EVENT], row[CREATED] if row[CREATED] is not None else row[EVENT],
+                                    tuple(row[f.name] for f in fview.features))))
+            self.store.ensure_table(table)
+            self.store.write(table, store_rows)
+            self.store.set_watermark(f"{table}@log", last_seq)
+
+    # -- parsing --------------------------------------------------------------------------------
+
+    def _events(self, payload: object) -> list[tuple[object, str | None]]:
+        if isinstance(payload, bytes | str):
+            try:
+                payload = json.loads(payload)
+            except (ValueError, UnicodeDecodeError) as exc:
+                return [(payload, f"not JSON: {exc}")]
+        if isinstance(payload, Mapping):
+            return [(payload, None)]
+        if isinstance(payload, list | tuple):
+            return [(e, None if isinstance(e, Mapping) else "an event must be a JSON object") for e in payload]
+        return [(payload, f"an event must be a JSON object, not {type(payload).__name__}")]
+
+    def _row(self, event: object) -> list[object]:
+        assert isinstance(event, Mapping)
+        row: list[object] = []
+        for column, dtype in self.source.schema.items():
+            value = event.get(column)
+            if value is None:
+                if column == self.source.event_id:
+                    raise _Bad(f"field {column!r} (the event id) is missing")
+                if column == self.source.event_time:
+                    raise _Bad(f"field {column!r} (the event time) is missing: an event without a time is never "
+                               f"visible")
+                row.append(None)
+                continue
+            if isinstance(value, float) and dtype.name == "Float64" and math.isnan(value):
+                row.append(value)
+                continue
+            try:
+                row.append(_convert(dtype, value, self.zone))
+            except _Bad as exc:
+                raise _Bad(f"field {column!r}: {exc} (a {dtype!r} column)") from None
+        return row
+
+    def _schema(self) -> dict[str, pl.DataType]:
+        return {c: values.storage_polars_type(d) for c, d in self.source.schema.items()}
+
+    def _frame(self, rows: list[list[object]]) -> pl.DataFrame:
+        frame = pl.DataFrame(rows, schema=self._schema(), orient="row")
+        return frame.with_columns(pl.col(c).cast(values.polars_type(d)) for c, d in self.source.schema.items())
+
+    @staticmethod
+    def _sample(buffer: list[int], new: list[int]) -> None:
+        buffer.extend(new)
+        if len(buffer) > _LAG_SAMPLES:
+            del buffer[: len(buffer) - _LAG_SAMPLES]
+
+    def freshness(self) -> dict[str, object]:
+        """Event-to-servable and receive-to-servable lag (p50/p99, ms) over the newest events."""
+        def pct(buffer: list[int]) -> dict[str, float] | None:
+            if not buffer:
+                return None
+            arr = np.asarray(buffer, np.float64) / 1000
+            return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
+                    "samples": float(arr.size)}
+        return {"source": self.source.name, "event_to_servable": pct(self.lags_us),
+                "receive_to_servable": pct(self.commit_lags_us), "last_seq": self.last_seq,
+                "position": self.positions.get("committed")}
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def _text(event: object) -> str:
+    if isinstance(event, bytes):
+        return event.decode("utf-8", "replace")
+    if isinstance(event, str):
+        return event
+    try:
+        return json.dumps(event, default=str)
+    except (TypeError, ValueError):
+        return repr(event)
