@@ -16,7 +16,12 @@ START = {
     "redis": 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
              "--dir /var/lib/redis --logfile /var/log/redis/ci.log",
     "mariadb": "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+    "nats": "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 "
+            "-js -sd /var/lib/nats-server -l /var/log/nats-server.log",
+    "mosquitto": "mosquitto -d -c /etc/mosquitto/mosquitto.conf",
 }
+NATS_URL = os.environ.get("PARITY_TEST_NATS_URL", "nats://127.0.0.1:4222")
+MQTT_URL = os.environ.get("PARITY_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 POSTGRES_URL = os.environ.get("PARITY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("PARITY_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("PARITY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

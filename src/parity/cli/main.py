@@ -1,4 +1,5 @@
-"""``parity``: init, apply, features, explain, training-set, materialize, query.
+"""``parity``: init, apply, features, explain, training-set, materialize, query, stream, push,
+freshness, dead-letters.
 
 Every command works on the project in the current folder (or ``-C DIR``). Errors print one clear
 line and exit with status 2; long work prints progress to stderr.
@@ -17,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from parity.define.sources import StreamSource
 from parity.errors import ParityError, one_line
 
 if TYPE_CHECKING:
@@ -286,6 +288,111 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream_sources(project: Project, names: Sequence[str] | None) -> list[StreamSource]:
+    if names:
+        return [project.stream_source(n) for n in names]
+    found: dict[str, StreamSource] = {}
+    used = [v.source for v in project.catalog.views.values()] + [v.source for v in project.catalog.window_views.values()]
+    for source in used:
+        if isinstance(source, StreamSource) and (source.nats is not None or source.mqtt is not None):
+            found[source.name] = source
+    if not found:
+        raise ParityError("no stream source with a transport (nats= or mqtt=) in the definitions")
+    return list(found.values())
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from parity.runtime.streaming import consume_all
+
+    progress = _Progress(args.quiet)
+    project = _project(args)
+    loop = asyncio.new_event_loop()
+    task = None
+
+    def stop(*_: object) -> None:  # SIGTERM: finish the batch in hand, close cleanly
+        if task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        sources = _stream_sources(project, args.source)
+        task = loop.create_task(consume_all(project, sources, idle_exit=args.idle_exit, progress=progress))
+        try:
+            totals = loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            return 0
+        for source, total in zip(sources, totals):
+            print(f"{source.name}: {total['accepted']:,} accepted, {total['duplicates']:,} duplicates, "
+                  f"{total['dead']:,} dead-lettered ({total['late_dead']:,} too late), "
+                  f"{total['late_applied']:,} late applied")
+    finally:
+        loop.close()
+        project.close()
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    project = _project(args)
+    try:
+        if args.events == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.events, encoding="utf-8") as handle:
+                text = handle.read()
+        events = [json.loads(line) for line in text.splitlines() if line.strip()]
+        report = project.push(args.source, events)
+    except (OSError, ValueError) as exc:
+        raise ParityError(f"--events {args.events}: {exc}") from None
+    finally:
+        project.close()
+    print(json.dumps(report.__dict__))
+    return 0
+
+
+def cmd_freshness(args: argparse.Namespace) -> int:
+    from parity.runtime.streaming import freshness_path
+
+    project = _project(args)
+    try:
+        names = args.source or [s.name for s in _stream_sources(project, None)]
+        for name in names:
+            project.stream_source(name)
+            path = freshness_path(project.settings.root, name)
+            if not os.path.exists(path):
+                print(f"{name}: no freshness yet (run 'parity stream')")
+                continue
+            with open(path, encoding="utf-8") as handle:
+                stats = json.load(handle)
+            parts = []
+            for label, key in (("event->servable", "event_to_servable"), ("receive->servable", "receive_to_servable")):
+                if stats.get(key):
+                    parts.append(f"{label} p50 {stats[key]['p50_ms']:.1f} ms p99 {stats[key]['p99_ms']:.1f} ms")
+            lag = stats.get("consumer_lag")
+            parts.append(f"consumer lag {lag if lag is not None else 'unknown'}")
+            print(f"{name}: " + ", ".join(parts) + f" (log at {stats.get('last_seq')})")
+    finally:
+        project.close()
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from parity.connectors.event_log import read_dead_letters
+
+    project = _project(args)
+    try:
+        project.stream_source(args.source)
+        for i, letter in enumerate(read_dead_letters(project.settings.root, args.source)):
+            if i >= args.limit:
+                break
+            print(json.dumps(letter))
+    finally:
+        project.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parity", description="Define features once; train and serve the same values.")
     parser.add_argument("-C", "--project", default=".", help="project folder (default: the current one)")
@@ -336,6 +443,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--now", help="query time (ISO-8601 with zone; default now)")
     p.add_argument("--status", action="store_true", help="show status and event time per value")
     p.set_defaults(run=cmd_query)
+
+    p = sub.add_parser("stream", help="consume stream sources (NATS JetStream, MQTT) into the event log and online store")
+    p.add_argument("--source", action="append", help="only this stream source (repeatable)")
+    p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                   help="stop after this long without a message (default: run until stopped)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=cmd_stream)
+
+    p = sub.add_parser("push", help="push JSON-lines events into a stream source (one commit)")
+    p.add_argument("source")
+    p.add_argument("--events", default="-", help="a JSON-lines file, or - for stdin")
+    p.set_defaults(run=cmd_push)
+
+    p = sub.add_parser("freshness", help="event-to-servable lag (p50/p99) and consumer lag per stream source")
+    p.add_argument("--source", action="append")
+    p.set_defaults(run=cmd_freshness)
+
+    p = sub.add_parser("dead-letters", help="events a stream source rejected, with the reasons")
+    p.add_argument("source")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(run=cmd_dead_letters)
     return parser
 
 

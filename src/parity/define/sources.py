@@ -171,10 +171,16 @@ class NatsSubject:
 @dataclass(frozen=True)
 class MqttTopic:
     """Where a stream's events arrive on MQTT: ``topic`` (``+``/``#`` wildcards allowed), received at
-    QoS 1 on a persistent session (acknowledged only after the events are committed)."""
+    QoS 1 on a persistent session (acknowledged only after the events are committed).
+    ``fields_from_topic`` fills event fields from topic levels: ``{"machine_id": 1}`` reads
+    ``factory/m7/temperature`` as machine ``m7``."""
 
     topic: str
     qos: int = 1
+    fields_from_topic: dict[str, int] = field(default_factory=dict)  # field -> topic level (0-based)
+
+    def __hash__(self) -> int:
+        return hash((self.topic, self.qos, tuple(sorted(self.fields_from_topic.items()))))
 
 
 @dataclass(frozen=True, kw_only=True)

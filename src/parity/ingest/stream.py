@@ -38,22 +38,13 @@ from parity.ingest.window_index import WindowWriter, index_events
 from parity.ports.event_log import DeadLetters, EventLog
 from parity.ports.online_store import OnlineStore
 from parity.ports.source import view_scan, window_scan
+from parity.ports.stream import Incoming
 from parity.semantics import asof, values, visibility, windows
 from parity.semantics.ordering import CREATED, EVENT
 from parity.semantics.time import now_micros, to_micros
 
 DEDUP_HORIZON = dt.timedelta(days=7)
 _LAG_SAMPLES = 200_000
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """One message: its payload (JSON bytes / str of one event or a list of events, or a mapping),
-    the transport position it brings the consumer to, and when it was received (µs)."""
-
-    payload: bytes | str | Mapping[str, object] | Sequence[Mapping[str, object]]
-    position: int | None = None
-    received_us: int | None = None
 
 
 @dataclass

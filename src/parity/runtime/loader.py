@@ -12,6 +12,7 @@ from types import ModuleType
 from parity.define.entities import Entity
 from parity.define.features import FeatureView
 from parity.define.resolvers import Resolver
+from parity.define.windows import WindowView
 from parity.errors import DefinitionError, ParityError
 
 
@@ -48,7 +49,7 @@ def load_definitions(definitions: str, root: str) -> list[object]:
     seen: set[int] = set()
     for mod in [module, *modules]:
         for value in vars(mod).values():
-            if isinstance(value, (Entity, FeatureView, Resolver)) and id(value) not in seen:
+            if isinstance(value, (Entity, FeatureView, Resolver, WindowView)) and id(value) not in seen:
                 seen.add(id(value))
                 found.append(value)
     return found

@@ -320,7 +320,7 @@ class Project:
         Returns what happened: accepted, duplicates (by event id), dead-lettered (with reasons),
         late events applied or dead-lettered past ``max_lateness``.
         """
-        from parity.ingest.stream import Incoming
+        from parity.ports.stream import Incoming
 
         return self.ingestor(source).ingest([Incoming(events, received_us=now_micros())])
 

@@ -1,7 +1,9 @@
 """One typed settings object, from ``parity.toml`` and ``PARITY_*`` environment variables.
 
 Environment wins over the file: ``PARITY_DEFINITIONS``, ``PARITY_ONLINE_STORE_TYPE``,
-``PARITY_ONLINE_STORE_PATH``, ``PARITY_ONLINE_STORE_URL``, ``PARITY_REGISTRY_PATH``.
+``PARITY_ONLINE_STORE_PATH``, ``PARITY_ONLINE_STORE_URL``, ``PARITY_REGISTRY_PATH``, ``PARITY_NATS_URL``,
+``PARITY_MQTT_URL`` (the stream brokers, ``[streams] nats_url`` / ``mqtt_url``; a URL may be a
+reference such as ``env:NAME`` when it carries credentials).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Settings:
     registry_path: str
     online_store_url: str | None = None
     online_store_namespace: str = "parity"
+    nats_url: str = "nats://127.0.0.1:4222"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
@@ -49,6 +53,7 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     project = _table(data, "project", path)
     online = _table(data, "online_store", path)
     registry = _table(data, "registry", path)
+    streams = _table(data, "streams", path)
     store_type = env.get("PARITY_ONLINE_STORE_TYPE", _text(online, "online_store", "type", path, "sqlite"))
     if store_type not in ("sqlite", "redis"):
         raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite' or 'redis'")
@@ -66,6 +71,8 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
         registry_path=env.get("PARITY_REGISTRY_PATH", _text(registry, "registry", "path", path, ".parity/registry.db")),
         online_store_url=env.get("PARITY_ONLINE_STORE_URL", _text(online, "online_store", "url", path, "") or None),
         online_store_namespace=_text(online, "online_store", "namespace", path, name),
+        nats_url=env.get("PARITY_NATS_URL", _text(streams, "streams", "nats_url", path, "nats://127.0.0.1:4222")),
+        mqtt_url=env.get("PARITY_MQTT_URL", _text(streams, "streams", "mqtt_url", path, "mqtt://127.0.0.1:1883")),
     )
 
 

@@ -1,0 +1,96 @@
+"""``parity stream``: consume every stream source's transport into its ingestor.
+
+Per batch: ``StreamIngestor.ingest`` (validate, dedup, commit to the log, apply), then the
+transport's ack. A crash at any point loses nothing and counts nothing twice: before the commit the
+transport redelivers (NATS resumes at the log's position, MQTT redelivers unacknowledged
+messages); after it, the log holds the events, the restart re-applies what the online store missed
+and drops redelivered ids. Freshness (event → servable, receive → servable, consumer lag) is
+written to ``.parity/freshness/<source>.json`` every second for ``parity freshness``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from parity.define.sources import StreamSource
+from parity.errors import ConfigError
+from parity.ports.stream import Transport
+from parity.runtime.secrets import connection
+
+if TYPE_CHECKING:
+    from parity.runtime.project import Project
+
+Progress = Callable[[str], None]
+
+
+def transport_for(project: Project, source: StreamSource) -> Transport:
+    settings = project.settings
+    if source.nats is not None:
+        from parity.connectors.nats_stream import NatsTransport
+
+        url = connection(settings.nats_url, root=settings.root, what="streams.nats_url").reveal()
+        return NatsTransport(url, source.nats)
+    if source.mqtt is not None:
+        from parity.connectors.mqtt_stream import MqttTransport
+
+        url = connection(settings.mqtt_url, root=settings.root, what="streams.mqtt_url").reveal()
+        return MqttTransport(url, source.mqtt, client_id=f"parity-{settings.name}-{source.name}")
+    raise ConfigError(f"stream source {source.name!r} has no transport (nats= or mqtt=); feed it with project.push")
+
+
+def freshness_path(root: str, source: str) -> str:
+    return os.path.join(root, ".parity", "freshness", f"{source}.json")
+
+
+async def consume(project: Project, source: StreamSource, *, idle_exit: float | None = None,
+                  progress: Progress | None = None) -> dict[str, int]:
+    """Consume one source until ``idle_exit`` seconds pass without a message (None: forever)."""
+    ingestor = project.ingestor(source.name)
+    transport = transport_for(project, source)
+    totals = {"accepted": 0, "duplicates": 0, "dead": 0, "late_applied": 0, "late_dead": 0}
+    if ingestor.recovered and progress:
+        progress(f"{source.name}: re-applied {ingestor.recovered:,} logged events the online store had not seen")
+    await transport.start(ingestor.positions.get("committed"))
+    if progress:
+        progress(f"{source.name}: consuming {transport.describe} after position {ingestor.positions.get('committed')}")
+    written = 0.0
+    try:
+        async for batch in transport.batches(idle_exit):
+            report = ingestor.ingest(batch)
+            await transport.ack(batch)
+            for name in totals:
+                totals[name] += getattr(report, name)
+            now = time.monotonic()
+            if now - written > 1.0:
+                written = now
+                stats = ingestor.freshness()
+                try:
+                    stats["consumer_lag"] = await transport.lag(ingestor.positions.get("committed"))
+                except Exception:  # noqa: BLE001 - lag is informative; the consumer keeps running
+                    stats["consumer_lag"] = None
+                _write_json(freshness_path(project.settings.root, source.name), stats)
+                if progress:
+                    progress(f"{source.name}: {totals['accepted']:,} accepted, {totals['duplicates']:,} duplicates, "
+                             f"{totals['dead']:,} dead-lettered (log at {ingestor.last_seq:,})")
+    finally:
+        _write_json(freshness_path(project.settings.root, source.name), ingestor.freshness())
+        await transport.close()
+    return totals
+
+
+async def consume_all(project: Project, sources: list[StreamSource], *, idle_exit: float | None = None,
+                      progress: Progress | None = None) -> list[dict[str, int]]:
+    return list(await asyncio.gather(*(consume(project, s, idle_exit=idle_exit, progress=progress) for s in sources)))
+
+
+def _write_json(path: str, data: object) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, default=str)
+    os.replace(tmp, path)
