@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,http]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,http,nats,mqtt]" 2>&1 | { grep -v "^WARNING: Location" || true; }
 PARITY="$PWD/.venv/bin/parity"
 
 rm -rf example-run
@@ -20,7 +20,8 @@ echo "== features"
 FEATURES=transaction.amount,transaction.is_online,transaction.user.country,transaction.user.account_age_days,\
 transaction.user.txn_count_7d,transaction.user.countries_30d,transaction.amount_vs_user_avg,transaction.is_foreign,\
 transaction.card_age_days,transaction.card.card_type,transaction.merchant.category,transaction.is_new_merchant_for_user,\
-transaction.risk_bucket,transaction.needs_review
+transaction.risk_bucket,transaction.needs_review,transaction.card.txn_count[10m],transaction.card.txn_count[1h],\
+transaction.user.amount_sum[1d],transaction.user.distinct_merchants[30d],transaction.velocity_alert
 
 echo "== explain: the plan both engines run"
 "$PARITY" explain "$FEATURES"
@@ -41,4 +42,12 @@ if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   ../.venv/bin/python live.py
 else
   echo "== live part skipped: PostgreSQL is not running on 127.0.0.1:5432 (see README, 'Connectors')"
+fi
+
+# The streaming part needs NATS (JetStream) and Mosquitto on loopback (scripts/services.sh starts them).
+if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+  echo "== streams: payments over NATS JetStream, machine temperatures over MQTT, velocity windows online == offline"
+  ../.venv/bin/python live_stream.py
+else
+  echo "== streaming part skipped: NATS (4222) and Mosquitto (1883) are not both running (bash scripts/services.sh)"
 fi

@@ -20,6 +20,9 @@ FEATURES = [
     "transaction.user.txn_count_7d", "transaction.user.countries_30d", "transaction.amount_vs_user_avg",
     "transaction.is_foreign", "transaction.card_age_days", "transaction.is_new_merchant_for_user",
     "transaction.risk_bucket", "transaction.needs_review",
+    "transaction.card.txn_count[10m]", "transaction.card.txn_count[1h]", "transaction.card.amount_max[1h]",
+    "transaction.user.amount_sum[1d]", "transaction.user.online_count[1d]", "transaction.user.distinct_merchants[30d]",
+    "transaction.user.amount_p90[30d]", "transaction.velocity_alert",
 ]
 
 
@@ -32,8 +35,13 @@ def replay(offline: pl.DataFrame, features: list[str]) -> int:
         os.environ["PARITY_ONLINE_STORE_PATH"] = os.path.join(tmp, "online.db")
         project = pt.Project.load(".")
         try:
+            # A window index answers any past time exactly (each event keeps when it became
+            # visible), so it is built once; latest-value views are loaded as of each row's time.
+            if project.catalog.window_views:
+                project.materialize(until=offline["timestamp"].max(), views=list(project.catalog.window_views),
+                                    progress=lambda _: None)
             for row in offline.sort("timestamp").iter_rows(named=True):
-                project.materialize(until=row["timestamp"], progress=lambda _: None)
+                project.materialize(until=row["timestamp"], views=list(project.catalog.views), progress=lambda _: None)
                 online = project.query({"transaction_id": [row["transaction_id"]]}, features,
                                        now=row["timestamp"]).rows[0]
                 for ref in features:

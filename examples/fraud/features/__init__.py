@@ -13,8 +13,18 @@ from features.resolvers import (
     is_foreign,
     is_new_merchant_for_user,
     merchant_risk,
+    velocity_alert,
 )
-from features.views import card_profile, merchant_profile, transaction_facts, user_daily_stats, user_merchant_history, user_profile
+from features.views import (
+    card_profile,
+    card_velocity,
+    merchant_profile,
+    transaction_facts,
+    user_daily_stats,
+    user_merchant_history,
+    user_profile,
+    user_velocity,
+)
 
 __all__ = [
     "account_age_days",
@@ -22,6 +32,7 @@ __all__ = [
     "card",
     "card_age_days",
     "card_profile",
+    "card_velocity",
     "is_foreign",
     "is_new_merchant_for_user",
     "merchant",
@@ -34,4 +45,6 @@ __all__ = [
     "user_merchant",
     "user_merchant_history",
     "user_profile",
+    "user_velocity",
+    "velocity_alert",
 ]

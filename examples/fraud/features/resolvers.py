@@ -53,3 +53,16 @@ async def merchant_risk(
         return None, False
     bucket = "high" if risk > 0.7 else "medium" if risk > 0.3 else "low"
     return bucket, bucket == "high" and (amount or 0.0) > 200.0
+
+
+@pt.resolver(entity=transaction, outputs=pt.Feature("velocity_alert", pt.Bool,
+                                                     description="A burst on the card or an unusual day."))
+def velocity_alert(
+    card_10m: Annotated[int, "card.txn_count[10m]"],
+    day_sum: Annotated[float, "user.amount_sum[1d]"],
+    p90: Annotated[float | None, "user.amount_p90[30d]"],
+    amount: float | None,
+) -> bool:
+    burst = card_10m >= 3
+    unusual = p90 is not None and amount is not None and amount > 2 * p90 and day_sum > 3 * p90
+    return burst or unusual

@@ -86,3 +86,31 @@ merchant_profile = pt.FeatureView(
         pt.Feature("risk_score", pt.Float64, description="Acquirer risk score, 0-1."),
     ],
 )
+
+# Velocity: window aggregates over the same transactions, exact on both paths. At a transaction's
+# own time its windows include it (t - w < event time <= t).
+card_velocity = pt.WindowView(
+    "card_velocity",
+    entity=card,
+    source=transactions,
+    columns={"amount": pt.Float64, "merchant_id": pt.Int64},
+    windows=["10m", "1h"],
+    features=[
+        pt.Aggregate("txn_count", pt.agg.count(), description="Payments with this card in the window."),
+        pt.Aggregate("amount_max", pt.agg.max("amount"), windows=["1h"]),
+    ],
+)
+
+user_velocity = pt.WindowView(
+    "user_velocity",
+    entity=user,
+    source=transactions,
+    columns={"amount": pt.Float64, "merchant_id": pt.Int64, "is_online": pt.Bool},
+    windows=["1d"],
+    features=[
+        pt.Aggregate("amount_sum", pt.agg.sum("amount"), description="EUR spent in the window."),
+        pt.Aggregate("online_count", pt.agg.count(), where=pt.col("is_online")),
+        pt.Aggregate("distinct_merchants", pt.agg.count_distinct("merchant_id"), windows=["30d"]),
+        pt.Aggregate("amount_p90", pt.agg.approx_percentile("amount", 0.9), windows=["30d"]),
+    ],
+)

@@ -73,6 +73,7 @@ class SQLiteOnlineStore:
                 con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True, timeout=_BUSY_MS / 1000)
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
+                con.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: index rebuilds stay in memory
             except sqlite3.Error:
                 if con is not None:
                     con.close()

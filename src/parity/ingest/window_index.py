@@ -30,7 +30,9 @@ def lane_masks(view: WindowView, events: pl.DataFrame) -> pl.Series:
         if aggregate.aggregation.column is not None:
             keep = keep & pl.col(aggregate.aggregation.column).is_not_null()
         lanes = lanes + pl.when(keep).then(pl.lit(1 << i, pl.Int64)).otherwise(pl.lit(0, pl.Int64))
-    return events.select(lanes.alias("lanes")).to_series() if events.height else pl.Series("lanes", [], pl.Int64)
+    # with_columns, not select: a mask that is a literal (counts without a filter) still gets a row per event
+    return events.with_columns(lanes.alias("__parity_lanes"))["__parity_lanes"] if events.height else \
+        pl.Series("lanes", [], pl.Int64)
 
 
 def index_events(view: WindowView, events: pl.DataFrame) -> list[WindowEvent]:
@@ -40,8 +42,10 @@ def index_events(view: WindowView, events: pl.DataFrame) -> list[WindowEvent]:
     value_cols = [events[c].cast(values.storage_polars_type(d)).to_list() for c, d in view.columns.items()]
     evs, crs = events[EVENT].to_list(), events[CREATED].to_list()
     seqs, vis = events[SEQUENCE].cast(pl.Int64).to_list(), events[windows.VISIBLE].to_list()
-    return [(tuple(k[i] for k in key_cols), evs[i], crs[i], seqs[i], vis[i], lanes[i],
-             tuple(v[i] for v in value_cols), None, None) for i in range(events.height)]
+    keys = list(zip(*key_cols)) if key_cols else [()] * events.height
+    payloads = list(zip(*value_cols)) if value_cols else [()] * events.height
+    return [(k, ev, cr, seq, v, lane, payload, None, None)
+            for k, ev, cr, seq, v, lane, payload in zip(keys, evs, crs, seqs, vis, lanes, payloads)]
 
 
 def with_prefixes(view: WindowView, events: Iterable[WindowEvent],

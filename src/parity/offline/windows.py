@@ -63,12 +63,32 @@ def window_values(view: WindowView, events: pl.DataFrame, probes: pl.DataFrame,
     t_all = probes[PROBE_TIME].cast(pl.Int64).to_numpy()
     partitions = _partitions(codes, probe_codes, t_all)
     aggregates = {a.name: a for a in view.features}
-    masks = _lane_masks(view, events)
+    needed = {o.feature for o in outputs}
+    masks = _lane_masks([a for a in view.features if a.name in needed], events)
+    context = _Context(events)
     out: dict[str, pl.Series] = {}
     for output in outputs:
         aggregate = aggregates[output.feature]
-        out[output.column_id] = _one_output(view, aggregate, output, events, masks, partitions, n_probes)
+        out[output.column_id] = _one_output(view, aggregate, output, events, masks, partitions, n_probes, context)
     return out
+
+
+class _Context:
+    """What the outputs of one window read share: event arrays, each aggregate's prepared column
+    (one per aggregate, whatever its widths) and each partition's ranges (one per width)."""
+
+    def __init__(self, events: pl.DataFrame) -> None:
+        self.ev = events[EVENT].to_numpy() if events.height else np.zeros(0, np.int64)
+        self.vis = events[rule.VISIBLE].to_numpy() if events.height else np.zeros(0, np.int64)
+        self.prepared: dict[int, dict[str, Any]] = {}
+        self.ranges: dict[tuple[int, int | None], tuple[np.ndarray, np.ndarray]] = {}
+
+    def range_of(self, index: int, part: _Partition, width: int | None) -> tuple[np.ndarray, np.ndarray]:
+        found = self.ranges.get((index, width))
+        if found is None:
+            found = self.ranges[(index, width)] = kernel.ranges(
+                part.block_start, part.block_end, self.ev[part.e0:part.e1], part.t, width or 0, width is None)
+        return found
 
 
 def _partitions(codes: np.ndarray, probe_codes: np.ndarray, t_all: np.ndarray) -> list[_Partition]:
@@ -95,37 +115,37 @@ def _partitions(codes: np.ndarray, probe_codes: np.ndarray, t_all: np.ndarray) -
     return parts
 
 
-def _lane_masks(view: WindowView, events: pl.DataFrame) -> dict[int, np.ndarray]:
+def _lane_masks(aggregates: list[Aggregate], events: pl.DataFrame) -> dict[int, np.ndarray]:
     """Per aggregate (by id), which events it reads: its filter passes and its column is not null."""
     exprs: dict[str, pl.Expr] = {}
-    for aggregate in view.features:
+    for aggregate in aggregates:
         keep = compile_filter(aggregate.where) if aggregate.where is not None else pl.lit(True)
         if aggregate.aggregation.column is not None:
             keep = keep & pl.col(aggregate.aggregation.column).is_not_null()
         exprs[f"m{id(aggregate)}"] = keep
     if not events.height:
-        return {id(a): np.zeros(0, np.bool_) for a in view.features}
-    frame = events.select(**exprs)
-    return {id(a): frame[f"m{id(a)}"].to_numpy() for a in view.features}
+        return {id(a): np.zeros(0, np.bool_) for a in aggregates}
+    frame = events.with_columns(**exprs)  # with_columns: a filter that is a literal still gets a row per event
+    return {id(a): frame[f"m{id(a)}"].to_numpy() for a in aggregates}
 
 
 def _one_output(view: WindowView, aggregate: Aggregate, output: WindowOutput, events: pl.DataFrame,
-                masks: dict[int, np.ndarray], partitions: list[_Partition], n_probes: int) -> pl.Series:
+                masks: dict[int, np.ndarray], partitions: list[_Partition], n_probes: int,
+                context: _Context) -> pl.Series:
     kind = aggregate.aggregation.kind
     column = aggregate.aggregation.column
     dtype = output.dtype
     col_dtype = view.columns[column] if column is not None else None
-    width = output.width
     mask_all = masks[id(aggregate)]
-    ev_all = events[EVENT].to_numpy() if events.height else np.zeros(0, np.int64)
-    vis_all = events[rule.VISIBLE].to_numpy() if events.height else np.zeros(0, np.int64)
-    prepared = _prepare_column(kind, col_dtype, events[column] if column is not None else None,
-                               mask_all)
+    prepared = context.prepared.get(id(aggregate))
+    if prepared is None:
+        prepared = context.prepared[id(aggregate)] = _prepare_column(
+            kind, col_dtype, events[column] if column is not None else None, mask_all)
     results: list[tuple[np.ndarray, Any, int]] = []
-    for part in partitions:
+    for index, part in enumerate(partitions):
         sl = slice(part.e0, part.e1)
-        lo, hi = kernel.ranges(part.block_start, part.block_end, ev_all[sl], part.t, width or 0, width is None)
-        args = (lo, hi, vis_all[sl], part.t, mask_all[sl])
+        lo, hi = context.range_of(index, part, output.width)
+        args = (lo, hi, context.vis[sl], part.t, mask_all[sl])
         results.append((part.queries, _kernel_values(kind, aggregate, col_dtype, prepared, part, args), part.e0))
     return _assemble(kind, dtype, results, n_probes, prepared, output)
 

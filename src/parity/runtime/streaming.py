@@ -11,6 +11,7 @@ written to ``.parity/freshness/<source>.json`` every second for ``parity freshne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -59,6 +60,7 @@ async def consume(project: Project, source: StreamSource, *, idle_exit: float | 
     if progress:
         progress(f"{source.name}: consuming {transport.describe} after position {ingestor.positions.get('committed')}")
     written = 0.0
+    lag: int | None = None
     try:
         async for batch in transport.batches(idle_exit):
             report = ingestor.ingest(batch)
@@ -70,15 +72,22 @@ async def consume(project: Project, source: StreamSource, *, idle_exit: float | 
                 written = now
                 stats = ingestor.freshness()
                 try:
-                    stats["consumer_lag"] = await transport.lag(ingestor.positions.get("committed"))
+                    lag = await transport.lag(ingestor.positions.get("committed"))
                 except Exception:  # noqa: BLE001 - lag is informative; the consumer keeps running
-                    stats["consumer_lag"] = None
+                    lag = None
+                stats["consumer_lag"] = lag
                 _write_json(freshness_path(project.settings.root, source.name), stats)
                 if progress:
                     progress(f"{source.name}: {totals['accepted']:,} accepted, {totals['duplicates']:,} duplicates, "
                              f"{totals['dead']:,} dead-lettered (log at {ingestor.last_seq:,})")
     finally:
-        _write_json(freshness_path(project.settings.root, source.name), ingestor.freshness())
+        stats = ingestor.freshness()
+        with contextlib.suppress(Exception):  # the broker may be gone: the last measured lag stands
+            lag = await transport.lag(ingestor.positions.get("committed"))
+        stats["consumer_lag"] = lag
+        path = freshness_path(project.settings.root, source.name)
+        if stats["event_to_servable"] is not None or not os.path.exists(path):  # keep the last run that measured
+            _write_json(path, stats)
         await transport.close()
     return totals
 
