@@ -29,7 +29,7 @@ def project(tmp_path_factory):
 
 def test_apply_then_reapply_reports_changes(project):
     first = parity("apply", cwd=project).stdout
-    assert "30 added" in first and "+ transaction.is_foreign" in first
+    assert "38 added" in first and "+ transaction.is_foreign" in first and "+ card.txn_count[10m]" in first
     assert "0 added, 0 changed" in parity("apply", cwd=project).stdout
     path = os.path.join(project, "features", "resolvers.py")
     code = open(path).read()
