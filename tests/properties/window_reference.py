@@ -49,7 +49,11 @@ def _truth(expr: Expr, row: dict[str, object]) -> object:
         return None if v is None else not v
     if isinstance(expr, IsIn):
         v = _truth(expr.part, row)
-        return None if v is None else v in expr.values
+        if v is None:
+            return None
+        if v in [x for x in expr.values if x is not None]:
+            return True
+        return None if None in expr.values else False
     if isinstance(expr, IsNull):
         v = _truth(expr.part, row)
         return (v is None) if expr.null else (v is not None)

@@ -111,3 +111,76 @@ def test_stream_source_definition_errors() -> None:
     with pytest.raises(DefinitionError, match="MQTT qos must be 1 or 2"):
         pt.StreamSource(name="s", schema={"ts": pt.Timestamp, "id": pt.String}, event_time="ts", event_id="id",
                         mqtt=pt.MqttTopic("a/b", qos=0))
+
+
+def test_events_that_would_fail_after_the_commit_are_dead_lettered_before_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from parity.ports.stream import Incoming
+
+    project = _project(str(tmp_path))
+    ingestor = project.ingestor("txns")
+    report = ingestor.ingest([
+        Incoming(json.dumps(_event(1, T0) | {"ts": "9999-12-31T23:59:59-14:00"})),  # year 10000 in UTC
+        Incoming(json.dumps({"id": "\ud800", "card_id": 1, "amount": 1.0, "ts": T0.isoformat()})),
+        Incoming("[" * 100_000 + "]" * 100_000),
+        Incoming(json.dumps(_event(4, T0))),
+    ])
+    assert (report.accepted, report.dead) == (1, 3)
+    assert "outside the years 1 to 9999" in report.reasons[0]
+    assert "lone surrogate" in report.reasons[1]
+    assert "nested too deeply" in report.reasons[2]
+    assert project.push("txns", [_event(5, T0)]).accepted == 1  # the stream is not jammed
+    project.close()
+
+
+def test_a_future_event_does_not_make_later_events_late(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    project = _project(str(tmp_path), lateness=dt.timedelta(seconds=30))
+    project.push("txns", [_event(1, T0), _event(2, dt.datetime(2099, 1, 1, tzinfo=dt.UTC))])
+    report = project.push("txns", [_event(3, T0 + dt.timedelta(seconds=1))])
+    assert (report.accepted, report.late_dead) == (1, 0)
+    project.close()
+
+
+def test_timestamp_event_ids_are_remembered_across_restarts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = pt.StreamSource(name="ticks", schema={"at": pt.Timestamp, "card_id": pt.Int64}, event_time="at",
+                             event_id="at")
+    view = pt.WindowView("t", entity=card, source=source, features=[pt.Aggregate("n", pt.agg.count())])
+    event = {"at": T0.isoformat(), "card_id": 1}
+    project = pt.Project.from_definitions([card, view], root=str(tmp_path))
+    assert project.push("ticks", [event]).accepted == 1
+    project.close()
+    project = pt.Project.from_definitions([card, view], root=str(tmp_path))
+    assert project.push("ticks", [event]).duplicates == 1
+    project.close()
+
+
+def test_a_commit_of_only_rejected_messages_keeps_its_position(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from parity.ports.stream import Incoming
+
+    project = _project(str(tmp_path))
+    ingestor = project.ingestor("txns")
+    ingestor.ingest([Incoming(json.dumps(_event(1, T0)), position=1)])
+    ingestor.ingest([Incoming(json.dumps(_event(1, T0)), position=2), Incoming(b"nope", position=3)])
+    project.close()
+    project = _project(str(tmp_path))
+    assert project.ingestor("txns").positions["committed"] == 3  # a restart does not read 2 and 3 again
+    project.close()
+
+
+def test_materialize_of_a_stream_fed_view_keeps_every_logged_event(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = pt.StreamSource(name="txns", schema={"id": pt.String, "card_id": pt.Int64, "amount": pt.Float64,
+                                                  "ts": pt.Timestamp}, event_time="ts", event_id="id")
+    view = pt.WindowView("v", entity=card, source=source, columns={"amount": pt.Float64}, windows=["lifetime"],
+                         features=[pt.Aggregate("n", pt.agg.count()), pt.Aggregate("top", pt.agg.max("amount"))])
+    project = pt.Project.from_definitions([card, view], root=str(tmp_path))
+    now = dt.datetime.now(dt.UTC)
+    project.push("txns", [{"id": "a", "card_id": 1, "amount": 5.0, "ts": now.isoformat()}])
+    project.push("txns", [{"id": "b", "card_id": 1, "amount": 7.0, "ts": now.isoformat()}])
+    project.materialize(until=now - dt.timedelta(days=1))  # a cutoff before both commits
+    project.push("txns", [{"id": "c", "card_id": 1, "amount": 1.0, "ts": now.isoformat()}])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    refs = ["card.n[lifetime]", "card.top[lifetime]"]
+    online = project.query({"card_id": 1}, refs, now=later).rows[0]
+    offline = pl.from_arrow(project.training_set(pl.DataFrame({"card_id": [1], "timestamp": [later]}), refs))
+    assert online == {"card.n[lifetime]": 3, "card.top[lifetime]": 7.0}
+    assert offline.select(refs).row(0, named=True) == online  # type: ignore[union-attr]
+    project.close()

@@ -97,3 +97,93 @@ def test_a_view_of_counts_only_indexes_and_counts_every_event(tmp_path) -> None:
     project.materialize(until=at)
     assert project.query({"card_id": 1}, ["card.n[1h]"], now=at).rows[0]["card.n[1h]"] == 5
     project.close()
+
+
+def test_float_keys_nan_and_negative_zero_through_a_relationship(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Regressions: NaN keys were grouped by a tuple (NaN != NaN: each event began a new prefix), and
+    # Float64 keys reached through a relationship were not made canonical online.
+    account = pt.Entity("account", keys={"k": pt.Float64})
+    txn = pt.Entity("txn", keys={"txn_id": pt.String}, relationships={"account": pt.HasOne(account, via="k")})
+    nan = float("nan")
+    events = pl.DataFrame({"k": [0.0, -0.0, nan, nan, 1.0], "ts": [T0 + dt.timedelta(seconds=s) for s in range(5)],
+                           "x": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    events.write_parquet(tmp_path / "events.parquet")
+    pl.DataFrame({"txn_id": ["a", "b"], "k": [-0.0, nan], "ts": [T0, T0]}).write_parquet(tmp_path / "txns.parquet")
+    source = pt.ParquetSource(name="ev", path=str(tmp_path / "events.parquet"), event_time="ts")
+    view = pt.WindowView("acct", entity=account, source=source, columns={"x": pt.Float64}, windows=["lifetime"],
+                         features=[pt.Aggregate("n", pt.agg.count()), pt.Aggregate("s", pt.agg.sum("x")),
+                                   pt.Aggregate("top", pt.agg.max("x"))])
+    facts = pt.FeatureView("facts", entity=txn, features=[pt.Feature("k", pt.Float64)],
+                           source=pt.ParquetSource(name="t", path=str(tmp_path / "txns.parquet"), event_time="ts"))
+    project = pt.Project.from_definitions([account, txn, view, facts], root=str(tmp_path))
+    at = T0 + dt.timedelta(minutes=1)
+    project.materialize(until=at)
+    refs = ["txn.account.n[lifetime]", "txn.account.s[lifetime]", "txn.account.top[lifetime]"]
+    online = project.query({"txn_id": ["a", "b"]}, refs, now=at).rows
+    assert online == [dict(zip(refs, [2, 3.0, 2.0])), dict(zip(refs, [2, 7.0, 4.0]))]
+    offline = pl.from_arrow(project.training_set(pl.DataFrame({"txn_id": ["a", "b"], "timestamp": [at, at]}), refs))
+    assert offline.select(refs).rows(named=True) == online  # type: ignore[union-attr]
+    project.close()
+
+
+def test_a_relationship_without_a_target_gives_null_on_both_paths(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    txn = pt.Entity("txn", keys={"txn_id": pt.String}, relationships={"card": pt.HasOne(card, via="card_id")})
+    pl.DataFrame({"card_id": [1], "ts": [T0]}).write_parquet(tmp_path / "events.parquet")
+    pl.DataFrame({"txn_id": ["a", "b"], "card_id": [1, None], "ts": [T0, T0]},
+                 schema={"txn_id": pl.String, "card_id": pl.Int64, "ts": pl.Datetime("us", "UTC")}
+                 ).write_parquet(tmp_path / "txns.parquet")
+    view = pt.WindowView("c", entity=card, windows=["1h"], features=[pt.Aggregate("n", pt.agg.count())],
+                         source=pt.ParquetSource(name="ev", path=str(tmp_path / "events.parquet"), event_time="ts"))
+    facts = pt.FeatureView("facts", entity=txn, features=[pt.Feature("card_id", pt.Int64)],
+                           source=pt.ParquetSource(name="t", path=str(tmp_path / "txns.parquet"), event_time="ts"))
+    project = pt.Project.from_definitions([card, txn, view, facts], root=str(tmp_path))
+    at = T0 + dt.timedelta(minutes=1)
+    project.materialize(until=at)
+    online = [r["txn.card.n[1h]"] for r in project.query({"txn_id": ["a", "b", "c"]}, ["txn.card.n[1h]"], now=at).rows]
+    offline = pl.from_arrow(project.training_set(pl.DataFrame({"txn_id": ["a", "b", "c"], "timestamp": [at] * 3}),
+                                                 ["txn.card.n[1h]"]))["txn.card.n[1h]"].to_list()  # type: ignore[index]
+    assert online == offline == [1, None, None]
+    project.close()
+
+
+def test_distinct_aggregates_of_dates_and_times(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    days = [dt.date(2025, 1, d) for d in (1, 2, 1)]
+    pl.DataFrame({"card_id": [1, 1, 1], "ts": [T0 + dt.timedelta(seconds=s) for s in range(3)], "day": days,
+                  "at": [T0, T0, T0 + dt.timedelta(hours=1)]}).write_parquet(tmp_path / "events.parquet")
+    view = pt.WindowView("d", entity=card, windows=["lifetime"], columns={"day": pt.Date, "at": pt.Timestamp},
+                         source=pt.ParquetSource(name="ev", path=str(tmp_path / "events.parquet"), event_time="ts"),
+                         features=[pt.Aggregate("days", pt.agg.last_n_distinct("day", 5)),
+                                   pt.Aggregate("n_at", pt.agg.approx_count_distinct("at"))])
+    project = pt.Project.from_definitions([card, view], root=str(tmp_path))
+    at = T0 + dt.timedelta(minutes=1)
+    project.materialize(until=at)
+    refs = ["card.days[lifetime]", "card.n_at[lifetime]"]
+    online = project.query({"card_id": 1}, refs, now=at).rows[0]
+    offline = pl.from_arrow(project.training_set(pl.DataFrame({"card_id": [1], "timestamp": [at]}), refs))
+    assert online == {"card.days[lifetime]": [dt.date(2025, 1, 1), dt.date(2025, 1, 2)], "card.n_at[lifetime]": 2}
+    assert offline.select(refs).row(0, named=True) == online  # type: ignore[union-attr]
+    project.close()
+
+
+@pytest.mark.parametrize(("width", "message"), [
+    (dt.timedelta(microseconds=1500), "whole number of seconds"),
+    ("99999999999999999999w", "longer than a century"),
+    (dt.timedelta(days=999_999_999), "longer than a century"),
+])
+def test_widths_are_whole_seconds_up_to_a_century(width: object, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        pt.Aggregate("n", pt.agg.count(), windows=[width])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    (pt.col("amount") == "abc", "compares Float64 with String"),
+    (pt.col("merchant") > 1, "compares String with int"),
+    (pt.col("amount"), "needs a Bool column"),
+    (pt.col("merchant").is_in(["a", 2]), "lists 2"),
+    (pt.col("amount") == None, "use .is_null()"),  # noqa: E711 - the mistake this guards against
+])
+def test_filters_are_type_checked_when_defined(where: object, message: str) -> None:
+    source = pt.ParquetSource(name="txns", path="x.parquet", event_time="ts")
+    with pytest.raises(DefinitionError, match=message):
+        pt.WindowView("v", entity=card, source=source, columns={"amount": pt.Float64, "merchant": pt.String},
+                      features=[pt.Aggregate("n", pt.agg.count(), where=where)])  # type: ignore[arg-type]

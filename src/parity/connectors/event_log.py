@@ -99,15 +99,36 @@ class EventLog:
 
     def state(self) -> LogState:
         live = self.segments()
-        if not live:
-            return LogState()
-        meta = pq.read_metadata(live[-1][2]).metadata or {}
-        return LogState(
-            last_seq=live[-1][1],
-            positions=json.loads(meta.get(b"parity.positions", b"{}")),
-            watermark_us=json.loads(meta.get(b"parity.watermark", b"null")),
-            last_ingested_us=json.loads(meta.get(b"parity.ingested_at", b"null")),
-        )
+        state = LogState()
+        if live:
+            meta = pq.read_metadata(live[-1][2]).metadata or {}
+            state = LogState(
+                last_seq=live[-1][1],
+                positions=json.loads(meta.get(b"parity.positions", b"{}")),
+                watermark_us=json.loads(meta.get(b"parity.watermark", b"null")),
+                last_ingested_us=json.loads(meta.get(b"parity.ingested_at", b"null")),
+            )
+        # A checkpoint after the last segment (commits that added no events) moves the position on.
+        path = os.path.join(self.dir, "checkpoint.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                mark = json.load(handle)
+            if mark.get("last_seq") == state.last_seq:
+                state.positions = mark["positions"]
+                state.watermark_us = mark["watermark"]
+                state.last_ingested_us = mark["ingested_at"]
+        return state
+
+    def checkpoint(self, positions: dict[str, int], watermark_us: int | None, ingested_us: int) -> None:
+        last = self.segments()[-1][1] if self.segments() else 0
+        tmp = os.path.join(self.dir, ".checkpoint.json.tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"last_seq": last, "positions": positions, "watermark": watermark_us, "ingested_at": ingested_us},
+                      handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, os.path.join(self.dir, "checkpoint.json"))
+        _fsync_dir(self.dir)
 
     def read(self, after_seq: int = 0, columns: list[str] | None = None) -> pl.DataFrame:
         """The events with log sequence > ``after_seq``, in log order."""
@@ -119,10 +140,13 @@ class EventLog:
         return frame.select(columns or list(schema)).collect()
 
     def ids_since(self, ingested_after_us: int) -> set[object]:
-        """Event ids of the events committed after ``ingested_after_us`` (the dedup horizon)."""
-        frame = self.read(columns=[self.source.event_id, INGESTED_AT])
+        """Event ids (in storage form, as the ingestor compares them) of the events committed after
+        ``ingested_after_us`` (the dedup horizon)."""
+        id_column = self.source.event_id
+        frame = self.read(columns=[id_column, INGESTED_AT])
         cutoff = pl.lit(ingested_after_us).cast(pl.Datetime("us", "UTC"))
-        return set(frame.filter(pl.col(INGESTED_AT) > cutoff)[self.source.event_id].to_list())
+        ids = frame.filter(pl.col(INGESTED_AT) > cutoff)[id_column]
+        return set(ids.cast(values.storage_polars_type(self.source.schema[id_column])).to_list())
 
     def as_scan(self, rows: pl.LazyFrame, request: ScanRequest) -> Scan:
         return normalize(rows.with_columns(pl.col(LOG_SEQUENCE).alias(SEQUENCE)), self.source, request,

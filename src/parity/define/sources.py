@@ -209,6 +209,9 @@ class StreamSource(Source):
             object.__setattr__(self, "created_time", INGESTED_AT)
         super().__post_init__()
         what = f"stream source {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise DefinitionError(f"{what}: a stream source's name names its event log folder; use letters, digits, "
+                                  f"'_' and '-'", location=self.location)
         if not self.schema:
             raise DefinitionError(f"{what}: declare its events' schema={{column: dtype}}", location=self.location)
         object.__setattr__(self, "schema", dict(self.schema))

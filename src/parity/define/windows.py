@@ -31,7 +31,7 @@ from fractions import Fraction
 
 from parity.define.dtypes import SCALARS, DType, Float64, Int64, List
 from parity.define.entities import Entity
-from parity.define.expressions import Expr
+from parity.define.expressions import Col, Compare, Expr, IsIn, IsNull, Lit, Logical, Not
 from parity.define.location import caller_location
 from parity.define.sources import Source, check_column_name
 from parity.errors import DefinitionError
@@ -42,20 +42,30 @@ _WIDTH = re.compile(r"^([1-9][0-9]*)(w|d|h|m|s)$")
 Width = int | None  # µs; None is the lifetime window
 
 
+_MAX_WIDTH = 100 * 366 * 86_400_000_000  # a century: past that, use lifetime
+
+
+def _checked_width(micros: int, value: object, what: str) -> int:
+    if micros <= 0 or micros % 1_000_000:
+        raise DefinitionError(f"{what}: window width {value!r} must be a positive whole number of seconds")
+    if micros > _MAX_WIDTH:
+        raise DefinitionError(f"{what}: window width {value!r} is longer than a century; use 'lifetime'")
+    return micros
+
+
 def parse_width(value: object, what: str = "window") -> Width:
-    """``"10m"`` → 600_000_000 µs, ``"lifetime"`` → None; a timedelta is taken as it is."""
+    """``"10m"`` → 600_000_000 µs, ``"lifetime"`` → None; a timedelta is taken as it is (whole
+    seconds, at most a century)."""
     if isinstance(value, dt.timedelta):
         micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-        if micros <= 0:
-            raise DefinitionError(f"{what}: a window width must be positive, got {value}")
-        return micros
+        return _checked_width(micros, value, what)
     if isinstance(value, str):
         text = value.strip()
         if text == LIFETIME:
             return None
         m = _WIDTH.match(text)
         if m:
-            return int(m.group(1)) * _UNITS[m.group(2)]
+            return _checked_width(int(m.group(1)) * _UNITS[m.group(2)], value, what)
     raise DefinitionError(f"{what}: window width {value!r} is not a width; write a number and a unit (s, m, h, d, w) "
                           f"such as '10m' or '30d', or 'lifetime'")
 
@@ -261,6 +271,79 @@ def _widths(values: Sequence[str | dt.timedelta], what: str, location: str) -> t
     return tuple(widths)
 
 
+_NUMERIC = ("Int64", "Float64")
+
+
+def _side_type(expr: Expr, columns: Mapping[str, DType]) -> str:
+    """What one side of a comparison holds: a dtype name, or the Python type of a literal."""
+    if isinstance(expr, Col):
+        return columns[expr.name].name
+    if isinstance(expr, Lit):
+        value = expr.value
+        if value is None:
+            return "None"
+        return {bool: "Bool", int: "int", float: "float", str: "String"}[type(value)]
+    return "Bool"  # a nested comparison or logical expression
+
+
+def _comparable(a: str, b: str) -> bool:
+    numeric = {"Int64", "Float64", "int", "float"}
+    if a in numeric and b in numeric:
+        return not (a in ("int", "float") and b in ("int", "float"))
+    return a == b and a not in ("None",)
+
+
+def check_filter(expr: Expr, columns: Mapping[str, DType], what: str) -> None:
+    """A filter must be a condition whose comparisons each compare like with like (checked when the
+    definition loads, so no event can fail it later)."""
+    if isinstance(expr, Col):
+        if columns[expr.name].name != "Bool":
+            raise DefinitionError(f"{what}: where=col({expr.name!r}) needs a Bool column; compare it instead, "
+                                  f"e.g. col({expr.name!r}) > 0")
+        return
+    if isinstance(expr, Lit):
+        raise DefinitionError(f"{what}: a filter cannot be the constant {expr.value!r}")
+    if isinstance(expr, Compare):
+        a, b = _side_type(expr.left, columns), _side_type(expr.right, columns)
+        if "None" in (a, b):
+            raise DefinitionError(f"{what}: comparing with None is never true (SQL logic); use .is_null() or "
+                                  f".is_not_null()")
+        timed = a in ("Timestamp", "Date") or b in ("Timestamp", "Date")
+        if timed and not (isinstance(expr.left, Col) and isinstance(expr.right, Col) and a == b):
+            raise DefinitionError(f"{what}: a {a if a in ('Timestamp', 'Date') else b} column compares with "
+                                  f"another column of its type only")
+        if not _comparable(a, b):
+            raise DefinitionError(f"{what}: the filter compares {a} with {b}; compare numbers with numbers, "
+                                  f"strings with strings, booleans with booleans")
+        if a == "Bool" and expr.op not in ("==", "!="):
+            raise DefinitionError(f"{what}: booleans compare with == and != only")
+        for side in (expr.left, expr.right):
+            if not isinstance(side, Col | Lit):
+                raise DefinitionError(f"{what}: compare columns and values, not conditions")
+        return
+    if isinstance(expr, Logical):
+        for part in expr.parts:
+            check_filter(part, columns, what)
+        return
+    if isinstance(expr, Not):
+        check_filter(expr.part, columns, what)
+        return
+    if isinstance(expr, IsIn):
+        if not isinstance(expr.part, Col):
+            raise DefinitionError(f"{what}: is_in applies to a column")
+        dtype = columns[expr.part.name].name
+        for value in expr.values:
+            kind = _side_type(Lit(value), columns)
+            if kind != "None" and not _comparable(dtype, kind):
+                raise DefinitionError(f"{what}: is_in on {dtype} column {expr.part.name!r} lists {value!r} ({kind})")
+        return
+    if isinstance(expr, IsNull):
+        if not isinstance(expr.part, Col):
+            raise DefinitionError(f"{what}: is_null applies to a column")
+        return
+    raise DefinitionError(f"{what}: not a filter: {expr!r}")
+
+
 def feature_columns(feature: Aggregate) -> set[str]:
     """The event columns one aggregate reads: its column and its filter's."""
     needed = feature.where.columns() if feature.where is not None else set()
@@ -348,6 +431,8 @@ class WindowView:
                                       f"them to columns={{...}} with their dtypes", location=feature.location)
             try:
                 self.output_dtype(feature)
+                if feature.where is not None:
+                    check_filter(feature.where, self.columns, f"{what}, feature {feature.name!r}")
             except DefinitionError as exc:
                 raise DefinitionError(str(exc), location=feature.location) from None
 

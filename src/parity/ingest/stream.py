@@ -34,7 +34,7 @@ from parity.define.dtypes import DType
 from parity.define.features import FeatureView
 from parity.define.sources import INGESTED_AT, LOG_SEQUENCE, StreamSource
 from parity.define.windows import WindowView
-from parity.ingest.window_index import WindowWriter, index_events
+from parity.ingest.window_index import WindowWriter, index_events, rebuild
 from parity.ports.event_log import DeadLetters, EventLog
 from parity.ports.online_store import OnlineStore
 from parity.ports.source import view_scan, window_scan
@@ -44,6 +44,8 @@ from parity.semantics.ordering import CREATED, EVENT
 from parity.semantics.time import now_micros, to_micros
 
 DEDUP_HORIZON = dt.timedelta(days=7)
+_FIRST_US = to_micros(dt.datetime(1, 1, 2, tzinfo=dt.UTC))
+_LAST_US = to_micros(dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
 _LAG_SAMPLES = 200_000
 
 
@@ -74,7 +76,10 @@ def _timestamp(value: object, zone: Any) -> int:
             if zone is None:
                 raise _Bad(f"{value.isoformat()} has no time zone; add one (e.g. 'Z') or declare the source's timezone")
             value = value.replace(tzinfo=zone)
-        return to_micros(value)
+        micros = to_micros(value)
+        if not _FIRST_US <= micros <= _LAST_US:
+            raise _Bad(f"{value.isoformat()} is outside the years 1 to 9999 (UTC)")
+        return micros
     raise _Bad(f"{value!r} ({type(value).__name__}) is not a timestamp; give ISO-8601 text with a zone")
 
 
@@ -108,6 +113,10 @@ def _convert(dtype: DType, value: object, zone: Any) -> object:
     if name == "String":
         if not isinstance(value, str):
             raise _Bad(f"{value!r} is not a string")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Bad(f"{value!r} is not valid UTF-8 text (it holds a lone surrogate)") from None
         return value
     if name == "Bool":
         if not isinstance(value, bool):
@@ -166,6 +175,20 @@ class StreamIngestor:
         self._apply(events)
         return events.height
 
+    def rebuild(self, view_name: str) -> int:
+        """Rebuild one window index from the whole log, as this (the single) writer: a stream-fed
+        index holds every logged event whatever the cutoff (each keeps when it became servable)."""
+        for (view, table), writer in zip(self.window_views, self.writers):
+            if view.name == view_name:
+                scan = self.log.as_scan(self.log.read().lazy(), window_scan(view))
+                events = windows.sorted_events(scan.rows, list(view.entity.keys),
+                                               uses_created=visibility.uses_created(self.source))
+                held = rebuild(view, table, self.store, events)
+                writer.forget()
+                self.store.set_watermark(f"{table}@log", self.last_seq)
+                return held
+        raise KeyError(view_name)
+
     # -- one commit -----------------------------------------------------------------------------
 
     def ingest(self, messages: Sequence[Incoming]) -> IngestReport:
@@ -175,6 +198,9 @@ class StreamIngestor:
         event_index = self.columns.index(self.source.event_time)
         id_column = self.source.event_id
         watermark = self.watermark_us
+        # The newest event time seen among events not dated after the clock: one event dated in the
+        # future must not make every later event look late.
+        horizon = self.clock()
         position = None
         received: list[int] = []
         for message in messages:
@@ -188,6 +214,8 @@ class StreamIngestor:
                         row = self._row(event)
                     except _Bad as exc:
                         problem = str(exc)
+                    except Exception as exc:  # noqa: BLE001 - no event may stop the consumer
+                        problem = f"cannot read the event: {type(exc).__name__}: {exc}"
                 if problem is not None:
                     letters.append({"reason": problem, "payload": _text(event), "position": message.position})
                     continue
@@ -209,7 +237,8 @@ class StreamIngestor:
                     report.late_applied += 1
                 self.seen.add(event_id)
                 rows.append(row)
-                watermark = ev if watermark is None else max(watermark, ev)
+                if ev <= horizon:
+                    watermark = ev if watermark is None else max(watermark, ev)
         report.dead = len(letters)
         report.reasons = [str(letter["reason"]) for letter in letters[:5]]
         self.dead_letters(letters)
@@ -237,10 +266,12 @@ class StreamIngestor:
             pl.lit(ingested).cast(pl.Datetime("us", "UTC")).alias(INGESTED_AT),
             pl.int_range(self.last_seq + 1, self.last_seq + 1 + n, dtype=pl.Int64).alias(LOG_SEQUENCE),
         ) if n else frame
+        positions = {**self.positions, "committed": self.positions.get("transport", 0)}
         if n:
-            self.log.append(frame, {**self.positions, "committed": self.positions.get("transport", 0)},
-                            watermark, ingested)
+            self.log.append(frame, positions, watermark, ingested)
             self.last_seq += n
+        else:
+            self.log.checkpoint(positions, watermark, ingested)
         self.positions["committed"] = self.positions.get("transport", 0)
         self.watermark_us = watermark
         self.last_ingested_us = ingested
@@ -286,6 +317,8 @@ class StreamIngestor:
                 payload = json.loads(payload)
             except (ValueError, UnicodeDecodeError) as exc:
                 return [(payload, f"not JSON: {exc}")]
+            except RecursionError:
+                return [(payload, "not an event: JSON nested too deeply")]
         if isinstance(payload, Mapping):
             return [(payload, None)]
         if isinstance(payload, list | tuple):

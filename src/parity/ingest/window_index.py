@@ -18,6 +18,7 @@ from parity.ports.online_store import OnlineStore, WindowEvent, window_position
 from parity.semantics import values, windows
 from parity.semantics import window_state as state
 from parity.semantics.filters import compile_filter
+from parity.semantics.keys import encode as encode_key
 from parity.semantics.ordering import CREATED, EVENT, SEQUENCE
 
 
@@ -52,10 +53,12 @@ def with_prefixes(view: WindowView, events: Iterable[WindowEvent],
                   start: dict[tuple[object, ...], state.State] | None = None) -> Iterator[WindowEvent]:
     """Events in row order per key (keys may interleave), each with its key's running prefix."""
     lanes, _ = state.lanes_of(view)
-    running: dict[tuple[object, ...], state.State] = dict(start or {})
+    # Keys are grouped by their encoding, not the tuple: a NaN is never equal to itself.
+    running: dict[bytes, state.State] = {encode_key(k): v for k, v in (start or {}).items()}
     for e in events:
-        s = state.advance(running.get(e[0]) or state.zero(lanes), lanes, e[5], e[6])
-        running[e[0]] = s
+        group = encode_key(e[0])
+        s = state.advance(running.get(group) or state.zero(lanes), lanes, e[5], e[6])
+        running[group] = s
         yield (*e[:7], state.encode(s), e[8])
 
 
@@ -71,22 +74,28 @@ class WindowWriter:
         self.table = table
         self.store = store
         self.lanes, _ = state.lanes_of(view)
-        self._last: dict[tuple[object, ...], WindowEvent | None] = {}
+        self._last: dict[bytes, WindowEvent | None] = {}  # by encoded key (a NaN is not equal to itself)
+
+    def forget(self) -> None:
+        """Drop the cached last events (after the index was rebuilt underneath)."""
+        self._last.clear()
 
     def write(self, events: Sequence[WindowEvent]) -> None:
         """Add events (any order, any keys; an event already held is left as it is)."""
-        by_key: dict[tuple[object, ...], list[WindowEvent]] = {}
+        by_key: dict[bytes, list[WindowEvent]] = {}
         for e in events:
-            by_key.setdefault(e[0], []).append(e)
-        unknown = [k for k in by_key if k not in self._last]
+            by_key.setdefault(encode_key(e[0]), []).append(e)
+        unknown = [group for group in by_key if group not in self._last]
         if unknown:
-            self._last.update(zip(unknown, self.store.window_last(self.table, unknown)))
+            found = self.store.window_last(self.table, [by_key[g][0][0] for g in unknown])
+            self._last.update(zip(unknown, found))
         out: list[WindowEvent] = []
         replaced: list[WindowEvent] = []
         latest: dict[tuple[object, ...], int] = {}
-        for key, new in by_key.items():
+        for group, new in by_key.items():
+            key = new[0][0]
             new.sort(key=window_position)
-            last = self._last[key]
+            last = self._last[group]
             if last is None or window_position(new[0]) > window_position(last):
                 base = state.decode(last[7], self.lanes) if last is not None else state.zero(self.lanes)
                 rows = list(with_prefixes(self.view, new, {key: base}))
@@ -105,6 +114,6 @@ class WindowWriter:
                 rows = list(with_prefixes(self.view, merged, {key: base}))
                 replaced.extend(kept)
             out.extend(rows)
-            self._last[key] = rows[-1]
+            self._last[group] = rows[-1]
             latest[key] = max(e[4] for e in new)
         self.store.window_write(self.table, out, replaced, latest)

@@ -66,10 +66,15 @@ def window_values(view: WindowView, events: pl.DataFrame, probes: pl.DataFrame,
     needed = {o.feature for o in outputs}
     masks = _lane_masks([a for a in view.features if a.name in needed], events)
     context = _Context(events)
+    # A probe without a key (a relationship whose target is unknown) has no entity: null, as online.
+    keyless = probes.select(pl.any_horizontal(pl.col(k).is_null() for k in keys)).to_series()
     out: dict[str, pl.Series] = {}
     for output in outputs:
         aggregate = aggregates[output.feature]
-        out[output.column_id] = _one_output(view, aggregate, output, events, masks, partitions, n_probes, context)
+        series = _one_output(view, aggregate, output, events, masks, partitions, n_probes, context)
+        if keyless.any():
+            series = series.to_frame().select(pl.when(keyless).then(None).otherwise(pl.col(series.name))).to_series()
+        out[output.column_id] = series
     return out
 
 
@@ -179,7 +184,7 @@ def _prepare_column(kind: str, dtype: DType | None, series: pl.Series | None, ma
         else:
             prepared["order"] = series.cast(pl.Int64).fill_null(0).to_numpy()
     elif kind in ("count_distinct", "approx_count_distinct", "last_n_distinct"):
-        canon = series
+        canon = series.cast(values.storage_polars_type(dtype))  # dates and times as their integers, as online
         if is_float:
             canon = series.to_frame("v").select(
                 pl.when(pl.col("v").is_nan()).then(float("nan")).when(pl.col("v") == 0.0).then(0.0)

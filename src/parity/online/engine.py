@@ -73,6 +73,9 @@ class _Compiled:
                     self.dtypes[wout.column_id] = wout.dtype
                     self.defaults[wout.column_id] = None
                 self.windows[i] = table_of[step.view]
+                wview = catalog.window_views[step.view]
+                if step.keys.hops and any(d.name == "Float64" for d in wview.entity.keys.values()):
+                    self.float_keys[i] = list(wview.entity.keys.values())
             else:
                 res = catalog.resolvers[step.resolver]
                 self.has_async |= res.is_async
@@ -254,6 +257,9 @@ class OnlineEngine:
 
         view = self.catalog.window_views[step.view]
         keys = [state.cols[c] for c in step.keys.columns]
+        dtypes = compiled.float_keys.get(i)
+        if dtypes is not None:  # keys that are stored feature values: -0.0 and NaN in any form
+            keys = [[pkeys.canonical_value(d, v) for v in col] for col, d in zip(keys, dtypes)]
         key_tuples = list(zip(*keys)) if len(keys) > 1 else [(k,) for k in keys[0]]
         wanted = list(dict.fromkeys(k for k in key_tuples if None not in k))
         error: str | None = None

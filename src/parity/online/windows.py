@@ -81,6 +81,44 @@ def aggregate_value(view: WindowView, aggregate: Aggregate, width: int | None, b
     raise ValueError(f"unknown aggregation {kind!r}")
 
 
+class _Compiled:
+    """What a window read of these outputs needs, worked out once per plan step."""
+
+    def __init__(self, view: WindowView, outputs: Sequence[WindowOutput]) -> None:
+        self.aggregates = {a.name: a for a in view.features}
+        self.lanes, lane_of = state.lanes_of(view)
+        self.bits = lane_bits(view)
+        self.columns = {c: j for j, c in enumerate(view.columns)}
+        self.widths: list[int | None] = []  # one seek each, after the one for t
+        self.by_prefix: list[tuple[str, str, int, int, bool, str]] = []  # (column id, kind, slot, lane, float, label)
+        self.scanned: list[WindowOutput] = []
+        for o in outputs:
+            kind = self.aggregates[o.feature].aggregation.kind
+            if kind not in state.PREFIX_KINDS:
+                self.scanned.append(o)
+                continue
+            if o.width not in self.widths:
+                self.widths.append(o.width)
+            lane = lane_of[o.feature]
+            self.by_prefix.append((o.column_id, kind, 1 + self.widths.index(o.width), lane, self.lanes[lane].is_float,
+                                   o.label))
+        self.outputs = list(outputs)
+        scan_widths = [o.width for o in self.scanned]
+        all_widths = [o.width for o in outputs]
+        self.scan_reach = _reach(scan_widths)
+        self.all_reach = _reach(all_widths)
+
+
+def _reach(widths: Sequence[int | None]) -> int | None | bool:
+    """How far back a scan must read: a width, None for everything, False for no scan."""
+    if not widths:
+        return False
+    return None if None in widths else max(w for w in widths if w is not None)
+
+
+_compiled: dict[tuple[int, int], _Compiled] = {}
+
+
 def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Sequence[WindowOutput],
                    keys: Sequence[tuple[object, ...]], t_us: int) -> dict[str, list[object]]:
     """Every output's value for every key at t.
@@ -91,42 +129,35 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
     key with events that became visible after t (a query of the past) is answered from its events
     in the window, filtered by visibility, as are the other aggregates.
     """
-    aggregates = {a.name: a for a in view.features}
-    lanes, lane_of = state.lanes_of(view)
-    bits = lane_bits(view)
-    columns = {c: j for j, c in enumerate(view.columns)}
-    by_prefix = [o for o in outputs if aggregates[o.feature].aggregation.kind in state.PREFIX_KINDS]
-    scanned = [o for o in outputs if o not in by_prefix]
+    plan = _compiled.get((id(view), id(outputs)))
+    if plan is None or plan.outputs != list(outputs):
+        plan = _compiled[(id(view), id(outputs))] = _Compiled(view, outputs)
+    lanes = plan.lanes
     out: dict[str, list[object]] = {o.column_id: [] for o in outputs}
-    times: list[int | None] = [t_us]
-    slot: dict[int | None, int] = {}
-    for o in by_prefix:
-        if o.width not in slot:
-            slot[o.width] = len(times)
-            times.append(None if o.width is None else t_us - o.width)
-    seeks = store.window_seek(table, keys, times) if by_prefix else [(None, [])] * len(keys)
-    needs_events: list[tuple[object, ...]] = []
-    for key, (max_vis, _) in zip(keys, seeks):
-        if scanned or (max_vis is not None and max_vis > t_us):
-            needs_events.append(key)
-    widths = [o.width for o in (outputs if needs_events else scanned)]
-    after = None if (None in widths or not widths) else t_us - max(w for w in widths if w is not None)
-    events = dict(zip(needs_events, store.window_read(table, needs_events, after, t_us))) if needs_events else {}
+    times = [t_us, *(None if w is None else t_us - w for w in plan.widths)]
+    seeks = store.window_seek(table, keys, times) if plan.by_prefix else [(None, [])] * len(keys)
+    needs_events = [key for key, (max_vis, _) in zip(keys, seeks)
+                    if plan.scanned or (max_vis is not None and max_vis > t_us)]
+    events: dict[tuple[object, ...], list[WindowEvent]] = {}
+    if needs_events:
+        reach = plan.all_reach if any(s[0] is not None and s[0] > t_us for s in seeks) else plan.scan_reach
+        after = None if reach is None or reach is False else t_us - int(reach)
+        events = dict(zip(needs_events, store.window_read(table, needs_events, after, t_us)))
+    aggregates, bits, columns = plan.aggregates, plan.bits, plan.columns
     for key, (max_vis, blobs) in zip(keys, seeks):
         held = events.get(key, [])
-        exact_prefix = max_vis is None or max_vis <= t_us
-        high = state.decode(blobs[0], lanes) if by_prefix and exact_prefix else None
-        for o in by_prefix:
-            aggregate = aggregates[o.feature]
-            if high is None:
-                value = aggregate_value(view, aggregate, o.width, bits[o.feature], held, t_us, columns)
-            else:
-                low = None if o.width is None else state.decode(blobs[slot[o.width]], lanes)
-                lane = lane_of[o.feature]
-                value = state.lower(aggregate.aggregation.kind, state.difference(high, low)[lane],
-                                    lanes[lane].is_float, where=f"feature {o.label!r}")
-            out[o.column_id].append(value)
-        for o in scanned:
+        if plan.by_prefix and (max_vis is None or max_vis <= t_us):
+            high = state.decode(blobs[0], lanes)
+            windows = [high] + [state.difference(high, None if w is None else state.decode(blob, lanes))
+                                for w, blob in zip(plan.widths, blobs[1:])]
+            for cid, kind, slot, lane, is_float, label in plan.by_prefix:
+                out[cid].append(state.lower(kind, windows[slot][lane], is_float, where=f"feature {label!r}"))
+        else:
+            for o in plan.outputs:
+                if aggregates[o.feature].aggregation.kind in state.PREFIX_KINDS:
+                    out[o.column_id].append(aggregate_value(view, aggregates[o.feature], o.width, bits[o.feature],
+                                                            held, t_us, columns))
+        for o in plan.scanned:
             out[o.column_id].append(aggregate_value(view, aggregates[o.feature], o.width, bits[o.feature], held,
                                                     t_us, columns))
     return out

@@ -36,6 +36,10 @@ class EventLog(Protocol):
         """Durably append one commit of events (all or nothing)."""
         ...
 
+    def checkpoint(self, positions: dict[str, int], watermark_us: int | None, ingested_us: int) -> None:
+        """Durably record a new transport position for a commit that added no events."""
+        ...
+
 
 class DeadLetters(Protocol):
     def __call__(self, letters: list[dict[str, object]]) -> None:

@@ -246,9 +246,19 @@ class Project:
         ))
         for name in names:
             view = self.catalog.window_views.get(name)
-            if view is not None:
-                reports.append(materialize_window_view(view, self.table_of[name], self._reader(view.source),
-                                                       self.online_store(), until_us=until_us, progress=progress))
+            if view is None:
+                continue
+            if isinstance(view.source, StreamSource):
+                # A stream-fed index is the stream's own: rebuilt from the whole log by its single
+                # writer (this refuses while a consumer in another process holds the log).
+                from parity.ingest.materialize import WindowReport
+
+                held = self.ingestor(view.source.name).rebuild(name)
+                progress(f"{name}: {held:,} logged events indexed for windows")
+                reports.append(WindowReport(name, self.table_of[name], until_us, held))
+                continue
+            reports.append(materialize_window_view(view, self.table_of[name], self._reader(view.source),
+                                                   self.online_store(), until_us=until_us, progress=progress))
         return reports
 
     def _online_engine(self) -> OnlineEngine:

@@ -37,7 +37,10 @@ def _compile(expr: Expr) -> pl.Expr:
     if isinstance(expr, IsIn):
         inner = _compile(expr.part)
         members = [v for v in expr.values if v is not None]
-        return pl.when(inner.is_null()).then(None).otherwise(inner.is_in(members))
+        found = pl.when(inner.is_null()).then(None).otherwise(inner.is_in(members))
+        if len(members) < len(expr.values):  # SQL: x IN (..., NULL) is unknown, not false, for a non-member
+            found = pl.when(found).then(True).otherwise(None)
+        return found
     if isinstance(expr, IsNull):
         inner = _compile(expr.part)
         return inner.is_null() if expr.null else inner.is_not_null()
