@@ -308,7 +308,7 @@ def _paced_latency(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         run = f"{os.getpid()}paced"
         _stream_project(tmp, f'nats=pt.NatsSubject("bench.{run}", stream="BENCH{run}")')
-        consumer = subprocess.Popen([sys.executable, "-m", "parity", "-C", tmp, "stream", "--idle-exit", "2", "-q"],
+        consumer = subprocess.Popen([sys.executable, "-m", "parity", "-C", tmp, "stream", "--idle-exit", "8", "-q"],
                                     stderr=subprocess.PIPE, text=True)
 
         async def publish() -> None:
@@ -319,16 +319,15 @@ def _paced_latency(args: argparse.Namespace) -> dict[str, object]:
             except Exception:  # noqa: BLE001 - the consumer may have created it
                 pass
             await asyncio.sleep(3)  # the consumer is up
-            per_tick = args.rate // 100  # events per 10 ms
+            per_tick = max(100, args.rate // 100)  # events per 10 ms
             sent = 0
             started = time.perf_counter()
             while sent < args.events:
                 now = dt.datetime.now(dt.UTC)
                 batch = [{"id": sent + j, "card_id": (sent + j) % 10_000, "amount": 1.0, "ts": now.isoformat()}
                          for j in range(per_tick)]
-                for k in range(0, per_tick, 100):
-                    nc.publish  # noqa: B018
-                    await js.publish(f"bench.{run}", json.dumps(batch[k:k + 100]).encode())
+                await asyncio.gather(*(js.publish(f"bench.{run}", json.dumps(batch[k:k + 100]).encode())
+                                       for k in range(0, per_tick, 100)))
                 sent += per_tick
                 target = started + sent / args.rate
                 await asyncio.sleep(max(0.0, target - time.perf_counter()))

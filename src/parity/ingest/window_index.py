@@ -49,71 +49,99 @@ def index_events(view: WindowView, events: pl.DataFrame) -> list[WindowEvent]:
             for k, ev, cr, seq, v, lane, payload in zip(keys, evs, crs, seqs, vis, lanes, payloads)]
 
 
-def with_prefixes(view: WindowView, events: Iterable[WindowEvent],
-                  start: dict[tuple[object, ...], state.State] | None = None) -> Iterator[WindowEvent]:
-    """Events in row order per key (keys may interleave), each with its key's running prefix."""
-    lanes, _ = state.lanes_of(view)
+def with_prefixes(lanes: Sequence[state.Lane], events: Iterable[WindowEvent],
+                  start: dict[bytes, state.State] | None = None) -> Iterator[WindowEvent]:
+    """Events in row order per key (keys may interleave), each with its key's running prefix;
+    ``start`` holds prefixes to continue from, by encoded key."""
     # Keys are grouped by their encoding, not the tuple: a NaN is never equal to itself.
-    running: dict[bytes, state.State] = {encode_key(k): v for k, v in (start or {}).items()}
+    running: dict[bytes, state.State] = dict(start or {})
+    zero = state.zero(lanes)
     for e in events:
         group = encode_key(e[0])
-        s = state.advance(running.get(group) or state.zero(lanes), lanes, e[5], e[6])
+        s = state.advance(running.get(group) or zero, lanes, e[5], e[6])
         running[group] = s
         yield (*e[:7], state.encode(s), e[8])
 
 
 def rebuild(view: WindowView, table: str, store: OnlineStore, events: pl.DataFrame) -> int:
-    return store.window_replace(table, with_prefixes(view, index_events(view, events)))
+    lanes, _ = state.lanes_of(view)
+    return store.window_replace(table, with_prefixes(lanes, index_events(view, events)))
 
 
 class WindowWriter:
-    """The single writer of one window index (one consumer process per source)."""
+    """The single writer of one window index (one consumer process per source).
+
+    It keeps each key's last event (its place and decoded prefix), so an event that comes after
+    everything its key holds — the usual case — is appended with no read at all.
+    """
 
     def __init__(self, view: WindowView, table: str, store: OnlineStore) -> None:
         self.view = view
         self.table = table
         self.store = store
         self.lanes, _ = state.lanes_of(view)
-        self._last: dict[bytes, WindowEvent | None] = {}  # by encoded key (a NaN is not equal to itself)
+        self._zero = state.zero(self.lanes)
+        self._last: dict[bytes, tuple[tuple[int, int, int], state.State] | None] = {}  # by encoded key
 
     def forget(self) -> None:
         """Drop the cached last events (after the index was rebuilt underneath)."""
         self._last.clear()
 
     def write(self, events: Sequence[WindowEvent]) -> None:
-        """Add events (any order, any keys; an event already held is left as it is)."""
-        by_key: dict[bytes, list[WindowEvent]] = {}
-        for e in events:
-            by_key.setdefault(encode_key(e[0]), []).append(e)
-        unknown = [group for group in by_key if group not in self._last]
+        """Add events (sorted by key and row order, as ``index_events`` gives them; an event
+        already held is left as it is)."""
+        groups = [encode_key(e[0]) for e in events]
+        unknown = {g: e[0] for g, e in zip(groups, events) if g not in self._last}
         if unknown:
-            found = self.store.window_last(self.table, [by_key[g][0][0] for g in unknown])
-            self._last.update(zip(unknown, found))
+            found = self.store.window_last(self.table, list(unknown.values()))
+            for g, row in zip(unknown, found):
+                self._last[g] = None if row is None else (window_position(row), state.decode(row[7], self.lanes))
+        # A key is appended to when its first new event comes after the last one it holds.
+        late: dict[bytes, list[WindowEvent]] = {}
+        checked: set[bytes] = set()
+        for g, e in zip(groups, events):
+            if g not in checked:
+                checked.add(g)
+                last = self._last[g]
+                if last is not None and window_position(e) <= last[0]:
+                    late[g] = []
+            if g in late:
+                late[g].append(e)
         out: list[WindowEvent] = []
+        latest: dict[bytes, tuple[tuple[object, ...], int]] = {}
+        lanes, advance, encode = self.lanes, state.advance, state.encode
+        for g, e in zip(groups, events):
+            if g in late:
+                continue
+            last = self._last[g]
+            s = advance(last[1] if last is not None else self._zero, lanes, e[5], e[6])
+            self._last[g] = (window_position(e), s)
+            out.append((*e[:7], encode(s), e[8]))
+            held = latest.get(g)
+            if held is None or e[4] > held[1]:
+                latest[g] = (e[0], e[4])
         replaced: list[WindowEvent] = []
-        latest: dict[tuple[object, ...], int] = {}
-        for group, new in by_key.items():
-            key = new[0][0]
-            new.sort(key=window_position)
-            last = self._last[group]
-            if last is None or window_position(new[0]) > window_position(last):
-                base = state.decode(last[7], self.lanes) if last is not None else state.zero(self.lanes)
-                rows = list(with_prefixes(self.view, new, {key: base}))
-            else:  # late: re-state every held event from the first new one on
-                first = window_position(new[0])
-                held = self.store.window_read(self.table, [key], first[0] - 1, None)[0]
-                earlier = [h for h in held if window_position(h) < first]  # same event time, before it
-                if earlier:
-                    base = state.decode(earlier[-1][7], self.lanes)
-                else:
-                    _, (blob,) = self.store.window_seek(self.table, [key], [first[0] - 1])[0]
-                    base = state.decode(blob, self.lanes)
-                kept = [h for h in held if window_position(h) >= first]
-                known = {window_position(h) for h in kept}
-                merged = sorted([*kept, *(e for e in new if window_position(e) not in known)], key=window_position)
-                rows = list(with_prefixes(self.view, merged, {key: base}))
-                replaced.extend(kept)
+        for g, new in late.items():
+            rows, kept = self._late(new)
             out.extend(rows)
-            self._last[group] = rows[-1]
-            latest[key] = max(e[4] for e in new)
-        self.store.window_write(self.table, out, replaced, latest)
+            replaced.extend(kept)
+            self._last[g] = (window_position(rows[-1]), state.decode(rows[-1][7], lanes))
+            latest[g] = (new[0][0], max(e[4] for e in new))
+        self.store.window_write(self.table, out, replaced, {key: vis for key, vis in latest.values()})
+
+    def _late(self, new: list[WindowEvent]) -> tuple[list[WindowEvent], list[WindowEvent]]:
+        """Re-state every held event of the key from the first new one on (exact, with reads)."""
+        key = new[0][0]
+        new.sort(key=window_position)
+        first = window_position(new[0])
+        held = self.store.window_read(self.table, [key], first[0] - 1, None)[0]
+        earlier = [h for h in held if window_position(h) < first]  # same event time, before it
+        if earlier:
+            base = state.decode(earlier[-1][7], self.lanes)
+        else:
+            _, (blob,) = self.store.window_seek(self.table, [key], [first[0] - 1])[0]
+            base = state.decode(blob, self.lanes)
+        kept = [h for h in held if window_position(h) >= first]
+        known = {window_position(h) for h in kept}
+        merged = sorted([*kept, *(e for e in new if window_position(e) not in known)], key=window_position)
+        return list(with_prefixes(self.lanes, merged, {encode_key(key): base})), kept
