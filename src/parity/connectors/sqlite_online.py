@@ -289,20 +289,23 @@ class SQLiteOnlineStore:
         if not self._has_window(table, con):
             return [(None, [None] * len(times)) for _ in keys]
         name = "w" + self._name(table)
-        # One B-tree descent per time: the last event at or before it, whatever the window's width.
-        seek = f"SELECT prefix FROM {name} WHERE k = ? AND ev <= ? ORDER BY ev DESC, crk DESC, seq DESC LIMIT 1"
-        meta = f"SELECT vis FROM {name}_keys WHERE k = ?"
+        # One statement per key: the key's latest visibility, then per time one B-tree descent to the
+        # last event at or before it — whatever the window's width.
+        live = [t for t in times if t is not None]
+        sql = self._statements.get((f"seek:{name}", len(live)))
+        if sql is None:
+            seek = (f"(SELECT prefix FROM {name} WHERE k = ?1 AND ev <= ? ORDER BY ev DESC, crk DESC, seq DESC "
+                    f"LIMIT 1)")
+            sql = f"SELECT (SELECT vis FROM {name}_keys WHERE k = ?1)" + "".join(f", {seek}" for _ in live)
+            self._statements[(f"seek:{name}", len(live))] = sql
         out: list[tuple[int | None, list[bytes | None]]] = []
         for key in keys:
-            encoded = encode_key(key)
-            row = con.execute(meta, (encoded,)).fetchone()
-            if row is None:
+            row = con.execute(sql, (encode_key(key), *live)).fetchone()
+            if row[0] is None:
                 out.append((None, [None] * len(times)))
                 continue
-            blobs: list[bytes | None] = []
-            for t in times:
-                found = None if t is None else con.execute(seek, (encoded, t)).fetchone()
-                blobs.append(None if found is None else found[0])
+            found = iter(row[1:])
+            blobs: list[bytes | None] = [None if t is None else next(found) for t in times]
             out.append((row[0], blobs))
         return out
 

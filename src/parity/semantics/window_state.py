@@ -7,8 +7,9 @@ aggregates (count, sum, mean, var, std share it); its state is ``Moments`` (``se
 — exact integers, so the window (t − w, t] is exactly the state at the last event ≤ t minus the
 state at the last event ≤ t − w: two seeks, then the same lowering as offline.
 
-States are stored compactly: each exact integer as (odd part, trailing zero bits) — the ·2^1074
-scale of a double leaves hundreds of zero bits that need not be stored.
+States are stored compactly: an integer that fits 64 bits as itself, a larger one (a sum of
+doubles at the ·2^1074 scale) as (odd part, trailing zero bits) — that scale leaves hundreds of
+zero bits that need not be stored.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import msgpack
 
@@ -94,19 +96,22 @@ def difference(high: State, low: State | None) -> State:
     return [[a - b for a, b in zip(h, lo)] for h, lo in zip(high, low)]
 
 
-def _pack_int(x: int) -> list[object]:
-    if x == 0:
-        return [0, 0]
+def _pack_int(x: int) -> object:
+    if -(2**63) <= x < 2**63:
+        return x  # counts, and the sums of integers: as they are
     zeros = (x & -x).bit_length() - 1
     odd = x >> zeros
     return [odd if -(2**63) <= odd < 2**63 else odd.to_bytes((odd.bit_length() + 8) // 8, "little", signed=True),
             zeros]
 
 
-def _unpack_int(packed: Sequence[object]) -> int:
-    odd, zeros = packed
-    value = int.from_bytes(odd, "little", signed=True) if isinstance(odd, bytes) else int(odd)  # type: ignore[call-overload]
-    return value << int(zeros)  # type: ignore[call-overload]
+def _unpack_int(packed: object) -> int:
+    if isinstance(packed, int):
+        return packed
+    pair = cast(list[object], packed)
+    odd, zeros = pair[0], cast(int, pair[1])
+    value = int.from_bytes(odd, "little", signed=True) if isinstance(odd, bytes) else cast(int, odd)
+    return value << zeros
 
 
 def encode(state: State) -> bytes:
@@ -116,7 +121,7 @@ def encode(state: State) -> bytes:
 def decode(blob: bytes | None, lanes: Sequence[Lane]) -> State:
     if blob is None:
         return zero(lanes)
-    return [[_unpack_int(v) for v in s] for s in msgpack.unpackb(blob)]
+    return [[v if v.__class__ is int else _unpack_int(v) for v in s] for s in msgpack.unpackb(blob)]
 
 
 def lower(kind: str, lane_state: Sequence[int], is_float: bool, where: str = "") -> object:
