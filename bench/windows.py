@@ -296,7 +296,46 @@ def ingest(args: argparse.Namespace) -> None:
 
             asyncio.run(drop())
     out.update(_paced_latency(args))
+    out.update(_mqtt(args))
     print(json.dumps(out, indent=1))
+
+
+def _mqtt(args: argparse.Namespace) -> dict[str, object]:
+    """MQTT: the consumer runs while two publisher processes send QoS 1 messages (one event each)
+    as fast as paho lets them; the rate is events / (last commit − first commit) from the log."""
+    import polars as pl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = f"{os.getpid()}"
+        topic = f"bench/{run}/txns"
+        _stream_project(tmp, f'mqtt=pt.MqttTopic("{topic}")')
+        consumer = subprocess.Popen([sys.executable, "-m", "parity", "-C", tmp, "stream", "--idle-exit", "6", "-q"],
+                                    stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # subscribed
+        n = args.mqtt_events // 2
+        code = textwrap.dedent(f"""
+            import json, sys, datetime as dt, paho.mqtt.client as mqtt
+            part = int(sys.argv[1]); now = dt.datetime.now(dt.UTC).isoformat()
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"benchpub-{run}-{{part}}")
+            c.max_inflight_messages_set(1000); c.connect("127.0.0.1", int(__import__("os").environ.get("BENCH_MQTT_PORT", "1883"))); c.loop_start()
+            infos = [c.publish("{topic}", json.dumps({{"id": part * {n} + i, "card_id": i % 10000, "amount": 1.0,
+                                                      "ts": now}}), qos=1) for i in range({n})]
+            for info in infos: info.wait_for_publish(30)
+            c.loop_stop(); c.disconnect()
+        """)
+        publishers = [subprocess.Popen([sys.executable, "-c", code, str(part)]) for part in (0, 1)]
+        for proc in publishers:
+            proc.wait(timeout=600)
+        consumer.wait(timeout=600)
+        from parity.connectors.event_log import EventLog
+        import parity as pt
+
+        project = pt.Project.load(tmp)
+        log = EventLog(project.stream_source("txns"), tmp).read()
+        project.close()
+        times = log["_parity_ingested_at"].cast(pl.Int64)
+        span = (times.max() - times.min()) / 1e6  # type: ignore[operator]
+    return {"mqtt events logged": log.height, "mqtt events_per_s (2 publishers)": log.height / max(span, 1e-9)}
 
 
 def _paced_latency(args: argparse.Namespace) -> dict[str, object]:
@@ -368,6 +407,7 @@ def main() -> None:
     p = sub.add_parser("ingest")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--rate", type=int, default=50_000)
+    p.add_argument("--mqtt-events", type=int, default=40_000)
     p.set_defaults(run=ingest)
     args = parser.parse_args()
     args.run(args)
