@@ -59,9 +59,10 @@ def publish_temperatures(now: dt.datetime) -> list[str]:
     client.loop_start()
     rng = random.Random(5)
     machines = [f"m{i}" for i in range(1, 6)]
+    run = int(now.timestamp())  # ids unique to this run: a broker may still queue an earlier run's readings
     for second in range(0, 300, 2):
         for machine in machines:
-            reading = {"reading_id": f"{machine}-{second}", "celsius": round(60 + rng.gauss(0, 3), 2),
+            reading = {"reading_id": f"{machine}-{run}-{second}", "celsius": round(60 + rng.gauss(0, 3), 2),
                        "ts": (now - dt.timedelta(seconds=300 - second)).isoformat()}
             client.publish(f"factory/{machine}/temperature", json.dumps(reading), qos=1).wait_for_publish(5)
     client.loop_stop()
@@ -96,11 +97,10 @@ def main() -> int:
     os.environ["PARITY_DEFINITIONS"] = "stream_features"
     now = dt.datetime.now(UTC)
     cards, users = asyncio.run(publish_payments(now))
+    # The broker keeps MQTT messages for a session only once it exists: the first consumer run
+    # subscribes (and drains the payments), then the machines report, then the consumer runs again.
+    stream(idle=1.0)
     machines = publish_temperatures(now)
-    # The MQTT session starts with the first consumer; readings sent before it are in the broker's
-    # queue only if the session existed, so the first run subscribes and the readings are re-sent.
-    stream(idle=2.0)
-    publish_temperatures(now)
     stream(idle=2.0)
     subprocess.run([sys.executable, "-m", "parity", "freshness"], check=True)
     dead = subprocess.run([sys.executable, "-m", "parity", "dead-letters", "payments"], capture_output=True, text=True)
