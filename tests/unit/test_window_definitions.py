@@ -16,11 +16,12 @@ card = pt.Entity("card", keys={"card_id": pt.Int64})
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def _view(path: str = "events.parquet", where: pt.define.expressions.Expr | None = None) -> pt.WindowView:  # type: ignore[name-defined]
+def _view(path: str = "events.parquet", where: pt.define.expressions.Expr | None = None,  # type: ignore[name-defined]
+          description: str = "") -> pt.WindowView:
     source = pt.ParquetSource(name="txns", path=path, event_time="ts")
     return pt.WindowView("velocity", entity=card, source=source, windows=["10m", "1h"],
                          columns={"amount": pt.Float64, "merchant": pt.String, "status": pt.String},
-                         features=[pt.Aggregate("n", pt.agg.count(), where=where),
+                         features=[pt.Aggregate("n", pt.agg.count(), where=where, description=description),
                                    pt.Aggregate("total", pt.agg.sum("amount")),
                                    pt.Aggregate("merchants", pt.agg.count_distinct("merchant"), windows=["30d"])])
 
@@ -68,6 +69,7 @@ def test_the_filter_is_part_of_the_version_and_the_description_is_not() -> None:
     plain = version(_view())
     assert version(_view(where=pt.col("status") == "ok")) != plain
     assert version(_view(where=pt.col("status") == "ok")) == version(_view(where=pt.col("status") == "ok"))
+    assert version(_view(description="payments in the window")) == plain
 
 
 def test_a_subset_of_a_views_features_reads_only_its_columns(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from typing import IO
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parity.connectors.frames import check_columns, normalize
-from parity.define.dtypes import DType
 from parity.define.sources import INGESTED_AT, LOG_SEQUENCE, StreamSource
 from parity.errors import StoreError
 from parity.ports.source import Scan, ScanRequest
@@ -267,9 +265,6 @@ class EventLogReader:
         check_columns(list(log_schema(self.source)), self.source, request, self.describe())
         return self.log.as_scan(frame, request)
 
-
-def to_arrow_schema(schema: dict[str, DType]) -> pa.Schema:
-    return pa.schema([(c, values.arrow_type(d)) for c, d in schema.items()])
 
 
 class DeadLetterFile:

@@ -7,21 +7,23 @@ with a null is unknown, and an event is kept only where the filter is true.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 Literal = bool | int | float | str | None
 
 
-class Expr:
+class Expr(ABC):
     """A node of a filter. Build them with ``col`` and operators; never subclass."""
 
+    @abstractmethod
     def describe(self) -> object:
         """A canonical, JSON-friendly form (part of the feature's version)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def columns(self) -> set[str]:
-        raise NotImplementedError
+        """The event columns the filter reads."""
 
     def _cmp(self, op: str, other: object) -> Compare:
         return Compare(op, self, other if isinstance(other, Expr) else Lit(_literal(other)))

@@ -23,7 +23,7 @@ from parity.define.sources import Source
 from parity.errors import DataError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Keys, Lookup, Plan, WindowRead
-from parity.ports.source import SourceReader, view_scan, window_scan
+from parity.ports.source import ScanRequest, SourceReader, view_scan, window_scan
 from parity.semantics import asof, calls, max_age, values, visibility
 from parity.semantics import windows as window_rule
 from parity.semantics.ordering import EVENT
@@ -80,14 +80,18 @@ class OfflineEngine:
         prepared = {}
         for name, features in needed.items():
             view = self.catalog.views[name]
-            reader = self.reader_for(view.source)
-            scan = reader.scan(view_scan(view, features, Window(until_us=until_us)))
-            skipped = f" ({scan.no_event_time:,} rows without an event time skipped: never visible)" if scan.no_event_time else ""
-            self.progress(f"read {scan.rows.height:,} rows of {name} from {reader.describe()}{skipped}")
-            result.no_event_time[name] = scan.no_event_time
-            prepared[name] = asof.prepare(scan.rows, list(view.entity.keys),
-                                          uses_created=visibility.uses_created(view.source))
+            rows = self._scan(name, view.source, view_scan(view, features, Window(until_us=until_us)), result)
+            prepared[name] = asof.prepare(rows, list(view.entity.keys), uses_created=visibility.uses_created(view.source))
         return prepared
+
+    def _scan(self, name: str, source: Source, request: ScanRequest, result: OfflineResult) -> pl.DataFrame:
+        """One view's scan, reported (rows read, rows skipped for having no event time)."""
+        reader = self.reader_for(source)
+        scan = reader.scan(request)
+        skipped = f" ({scan.no_event_time:,} rows without an event time skipped: never visible)" if scan.no_event_time else ""
+        self.progress(f"read {scan.rows.height:,} rows of {name} from {reader.describe()}{skipped}")
+        result.no_event_time[name] = scan.no_event_time
+        return scan.rows
 
     def _window_events(self, plan: Plan, until_us: int | None, result: OfflineResult) -> dict[str, pl.DataFrame]:
         """Read the events of every window view the plan aggregates, once, with the columns its
@@ -106,12 +110,8 @@ class OfflineEngine:
         events = {}
         for name, columns in needed.items():
             view = self.catalog.window_views[name]
-            reader = self.reader_for(view.source)
-            scan = reader.scan(window_scan(view, columns, Window(until_us=until_us)))
-            skipped = f" ({scan.no_event_time:,} without an event time skipped: never visible)" if scan.no_event_time else ""
-            self.progress(f"read {scan.rows.height:,} events of {name} from {reader.describe()}{skipped}")
-            result.no_event_time[name] = scan.no_event_time
-            events[name] = window_rule.sorted_events(scan.rows, list(view.entity.keys),
+            rows = self._scan(name, view.source, window_scan(view, columns, Window(until_us=until_us)), result)
+            events[name] = window_rule.sorted_events(rows, list(view.entity.keys),
                                                      uses_created=visibility.uses_created(view.source))
         return events
 

@@ -321,10 +321,7 @@ def _numeric(kind: str, dtype: DType, results: list[tuple[np.ndarray, Any, int]]
         is_float = form == "float"
         if kind == "sum" and not is_float:
             for q, value in zip(queries, _limbs_to_ints(sums)):
-                if not rule.INT64_MIN <= value <= rule.INT64_MAX:
-                    raise DataError(f"feature {output.label!r}: a window sum is {value}, outside the Int64 range; "
-                                    f"sum a Float64 column instead")
-                out[q] = value
+                out[q] = rule.lower_sum((0, value, 0, 0, 0, 0), False, output.label)  # the one range rule
             valid[queries] = True
             continue
         if kind in ("sum", "mean"):

@@ -23,6 +23,7 @@ from parity.define.resolvers import CallPolicy, CircuitBreaker
 from parity.define.sources import Source
 from parity.errors import EntityKeyError, StoreError
 from parity.online.result import FeatureValue, QueryResult
+from parity.online.windows import window_outputs
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Lookup, Plan, Step, WindowRead
 from parity.ports.online_store import OnlineStore, StoredRow
@@ -253,8 +254,6 @@ class OnlineEngine:
 
     async def _window(self, compiled: _Compiled, i: int, step: WindowRead, state: _State) -> None:
         """Window aggregates for every key (``online.windows``), in one trip to the store."""
-        from parity.online.windows import window_outputs
-
         view = self.catalog.window_views[step.view]
         keys = [state.cols[c] for c in step.keys.columns]
         dtypes = compiled.float_keys.get(i)

@@ -42,7 +42,7 @@ def aggregate_value(view: WindowView, aggregate: Aggregate, width: int | None, b
             moments.add(x, is_float)  # type: ignore[arg-type]
         state = moments.as_tuple()
         if kind == "sum":
-            return rule.lower_sum(state, is_float, where=f"feature {aggregate.name!r}")
+            return rule.lower_sum(state, is_float, aggregate.name)
         if kind == "mean":
             return rule.lower_mean(state, is_float)
         return rule.lower_var(state, is_float) if kind == "var" else rule.lower_std(state, is_float)
@@ -151,7 +151,7 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
             windows = [high] + [state.difference(high, None if w is None else state.decode(blob, lanes))
                                 for w, blob in zip(plan.widths, blobs[1:])]
             for cid, kind, slot, lane, is_float, label in plan.by_prefix:
-                out[cid].append(state.lower(kind, windows[slot][lane], is_float, where=f"feature {label!r}"))
+                out[cid].append(state.lower(kind, windows[slot][lane], is_float, label))
         else:
             for o in plan.outputs:
                 if aggregates[o.feature].aggregation.kind in state.PREFIX_KINDS:

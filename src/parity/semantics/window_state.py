@@ -124,12 +124,12 @@ def decode(blob: bytes | None, lanes: Sequence[Lane]) -> State:
     return [[v if v.__class__ is int else _unpack_int(v) for v in s] for s in msgpack.unpackb(blob)]
 
 
-def lower(kind: str, lane_state: Sequence[int], is_float: bool, where: str = "") -> object:
+def lower(kind: str, lane_state: Sequence[int], is_float: bool, feature: str = "") -> object:
     """An invertible aggregate's value from its lane's window state (``semantics.windows``)."""
     if kind == "count":
         return lane_state[0]
     if kind == "sum":
-        return rule.lower_sum(lane_state, is_float, where)
+        return rule.lower_sum(lane_state, is_float, feature)
     if kind == "mean":
         return rule.lower_mean(lane_state, is_float)
     if kind == "var":

@@ -42,6 +42,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from parity.errors import DataError
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -59,10 +61,6 @@ _SIGN = 1 << 63
 def bounds(t_us: int, width: int | None) -> tuple[int | None, int]:
     """The window at t as (after, until): events with after < event time ≤ until (after None: no bound)."""
     return (None if width is None else t_us - width), t_us
-
-
-def in_window(event_us: int, t_us: int, width: int | None) -> bool:
-    return event_us <= t_us and (width is None or event_us > t_us - width)
 
 
 # --- exact numbers -----------------------------------------------------------------------------
@@ -126,11 +124,12 @@ def _special(nan: int, pos_inf: int, neg_inf: int) -> float | None:
     return None
 
 
-def lower_sum(state: Sequence[int], is_float: bool, where: str = "") -> float | int:
+def lower_sum(state: Sequence[int], is_float: bool, feature: str = "") -> float | int:
     _, total, _, nan, pos_inf, neg_inf = state
     if not is_float:
-        if not INT64_MIN <= total <= INT64_MAX:
-            raise OverflowError(f"{where}: the window sum {total} is outside the Int64 range; sum a Float64 column")
+        if not INT64_MIN <= total <= INT64_MAX:  # the message is built only here, off the hot path
+            raise DataError(f"feature {feature!r}: a window sum is {total}, outside the Int64 range; sum a "
+                            f"Float64 column instead")
         return total
     special = _special(nan, pos_inf, neg_inf)
     if special is not None:
