@@ -126,7 +126,7 @@ def test_events_that_would_fail_after_the_commit_are_dead_lettered_before_it(tmp
     ])
     assert (report.accepted, report.dead) == (1, 3)
     assert "outside the years 1 to 9999" in report.reasons[0]
-    assert "lone surrogate" in report.reasons[1]
+    assert "lone surrogate" in report.reasons[1] and report.reasons[1].startswith("not JSON")
     assert "nested too deeply" in report.reasons[2]
     assert project.push("txns", [_event(5, T0)]).accepted == 1  # the stream is not jammed
     project.close()
@@ -184,3 +184,37 @@ def test_materialize_of_a_stream_fed_view_keeps_every_logged_event(tmp_path) -> 
     assert online == {"card.n[lifetime]": 3, "card.top[lifetime]": 7.0}
     assert offline.select(refs).row(0, named=True) == online  # type: ignore[union-attr]
     project.close()
+
+
+def test_json_payloads_are_read_by_the_same_rules_as_pushed_objects(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Transports hand over JSON bytes (parsed by orjson), push hands over objects: one schema check
+    for both. JSON has no NaN, and an integer too large for a double is refused, not rounded."""
+    from parity.ports.stream import Incoming
+
+    project = _project(str(tmp_path))
+    ingestor = project.ingestor("txns")
+    report = ingestor.ingest([
+        Incoming(json.dumps(_event(1, T0)).encode()),
+        Incoming(json.dumps({"id": "j2", "card_id": "one", "amount": 1.0, "ts": T0.isoformat()}).encode()),
+        Incoming(b'{"id": "j3", "card_id": 1, "amount": NaN, "ts": "' + T0.isoformat().encode() + b'"}'),
+        Incoming(b'{"id": "j4", "card_id": 1, "amount": 1e400, "ts": "' + T0.isoformat().encode() + b'"}'),
+        Incoming(json.dumps([_event(5, T0), _event(6, T0)])),
+    ])
+    assert (report.accepted, report.dead) == (3, 3)
+    assert report.reasons[0] == "field 'card_id': 'one' is not an integer (a Int64 column)"
+    assert report.reasons[1].startswith("not JSON: ") and report.reasons[2].startswith("not JSON: ")
+    project.close()
+
+
+def test_the_nats_stream_sequence_is_read_from_both_reply_formats() -> None:
+    from nats.aio.msg import Msg
+
+    from parity.connectors.nats_stream import stream_sequence
+
+    for reply in ("$JS.ACK.ORDERS.consumer1.1.4217.12.1733100000000000000.0",
+                  "$JS.ACK.hub.ACCHASH.ORDERS.consumer1.1.4217.12.1733100000000000000.0.tok",
+                  "$JS.ACK.hub.ACCHASH.ORDERS.consumer1.1.4217.12.1733100000000000000.0"):
+        msg = Msg(None, subject="orders", reply=reply, data=b"")  # type: ignore[arg-type]
+        assert stream_sequence(reply) == msg.metadata.sequence.stream == 4217
+    with pytest.raises(StoreError, match="not a JetStream message"):
+        stream_sequence("_INBOX.abc")

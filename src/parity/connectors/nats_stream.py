@@ -27,6 +27,19 @@ MAX_BATCH = 5000
 LINGER = 0.005  # seconds a commit waits for more messages: group commit
 
 
+def stream_sequence(reply: str) -> int:
+    """A JetStream message's stream sequence, from its reply subject: what ``msg.metadata`` gives,
+    without building the rest of the metadata (a third of the receive cost per message).
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`` (9 tokens) or, with a domain and
+    account hash, ``$JS.ACK.<domain>.<hash>.<stream>...`` (12, or 11 from older servers)."""
+    tokens = reply.split(".")
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5])
+    if len(tokens) >= 11 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[7])
+    raise StoreError(f"not a JetStream message (reply subject {reply!r}): subscribe through a JetStream consumer")
+
+
 class NatsTransport:
     def __init__(self, url: str, subject: NatsSubject, *, max_batch: int = MAX_BATCH, linger: float = LINGER) -> None:
         try:
@@ -66,7 +79,7 @@ class NatsTransport:
                                              config=config, cb=self._on_message)
 
     async def _on_message(self, msg: Any) -> None:
-        self._buffer.append(Incoming(msg.data, msg.metadata.sequence.stream, now_micros()))
+        self._buffer.append(Incoming(msg.data, stream_sequence(msg.reply), now_micros()))
         self._arrived.set()
 
     async def batches(self, idle_exit: float | None) -> AsyncIterator[list[Incoming]]:

@@ -2,7 +2,7 @@
 
 One ``StreamIngestor`` is the single writer of one stream source. Each ``ingest`` call is one commit:
 
-1. parse and validate every event against the source's schema — a bad one goes to the dead-letter
+1. parse and validate every event against the source's schema (``ingest.events``) — a bad one goes to the dead-letter
    store with its reason (field, value, what was expected) and never stops the consumer;
 2. drop duplicates by event id (exactly once: ids already in the log within ``dedup_horizon``, or
    earlier in the same batch, are counted and skipped);
@@ -21,19 +21,17 @@ log (``ports.source``: event/created times, sequence), so both paths see one eve
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from parity.define.dtypes import DType
 from parity.define.features import FeatureView
 from parity.define.sources import INGESTED_AT, LOG_SEQUENCE, StreamSource
 from parity.define.windows import WindowView
+from parity.ingest.events import BadEvent, EventSchema, parse, text
 from parity.ingest.window_index import WindowWriter, index_events, rebuild
 from parity.ports.event_log import DeadLetters, EventLog
 from parity.ports.online_store import OnlineStore
@@ -41,11 +39,9 @@ from parity.ports.source import view_scan, window_scan
 from parity.ports.stream import Incoming
 from parity.semantics import asof, values, visibility, windows
 from parity.semantics.ordering import CREATED, EVENT
-from parity.semantics.time import now_micros, to_micros
+from parity.semantics.time import now_micros
 
 DEDUP_HORIZON = dt.timedelta(days=7)
-_FIRST_US = to_micros(dt.datetime(1, 1, 2, tzinfo=dt.UTC))
-_LAST_US = to_micros(dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
 _LAG_SAMPLES = 200_000
 
 
@@ -59,74 +55,6 @@ class IngestReport:
     first_seq: int | None = None
     last_seq: int | None = None
     reasons: list[str] = field(default_factory=list)  # the first few dead-letter reasons
-
-
-class _Bad(ValueError):
-    pass
-
-
-def _timestamp(value: object, zone: Any) -> int:
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise _Bad(f"{value!r} is not ISO-8601 text") from None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            if zone is None:
-                raise _Bad(f"{value.isoformat()} has no time zone; add one (e.g. 'Z') or declare the source's timezone")
-            value = value.replace(tzinfo=zone)
-        micros = to_micros(value)
-        if not _FIRST_US <= micros <= _LAST_US:
-            raise _Bad(f"{value.isoformat()} is outside the years 1 to 9999 (UTC)")
-        return micros
-    raise _Bad(f"{value!r} ({type(value).__name__}) is not a timestamp; give ISO-8601 text with a zone")
-
-
-def _date(value: object) -> int:
-    if isinstance(value, str):
-        try:
-            value = dt.date.fromisoformat(value)
-        except ValueError:
-            raise _Bad(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return (value - dt.date(1970, 1, 1)).days
-    raise _Bad(f"{value!r} is not a date")
-
-
-def _convert(dtype: DType, value: object, zone: Any) -> object:
-    """An event's field in storage form, or ``_Bad`` with what was wrong."""
-    name = dtype.name
-    if name == "Int64":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Bad(f"{value!r} is not an integer")
-        if not -(2**63) <= value < 2**63:
-            raise _Bad(f"{value} is outside the Int64 range")
-        return value
-    if name == "Float64":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Bad(f"{value!r} is not a number")
-        try:
-            return float(value)
-        except OverflowError:
-            raise _Bad(f"{value} is outside the Float64 range") from None
-    if name == "String":
-        if not isinstance(value, str):
-            raise _Bad(f"{value!r} is not a string")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise _Bad(f"{value!r} is not valid UTF-8 text (it holds a lone surrogate)") from None
-        return value
-    if name == "Bool":
-        if not isinstance(value, bool):
-            raise _Bad(f"{value!r} is not true or false")
-        return value
-    if name == "Timestamp":
-        return _timestamp(value, zone)
-    if name == "Date":
-        return _date(value)
-    raise _Bad(f"unsupported dtype {dtype!r}")
 
 
 class StreamIngestor:
@@ -146,6 +74,7 @@ class StreamIngestor:
         self.clock = clock
         self.zone = ZoneInfo(source.timezone) if source.timezone else None
         self.columns = list(source.schema)
+        self.schema = EventSchema(source, self.zone)
         self.lateness_us = None if source.max_lateness is None else int(source.max_lateness / dt.timedelta(microseconds=1))
         self.writers = [WindowWriter(view, table, store) for view, table in self.window_views]
         log.open_writer()
@@ -196,49 +125,48 @@ class StreamIngestor:
         rows: list[list[object]] = []
         letters: list[dict[str, object]] = []
         event_index = self.columns.index(self.source.event_time)
-        id_column = self.source.event_id
+        id_index = self.columns.index(self.source.event_id)
         watermark = self.watermark_us
         # The newest event time seen among events not dated after the clock: one event dated in the
         # future must not make every later event look late.
         horizon = self.clock()
         position = None
         received: list[int] = []
+        seen, to_row, lateness = self.seen, self.schema.row, self.lateness_us
         for message in messages:
             if message.position is not None:
                 position = message.position
             if message.received_us is not None:
                 received.append(message.received_us)
-            for event, problem in self._events(message.payload):
+            for event, problem in parse(message.payload):
                 if problem is None:
                     try:
-                        row = self._row(event)
-                    except _Bad as exc:
+                        row = to_row(event)  # type: ignore[arg-type]
+                    except BadEvent as exc:
                         problem = str(exc)
                     except Exception as exc:  # noqa: BLE001 - no event may stop the consumer
                         problem = f"cannot read the event: {type(exc).__name__}: {exc}"
                 if problem is not None:
-                    letters.append({"reason": problem, "payload": _text(event), "position": message.position})
+                    letters.append({"reason": problem, "payload": text(event), "position": message.position})
                     continue
-                event_id = row[self.columns.index(id_column)]
-                if event_id in self.seen:
+                event_id = row[id_index]
+                if event_id in seen:
                     report.duplicates += 1
                     continue
-                ev = row[event_index]
-                assert isinstance(ev, int)
+                ev: int = row[event_index]  # type: ignore[assignment]
                 if watermark is not None and ev < watermark:
                     behind = watermark - ev
-                    if self.lateness_us is not None and behind > self.lateness_us:
+                    if lateness is not None and behind > lateness:
                         letters.append({"reason": f"late: event time is {behind / 1e6:g} s behind the newest event "
-                                                  f"time seen, past max_lateness "
-                                                  f"({self.lateness_us / 1e6:g} s)",
-                                        "payload": _text(event), "position": message.position})
+                                                  f"time seen, past max_lateness ({lateness / 1e6:g} s)",
+                                        "payload": text(event), "position": message.position})
                         report.late_dead += 1
                         continue
                     report.late_applied += 1
-                self.seen.add(event_id)
+                seen.add(event_id)
                 rows.append(row)
-                if ev <= horizon:
-                    watermark = ev if watermark is None else max(watermark, ev)
+                if ev <= horizon and (watermark is None or ev > watermark):
+                    watermark = ev
         report.dead = len(letters)
         report.reasons = [str(letter["reason"]) for letter in letters[:5]]
         self.dead_letters(letters)
@@ -311,42 +239,6 @@ class StreamIngestor:
 
     # -- parsing --------------------------------------------------------------------------------
 
-    def _events(self, payload: object) -> list[tuple[object, str | None]]:
-        if isinstance(payload, bytes | str):
-            try:
-                payload = json.loads(payload)
-            except (ValueError, UnicodeDecodeError) as exc:
-                return [(payload, f"not JSON: {exc}")]
-            except RecursionError:
-                return [(payload, "not an event: JSON nested too deeply")]
-        if isinstance(payload, Mapping):
-            return [(payload, None)]
-        if isinstance(payload, list | tuple):
-            return [(e, None if isinstance(e, Mapping) else "an event must be a JSON object") for e in payload]
-        return [(payload, f"an event must be a JSON object, not {type(payload).__name__}")]
-
-    def _row(self, event: object) -> list[object]:
-        assert isinstance(event, Mapping)
-        row: list[object] = []
-        for column, dtype in self.source.schema.items():
-            value = event.get(column)
-            if value is None:
-                if column == self.source.event_id:
-                    raise _Bad(f"field {column!r} (the event id) is missing")
-                if column == self.source.event_time:
-                    raise _Bad(f"field {column!r} (the event time) is missing: an event without a time is never "
-                               f"visible")
-                row.append(None)
-                continue
-            if isinstance(value, float) and dtype.name == "Float64" and math.isnan(value):
-                row.append(value)
-                continue
-            try:
-                row.append(_convert(dtype, value, self.zone))
-            except _Bad as exc:
-                raise _Bad(f"field {column!r}: {exc} (a {dtype!r} column)") from None
-        return row
-
     def _schema(self) -> dict[str, pl.DataType]:
         return {c: values.storage_polars_type(d) for c, d in self.source.schema.items()}
 
@@ -376,12 +268,3 @@ class StreamIngestor:
         self.log.close()
 
 
-def _text(event: object) -> str:
-    if isinstance(event, bytes):
-        return event.decode("utf-8", "replace")
-    if isinstance(event, str):
-        return event
-    try:
-        return json.dumps(event, default=str)
-    except (TypeError, ValueError):
-        return repr(event)
