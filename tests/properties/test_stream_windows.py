@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import uuid
 
 import polars as pl
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import parity as pt
 from parity.connectors.event_log import EventLog
 from parity.define.sources import INGESTED_AT, LOG_SEQUENCE
 from tests.properties.test_windows import FLOATS, SECOND, _bits
+from tests.support_services import REDIS_URL, require_service
 from tests.properties.window_reference import Event, aggregate, in_window
 
 T0 = 1_767_225_600 * SECOND
@@ -29,7 +32,11 @@ view = pt.WindowView("v", entity=card, source=txns, windows=WIDTHS, columns={"x"
                                pt.Aggregate("fmean", a.mean("x")), pt.Aggregate("fvar", a.var("x")),
                                pt.Aggregate("n_pos", a.count(), where=pt.col("x") > 0),
                                pt.Aggregate("fmax", a.max("x")), pt.Aggregate("sfirst", a.first("s")),
-                               pt.Aggregate("sdist", a.count_distinct("s"))])
+                               pt.Aggregate("sdist", a.count_distinct("s")),
+                               # every aggregate read from a window set, one with a filter
+                               pt.Aggregate("fmin_a", a.min("x"), where=pt.col("s") == "a"),
+                               pt.Aggregate("slast", a.last("s")), pt.Aggregate("slast2", a.last_n_distinct("s", 2)),
+                               pt.Aggregate("xdist", a.approx_count_distinct("x"))])
 
 
 class Clock:
@@ -45,7 +52,8 @@ def _iso(us: int) -> str:
     return dt.datetime.fromtimestamp(us / SECOND, dt.UTC).isoformat()
 
 
-@settings(max_examples=30, deadline=None)
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(st.tuples(st.integers(1, 2), st.integers(-8, 25),
                             st.one_of(st.none(), st.sampled_from(FLOATS), st.floats(-1e3, 1e3, allow_nan=False)),
@@ -55,14 +63,19 @@ def _iso(us: int) -> str:
     crash_at=st.one_of(st.none(), st.integers(0, 2)),
     probes=st.lists(st.integers(0, 45), min_size=1, max_size=6),
 )
-def test_pushed_events_online_equal_offline_equal_reference(rows, cuts, resend, crash_at, probes) -> None:
+def test_pushed_events_online_equal_offline_equal_reference(store, rows, cuts, resend, crash_at, probes) -> None:
     events = [{"id": i, "card_id": k, "ts": _iso(T0 + s * SECOND), "x": x, "s": sv} for i, (k, s, x, sv) in enumerate(rows)]
     sent = events + [events[i] for i in resend if i < len(events)]  # duplicates, re-sent after the originals
     bounds = sorted({0, len(sent), *(c for c in cuts if c < len(sent))})
     batches = [sent[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
     clock = Clock()
+    extra: dict[str, str] = {}
+    if store == "redis":
+        require_service("redis", "127.0.0.1", 6379)
+        extra = {"online_store_type": "redis", "online_store_url": REDIS_URL,
+                 "online_store_namespace": f"test-stream-windows-{uuid.uuid4().hex}"}
     with tempfile.TemporaryDirectory() as tmp:
-        project = pt.Project.from_definitions([card, view], root=tmp)
+        project = pt.Project.from_definitions([card, view], root=tmp, **extra)  # type: ignore[arg-type]
         for i, batch in enumerate(batches):
             ingestor = project.ingestor("txns", clock=clock)
             if i == crash_at:  # the commit lands in the log; the process dies before the online store sees it
@@ -72,7 +85,7 @@ def test_pushed_events_online_equal_offline_equal_reference(rows, cuts, resend, 
                 except SystemExit:
                     pass
                 project.close()
-                project = pt.Project.from_definitions([card, view], root=tmp)
+                project = pt.Project.from_definitions([card, view], root=tmp, **extra)  # type: ignore[arg-type]
                 continue
             project.push("txns", batch)
         project.ingestor("txns", clock=clock)  # a restart after the last batch recovers too
@@ -95,6 +108,9 @@ def test_pushed_events_online_equal_offline_equal_reference(rows, cuts, resend, 
                     expected = aggregate(f.aggregation, in_window(reference, key, t, width, True, f.where),
                                          f.aggregation.column == "x")
                     offline = table[ref][row]
+                    offline = offline.to_list() if isinstance(offline, pl.Series) else offline
                     assert _bits(offline) == _bits(expected), (ref, key, t, offline, expected)
                     assert _bits(online[ref]) == _bits(expected), (ref, key, t, online[ref], expected)
+        if store == "redis":
+            project.online_store().drop()  # type: ignore[attr-defined]
         project.close()

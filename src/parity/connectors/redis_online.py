@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 
 from parity.errors import MissingExtraError, StoreError
-from parity.ports.online_store import NO_CREATED, StoredRow, WindowEvent
+from parity.ports.online_store import NO_CREATED, SetAsk, SetMember, StoredRow, WindowEvent, empty_set_answer
 from parity.ports.secret import Secret
 from parity.semantics.keys import encode as encode_key
 
@@ -189,7 +189,79 @@ class RedisOnlineStore:
         if not -_LIMIT < ev < _LIMIT:
             raise StoreError(f"Redis online store: time {ev} µs is beyond what it stores exactly (2^53 µs)")
 
-    def window_replace(self, table: str, events: Iterable[WindowEvent]) -> int:
+    # Window sets (``semantics.window_sets``): ``ns:ws:table:<slot>:<key>`` sorted sets scored by
+    # event time, members 16 bytes of (created, sequence) then msgpack of the value; their names are
+    # in the ``ns:w:table`` set too, so a replace drops them with the index.
+
+    def _skey(self, table: str, slot: int, key: tuple[object, ...]) -> bytes:
+        return f"{self.ns}:ws:{table}:{slot}:".encode() + encode_key(key)
+
+    @staticmethod
+    def _set_member(pos: tuple[int, int, int], value: object) -> bytes:
+        return _ORDER.pack(pos[1] + _FLIP, pos[2] + _FLIP) + _packb(value)
+
+    def _add_members(self, pipe: Any, table: str, members: Iterable[SetMember]) -> None:
+        names: dict[bytes, dict[bytes, int]] = {}
+        for key, slot, pos, value in members:
+            self._check_time(pos[0])
+            names.setdefault(self._skey(table, slot, key), {})[self._set_member(pos, value)] = pos[0]
+        for name, scored in names.items():
+            pipe.zadd(name, scored)
+        if names:
+            pipe.sadd(f"{self.ns}:w:{table}", *names)
+
+    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int]
+                    ) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            for slot in slots:
+                pipe.zrange(self._skey(table, slot, key), 0, -1, withscores=True)
+        answers = iter(self._call(pipe.execute) if keys and slots else [])
+        out = []
+        for _ in keys:
+            held: dict[int, list[tuple[tuple[int, int, int], object]]] = {}
+            for slot in slots:
+                members = []
+                for member, ev in next(answers):
+                    crk, seq = _ORDER.unpack_from(member)
+                    members.append(((int(ev), crk - _FLIP, seq - _FLIP), msgpack.unpackb(member[16:])))
+                held[slot] = members
+            out.append(held)
+        return out
+
+    def window_set_read(self, table: str, keys: Sequence[tuple[object, ...]], asks: Sequence[SetAsk]
+                        ) -> list[list[object]]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            for slot, mode, after, n in asks:
+                name = self._skey(table, slot, key)
+                low = "-inf" if after is None else f"({after}"
+                if mode == "count":
+                    pipe.zcount(name, low, "+inf")  # O(log n): a rank difference
+                elif mode == "first":
+                    pipe.zrangebyscore(name, low, "+inf", start=0, num=1)
+                elif mode == "last":
+                    pipe.zrevrangebyscore(name, "+inf", low, start=0, num=1)
+                elif mode == "last_n":
+                    pipe.zrevrangebyscore(name, "+inf", low, start=0, num=n)
+                else:
+                    pipe.zrangebyscore(name, low, "+inf")
+        answers = iter(self._call(pipe.execute) if keys and asks else [])
+        out: list[list[object]] = []
+        for _ in keys:
+            row: list[object] = []
+            for _, mode, _, _ in asks:
+                found = next(answers)
+                if mode == "count":
+                    row.append(int(found))
+                elif mode in ("first", "last"):
+                    row.append(msgpack.unpackb(found[0][16:]) if found else empty_set_answer(mode))
+                else:
+                    row.append([msgpack.unpackb(m[16:]) for m in found])
+            out.append(row)
+        return out
+
+    def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
         registry = f"{self.ns}:w:{table}"
         old = list(self._call(self.client.smembers, registry))
         pipe = self.client.pipeline(transaction=True)  # MULTI/EXEC: readers see the old index or the new
@@ -197,28 +269,33 @@ class RedisOnlineStore:
             pipe.delete(*old[start:start + 10_000])
         pipe.delete(registry, f"{self.ns}:wk:{table}")
         count = 0
-        members: dict[bytes, dict[bytes, int]] = {}
+        zsets: dict[bytes, dict[bytes, int]] = {}
         latest: dict[bytes, int] = {}
         for e in events:
             self._check_time(e[1])
             name = self._wkey(table, e[0])
-            members.setdefault(name, {})[self._member(e)] = e[1]
+            zsets.setdefault(name, {})[self._member(e)] = e[1]
             latest[encode_key(e[0])] = max(latest.get(encode_key(e[0]), e[4]), e[4])
             count += 1
-        for name, scored in members.items():
+        for name, scored in zsets.items():
             pipe.zadd(name, scored)
-        if members:
-            pipe.sadd(registry, *members)
+        if zsets:
+            pipe.sadd(registry, *zsets)
             pipe.hset(f"{self.ns}:wk:{table}", mapping=latest)  # type: ignore[arg-type]
+        self._add_members(pipe, table, members)
         self._call(pipe.execute)
         return count
 
     def window_write(self, table: str, events: Sequence[WindowEvent], replaced: Sequence[WindowEvent],
-                     max_visible: dict[tuple[object, ...], int]) -> None:
+                     max_visible: dict[tuple[object, ...], int], added: Sequence[SetMember] = (),
+                     removed: Sequence[SetMember] = ()) -> None:
         pipe = self.client.pipeline(transaction=True)
         for e in replaced:
             if isinstance(e[8], bytes):
                 pipe.zrem(self._wkey(table, e[0]), e[8])
+        for key, slot, pos, value in removed:
+            pipe.zrem(self._skey(table, slot, key), self._set_member(pos, value))
+        self._add_members(pipe, table, added)
         names: dict[bytes, dict[bytes, int]] = {}
         for e in events:
             self._check_time(e[1])

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from parity.errors import StoreError
-from parity.ports.online_store import NO_CREATED, StoredRow, WindowEvent
+from parity.ports.online_store import NO_CREATED, SetAsk, SetMember, StoredRow, WindowEvent, empty_set_answer
 from parity.semantics.keys import encode as encode_key
 from parity.semantics.ordering import sql_not_older
 
@@ -202,7 +202,15 @@ class SQLiteOnlineStore:
                     f"seq INTEGER NOT NULL, cr INTEGER, vis INTEGER NOT NULL, lanes INTEGER NOT NULL, "
                     f"payload BLOB NOT NULL, prefix BLOB, PRIMARY KEY (k, ev, crk, seq)) WITHOUT ROWID")
         con.execute(f"CREATE TABLE IF NOT EXISTS {name}_keys (k BLOB PRIMARY KEY, vis INTEGER NOT NULL) WITHOUT ROWID")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name}_sets (k BLOB NOT NULL, slot INTEGER NOT NULL, ev INTEGER NOT NULL, "
+                    f"crk INTEGER NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL, "
+                    f"PRIMARY KEY (k, slot, ev, crk, seq)) WITHOUT ROWID")
         return name
+
+    @staticmethod
+    def _set_rows(members: Iterable[SetMember]) -> Iterator[tuple[object, ...]]:
+        for key, slot, (ev, crk, seq), value in members:
+            yield (encode_key(key), slot, ev, crk, seq, _packb(value))
 
     @staticmethod
     def _window_rows(events: Iterable[WindowEvent]) -> Iterator[tuple[object, ...]]:
@@ -211,15 +219,17 @@ class SQLiteOnlineStore:
                    _packb(list(e[6])), e[7])
 
     @_store_errors
-    def window_replace(self, table: str, events: Iterable[WindowEvent]) -> int:
+    def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
             name = "w" + self._name(table)
             con.execute(f"DROP TABLE IF EXISTS {name}")
             con.execute(f"DROP TABLE IF EXISTS {name}_keys")
+            con.execute(f"DROP TABLE IF EXISTS {name}_sets")
             self._window_tables(table, con)
             con.executemany(f"INSERT OR REPLACE INTO {name} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._window_rows(events))
+            con.executemany(f"INSERT OR REPLACE INTO {name}_sets VALUES (?, ?, ?, ?, ?, ?)", self._set_rows(members))
             con.execute(f"INSERT INTO {name}_keys SELECT k, max(vis) FROM {name} GROUP BY k")
             count = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             con.execute("COMMIT")
@@ -230,11 +240,17 @@ class SQLiteOnlineStore:
 
     @_store_errors
     def window_write(self, table: str, events: Sequence[WindowEvent], replaced: Sequence[WindowEvent],
-                     max_visible: dict[tuple[object, ...], int]) -> None:
+                     max_visible: dict[tuple[object, ...], int], added: Sequence[SetMember] = (),
+                     removed: Sequence[SetMember] = ()) -> None:
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
             name = self._window_tables(table, con)
+            if removed:
+                con.executemany(f"DELETE FROM {name}_sets WHERE k = ? AND slot = ? AND ev = ? AND crk = ? AND seq = ?",
+                                [(encode_key(k), slot, *pos) for k, slot, pos, _ in removed])
+            if added:
+                con.executemany(f"INSERT OR REPLACE INTO {name}_sets VALUES (?, ?, ?, ?, ?, ?)", self._set_rows(added))
             # A replaced row keeps its primary key, so INSERT OR REPLACE re-states it in place.
             con.executemany(f"INSERT OR REPLACE INTO {name} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             self._window_rows(events))
@@ -312,6 +328,53 @@ class SQLiteOnlineStore:
             found = iter(row[1:])
             blobs: list[bytes | None] = [None if t is None else next(found) for t in times]
             out.append((row[0], blobs))
+        return out
+
+    @_store_errors
+    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int]
+                    ) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
+        con = self._con()
+        out: list[dict[int, list[tuple[tuple[int, int, int], object]]]] = [{s: [] for s in slots} for _ in keys]
+        if not slots or not self._has_window(table, con):
+            return out
+        name = "w" + self._name(table)
+        marks = ", ".join("?" * len(slots))
+        sql = (f"SELECT slot, ev, crk, seq, value FROM {name}_sets WHERE k = ? AND slot IN ({marks}) "
+               f"ORDER BY slot, ev, crk, seq")
+        for key, held in zip(keys, out):
+            for slot, ev, crk, seq, value in con.execute(sql, (encode_key(key), *slots)):
+                held[slot].append(((ev, crk, seq), msgpack.unpackb(value)))
+        return out
+
+    @_store_errors
+    def window_set_read(self, table: str, keys: Sequence[tuple[object, ...]], asks: Sequence[SetAsk]
+                        ) -> list[list[object]]:
+        con = self._con()
+        if not self._has_window(table, con):
+            return [[empty_set_answer(mode) for _, mode, _, _ in asks] for _ in keys]
+        name = "w" + self._name(table)
+        out: list[list[object]] = []
+        for key in keys:
+            k = encode_key(key)
+            answers: list[object] = []
+            for slot, mode, after, n in asks:
+                low = -(2**63) if after is None else after
+                where = f"FROM {name}_sets WHERE k = ? AND slot = ? AND ev > ?"
+                if mode == "count":
+                    answers.append(con.execute(f"SELECT count(*) {where}", (k, slot, low)).fetchone()[0])
+                    continue
+                if mode in ("first", "last"):
+                    order = "ev, crk, seq" if mode == "first" else "ev DESC, crk DESC, seq DESC"
+                    row = con.execute(f"SELECT value {where} ORDER BY {order} LIMIT 1", (k, slot, low)).fetchone()
+                    answers.append(None if row is None else msgpack.unpackb(row[0]))
+                    continue
+                if mode == "last_n":
+                    rows = con.execute(f"SELECT value {where} ORDER BY ev DESC, crk DESC, seq DESC LIMIT ?",
+                                       (k, slot, low, n))
+                else:
+                    rows = con.execute(f"SELECT value {where}", (k, slot, low))
+                answers.append([msgpack.unpackb(r[0]) for r in rows])
+            out.append(answers)
         return out
 
     def close(self) -> None:

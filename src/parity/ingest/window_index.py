@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator, Sequence
 import polars as pl
 
 from parity.define.windows import WindowView
-from parity.ports.online_store import OnlineStore, WindowEvent, window_position
+from parity.ports.online_store import OnlineStore, SetMember, WindowEvent, window_position
 from parity.semantics import values, windows
+from parity.semantics import window_sets as sets
 from parity.semantics import window_state as state
 from parity.semantics.filters import compile_filter
 from parity.semantics.keys import encode as encode_key
@@ -63,9 +64,45 @@ def with_prefixes(lanes: Sequence[state.Lane], events: Iterable[WindowEvent],
         yield (*e[:7], state.encode(s), e[8])
 
 
+def set_members(slots: Sequence[sets.Slot], events: Sequence[WindowEvent]) -> Iterator[SetMember]:
+    """Every key's window sets, from its events (sorted by key and row order)."""
+    start = 0
+    while start < len(events):
+        group = encode_key(events[start][0])
+        end = start + 1
+        while end < len(events) and encode_key(events[end][0]) == group:
+            end += 1
+        key = events[start][0]
+        for slot in slots:
+            lane = [(window_position(e), e[6][slot.column]) for e in events[start:end] if e[5] & slot.bit]
+            for pos, value in sets.members_of(slot, lane):
+                yield (key, slot.id, pos, value)
+        start = end
+
+
 def rebuild(view: WindowView, table: str, store: OnlineStore, events: pl.DataFrame) -> int:
     lanes, _ = state.lanes_of(view)
-    return store.window_replace(table, with_prefixes(lanes, index_events(view, events)))
+    rows = index_events(view, events)
+    return store.window_replace(table, with_prefixes(lanes, rows), set_members(sets.slots_of(view), rows))
+
+
+class _SetChanges:
+    """A write's set changes, netted: a member added and removed in one write is neither."""
+
+    def __init__(self) -> None:
+        self.added: dict[tuple[bytes, int, sets.Position], SetMember] = {}
+        self.removed: dict[tuple[bytes, int, sets.Position], SetMember] = {}
+
+    def apply(self, group: bytes, key: tuple[object, ...], slot: int, added: list[sets.Member],
+              removed: list[sets.Member]) -> None:
+        for pos, value in removed:
+            if self.added.pop((group, slot, pos), None) is None:
+                self.removed[(group, slot, pos)] = (key, slot, pos, value)
+        for pos, value in added:
+            self.added[(group, slot, pos)] = (key, slot, pos, value)
+
+
+_NO_SET = sets.SetState()  # an ``all`` set: nothing of it is held
 
 
 class WindowWriter:
@@ -82,10 +119,24 @@ class WindowWriter:
         self.lanes, _ = state.lanes_of(view)
         self._zero = state.zero(self.lanes)
         self._last: dict[bytes, tuple[tuple[int, int, int], state.State] | None] = {}  # by encoded key
+        self.slots = sets.slots_of(view)
+        self._held_slots = [s for s in self.slots if s.kind != "all"]  # the sets a writer must know
+        self._sets: dict[bytes, dict[int, sets.SetState]] = {}  # by encoded key, then slot
 
     def forget(self) -> None:
-        """Drop the cached last events (after the index was rebuilt underneath)."""
+        """Drop the cached last events and sets (after the index was rebuilt underneath)."""
         self._last.clear()
+        self._sets.clear()
+
+    def _add_to_sets(self, changes: _SetChanges, group: bytes, e: WindowEvent) -> None:
+        held = self._sets.get(group)
+        pos = window_position(e)
+        for slot in self.slots:
+            if e[5] & slot.bit:
+                if held is None:
+                    held = self._sets[group] = {s.id: sets.SetState() for s in self._held_slots}
+                added, removed = sets.add_event(slot, held.get(slot.id) or _NO_SET, pos, e[6][slot.column])
+                changes.apply(group, e[0], slot.id, added, removed)
 
     def write(self, events: Sequence[WindowEvent]) -> None:
         """Add events (sorted by key and row order, as ``index_events`` gives them; an event
@@ -96,6 +147,10 @@ class WindowWriter:
             found = self.store.window_last(self.table, list(unknown.values()))
             for g, row in zip(unknown, found):
                 self._last[g] = None if row is None else (window_position(row), state.decode(row[7], self.lanes))
+            if self._held_slots:
+                slot_ids = [s.id for s in self._held_slots]
+                for g, loaded in zip(unknown, self.store.window_sets(self.table, list(unknown.values()), slot_ids)):
+                    self._sets[g] = {i: sets.SetState(loaded[i]) for i in slot_ids}
         # A key is appended to when its first new event comes after the last one it holds.
         late: dict[bytes, list[WindowEvent]] = {}
         checked: set[bytes] = set()
@@ -110,9 +165,12 @@ class WindowWriter:
         out: list[WindowEvent] = []
         latest: dict[bytes, tuple[tuple[object, ...], int]] = {}
         lanes, advance, encode = self.lanes, state.advance, state.encode
+        changes = _SetChanges()
         for g, e in zip(groups, events):
             if g in late:
                 continue
+            if self.slots:
+                self._add_to_sets(changes, g, e)
             last = self._last[g]
             s = advance(last[1] if last is not None else self._zero, lanes, e[5], e[6])
             self._last[g] = (window_position(e), s)
@@ -123,11 +181,18 @@ class WindowWriter:
         replaced: list[WindowEvent] = []
         for g, new in late.items():
             rows, kept = self._late(new)
+            if self.slots:
+                known = {window_position(h) for h in kept}
+                for e in new:
+                    if window_position(e) not in known:
+                        known.add(window_position(e))
+                        self._add_to_sets(changes, g, e)
             out.extend(rows)
             replaced.extend(kept)
             self._last[g] = (window_position(rows[-1]), state.decode(rows[-1][7], lanes))
             latest[g] = (new[0][0], max(e[4] for e in new))
-        self.store.window_write(self.table, out, replaced, {key: vis for key, vis in latest.values()})
+        self.store.window_write(self.table, out, replaced, {key: vis for key, vis in latest.values()},
+                                list(changes.added.values()), list(changes.removed.values()))
 
     def _late(self, new: list[WindowEvent]) -> tuple[list[WindowEvent], list[WindowEvent]]:
         """Re-state every held event of the key from the first new one on (exact, with reads)."""

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from parity.define.windows import Aggregate, WindowView
 from parity.plan.nodes import WindowOutput
-from parity.ports.online_store import OnlineStore, WindowEvent
+from parity.ports.online_store import OnlineStore, WindowEvent, empty_set_answer
+from parity.semantics import window_sets as sets
 from parity.semantics import window_state as state
 from parity.semantics import windows as rule
 
@@ -91,9 +92,17 @@ class _Compiled:
         self.columns = {c: j for j, c in enumerate(view.columns)}
         self.widths: list[int | None] = []  # one seek each, after the one for t
         self.by_prefix: list[tuple[str, str, int, int, bool, str]] = []  # (column id, kind, slot, lane, float, label)
-        self.scanned: list[WindowOutput] = []
+        self.by_set: list[tuple[WindowOutput, str, int, str, int]] = []  # (output, kind, set slot, mode, n)
+        self.scanned: list[WindowOutput] = []  # read from the events whatever the key holds
+        slot_of = {s.id: s for s in sets.slots_of(view)}
         for o in outputs:
-            kind = self.aggregates[o.feature].aggregation.kind
+            aggregation = self.aggregates[o.feature].aggregation
+            kind = aggregation.kind
+            if kind in sets.SET_KIND:
+                slot = next(i for i, a in enumerate(view.features) if a.name == o.feature)
+                assert slot in slot_of
+                self.by_set.append((o, kind, slot, sets.query_mode(kind), aggregation.n or 0))
+                continue
             if kind not in state.PREFIX_KINDS:
                 self.scanned.append(o)
                 continue
@@ -123,11 +132,13 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
                    keys: Sequence[tuple[object, ...]], t_us: int) -> dict[str, list[object]]:
     """Every output's value for every key at t.
 
-    Count, sum, mean, var and std read two prefix states per width (``semantics.window_state``):
-    one seek for t, one for each t − w — the same cost for a 30-day window as for a 10-minute one.
-    That is exact when every event the key holds was visible by t (serving "now" always is); a
-    key with events that became visible after t (a query of the past) is answered from its events
-    in the window, filtered by visibility, as are the other aggregates.
+    For a key whose every event was visible by t (serving "now" always is), the window is a suffix
+    of its events and each output costs a bounded number of reads, the same for a 30-day window as
+    for a 10-minute one: count, sum, mean, var and std two prefix states per width
+    (``semantics.window_state``: one seek for t, one for each t − w); min, max, first, last and the
+    distinct aggregates one descent into their set (``semantics.window_sets``). A key with events
+    that became visible after t (a query of the past) is answered from its events in the window,
+    filtered by visibility, as ``approx_percentile`` always is.
     """
     plan = _compiled.get((id(view), id(outputs)))
     if plan is None or plan.outputs != list(outputs):
@@ -135,29 +146,41 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
     lanes = plan.lanes
     out: dict[str, list[object]] = {o.column_id: [] for o in outputs}
     times = [t_us, *(None if w is None else t_us - w for w in plan.widths)]
-    seeks = store.window_seek(table, keys, times) if plan.by_prefix else [(None, [])] * len(keys)
-    needs_events = [key for key, (max_vis, _) in zip(keys, seeks)
-                    if plan.scanned or (max_vis is not None and max_vis > t_us)]
+    seeks = store.window_seek(table, keys, times) if plan.by_prefix or plan.by_set else [(None, [])] * len(keys)
+    # A key all of whose events were visible by t: its window is a suffix of its events.
+    suffix = [max_vis is None or max_vis <= t_us for max_vis, _ in seeks]
+    needs_events = [key for key, whole in zip(keys, suffix) if plan.scanned or not whole]
     events: dict[tuple[object, ...], list[WindowEvent]] = {}
     if needs_events:
-        reach = plan.all_reach if any(s[0] is not None and s[0] > t_us for s in seeks) else plan.scan_reach
+        reach = plan.all_reach if not all(suffix) else plan.scan_reach
         after = None if reach is None or reach is False else t_us - int(reach)
         events = dict(zip(needs_events, store.window_read(table, needs_events, after, t_us)))
+    answers: dict[tuple[object, ...], list[object]] = {}
+    if plan.by_set:
+        asks = [(slot, mode, None if o.width is None else t_us - o.width, n) for o, _, slot, mode, n in plan.by_set]
+        held = [key for key, whole, (max_vis, _) in zip(keys, suffix, seeks) if whole and max_vis is not None]
+        answers = dict(zip(held, store.window_set_read(table, held, asks))) if held else {}
+        empty = [empty_set_answer(mode) for _, _, _, mode, _ in plan.by_set]
     aggregates, bits, columns = plan.aggregates, plan.bits, plan.columns
-    for key, (max_vis, blobs) in zip(keys, seeks):
-        held = events.get(key, [])
-        if plan.by_prefix and (max_vis is None or max_vis <= t_us):
-            high = state.decode(blobs[0], lanes)
-            windows = [high] + [state.difference(high, None if w is None else state.decode(blob, lanes))
-                                for w, blob in zip(plan.widths, blobs[1:])]
-            for cid, kind, slot, lane, is_float, label in plan.by_prefix:
-                out[cid].append(state.lower(kind, windows[slot][lane], is_float, label))
+    for key, whole, (max_vis, blobs) in zip(keys, suffix, seeks):
+        held_events = events.get(key, [])
+        if whole:
+            if plan.by_prefix:
+                high = state.decode(blobs[0], lanes)
+                windows = [high] + [state.difference(high, None if w is None else state.decode(blob, lanes))
+                                    for w, blob in zip(plan.widths, blobs[1:])]
+                for cid, kind, slot, lane, is_float, label in plan.by_prefix:
+                    out[cid].append(state.lower(kind, windows[slot][lane], is_float, label))
+            if plan.by_set:
+                found = answers.get(key, empty)
+                for (o, kind, _, _, _), value in zip(plan.by_set, found):
+                    out[o.column_id].append(sets.lower(kind, value))
         else:
             for o in plan.outputs:
-                if aggregates[o.feature].aggregation.kind in state.PREFIX_KINDS:
+                if o not in plan.scanned:
                     out[o.column_id].append(aggregate_value(view, aggregates[o.feature], o.width, bits[o.feature],
-                                                            held, t_us, columns))
+                                                            held_events, t_us, columns))
         for o in plan.scanned:
-            out[o.column_id].append(aggregate_value(view, aggregates[o.feature], o.width, bits[o.feature], held,
-                                                    t_us, columns))
+            out[o.column_id].append(aggregate_value(view, aggregates[o.feature], o.width, bits[o.feature],
+                                                    held_events, t_us, columns))
     return out

@@ -15,6 +15,18 @@ StoredRow = tuple[int, int, tuple[object, ...]]
 WindowEvent = tuple[tuple[object, ...], int, int | None, int, int, int, tuple[object, ...], bytes | None, object]
 NO_CREATED = -(2**63)  # how a missing created time sorts: before any (as Polars sorts nulls)
 
+# A member of a window set (``semantics.window_sets``): key, slot, the event's place (event µs,
+# created key, sequence), its value in storage form.
+SetMember = tuple[tuple[object, ...], int, tuple[int, int, int], object]
+# What to read of one set: slot, mode ("first", "last", "last_n", "count", "all": members with event
+# time > after; None: all members), n (for last_n).
+SetAsk = tuple[int, str, int | None, int]
+
+
+def empty_set_answer(mode: str) -> object:
+    """What a set read gives when the key has no members in the window."""
+    return 0 if mode == "count" else [] if mode in ("last_n", "all") else None
+
 
 def window_position(event: WindowEvent) -> tuple[int, int, int]:
     """An event's place among its key's events: ``ordering.ROW_ORDER``."""
@@ -46,14 +58,28 @@ class OnlineStore(Protocol):
 
     def set_watermark(self, table: str, micros: int) -> None: ...
 
-    def window_replace(self, table: str, events: Iterable[WindowEvent]) -> int:
-        """Replace a window index with ``events`` (all or nothing); returns how many it holds."""
+    def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
+        """Replace a window index with ``events`` and its sets with ``members`` (all or nothing);
+        returns how many events it holds."""
         ...
 
     def window_write(self, table: str, events: Sequence[WindowEvent], replaced: Sequence[WindowEvent],
-                     max_visible: dict[tuple[object, ...], int]) -> None:
+                     max_visible: dict[tuple[object, ...], int], added: Sequence[SetMember] = (),
+                     removed: Sequence[SetMember] = ()) -> None:
         """Add events, replacing ``replaced`` (rows read before, now re-stated with new prefixes),
-        and raise each key's latest visibility instant; all or nothing."""
+        raise each key's latest visibility instant, and change the sets; all or nothing."""
+        ...
+
+    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int]
+                    ) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
+        """Per key, each slot's members in row order (what a writer holds)."""
+        ...
+
+    def window_set_read(self, table: str, keys: Sequence[tuple[object, ...]], asks: Sequence[SetAsk]
+                        ) -> list[list[object]]:
+        """Per key, per ask: the first or last member's value (None: none), the last n values
+        (latest first), the count, or all values — each a bounded number of reads (one B-tree or
+        skip-list descent, then the members returned)."""
         ...
 
     def window_read(self, table: str, keys: Sequence[tuple[object, ...]], after_us: int | None,
