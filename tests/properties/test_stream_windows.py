@@ -17,8 +17,8 @@ import parity as pt
 from parity.connectors.event_log import EventLog
 from parity.define.sources import INGESTED_AT, LOG_SEQUENCE
 from tests.properties.test_windows import FLOATS, SECOND, _bits
-from tests.support_services import REDIS_URL, require_service
 from tests.properties.window_reference import Event, aggregate, in_window
+from tests.support_services import REDIS_URL, require_service
 
 T0 = 1_767_225_600 * SECOND
 WIDTHS = ["3s", "10s", "lifetime"]

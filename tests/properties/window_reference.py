@@ -136,10 +136,11 @@ def aggregate(agg: Aggregation, events: list[Event], is_float: bool) -> object:
         q = sum(Fraction(x) ** 2 for x in xs)  # type: ignore[arg-type]
         var = _float((n * q - s * s) / (n * (n - 1)))
         return var if kind == "var" else math.sqrt(var)
-    if kind == "min":
-        return min(xs, key=_order) if xs else None
-    if kind == "max":
-        return max(xs, key=_order) if xs else None
+    if kind in ("min", "max"):
+        if not xs:
+            return None
+        best = min(xs, key=_order) if kind == "min" else max(xs, key=_order)
+        return math.nan if isinstance(best, float) and math.isnan(best) else best  # every NaN ties: the one NaN
     if kind == "first":
         return xs[0] if xs else None
     if kind == "last":

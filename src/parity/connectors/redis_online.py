@@ -229,37 +229,28 @@ class RedisOnlineStore:
             out.append(held)
         return out
 
-    def window_set_read(self, table: str, keys: Sequence[tuple[object, ...]], asks: Sequence[SetAsk]
-                        ) -> list[list[object]]:
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            for slot, mode, after, n in asks:
-                name = self._skey(table, slot, key)
-                low = "-inf" if after is None else f"({after}"
-                if mode == "count":
-                    pipe.zcount(name, low, "+inf")  # O(log n): a rank difference
-                elif mode == "first":
-                    pipe.zrangebyscore(name, low, "+inf", start=0, num=1)
-                elif mode == "last":
-                    pipe.zrevrangebyscore(name, "+inf", low, start=0, num=1)
-                elif mode == "last_n":
-                    pipe.zrevrangebyscore(name, "+inf", low, start=0, num=n)
-                else:
-                    pipe.zrangebyscore(name, low, "+inf")
-        answers = iter(self._call(pipe.execute) if keys and asks else [])
-        out: list[list[object]] = []
-        for _ in keys:
-            row: list[object] = []
-            for _, mode, _, _ in asks:
-                found = next(answers)
-                if mode == "count":
-                    row.append(int(found))
-                elif mode in ("first", "last"):
-                    row.append(msgpack.unpackb(found[0][16:]) if found else empty_set_answer(mode))
-                else:
-                    row.append([msgpack.unpackb(m[16:]) for m in found])
-            out.append(row)
-        return out
+    def _queue_set_reads(self, pipe: Any, table: str, key: tuple[object, ...], asks: Sequence[SetAsk]) -> None:
+        for slot, mode, after, n in asks:
+            name = self._skey(table, slot, key)
+            low = "-inf" if after is None else f"({after}"
+            if mode == "count":
+                pipe.zcount(name, low, "+inf")  # O(log n): a rank difference
+            elif mode == "first":
+                pipe.zrangebyscore(name, low, "+inf", start=0, num=1)
+            elif mode == "last":
+                pipe.zrevrangebyscore(name, "+inf", low, start=0, num=1)
+            elif mode == "last_n":
+                pipe.zrevrangebyscore(name, "+inf", low, start=0, num=n)
+            else:
+                pipe.zrangebyscore(name, low, "+inf")
+
+    @staticmethod
+    def _set_answer(mode: str, found: Any) -> object:
+        if mode == "count":
+            return int(found)
+        if mode in ("first", "last"):
+            return msgpack.unpackb(found[0][16:]) if found else empty_set_answer(mode)
+        return [msgpack.unpackb(m[16:]) for m in found]
 
     def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
         registry = f"{self.ns}:w:{table}"
@@ -328,17 +319,20 @@ class RedisOnlineStore:
         answers = self._call(pipe.execute)
         return [self._unmember(key, found[0][1], found[0][0]) if found else None for key, found in zip(keys, answers)]
 
-    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None]
-                    ) -> list[tuple[int | None, list[bytes | None]]]:
-        pipe = self.client.pipeline(transaction=False)
+    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None],
+                    asks: Sequence[SetAsk] = ()) -> list[tuple[int | None, list[bytes | None], list[object]]]:
+        # With set reads, one MULTI/EXEC: the sets are read in the same instant as the visibility
+        # (a write between them could hold events that visibility did not cover).
+        pipe = self.client.pipeline(transaction=bool(asks))
         if keys:
             pipe.hmget(f"{self.ns}:wk:{table}", [encode_key(k) for k in keys])
         for key in keys:
             for t in times:
                 if t is not None:  # the last member at or before t: one skip-list descent
                     pipe.zrevrangebyscore(self._wkey(table, key), t, "-inf", start=0, num=1)
+            self._queue_set_reads(pipe, table, key, asks)
         answers = self._call(pipe.execute) if keys else []
-        out: list[tuple[int | None, list[bytes | None]]] = []
+        out: list[tuple[int | None, list[bytes | None], list[object]]] = []
         position = 1
         for i, _ in enumerate(keys):
             vis = answers[0][i]
@@ -350,7 +344,9 @@ class RedisOnlineStore:
                 found = answers[position]
                 position += 1
                 blobs.append(msgpack.unpackb(found[0][16:])[4] if found else None)
-            out.append((None if vis is None else int(vis), blobs))
+            held = [self._set_answer(mode, answers[position + j]) for j, (_, mode, _, _) in enumerate(asks)]
+            position += len(asks)
+            out.append((None if vis is None else int(vis), blobs, held))
         return out
 
     def drop(self) -> int:

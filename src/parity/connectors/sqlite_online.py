@@ -304,11 +304,11 @@ class SQLiteOnlineStore:
         return out
 
     @_store_errors
-    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None]
-                    ) -> list[tuple[int | None, list[bytes | None]]]:
+    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None],
+                    asks: Sequence[SetAsk] = ()) -> list[tuple[int | None, list[bytes | None], list[object]]]:
         con = self._con()
         if not self._has_window(table, con):
-            return [(None, [None] * len(times)) for _ in keys]
+            return [(None, [None] * len(times), [empty_set_answer(a[1]) for a in asks]) for _ in keys]
         name = "w" + self._name(table)
         # One statement per key: the key's latest visibility, then per time one B-tree descent to the
         # last event at or before it — whatever the window's width.
@@ -319,15 +319,25 @@ class SQLiteOnlineStore:
                     f"LIMIT 1)")
             sql = f"SELECT (SELECT vis FROM {name}_keys WHERE k = ?1)" + "".join(f", {seek}" for _ in live)
             self._statements[(f"seek:{name}", len(live))] = sql
-        out: list[tuple[int | None, list[bytes | None]]] = []
-        for key in keys:
-            row = con.execute(sql, (encode_key(key), *live)).fetchone()
-            if row[0] is None:
-                out.append((None, [None] * len(times)))
-                continue
-            found = iter(row[1:])
-            blobs: list[bytes | None] = [None if t is None else next(found) for t in times]
-            out.append((row[0], blobs))
+        out: list[tuple[int | None, list[bytes | None], list[object]]] = []
+        # The sets are read in the seek's snapshot (one read transaction): a write landing between
+        # them could hold events the seek's visibility did not cover.
+        snapshot = bool(asks) and not con.in_transaction
+        if snapshot:
+            con.execute("BEGIN")
+        try:
+            for key in keys:
+                k = encode_key(key)
+                row = con.execute(sql, (k, *live)).fetchone()
+                if row[0] is None:
+                    out.append((None, [None] * len(times), [empty_set_answer(a[1]) for a in asks]))
+                    continue
+                found = iter(row[1:])
+                blobs: list[bytes | None] = [None if t is None else next(found) for t in times]
+                out.append((row[0], blobs, self._set_answers(con, name, k, asks)))
+        finally:
+            if snapshot:
+                con.execute("COMMIT")
         return out
 
     @_store_errors
@@ -346,36 +356,26 @@ class SQLiteOnlineStore:
                 held[slot].append(((ev, crk, seq), msgpack.unpackb(value)))
         return out
 
-    @_store_errors
-    def window_set_read(self, table: str, keys: Sequence[tuple[object, ...]], asks: Sequence[SetAsk]
-                        ) -> list[list[object]]:
-        con = self._con()
-        if not self._has_window(table, con):
-            return [[empty_set_answer(mode) for _, mode, _, _ in asks] for _ in keys]
-        name = "w" + self._name(table)
-        out: list[list[object]] = []
-        for key in keys:
-            k = encode_key(key)
-            answers: list[object] = []
-            for slot, mode, after, n in asks:
-                low = -(2**63) if after is None else after
-                where = f"FROM {name}_sets WHERE k = ? AND slot = ? AND ev > ?"
-                if mode == "count":
-                    answers.append(con.execute(f"SELECT count(*) {where}", (k, slot, low)).fetchone()[0])
-                    continue
-                if mode in ("first", "last"):
-                    order = "ev, crk, seq" if mode == "first" else "ev DESC, crk DESC, seq DESC"
-                    row = con.execute(f"SELECT value {where} ORDER BY {order} LIMIT 1", (k, slot, low)).fetchone()
-                    answers.append(None if row is None else msgpack.unpackb(row[0]))
-                    continue
-                if mode == "last_n":
-                    rows = con.execute(f"SELECT value {where} ORDER BY ev DESC, crk DESC, seq DESC LIMIT ?",
-                                       (k, slot, low, n))
-                else:
-                    rows = con.execute(f"SELECT value {where}", (k, slot, low))
-                answers.append([msgpack.unpackb(r[0]) for r in rows])
-            out.append(answers)
-        return out
+    @staticmethod
+    def _set_answers(con: sqlite3.Connection, name: str, k: bytes, asks: Sequence[SetAsk]) -> list[object]:
+        answers: list[object] = []
+        for slot, mode, after, n in asks:
+            low = -(2**63) if after is None else after
+            where = f"FROM {name}_sets WHERE k = ? AND slot = ? AND ev > ?"
+            if mode == "count":
+                answers.append(con.execute(f"SELECT count(*) {where}", (k, slot, low)).fetchone()[0])
+                continue
+            if mode in ("first", "last"):
+                order = "ev, crk, seq" if mode == "first" else "ev DESC, crk DESC, seq DESC"
+                row = con.execute(f"SELECT value {where} ORDER BY {order} LIMIT 1", (k, slot, low)).fetchone()
+                answers.append(None if row is None else msgpack.unpackb(row[0]))
+                continue
+            if mode == "last_n":
+                rows = con.execute(f"SELECT value {where} ORDER BY ev DESC, crk DESC, seq DESC LIMIT ?", (k, slot, low, n))
+            else:
+                rows = con.execute(f"SELECT value {where}", (k, slot, low))
+            answers.append([msgpack.unpackb(r[0]) for r in rows])
+        return answers
 
     def close(self) -> None:
         con = getattr(self._local, "con", None)

@@ -87,6 +87,7 @@ class StreamIngestor:
         self.seen: set[object] = log.ids_since(self.clock() - horizon_us) if state.last_seq else set()
         self.lags_us: list[int] = []  # event → servable, per accepted event (the newest samples)
         self.commit_lags_us: list[int] = []  # receive → servable, per message
+        self._behind = False  # an apply failed after its commit: the next commit recovers first
         self.recovered = self._recover()
 
     # -- recovery -------------------------------------------------------------------------------
@@ -204,8 +205,23 @@ class StreamIngestor:
         self.watermark_us = watermark
         self.last_ingested_us = ingested
         if n:
-            self._apply(frame)
+            self._apply_committed(frame)
         return ingested
+
+    def _apply_committed(self, frame: pl.DataFrame) -> None:
+        """Apply a commit; after an apply that failed (a store error), first re-apply from the log
+        what the store missed — the writers' caches are dropped, they may hold what never landed."""
+        try:
+            if self._behind:
+                self._recover()  # the log holds this commit too
+            else:
+                self._apply(frame)
+        except BaseException:
+            self._behind = True
+            for writer in self.writers:
+                writer.forget()
+            raise
+        self._behind = False
 
     def _apply(self, log_events: pl.DataFrame) -> None:
         """Log rows → online store, through the offline normalization of the log."""

@@ -204,7 +204,7 @@ class WindowWriter:
         if earlier:
             base = state.decode(earlier[-1][7], self.lanes)
         else:
-            _, (blob,) = self.store.window_seek(self.table, [key], [first[0] - 1])[0]
+            _, (blob,), _ = self.store.window_seek(self.table, [key], [first[0] - 1])[0]
             base = state.decode(blob, self.lanes)
         kept = [h for h in held if window_position(h) >= first]
         known = {window_position(h) for h in kept}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from parity.define.windows import Aggregate, WindowView
 from parity.plan.nodes import WindowOutput
-from parity.ports.online_store import OnlineStore, WindowEvent, empty_set_answer
+from parity.ports.online_store import OnlineStore, WindowEvent
 from parity.semantics import window_sets as sets
 from parity.semantics import window_state as state
 from parity.semantics import windows as rule
@@ -55,7 +55,7 @@ def aggregate_value(view: WindowView, aggregate: Aggregate, width: int | None, b
         for k in keyed[1:]:
             if (k[0] > best[0]) if kind == "max" else (k[0] < best[0]):  # type: ignore[operator]
                 best = k
-        return best[1]
+        return rule.extreme(best[1])
     if kind == "first":
         return xs[0] if xs else None
     if kind == "last":
@@ -146,23 +146,19 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
     lanes = plan.lanes
     out: dict[str, list[object]] = {o.column_id: [] for o in outputs}
     times = [t_us, *(None if w is None else t_us - w for w in plan.widths)]
-    seeks = store.window_seek(table, keys, times) if plan.by_prefix or plan.by_set else [(None, [])] * len(keys)
+    asks = [(slot, mode, None if o.width is None else t_us - o.width, n) for o, _, slot, mode, n in plan.by_set]
+    seeks = store.window_seek(table, keys, times, asks) if plan.by_prefix or plan.by_set else \
+        [(None, [], [])] * len(keys)
     # A key all of whose events were visible by t: its window is a suffix of its events.
-    suffix = [max_vis is None or max_vis <= t_us for max_vis, _ in seeks]
+    suffix = [max_vis is None or max_vis <= t_us for max_vis, _, _ in seeks]
     needs_events = [key for key, whole in zip(keys, suffix) if plan.scanned or not whole]
     events: dict[tuple[object, ...], list[WindowEvent]] = {}
     if needs_events:
         reach = plan.all_reach if not all(suffix) else plan.scan_reach
         after = None if reach is None or reach is False else t_us - int(reach)
         events = dict(zip(needs_events, store.window_read(table, needs_events, after, t_us)))
-    answers: dict[tuple[object, ...], list[object]] = {}
-    if plan.by_set:
-        asks = [(slot, mode, None if o.width is None else t_us - o.width, n) for o, _, slot, mode, n in plan.by_set]
-        held = [key for key, whole, (max_vis, _) in zip(keys, suffix, seeks) if whole and max_vis is not None]
-        answers = dict(zip(held, store.window_set_read(table, held, asks))) if held else {}
-        empty = [empty_set_answer(mode) for _, _, _, mode, _ in plan.by_set]
     aggregates, bits, columns = plan.aggregates, plan.bits, plan.columns
-    for key, whole, (max_vis, blobs) in zip(keys, suffix, seeks):
+    for key, whole, (_, blobs, found) in zip(keys, suffix, seeks):
         held_events = events.get(key, [])
         if whole:
             if plan.by_prefix:
@@ -172,7 +168,6 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
                 for cid, kind, slot, lane, is_float, label in plan.by_prefix:
                     out[cid].append(state.lower(kind, windows[slot][lane], is_float, label))
             if plan.by_set:
-                found = answers.get(key, empty)
                 for (o, kind, _, _, _), value in zip(plan.by_set, found):
                     out[o.column_id].append(sets.lower(kind, value))
         else:

@@ -75,13 +75,6 @@ class OnlineStore(Protocol):
         """Per key, each slot's members in row order (what a writer holds)."""
         ...
 
-    def window_set_read(self, table: str, keys: Sequence[tuple[object, ...]], asks: Sequence[SetAsk]
-                        ) -> list[list[object]]:
-        """Per key, per ask: the first or last member's value (None: none), the last n values
-        (latest first), the count, or all values — each a bounded number of reads (one B-tree or
-        skip-list descent, then the members returned)."""
-        ...
-
     def window_read(self, table: str, keys: Sequence[tuple[object, ...]], after_us: int | None,
                     until_us: int | None) -> list[list[WindowEvent]]:
         """Per key, its events with after < event time ≤ until (None: no bound), in row order."""
@@ -91,10 +84,14 @@ class OnlineStore(Protocol):
         """Per key, its last event in row order (None: none)."""
         ...
 
-    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None]
-                    ) -> list[tuple[int | None, list[bytes | None]]]:
-        """Per key: its latest visibility instant (None: no events), and for each time the prefix
-        state of its last event with event time ≤ that time (None: no such event, or time None)."""
+    def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None],
+                    asks: Sequence[SetAsk] = ()) -> list[tuple[int | None, list[bytes | None], list[object]]]:
+        """Per key, in one snapshot: its latest visibility instant (None: no events); for each time
+        the prefix state of its last event with event time ≤ that time (None: no such event, or
+        time None); and per ask, from its window sets, the first or last member's value after
+        ``after`` (None: none), the last n values (latest first), their count, or all of them.
+        Each is one B-tree or skip-list descent, then the members returned (a SQLite count walks
+        its index range)."""
         ...
 
     def close(self) -> None: ...

@@ -55,9 +55,16 @@ def window_version(view: WindowView) -> str:
     )
 
 
+# What a window index holds (events and prefix states; since 2, window sets too). An index built by
+# an older layout has another table name, so it is never read: stream ingestors replay their log
+# into the new one, and materialize rebuilds the others. Bump it when the layout changes.
+WINDOW_INDEX_LAYOUT = 2
+
+
 def online_table(view: FeatureView | WindowView) -> str:
-    version = window_version(view) if isinstance(view, WindowView) else view_version(view)
-    return f"{view.name}_{version[:12]}"
+    if isinstance(view, WindowView):
+        return f"{view.name}_{window_version(view)[:12]}_i{WINDOW_INDEX_LAYOUT}"
+    return f"{view.name}_{view_version(view)[:12]}"
 
 
 def metadata(fd: FeatureDef) -> dict[str, Any]:

@@ -138,7 +138,9 @@ def query_mode(kind: str) -> str:
 def lower(kind: str, found: object) -> object:
     """The aggregate's value from what the store read (``query_mode``): None, or one value, a count,
     or a list of values."""
-    if kind in ("min", "max", "first", "last"):
+    if kind in ("min", "max"):
+        return rule.extreme(found)
+    if kind in ("first", "last"):
         return found
     if kind == "count_distinct":
         return found

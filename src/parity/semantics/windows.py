@@ -175,6 +175,13 @@ def float_order_key(x: float) -> int:
     return bits if bits >= 0 else bits ^ 0x7FFFFFFFFFFFFFFF
 
 
+def extreme(value: object) -> object:
+    """What min and max return: the value, except that every NaN is the one NaN — NaNs tie in the
+    order (``float_order_key``), so which of them an engine or a window set meets first must not
+    show in the answer's bits."""
+    return math.nan if isinstance(value, float) and math.isnan(value) else value
+
+
 def canonical(value: object) -> object:
     """The form by which values are distinct: -0.0 is 0.0 and every NaN is one NaN."""
     if isinstance(value, float):
