@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import parity as pt
 from parity.connectors.event_log import EventLog
 from parity.define.sources import INGESTED_AT, LOG_SEQUENCE
+from parity.ingest import window_index
 from tests.properties.test_windows import FLOATS, SECOND, _bits
 from tests.properties.window_reference import Event, aggregate, in_window
 from tests.support_services import REDIS_URL, require_service
@@ -62,8 +63,19 @@ def _iso(us: int) -> str:
     resend=st.lists(st.integers(0, 29), max_size=5),
     crash_at=st.one_of(st.none(), st.integers(0, 2)),
     probes=st.lists(st.integers(0, 45), min_size=1, max_size=6),
+    evict=st.booleans(),
 )
-def test_pushed_events_online_equal_offline_equal_reference(store, rows, cuts, resend, crash_at, probes) -> None:
+def test_pushed_events_online_equal_offline_equal_reference(store, rows, cuts, resend, crash_at, probes,
+                                                            evict) -> None:
+    saved = window_index.CACHED_KEYS
+    window_index.CACHED_KEYS = 1 if evict else saved  # evict: every write forgets, keys are read back
+    try:
+        _check_pushed_events(store, rows, cuts, resend, crash_at, probes)
+    finally:
+        window_index.CACHED_KEYS = saved
+
+
+def _check_pushed_events(store, rows, cuts, resend, crash_at, probes) -> None:  # type: ignore[no-untyped-def]
     events = [{"id": i, "card_id": k, "ts": _iso(T0 + s * SECOND), "x": x, "s": sv} for i, (k, s, x, sv) in enumerate(rows)]
     sent = events + [events[i] for i in resend if i < len(events)]  # duplicates, re-sent after the originals
     bounds = sorted({0, len(sent), *(c for c in cuts if c < len(sent))})

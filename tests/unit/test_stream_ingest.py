@@ -290,3 +290,34 @@ def test_a_failed_apply_is_recovered_by_the_next_commit(tmp_path) -> None:  # ty
     assert project.query({"card_id": 1}, refs, now=now).rows[0] == \
         {"card.n[lifetime]": 3, "card.xmax[lifetime]": 10.0, "card.xd[lifetime]": 2}
     project.close()
+
+
+def test_window_sets_are_read_in_the_snapshot_of_the_visibility_check(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A write landing between the visibility read and the set reads must not leak an event the
+    query's time does not cover: both are read in one SQLite read transaction."""
+    from parity.connectors.sqlite_online import SQLiteOnlineStore
+
+    card = pt.Entity("card", keys={"card_id": pt.Int64})
+    src = pt.StreamSource(name="xs", event_time="ts", event_id="id",
+                          schema={"id": pt.Int64, "card_id": pt.Int64, "ts": pt.Timestamp, "x": pt.Float64})
+    view = pt.WindowView("v", entity=card, source=src, windows=["1h"], columns={"x": pt.Float64},
+                         features=[pt.Aggregate("xmax", pt.agg.max("x")), pt.Aggregate("xlast", pt.agg.last("x"))])
+    writer = pt.Project.from_definitions([card, view], root=str(tmp_path))
+    t = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)
+    writer.push("xs", [{"id": 1, "card_id": 1, "ts": (t - dt.timedelta(seconds=20)).isoformat(), "x": 1.0}])
+    reader = pt.Project.from_definitions([card, view], root=str(tmp_path))
+    original = SQLiteOnlineStore._set_answers
+    pushed = []
+
+    def write_in_between(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not pushed:
+            pushed.append(writer.push("xs", [{"id": 2, "card_id": 1, "ts": (t + dt.timedelta(seconds=30)).isoformat(),
+                                               "x": 99.0}]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(SQLiteOnlineStore, "_set_answers", staticmethod(write_in_between))
+    row = reader.query({"card_id": 1}, ["card.xmax[1h]", "card.xlast[1h]"], now=t).rows[0]
+    assert pushed and pushed[0].accepted == 1
+    assert row == {"card.xmax[1h]": 1.0, "card.xlast[1h]": 1.0}
+    reader.close()
+    writer.close()

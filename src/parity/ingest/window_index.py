@@ -103,6 +103,7 @@ class _SetChanges:
 
 
 _NO_SET = sets.SetState()  # an ``all`` set: nothing of it is held
+CACHED_KEYS = 200_000  # keys whose last event and sets a writer keeps; the oldest half go past it
 
 
 class WindowWriter:
@@ -191,8 +192,21 @@ class WindowWriter:
             replaced.extend(kept)
             self._last[g] = (window_position(rows[-1]), state.decode(rows[-1][7], lanes))
             latest[g] = (new[0][0], max(e[4] for e in new))
-        self.store.window_write(self.table, out, replaced, {key: vis for key, vis in latest.values()},
-                                list(changes.added.values()), list(changes.removed.values()))
+        try:
+            self.store.window_write(self.table, out, replaced, {key: vis for key, vis in latest.values()},
+                                    list(changes.added.values()), list(changes.removed.values()))
+        except BaseException:
+            self.forget()  # the caches hold what did not land
+            raise
+        if len(self._last) > CACHED_KEYS:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Forget the keys cached longest ago (an evicted key is read back when it comes again),
+        so a writer's memory is bounded whatever the number of keys."""
+        for g in list(self._last)[: len(self._last) - CACHED_KEYS // 2]:
+            del self._last[g]
+            self._sets.pop(g, None)
 
     def _late(self, new: list[WindowEvent]) -> tuple[list[WindowEvent], list[WindowEvent]]:
         """Re-state every held event of the key from the first new one on (exact, with reads)."""
