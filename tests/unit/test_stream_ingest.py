@@ -46,12 +46,12 @@ def test_bad_events_are_dead_lettered_with_reasons_and_the_good_ones_commit(tmp_
     assert (report.accepted, report.dead) == (1, 7)
     reasons = [str(letter["reason"]) for letter in read_dead_letters(str(tmp_path), "txns")]
     assert reasons == [
-        "field 'card_id': 'one' is not an integer (a Int64 column)",
+        "field 'card_id': 'one' is not an int (a Int64 column)",
         "field 'ts': 2026-06-01T12:00:00 has no time zone; add one (e.g. 'Z') or declare the source's timezone "
         "(a Timestamp column)",
         "field 'id' (the event id) is missing",
-        f"field 'card_id': {2**70} is outside the Int64 range (a Int64 column)",
-        "field 'amount': True is not a number (a Float64 column)",
+        f"field 'card_id': {2**70} is not an int within the Int64 range (a Int64 column)",
+        "field 'amount': True is not a float (a Float64 column)",
         "field 'ts' (the event time) is missing: an event without a time is never visible",
         "an event must be a JSON object",
     ]
@@ -125,7 +125,7 @@ def test_events_that_would_fail_after_the_commit_are_dead_lettered_before_it(tmp
         Incoming(json.dumps(_event(4, T0))),
     ])
     assert (report.accepted, report.dead) == (1, 3)
-    assert "outside the years 1 to 9999" in report.reasons[0]
+    assert "outside the instants parity stores" in report.reasons[0]
     assert "lone surrogate" in report.reasons[1] and report.reasons[1].startswith("not JSON")
     assert "nested too deeply" in report.reasons[2]
     assert project.push("txns", [_event(5, T0)]).accepted == 1  # the stream is not jammed
@@ -201,7 +201,7 @@ def test_json_payloads_are_read_by_the_same_rules_as_pushed_objects(tmp_path) ->
         Incoming(json.dumps([_event(5, T0), _event(6, T0)])),
     ])
     assert (report.accepted, report.dead) == (3, 3)
-    assert report.reasons[0] == "field 'card_id': 'one' is not an integer (a Int64 column)"
+    assert report.reasons[0] == "field 'card_id': 'one' is not an int (a Int64 column)"
     assert report.reasons[1].startswith("not JSON: ") and report.reasons[2].startswith("not JSON: ")
     project.close()
 
@@ -315,9 +315,53 @@ def test_window_sets_are_read_in_the_snapshot_of_the_visibility_check(tmp_path, 
                                                "x": 99.0}]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(SQLiteOnlineStore, "_set_answers", staticmethod(write_in_between))
+    monkeypatch.setattr(SQLiteOnlineStore, "_set_answers", write_in_between)
     row = reader.query({"card_id": 1}, ["card.xmax[1h]", "card.xlast[1h]"], now=t).rows[0]
     assert pushed and pushed[0].accepted == 1
     assert row == {"card.xmax[1h]": 1.0, "card.xlast[1h]": 1.0}
     reader.close()
     writer.close()
+
+
+def test_naive_stream_times_follow_the_time_rules_of_every_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A declared zone reads naive times as everywhere (semantics.time): a skipped wall time is the
+    gap's end, a repeated one its earliest instant, a date its midnight."""
+    card = pt.Entity("card", keys={"card_id": pt.Int64})
+    src = pt.StreamSource(name="berlin", event_time="ts", event_id="id", timezone="Europe/Berlin",
+                          schema={"id": pt.Int64, "card_id": pt.Int64, "ts": pt.Timestamp})
+    view = pt.WindowView("v", entity=card, source=src, windows=["lifetime"], features=[pt.Aggregate("n", pt.agg.count())])
+    project = pt.Project.from_definitions([card, view], root=str(tmp_path))
+    report = project.push("berlin", [{"id": 1, "card_id": 1, "ts": "2026-03-29T02:30:00"},  # skipped hour
+                                     {"id": 2, "card_id": 1, "ts": "2026-10-25T02:30:00"},  # repeated hour
+                                     {"id": 3, "card_id": 1, "ts": "2026-06-01"}])
+    assert report.accepted == 3
+    from parity.connectors.event_log import EventLog
+
+    logged = EventLog(src, str(tmp_path)).read().sort("id")["ts"].to_list()
+    assert logged == [dt.datetime(2026, 3, 29, 1, 0, tzinfo=dt.UTC), dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.UTC),
+                      dt.datetime(2026, 5, 31, 22, 0, tzinfo=dt.UTC)]
+    project.close()
+
+
+def test_fields_from_the_transport_fill_what_an_event_does_not_say(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """MQTT topic levels come as ``Incoming.fields``: they fill an event's missing field, never
+    override one it has, and are checked like every field."""
+    from parity.connectors.mqtt_stream import _topic_fields
+    from parity.ports.stream import Incoming
+
+    project = _project(str(tmp_path))
+    ingestor = project.ingestor("txns")
+    fields = _topic_fields("cards/7/payments", {"card_id": 1})
+    assert fields == {"card_id": "7"}
+    report = ingestor.ingest([
+        Incoming(json.dumps({"id": "f1", "amount": 1.0, "ts": T0.isoformat()}), fields={"card_id": 7}),
+        Incoming(json.dumps({"id": "f2", "card_id": 8, "amount": 1.0, "ts": T0.isoformat()}), fields={"card_id": 7}),
+        Incoming(json.dumps({"id": "f3", "amount": 1.0, "ts": T0.isoformat()}), fields=fields),  # "7" is text
+    ])
+    assert (report.accepted, report.dead) == (2, 1)
+    assert report.reasons == ["field 'card_id': '7' is not an int (a Int64 column)"]
+    from parity.connectors.event_log import EventLog
+
+    logged = EventLog(project.stream_source("txns"), str(tmp_path)).read().sort("id")
+    assert logged["card_id"].to_list() == [7, 8]
+    project.close()

@@ -20,8 +20,6 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 from urllib.parse import urlparse
 
-import orjson
-
 from parity.define.sources import MqttTopic
 from parity.errors import ConfigError, MissingExtraError, StoreError
 from parity.ports.stream import Incoming
@@ -64,10 +62,8 @@ class MqttTransport:
             self._connected.set()
 
         def on_message(c: Any, userdata: Any, msg: Any) -> None:
-            payload: object = msg.payload
-            if self.topic.fields_from_topic:
-                payload = _with_topic_fields(msg.payload, msg.topic, self.topic.fields_from_topic)
-            self._queue.append(Incoming(payload, None, now_micros(), (msg.mid, msg.qos)))  # type: ignore[arg-type]
+            fields = _topic_fields(msg.topic, self.topic.fields_from_topic) if self.topic.fields_from_topic else None
+            self._queue.append(Incoming(msg.payload, None, now_micros(), (msg.mid, msg.qos), fields))
 
         client.on_connect = on_connect
         client.on_message = on_message
@@ -111,15 +107,7 @@ class MqttTransport:
             self._client = None
 
 
-def _with_topic_fields(payload: bytes, topic: str, fields: dict[str, int]) -> object:
-    """The event with fields taken from topic levels (``factory/<machine>/temperature``)."""
-    try:
-        event = orjson.loads(payload)  # the parser of ingest.events: the same JSON on every transport
-    except orjson.JSONDecodeError:
-        return payload  # the ingestor dead-letters it with the parse error
+def _topic_fields(topic: str, fields: dict[str, int]) -> dict[str, object]:
+    """Fields read from topic levels (``factory/<machine>/temperature``)."""
     levels = topic.split("/")
-    if isinstance(event, dict):
-        for name, level in fields.items():
-            if level < len(levels):
-                event.setdefault(name, levels[level])
-    return event
+    return {name: levels[level] for name, level in fields.items() if level < len(levels)}

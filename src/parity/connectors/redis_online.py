@@ -7,6 +7,8 @@ Layout (``ns`` is the namespace, ``table`` the feature-view version):
   of the values. Doubles are exact for |µs| < 2^53 (the year 2255); larger times are refused.
 - ``ns:__wm`` hash: table → watermark µs; ``ns:__sync:table`` hash: key → last request-time sync.
 - ``ns:__tables`` set: the tables that exist.
+- window indexes: ``ns:w:table:<key>`` sorted sets of events, ``ns:wk:table`` visibility per key,
+  ``ns:ws:table:<slot>:<key>`` window sets, ``ns:w:table`` the names of all of them (see below).
 
 Each key's write is atomic and monotonic (the script compares (event, created) with the held value
 and keeps the newer; a full tie lets the later write win). A write of many keys runs as several
@@ -321,9 +323,9 @@ class RedisOnlineStore:
 
     def window_seek(self, table: str, keys: Sequence[tuple[object, ...]], times: Sequence[int | None],
                     asks: Sequence[SetAsk] = ()) -> list[tuple[int | None, list[bytes | None], list[object]]]:
-        # With set reads, one MULTI/EXEC: the sets are read in the same instant as the visibility
-        # (a write between them could hold events that visibility did not cover).
-        pipe = self.client.pipeline(transaction=bool(asks))
+        # One MULTI/EXEC: the seeks and sets are read in the same instant as the visibility (a
+        # write between them could hold events that visibility did not cover).
+        pipe = self.client.pipeline(transaction=True)
         if keys:
             pipe.hmget(f"{self.ns}:wk:{table}", [encode_key(k) for k in keys])
         for key in keys:

@@ -1,4 +1,5 @@
-"""The embedded online store: one SQLite file, one table per feature-view version.
+"""The embedded online store: one SQLite file, one table per feature-view version; per window
+view three (its events, its keys, its window sets — see "window indexes" below).
 
 Keys and values are msgpack-encoded (exact for ints, floats — NaN included — strings and lists).
 Monotonic writes are enforced inside SQLite by a conditional upsert (``semantics.ordering``).
@@ -55,7 +56,7 @@ class SQLiteOnlineStore:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._local = threading.local()
         self._tables: set[str] = set()
-        self._statements: dict[tuple[str, int], str] = {}
+        self._statements: dict[tuple[str, int | str], str] = {}
         self._init()
 
     @_store_errors
@@ -194,7 +195,8 @@ class SQLiteOnlineStore:
     # -- window indexes: one row per event, clustered by (key, row order) ----------------------
     # wfv_<table>: (k, ev, crk, seq) primary key — crk is the created time, NO_CREATED when none —
     # then cr, vis, lanes, payload (msgpack), prefix (``semantics.window_state``);
-    # wfv_<table>_keys: k -> the latest visibility instant of the key's events.
+    # wfv_<table>_keys: k -> the latest visibility instant of the key's events;
+    # wfv_<table>_sets: (k, slot, ev, crk, seq) -> msgpack value, the window sets (``semantics.window_sets``).
 
     def _window_tables(self, table: str, con: sqlite3.Connection) -> str:
         name = "w" + self._name(table)
@@ -311,7 +313,7 @@ class SQLiteOnlineStore:
             return [(None, [None] * len(times), [empty_set_answer(a[1]) for a in asks]) for _ in keys]
         name = "w" + self._name(table)
         # One statement per key: the key's latest visibility, then per time one B-tree descent to the
-        # last event at or before it — whatever the window's width.
+        # last event at or before it — whatever the window's width; then one per set ask.
         live = [t for t in times if t is not None]
         sql = self._statements.get((f"seek:{name}", len(live)))
         if sql is None:
@@ -356,25 +358,30 @@ class SQLiteOnlineStore:
                 held[slot].append(((ev, crk, seq), msgpack.unpackb(value)))
         return out
 
-    @staticmethod
-    def _set_answers(con: sqlite3.Connection, name: str, k: bytes, asks: Sequence[SetAsk]) -> list[object]:
+    def _set_sql(self, name: str, mode: str) -> str:
+        sql = self._statements.get((f"set:{name}", mode))
+        if sql is None:
+            where = f"FROM {name}_sets WHERE k = ? AND slot = ? AND ev > ?"
+            sql = {"count": f"SELECT count(*) {where}",
+                   "first": f"SELECT value {where} ORDER BY ev, crk, seq LIMIT 1",
+                   "last": f"SELECT value {where} ORDER BY ev DESC, crk DESC, seq DESC LIMIT 1",
+                   "last_n": f"SELECT value {where} ORDER BY ev DESC, crk DESC, seq DESC LIMIT ?",
+                   "all": f"SELECT value {where}"}[mode]
+            self._statements[(f"set:{name}", mode)] = sql
+        return sql
+
+    def _set_answers(self, con: sqlite3.Connection, name: str, k: bytes, asks: Sequence[SetAsk]) -> list[object]:
         answers: list[object] = []
         for slot, mode, after, n in asks:
-            low = -(2**63) if after is None else after
-            where = f"FROM {name}_sets WHERE k = ? AND slot = ? AND ev > ?"
+            args: tuple[object, ...] = (k, slot, -(2**63) if after is None else after)
+            rows = con.execute(self._set_sql(name, mode), (*args, n) if mode == "last_n" else args)
             if mode == "count":
-                answers.append(con.execute(f"SELECT count(*) {where}", (k, slot, low)).fetchone()[0])
-                continue
-            if mode in ("first", "last"):
-                order = "ev, crk, seq" if mode == "first" else "ev DESC, crk DESC, seq DESC"
-                row = con.execute(f"SELECT value {where} ORDER BY {order} LIMIT 1", (k, slot, low)).fetchone()
+                answers.append(rows.fetchone()[0])
+            elif mode in ("first", "last"):
+                row = rows.fetchone()
                 answers.append(None if row is None else msgpack.unpackb(row[0]))
-                continue
-            if mode == "last_n":
-                rows = con.execute(f"SELECT value {where} ORDER BY ev DESC, crk DESC, seq DESC LIMIT ?", (k, slot, low, n))
             else:
-                rows = con.execute(f"SELECT value {where}", (k, slot, low))
-            answers.append([msgpack.unpackb(r[0]) for r in rows])
+                answers.append([msgpack.unpackb(r[0]) for r in rows])
         return answers
 
     def close(self) -> None:

@@ -3,8 +3,10 @@
 when it is not — the one owner of these rules for every transport.
 
 Per column, one converter is compiled when the ingestor starts, so the common case costs a class
-check and an append (about 1 µs for a four-field event, JSON parsing by orjson included); only a
-value that fails the fast check takes the slow path, which names what was wrong.
+check and an append (about 1 µs for a four-field event, JSON parsing by orjson included); any
+other value is checked by the owners of the rules — ``semantics.values`` (storage forms: Int64
+range, Float64 overflow, UTF-8 text) and ``semantics.time`` (zones, DST, dates) — and a failure
+names what was wrong.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import orjson
 
 from parity.define.dtypes import DType
 from parity.define.sources import StreamSource
-from parity.semantics.time import to_micros
+from parity.errors import ConfigError
+from parity.semantics import time, values
 
-_FIRST_US = to_micros(dt.datetime(1, 1, 2, tzinfo=dt.UTC))
-_LAST_US = to_micros(dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
-_EPOCH_DAY = dt.date(1970, 1, 1)
+_FIRST_US = time.to_micros(dt.datetime(1, 1, 2, tzinfo=dt.UTC))
+_LAST_US = time.to_micros(dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
 _INT64 = (-(2**63), 2**63)
 
 Converter = Callable[[object], object]
@@ -73,7 +75,6 @@ class EventSchema:
     in schema order, or raises ``BadEvent``."""
 
     def __init__(self, source: StreamSource, zone: Any) -> None:
-        self.columns = list(source.schema)
         self._fields: list[tuple[str, Converter, str | None]] = []
         for column, dtype in source.schema.items():
             required = None
@@ -104,85 +105,63 @@ class EventSchema:
 
 def _converter(dtype: DType, zone: Any) -> Converter:
     name = dtype.name
-    if name == "Int64":
-        return _int64
-    if name == "Float64":
-        return _float64
-    if name == "String":
-        return _string
-    if name == "Bool":
-        return _bool
     if name == "Timestamp":
         return lambda value: _timestamp(value, zone)
     if name == "Date":
         return _date
-    raise BadEvent(f"unsupported dtype {dtype!r}")
+    # The common case is one class check; anything else is checked by the owner of storage forms.
+    fast = {"Int64": int, "Float64": float, "String": str, "Bool": bool}.get(name)
+    if fast is None:
+        raise ConfigError(f"a stream event cannot hold a {dtype!r} field; declare a scalar dtype")
+    in_range = _INT64 if name == "Int64" else None
+
+    def convert(value: object) -> object:
+        if value.__class__ is fast and (in_range is None or in_range[0] <= value < in_range[1]):  # type: ignore[operator]
+            return value if name != "String" or value.isascii() else _storage(name, value)  # type: ignore[attr-defined]
+        return _storage(name, value)
+
+    return convert
 
 
-def _int64(value: object) -> object:
-    if value.__class__ is int and _INT64[0] <= value < _INT64[1]:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadEvent(f"{value!r} is not an integer")
-    if not _INT64[0] <= value < _INT64[1]:
-        raise BadEvent(f"{value} is outside the Int64 range")
-    return int(value)
-
-
-def _float64(value: object) -> object:
-    if value.__class__ is float:
-        return value  # NaN and ±inf included: they can come from project.push, never from JSON
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadEvent(f"{value!r} is not a number")
+def _storage(name: str, value: object) -> object:
     try:
-        return float(value)
-    except OverflowError:
-        raise BadEvent(f"{value} is outside the Float64 range") from None
-
-
-def _string(value: object) -> object:
-    if value.__class__ is not str and not isinstance(value, str):
-        raise BadEvent(f"{value!r} is not a string")
-    assert isinstance(value, str)
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadEvent(f"{value!r} is not valid UTF-8 text (it holds a lone surrogate)") from None
-    return str(value)
-
-
-def _bool(value: object) -> object:
-    if value.__class__ is not bool:
-        raise BadEvent(f"{value!r} is not true or false")
-    return value
+        return values.scalar_to_storage(name, value)
+    except TypeError as exc:
+        raise BadEvent(f"{value!r} is not {exc.args[0]}") from None
 
 
 def _timestamp(value: object, zone: Any) -> int:
+    """``semantics.time``'s rules: aware times as they are, naive ones in the source's declared
+    zone (earliest when repeated, the gap's end when skipped), a date at its midnight."""
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value)
+            value = time.parse_iso(value)
         except ValueError:
             raise BadEvent(f"{value!r} is not ISO-8601 text") from None
     if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            if zone is None:
-                raise BadEvent(f"{value.isoformat()} has no time zone; add one (e.g. 'Z') or declare the source's "
-                               f"timezone")
-            value = value.replace(tzinfo=zone)
-        micros = to_micros(value)
-        if not _FIRST_US <= micros <= _LAST_US:
-            raise BadEvent(f"{value.isoformat()} is outside the years 1 to 9999 (UTC)")
-        return micros
-    raise BadEvent(f"{value!r} ({type(value).__name__}) is not a timestamp; give ISO-8601 text with a zone")
+        if value.tzinfo is not None:
+            micros = time.to_micros(value)
+        elif zone is None:
+            raise BadEvent(f"{value.isoformat()} has no time zone; add one (e.g. 'Z') or declare the source's timezone")
+        else:
+            micros = time.local_to_micros(value, zone)
+    elif isinstance(value, dt.date):
+        micros = time.date_to_micros(value, zone)
+    else:
+        raise BadEvent(f"{value!r} ({type(value).__name__}) is not a timestamp; give ISO-8601 text with a zone "
+                       f"(an integer is refused: seconds and milliseconds cannot be told apart)")
+    if not _FIRST_US <= micros <= _LAST_US:
+        raise BadEvent(f"{value.isoformat()} is outside the instants parity stores "
+                       f"(0001-01-02 to 9999-12-31T00:00Z)")
+    return micros
 
 
 def _date(value: object) -> int:
     if isinstance(value, str):
         try:
-            value = dt.date.fromisoformat(value)
+            value = time.parse_iso(value)
         except ValueError:
             raise BadEvent(f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return (value - _EPOCH_DAY).days
+        return time.days_since_epoch(value)
     raise BadEvent(f"{value!r} is not a date")

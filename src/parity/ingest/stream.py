@@ -12,7 +12,8 @@ One ``StreamIngestor`` is the single writer of one stream source. Each ``ingest`
    log — durable and atomic, carrying the transport position: **this is the commit**;
 5. apply the batch to the online store — window indexes (``ingest.window_index``) and the latest
    values of feature views on the source — idempotently, recording per table the last log
-   sequence applied, so a restart re-applies whatever a crash left out.
+   sequence applied, so a restart re-applies whatever a crash left out; after a store write that
+   failed, the next commit re-applies from the log first (the writers' caches dropped).
 
 Events are derived for the online store through the same normalization as an offline scan of the
 log (``ports.source``: event/created times, sequence), so both paths see one event the same way.
@@ -140,6 +141,8 @@ class StreamIngestor:
             if message.received_us is not None:
                 received.append(message.received_us)
             for event, problem in parse(message.payload):
+                if problem is None and message.fields:
+                    event = {**message.fields, **event}  # type: ignore[dict-item]
                 if problem is None:
                     try:
                         row = to_row(event)  # type: ignore[arg-type]
@@ -253,7 +256,7 @@ class StreamIngestor:
             self.store.write(table, store_rows)
             self.store.set_watermark(f"{table}@log", last_seq)
 
-    # -- parsing --------------------------------------------------------------------------------
+    # -- log frames --------------------------------------------------------------------------------
 
     def _schema(self) -> dict[str, pl.DataType]:
         return {c: values.storage_polars_type(d) for c, d in self.source.schema.items()}

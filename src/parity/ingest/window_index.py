@@ -1,5 +1,6 @@
 """Keeping a window view's online index: events in row order per key, each with the exact prefix
-state of its key's events up to it (``semantics.window_state``).
+state of its key's events up to it (``semantics.window_state``), and each key's window sets
+(``semantics.window_sets``: an event, in order or late, changes a set by a few members).
 
 Rebuilds compute prefixes in one pass per key. Incremental writes (streams, pushes) are cheap
 when events arrive in order — the writer keeps each key's last event, so an append needs no read
@@ -65,19 +66,18 @@ def with_prefixes(lanes: Sequence[state.Lane], events: Iterable[WindowEvent],
 
 
 def set_members(slots: Sequence[sets.Slot], events: Sequence[WindowEvent]) -> Iterator[SetMember]:
-    """Every key's window sets, from its events (sorted by key and row order)."""
-    start = 0
-    while start < len(events):
-        group = encode_key(events[start][0])
-        end = start + 1
-        while end < len(events) and encode_key(events[end][0]) == group:
-            end += 1
-        key = events[start][0]
+    """Every key's window sets, from its events (in row order per key; keys may interleave)."""
+    if not slots:
+        return
+    by_key: dict[bytes, list[WindowEvent]] = {}
+    for e in events:
+        by_key.setdefault(encode_key(e[0]), []).append(e)  # by encoding: a NaN is never equal to itself
+    for held in by_key.values():
+        key = held[0][0]
         for slot in slots:
-            lane = [(window_position(e), e[6][slot.column]) for e in events[start:end] if e[5] & slot.bit]
+            lane = [(window_position(e), e[6][slot.column]) for e in held if e[5] & slot.bit]
             for pos, value in sets.members_of(slot, lane):
                 yield (key, slot.id, pos, value)
-        start = end
 
 
 def rebuild(view: WindowView, table: str, store: OnlineStore, events: pl.DataFrame) -> int:
@@ -109,8 +109,10 @@ CACHED_KEYS = 200_000  # keys whose last event and sets a writer keeps; the olde
 class WindowWriter:
     """The single writer of one window index (one consumer process per source).
 
-    It keeps each key's last event (its place and decoded prefix), so an event that comes after
-    everything its key holds — the usual case — is appended with no read at all.
+    It keeps each key's last event (its place and decoded prefix) and its min/max/distinct sets,
+    so an event that comes after everything its key holds — the usual case — is appended with no
+    read at all. It keeps them for up to ``CACHED_KEYS`` keys; an evicted key is read back
+    (``window_last``, ``window_sets``) when it comes again.
     """
 
     def __init__(self, view: WindowView, table: str, store: OnlineStore) -> None:
@@ -192,12 +194,10 @@ class WindowWriter:
             replaced.extend(kept)
             self._last[g] = (window_position(rows[-1]), state.decode(rows[-1][7], lanes))
             latest[g] = (new[0][0], max(e[4] for e in new))
-        try:
-            self.store.window_write(self.table, out, replaced, {key: vis for key, vis in latest.values()},
-                                    list(changes.added.values()), list(changes.removed.values()))
-        except BaseException:
-            self.forget()  # the caches hold what did not land
-            raise
+        # If this write fails, the caches hold what did not land: the ingestor drops them
+        # (StreamIngestor._apply_committed) and re-applies from the log.
+        self.store.window_write(self.table, out, replaced, {key: vis for key, vis in latest.values()},
+                                list(changes.added.values()), list(changes.removed.values()))
         if len(self._last) > CACHED_KEYS:
             self._evict()
 

@@ -9,7 +9,6 @@ distributed executor can run the same kernel on its own partitions. Exact states
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -285,8 +284,8 @@ def _assemble(kind: str, dtype: DType, results: list[tuple[np.ndarray, Any, int]
             index[queries] = np.where(got_arr >= 0, got_arr + e0, -1)
         picked = series.gather(pl.Series(np.where(index >= 0, index, 0))).to_frame("v").with_columns(
             pl.when(pl.Series(index >= 0)).then(pl.col("v")).otherwise(None).alias("v"))["v"]
-        if kind in ("min", "max") and picked.dtype == pl.Float64:
-            picked = picked.fill_nan(math.nan)  # semantics.windows.extreme: every NaN is the one NaN
+        if kind in ("min", "max"):
+            picked = rule.extreme_series(picked)
         return picked.cast(target).alias(name)
     if kind == "last_n_distinct":
         uniques = prepared["uniques"]

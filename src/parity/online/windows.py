@@ -1,9 +1,12 @@
-"""Window aggregates at request time, from the events the online store's window index holds.
+"""Window aggregates at request time, from the online store's window index.
 
 The same rule as offline (``semantics.windows``): events visible at t with t − w < event time ≤ t,
 in row order; each aggregate reads the events whose lane bit says they pass its filter and have a
 value (decided once, at ingestion, by the one filter compiler); numbers from exact states,
-rounded once.
+rounded once. When every event of the key was visible by t, count/sum/mean/var/std come from
+exact prefix states (``semantics.window_state``) and min/max/first/last/distinct from window sets
+(``semantics.window_sets``); approx_percentile, and keys with events visible only after t, are
+computed from the events in the window (``aggregate_value``), as offline.
 """
 
 from __future__ import annotations
@@ -94,14 +97,12 @@ class _Compiled:
         self.by_prefix: list[tuple[str, str, int, int, bool, str]] = []  # (column id, kind, slot, lane, float, label)
         self.by_set: list[tuple[WindowOutput, str, int, str, int]] = []  # (output, kind, set slot, mode, n)
         self.scanned: list[WindowOutput] = []  # read from the events whatever the key holds
-        slot_of = {s.id: s for s in sets.slots_of(view)}
+        slot_of = {view.features[s.id].name: s.id for s in sets.slots_of(view)}
         for o in outputs:
             aggregation = self.aggregates[o.feature].aggregation
             kind = aggregation.kind
             if kind in sets.SET_KIND:
-                slot = next(i for i, a in enumerate(view.features) if a.name == o.feature)
-                assert slot in slot_of
-                self.by_set.append((o, kind, slot, sets.query_mode(kind), aggregation.n or 0))
+                self.by_set.append((o, kind, slot_of[o.feature], sets.query_mode(kind), aggregation.n or 0))
                 continue
             if kind not in state.PREFIX_KINDS:
                 self.scanned.append(o)
@@ -112,6 +113,7 @@ class _Compiled:
             self.by_prefix.append((o.column_id, kind, 1 + self.widths.index(o.width), lane, self.lanes[lane].is_float,
                                    o.label))
         self.outputs = list(outputs)
+        self.scanned_ids = {o.column_id for o in self.scanned}
         scan_widths = [o.width for o in self.scanned]
         all_widths = [o.width for o in outputs]
         self.scan_reach = _reach(scan_widths)
@@ -136,7 +138,8 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
     of its events and each output costs a bounded number of reads, the same for a 30-day window as
     for a 10-minute one: count, sum, mean, var and std two prefix states per width
     (``semantics.window_state``: one seek for t, one for each t − w); min, max, first, last and the
-    distinct aggregates one descent into their set (``semantics.window_sets``). A key with events
+    distinct aggregates one descent into their set (``semantics.window_sets``; then, for
+    count_distinct on SQLite and approx_count_distinct, the window's distinct members). A key with events
     that became visible after t (a query of the past) is answered from its events in the window,
     filtered by visibility, as ``approx_percentile`` always is.
     """
@@ -172,7 +175,7 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
                     out[o.column_id].append(sets.lower(kind, value))
         else:
             for o in plan.outputs:
-                if o not in plan.scanned:
+                if o.column_id not in plan.scanned_ids:
                     out[o.column_id].append(aggregate_value(view, aggregates[o.feature], o.width, bits[o.feature],
                                                             held_events, t_us, columns))
         for o in plan.scanned:

@@ -1,4 +1,5 @@
-"""The online store: latest value rows per (table, entity key), written monotonically."""
+"""The online store: latest value rows per (table, entity key), written monotonically; and per
+window view an index of events with exact prefix states and window sets (the ``window_*`` methods)."""
 
 from __future__ import annotations
 

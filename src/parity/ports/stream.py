@@ -12,12 +12,14 @@ from typing import Protocol
 class Incoming:
     """One message: its payload (JSON bytes / str of one event or a list of events, or a mapping),
     the transport position it brings the consumer to (None: the transport has none), when it was
-    received (µs), and the transport's handle for acknowledging it."""
+    received (µs), the transport's handle for acknowledging it, and fields the transport read
+    outside the payload (MQTT topic levels) — an event's own field of the same name wins."""
 
     payload: bytes | str | Mapping[str, object] | Sequence[Mapping[str, object]]
     position: int | None = None
     received_us: int | None = None
     handle: object = None
+    fields: Mapping[str, object] | None = None
 
 
 class Transport(Protocol):

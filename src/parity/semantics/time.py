@@ -11,6 +11,8 @@ How raw time values become instants — the same on every source and path:
   is never an earlier instant, so comparisons pushed down to a database on wall times stay exact;
 - a date is midnight at the start of that day, in the declared zone (UTC when none is declared);
 - an integer is Unix seconds; ISO-8601 text is read with ``datetime.fromisoformat`` and then as above.
+  Stream events (``ingest.events``) refuse integers: on the wire, seconds and milliseconds cannot
+  be told apart.
 """
 
 from __future__ import annotations

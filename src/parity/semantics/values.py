@@ -70,7 +70,8 @@ def from_storage(dtype: DType) -> Callable[[object], object]:
     return _scalar_from_storage(dtype.name)
 
 
-def _scalar_to_storage(name: str, value: object) -> object:
+def scalar_to_storage(name: str, value: object) -> object:
+    """A scalar in storage form, or TypeError naming what it should have been ("an int")."""
     if value is None:
         return None
     if name == "Timestamp":
@@ -120,8 +121,8 @@ def to_storage(dtype: DType, value: object, *, where: str) -> object:
                 return None
             if not isinstance(value, (list, tuple)):
                 raise TypeError("a list")
-            return [_scalar_to_storage(dtype.inner.name, x) for x in value]
-        return _scalar_to_storage(dtype.name, value)
+            return [scalar_to_storage(dtype.inner.name, x) for x in value]
+        return scalar_to_storage(dtype.name, value)
     except TypeError as exc:
         raise DataError(
             f"{where}: returned {value!r} ({type(value).__name__}) for a {dtype!r} feature; return {exc.args[0]} or None"

@@ -1,5 +1,6 @@
-"""Window sets: how min, max, first, last and the distinct aggregates are read online with a bounded
-number of reads, whatever the window's width.
+"""Window sets: how min, max, first, last and the distinct aggregates are read online with one
+descent per aggregate, whatever the window's width (then, for count_distinct on SQLite and
+approx_count_distinct, the window's distinct members).
 
 When every event a key holds is visible at t (serving "now" always is; ``online.windows`` checks
 it), the window (t − w, t] is a *suffix* of the key's events: those with event time > t − w. For
@@ -14,7 +15,7 @@ each such aggregate the index keeps an ordered set of some of its lane's events 
 - ``all`` (``first``, ``last``): every lane event; the first member after t − w, or the last one.
 - ``distinct`` (``count_distinct``, ``last_n_distinct``, ``approx_count_distinct``): each distinct
   value's (``windows.canonical``) latest event. The suffix's distinct values are exactly the
-  members after t − w, latest first in reverse order.
+  members after t − w; read in reverse row order they come latest first (``last_n_distinct``).
 
 ``approx_percentile`` has no set: its window is read from the events (``online.windows``).
 

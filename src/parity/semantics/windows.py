@@ -182,6 +182,13 @@ def extreme(value: object) -> object:
     return math.nan if isinstance(value, float) and math.isnan(value) else value
 
 
+def extreme_series(values: pl.Series) -> pl.Series:
+    """``extreme`` over a column of min/max values (the offline engine's form of the rule)."""
+    import polars as pl
+
+    return values.fill_nan(math.nan) if values.dtype == pl.Float64 else values
+
+
 def canonical(value: object) -> object:
     """The form by which values are distinct: -0.0 is 0.0 and every NaN is one NaN."""
     if isinstance(value, float):
