@@ -132,13 +132,12 @@ class WindowWriter:
         self._sets.clear()
 
     def _add_to_sets(self, changes: _SetChanges, group: bytes, e: WindowEvent) -> None:
-        held = self._sets.get(group)
+        # A key's held sets were read with its last event (``write``): they are there for every key.
+        held = self._sets[group] if self._held_slots else {}
         pos = window_position(e)
         for slot in self.slots:
             if e[5] & slot.bit:
-                if held is None:
-                    held = self._sets[group] = {s.id: sets.SetState() for s in self._held_slots}
-                added, removed = sets.add_event(slot, held.get(slot.id) or _NO_SET, pos, e[6][slot.column])
+                added, removed = sets.add_event(slot, held.get(slot.id, _NO_SET), pos, e[6][slot.column])
                 changes.apply(group, e[0], slot.id, added, removed)
 
     def write(self, events: Sequence[WindowEvent]) -> None:

@@ -53,10 +53,10 @@ def aggregate_value(view: WindowView, aggregate: Aggregate, width: int | None, b
     if kind in ("min", "max"):
         if not xs:
             return None
-        keyed = [(rule.float_order_key(x) if is_float else x, x) for x in xs]  # type: ignore[arg-type]
+        keyed = [(rule.order_key(x, is_float), x) for x in xs]
         best = keyed[0]
         for k in keyed[1:]:
-            if (k[0] > best[0]) if kind == "max" else (k[0] < best[0]):  # type: ignore[operator]
+            if (k[0] > best[0]) if kind == "max" else (k[0] < best[0]):
                 best = k
         return rule.extreme(best[1])
     if kind == "first":
@@ -101,8 +101,8 @@ class _Compiled:
         for o in outputs:
             aggregation = self.aggregates[o.feature].aggregation
             kind = aggregation.kind
-            if kind in sets.SET_KIND:
-                self.by_set.append((o, kind, slot_of[o.feature], sets.query_mode(kind), aggregation.n or 0))
+            if kind in sets.KINDS:
+                self.by_set.append((o, kind, slot_of[o.feature], sets.KINDS[kind][1], aggregation.n or 0))
                 continue
             if kind not in state.PREFIX_KINDS:
                 self.scanned.append(o)

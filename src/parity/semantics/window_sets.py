@@ -36,8 +36,11 @@ from parity.semantics import windows as rule
 Position = tuple[int, int, int]  # (event time, created key, sequence): ordering.ROW_ORDER
 Member = tuple[Position, object]  # a set member: the event's place and its value
 
-SET_KIND = {"min": "min", "max": "max", "first": "all", "last": "all", "count_distinct": "distinct",
-            "last_n_distinct": "distinct", "approx_count_distinct": "distinct"}
+# Per aggregate: its set's kind, and what a query reads of the set — the first member after t − w,
+# the last, the last n (latest first), how many, or all of them.
+KINDS = {"min": ("min", "first"), "max": ("max", "first"), "first": ("all", "first"), "last": ("all", "last"),
+         "count_distinct": ("distinct", "count"), "last_n_distinct": ("distinct", "last_n"),
+         "approx_count_distinct": ("distinct", "all")}
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,11 @@ def slots_of(view: WindowView) -> list[Slot]:
     columns = list(view.columns)
     slots = []
     for i, aggregate in enumerate(view.features):
-        kind = SET_KIND.get(aggregate.aggregation.kind)
+        found = KINDS.get(aggregate.aggregation.kind)
         column = aggregate.aggregation.column
-        if kind is None or column is None:
+        if found is None or column is None:
             continue
-        slots.append(Slot(i, kind, 1 << i, columns.index(column), view.columns[column].name == "Float64"))
+        slots.append(Slot(i, found[0], 1 << i, columns.index(column), view.columns[column].name == "Float64"))
     return slots
 
 
@@ -73,10 +76,6 @@ class SetState:
         self.members: list[Member] = list(members)
         # canonical(): a NaN read back from the store is a new object, and NaN != NaN
         self.latest: dict[object, Position] = {rule.canonical(value): pos for pos, value in self.members}
-
-
-def _order(value: object, is_float: bool) -> object:
-    return rule.float_order_key(value) if is_float else value  # type: ignore[arg-type]
 
 
 def add_event(slot: Slot, held: SetState, pos: Position, value: object) -> tuple[list[Member], list[Member]]:
@@ -96,22 +95,17 @@ def add_event(slot: Slot, held: SetState, pos: Position, value: object) -> tuple
         held.latest[value] = pos
         held.members.insert(bisect_left(held.members, pos, key=lambda m: m[0]), (pos, value))
         return [(pos, value)], removed
-    # max keeps the members greater than every later lane event; min, less.
+    # max keeps the members greater than every later lane event; min, less: the same with the
+    # order reversed (min and max read ints only, so negating the key reverses it).
     sign = 1 if slot.kind == "max" else -1
-    key = _order(value, slot.is_float)
+    key = sign * rule.order_key(value, slot.is_float)
     members = held.members
     at = bisect_left(members, pos, key=lambda m: m[0])
-    if at < len(members):
-        later = _order(members[at][1], slot.is_float)  # the greatest (least) of the later events
-        if (later >= key) if sign > 0 else (later <= key):  # type: ignore[operator]
-            return [], []
+    if at < len(members) and sign * rule.order_key(members[at][1], slot.is_float) >= key:
+        return [], []  # the greatest of the later events is not less than it
     start = at
-    while start > 0:
-        earlier = _order(members[start - 1][1], slot.is_float)
-        if (earlier <= key) if sign > 0 else (earlier >= key):  # type: ignore[operator]
-            start -= 1
-        else:
-            break
+    while start > 0 and sign * rule.order_key(members[start - 1][1], slot.is_float) <= key:
+        start -= 1
     removed = members[start:at]
     members[start:at] = [(pos, value)]
     return [(pos, value)], removed
@@ -129,22 +123,11 @@ def members_of(slot: Slot, events: Sequence[tuple[Position, object]]) -> list[Me
 
 # -- answers: what a set query returns for a window, lowered to the aggregate's value ---------------
 
-def query_mode(kind: str) -> str:
-    """What the store reads of a set for an aggregate: the first member after t − w, the last,
-    the last n (latest first), how many, or all of them."""
-    return {"min": "first", "max": "first", "first": "first", "last": "last", "count_distinct": "count",
-            "last_n_distinct": "last_n", "approx_count_distinct": "all"}[kind]
-
-
 def lower(kind: str, found: object) -> object:
-    """The aggregate's value from what the store read (``query_mode``): None, or one value, a count,
-    or a list of values."""
+    """The aggregate's value from what the store read (``KINDS``): None or one value, a count, or a
+    list of values."""
     if kind in ("min", "max"):
         return rule.extreme(found)
-    if kind in ("first", "last"):
-        return found
-    if kind == "count_distinct":
-        return found
-    if kind == "last_n_distinct":
-        return list(found)  # type: ignore[call-overload]
-    return rule.approx_distinct(found)  # type: ignore[arg-type]
+    if kind == "approx_count_distinct":
+        return rule.approx_distinct(found)  # type: ignore[arg-type]
+    return found  # first, last, count_distinct; last_n_distinct: the values, latest first

@@ -175,6 +175,11 @@ def float_order_key(x: float) -> int:
     return bits if bits >= 0 else bits ^ 0x7FFFFFFFFFFFFFFF
 
 
+def order_key(value: object, is_float: bool) -> int:
+    """The key min and max compare (Int64, Float64, Timestamp and Date columns, in storage form)."""
+    return float_order_key(value) if is_float else value  # type: ignore[arg-type, return-value]
+
+
 def extreme(value: object) -> object:
     """What min and max return: the value, except that every NaN is the one NaN — NaNs tie in the
     order (``float_order_key``), so which of them an engine or a window set meets first must not
