@@ -17,6 +17,7 @@ import parity as pt
 from parity.connectors.event_log import EventLog
 from parity.define.sources import INGESTED_AT, LOG_SEQUENCE
 from parity.ingest import window_index
+from parity.semantics import window_histograms
 from tests.properties.test_windows import FLOATS, SECOND, _bits
 from tests.properties.window_reference import Event, aggregate, in_window
 from tests.support_services import REDIS_URL, require_service
@@ -37,7 +38,18 @@ view = pt.WindowView("v", entity=card, source=txns, windows=WIDTHS, columns={"x"
                                # every aggregate read from a window set, one with a filter
                                pt.Aggregate("fmin_a", a.min("x"), where=pt.col("s") == "a"),
                                pt.Aggregate("slast", a.last("s")), pt.Aggregate("slast2", a.last_n_distinct("s", 2)),
-                               pt.Aggregate("xdist", a.approx_count_distinct("x"))])
+                               pt.Aggregate("xdist", a.approx_count_distinct("x")),
+                               # histogram lanes: two quantiles share one, a filtered one has its own
+                               pt.Aggregate("fp50", a.approx_percentile("x", 0.5)),
+                               pt.Aggregate("fp90", a.approx_percentile("x", 0.9)),
+                               pt.Aggregate("fp25_b", a.approx_percentile("x", 0.25), where=pt.col("s") == "b")])
+
+
+@pytest.fixture(autouse=True)
+def frequent_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A histogram checkpoint at every lane event at first (the spacing grows with the buckets), so
+    a few events per key cross several: late events re-place them, evicted keys read them back."""
+    monkeypatch.setattr(window_histograms, "MIN_SPACING", 1)
 
 
 class Clock:

@@ -212,12 +212,13 @@ class RedisOnlineStore:
         if names:
             pipe.sadd(f"{self.ns}:w:{table}", *names)
 
-    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int]
-                    ) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
+    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int],
+                    after_us: int | None = None) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
         pipe = self.client.pipeline(transaction=False)
+        low = "-inf" if after_us is None else f"({after_us}"
         for key in keys:
             for slot in slots:
-                pipe.zrange(self._skey(table, slot, key), 0, -1, withscores=True)
+                pipe.zrangebyscore(self._skey(table, slot, key), low, "+inf", withscores=True)
         answers = iter(self._call(pipe.execute) if keys and slots else [])
         out = []
         for _ in keys:
@@ -232,10 +233,12 @@ class RedisOnlineStore:
         return out
 
     def _queue_set_reads(self, pipe: Any, table: str, key: tuple[object, ...], asks: Sequence[SetAsk]) -> None:
-        for slot, mode, after, n in asks:
+        for slot, mode, bound, n in asks:
             name = self._skey(table, slot, key)
-            low = "-inf" if after is None else f"({after}"
-            if mode == "count":
+            low = "-inf" if bound is None else f"({bound}"
+            if mode == "at":  # the last member at or before the bound
+                pipe.zrevrangebyscore(name, "+inf" if bound is None else bound, "-inf", start=0, num=1)
+            elif mode == "count":
                 pipe.zcount(name, low, "+inf")  # O(log n): a rank difference
             elif mode == "first":
                 pipe.zrangebyscore(name, low, "+inf", start=0, num=1)
@@ -250,7 +253,7 @@ class RedisOnlineStore:
     def _set_answer(mode: str, found: Any) -> object:
         if mode == "count":
             return int(found)
-        if mode in ("first", "last"):
+        if mode in ("first", "last", "at"):
             return msgpack.unpackb(found[0][16:]) if found else empty_set_answer(mode)
         return [msgpack.unpackb(m[16:]) for m in found]
 

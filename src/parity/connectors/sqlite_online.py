@@ -343,18 +343,19 @@ class SQLiteOnlineStore:
         return out
 
     @_store_errors
-    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int]
-                    ) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
+    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int],
+                    after_us: int | None = None) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
         con = self._con()
         out: list[dict[int, list[tuple[tuple[int, int, int], object]]]] = [{s: [] for s in slots} for _ in keys]
         if not slots or not self._has_window(table, con):
             return out
         name = "w" + self._name(table)
         marks = ", ".join("?" * len(slots))
-        sql = (f"SELECT slot, ev, crk, seq, value FROM {name}_sets WHERE k = ? AND slot IN ({marks}) "
+        sql = (f"SELECT slot, ev, crk, seq, value FROM {name}_sets WHERE k = ? AND slot IN ({marks}) AND ev > ? "
                f"ORDER BY slot, ev, crk, seq")
+        low = -(2**63) if after_us is None else after_us
         for key, held in zip(keys, out):
-            for slot, ev, crk, seq, value in con.execute(sql, (encode_key(key), *slots)):
+            for slot, ev, crk, seq, value in con.execute(sql, (encode_key(key), *slots, low)):
                 held[slot].append(((ev, crk, seq), msgpack.unpackb(value)))
         return out
 
@@ -362,7 +363,9 @@ class SQLiteOnlineStore:
         sql = self._statements.get((f"set:{name}", mode))
         if sql is None:
             where = f"FROM {name}_sets WHERE k = ? AND slot = ? AND ev > ?"
-            sql = {"count": f"SELECT count(*) {where}",
+            sql = {"at": f"SELECT value FROM {name}_sets WHERE k = ? AND slot = ? AND ev <= ? "
+                         f"ORDER BY ev DESC, crk DESC, seq DESC LIMIT 1",
+                   "count": f"SELECT count(*) {where}",
                    "first": f"SELECT value {where} ORDER BY ev, crk, seq LIMIT 1",
                    "last": f"SELECT value {where} ORDER BY ev DESC, crk DESC, seq DESC LIMIT 1",
                    "last_n": f"SELECT value {where} ORDER BY ev DESC, crk DESC, seq DESC LIMIT ?",
@@ -372,12 +375,13 @@ class SQLiteOnlineStore:
 
     def _set_answers(self, con: sqlite3.Connection, name: str, k: bytes, asks: Sequence[SetAsk]) -> list[object]:
         answers: list[object] = []
-        for slot, mode, after, n in asks:
-            args: tuple[object, ...] = (k, slot, -(2**63) if after is None else after)
+        for slot, mode, bound, n in asks:
+            unbounded = 2**63 - 1 if mode == "at" else -(2**63)
+            args: tuple[object, ...] = (k, slot, unbounded if bound is None else bound)
             rows = con.execute(self._set_sql(name, mode), (*args, n) if mode == "last_n" else args)
             if mode == "count":
                 answers.append(rows.fetchone()[0])
-            elif mode in ("first", "last"):
+            elif mode in ("first", "last", "at"):
                 row = rows.fetchone()
                 answers.append(None if row is None else msgpack.unpackb(row[0]))
             else:

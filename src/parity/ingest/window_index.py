@@ -11,12 +11,14 @@ prefixes of those (read back, shifted, written in the same transaction).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 
 import polars as pl
 
 from parity.define.windows import WindowView
 from parity.ports.online_store import OnlineStore, SetMember, WindowEvent, window_position
 from parity.semantics import values, windows
+from parity.semantics import window_histograms as hist
 from parity.semantics import window_sets as sets
 from parity.semantics import window_state as state
 from parity.semantics.filters import compile_filter
@@ -52,16 +54,23 @@ def index_events(view: WindowView, events: pl.DataFrame) -> list[WindowEvent]:
 
 
 def with_prefixes(lanes: Sequence[state.Lane], events: Iterable[WindowEvent],
-                  start: dict[bytes, state.State] | None = None) -> Iterator[WindowEvent]:
-    """Events in row order per key (keys may interleave), each with its key's running prefix;
-    ``start`` holds prefixes to continue from, by encoded key."""
+                  running: dict[bytes, state.State] | None = None,
+                  checkpoints: list[SetMember] | None = None) -> Iterator[WindowEvent]:
+    """Events in row order per key (keys may interleave), each with its key's running prefix.
+    ``running`` holds the prefixes to continue from, by encoded key, and is left holding each
+    key's last; the histogram checkpoints the events make are appended to ``checkpoints``."""
     # Keys are grouped by their encoding, not the tuple: a NaN is never equal to itself.
-    running: dict[bytes, state.State] = dict(start or {})
+    running = {} if running is None else running
     zero = state.zero(lanes)
+    histograms = any(lane.histogram for lane in lanes)
     for e in events:
         group = encode_key(e[0])
-        s = state.advance(running.get(group) or zero, lanes, e[5], e[6])
+        before = running.get(group) or zero
+        s = state.advance(before, lanes, e[5], e[6])
         running[group] = s
+        if histograms and checkpoints is not None:
+            checkpoints.extend((e[0], slot, window_position(e), counts)
+                               for slot, counts in state.checkpoints(lanes, before, s))
         yield (*e[:7], state.encode(s), e[8])
 
 
@@ -83,7 +92,9 @@ def set_members(slots: Sequence[sets.Slot], events: Sequence[WindowEvent]) -> It
 def rebuild(view: WindowView, table: str, store: OnlineStore, events: pl.DataFrame) -> int:
     lanes, _ = state.lanes_of(view)
     rows = index_events(view, events)
-    return store.window_replace(table, with_prefixes(lanes, rows), set_members(sets.slots_of(view), rows))
+    checkpoints: list[SetMember] = []
+    stated = list(with_prefixes(lanes, rows, checkpoints=checkpoints))
+    return store.window_replace(table, stated, chain(set_members(sets.slots_of(view), rows), checkpoints))
 
 
 class _SetChanges:
@@ -125,6 +136,9 @@ class WindowWriter:
         self.slots = sets.slots_of(view)
         self._held_slots = [s for s in self.slots if s.kind != "all"]  # the sets a writer must know
         self._sets: dict[bytes, dict[int, sets.SetState]] = {}  # by encoded key, then slot
+        self._histograms = [(i, lane) for i, lane in enumerate(self.lanes) if lane.histogram]
+        # A histogram lane's last checkpoint: the last member of its slot at or before a time.
+        self._checkpoint_asks = [(lane.slot, "at", None, 0) for _, lane in self._histograms]
 
     def forget(self) -> None:
         """Drop the cached last events and sets (after the index was rebuilt underneath)."""
@@ -147,8 +161,11 @@ class WindowWriter:
         unknown = {g: e[0] for g, e in zip(groups, events) if g not in self._last}
         if unknown:
             found = self.store.window_last(self.table, list(unknown.values()))
-            for g, row in zip(unknown, found):
-                self._last[g] = None if row is None else (window_position(row), state.decode(row[7], self.lanes))
+            bases = self.store.window_seek(self.table, list(unknown.values()), [], self._checkpoint_asks) \
+                if self._histograms else [(None, [], [])] * len(unknown)
+            for g, row, (_, _, checkpoints) in zip(unknown, found, bases):
+                self._last[g] = None if row is None else (window_position(row),
+                                                          self._with_bases(state.decode(row[7], self.lanes), checkpoints))
             if self._held_slots:
                 slot_ids = [s.id for s in self._held_slots]
                 for g, loaded in zip(unknown, self.store.window_sets(self.table, list(unknown.values()), slot_ids)):
@@ -174,15 +191,19 @@ class WindowWriter:
             if self.slots:
                 self._add_to_sets(changes, g, e)
             last = self._last[g]
-            s = advance(last[1] if last is not None else self._zero, lanes, e[5], e[6])
+            before = last[1] if last is not None else self._zero
+            s = advance(before, lanes, e[5], e[6])
             self._last[g] = (window_position(e), s)
+            if self._histograms:
+                for slot, counts in state.checkpoints(lanes, before, s):
+                    changes.apply(g, e[0], slot, [(window_position(e), counts)], [])
             out.append((*e[:7], encode(s), e[8]))
             held = latest.get(g)
             if held is None or e[4] > held[1]:
                 latest[g] = (e[0], e[4])
         replaced: list[WindowEvent] = []
         for g, new in late.items():
-            rows, kept = self._late(new)
+            rows, kept, final = self._late(changes, g, new)
             if self.slots:
                 known = {window_position(h) for h in kept}
                 for e in new:
@@ -191,7 +212,7 @@ class WindowWriter:
                         self._add_to_sets(changes, g, e)
             out.extend(rows)
             replaced.extend(kept)
-            self._last[g] = (window_position(rows[-1]), state.decode(rows[-1][7], lanes))
+            self._last[g] = (window_position(rows[-1]), final)
             latest[g] = (new[0][0], max(e[4] for e in new))
         # If this write fails, the caches hold what did not land: the ingestor drops them
         # (StreamIngestor._apply_committed) and re-applies from the log.
@@ -207,19 +228,35 @@ class WindowWriter:
             del self._last[g]
             self._sets.pop(g, None)
 
-    def _late(self, new: list[WindowEvent]) -> tuple[list[WindowEvent], list[WindowEvent]]:
-        """Re-state every held event of the key from the first new one on (exact, with reads)."""
+    def _with_bases(self, s: state.State, checkpoints: Sequence[object]) -> state.State:
+        """A decoded state with its histogram lanes' checkpoints (``window_histograms.with_base``)."""
+        s = list(s)
+        for (i, _), counts in zip(self._histograms, checkpoints):
+            s[i] = hist.with_base(s[i], counts)  # type: ignore[arg-type]
+        return s
+
+    def _late(self, changes: _SetChanges, group: bytes, new: list[WindowEvent]
+              ) -> tuple[list[WindowEvent], list[WindowEvent], state.State]:
+        """Re-state every held event of the key from the first new one's event time on (exact,
+        with reads), checkpoints included; returns the rows to write, the rows they replace and
+        the key's last state."""
         key = new[0][0]
         new.sort(key=window_position)
-        first = window_position(new[0])
-        held = self.store.window_read(self.table, [key], first[0] - 1, None)[0]
-        earlier = [h for h in held if window_position(h) < first]  # same event time, before it
-        if earlier:
-            base = state.decode(earlier[-1][7], self.lanes)
-        else:
-            _, (blob,), _ = self.store.window_seek(self.table, [key], [first[0] - 1])[0]
-            base = state.decode(blob, self.lanes)
-        kept = [h for h in held if window_position(h) >= first]
-        known = {window_position(h) for h in kept}
-        merged = sorted([*kept, *(e for e in new if window_position(e) not in known)], key=window_position)
-        return list(with_prefixes(self.lanes, merged, {encode_key(key): base})), kept
+        before = new[0][1] - 1  # every event at the first new one's time is re-stated
+        held = self.store.window_read(self.table, [key], before, None)[0]
+        _, (blob,), checkpoints = self.store.window_seek(
+            self.table, [key], [before], [(slot, mode, before, n) for slot, mode, _, n in self._checkpoint_asks])[0]
+        base = self._with_bases(state.decode(blob, self.lanes), checkpoints)
+        known = {window_position(h) for h in held}
+        merged = sorted([*held, *(e for e in new if window_position(e) not in known)], key=window_position)
+        running = {group: base}
+        made: list[SetMember] = []
+        rows = list(with_prefixes(self.lanes, merged, running, made))
+        if self._histograms:
+            # The checkpoints after ``before`` are placed again: the old ones go, the new ones come.
+            slots = [lane.slot for _, lane in self._histograms]
+            for slot, members in self.store.window_sets(self.table, [key], slots, after_us=before)[0].items():
+                changes.apply(group, key, slot, [], members)
+            for _, slot, pos, counts in made:
+                changes.apply(group, key, slot, [(pos, counts)], [])
+        return rows, held, running[group]

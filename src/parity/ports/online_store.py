@@ -19,8 +19,9 @@ NO_CREATED = -(2**63)  # how a missing created time sorts: before any (as Polars
 # A member of a window set (``semantics.window_sets``): key, slot, the event's place (event µs,
 # created key, sequence), its value in storage form.
 SetMember = tuple[tuple[object, ...], int, tuple[int, int, int], object]
-# What to read of one set: slot, mode ("first", "last", "last_n", "count", "all": members with event
-# time > after; None: all members), n (for last_n).
+# What to read of one set: slot, mode, bound, n (for last_n). Modes "first", "last", "last_n", "count",
+# "all" read the members with event time > bound (None: all members); "at" the last member with event
+# time ≤ bound (None: the last one) — a histogram checkpoint (``semantics.window_histograms``).
 SetAsk = tuple[int, str, int | None, int]
 
 
@@ -71,9 +72,10 @@ class OnlineStore(Protocol):
         raise each key's latest visibility instant, and change the sets; all or nothing."""
         ...
 
-    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int]
-                    ) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
-        """Per key, each slot's members in row order (what a writer holds)."""
+    def window_sets(self, table: str, keys: Sequence[tuple[object, ...]], slots: Sequence[int],
+                    after_us: int | None = None) -> list[dict[int, list[tuple[tuple[int, int, int], object]]]]:
+        """Per key, each slot's members in row order (what a writer holds); only those with event
+        time > ``after_us`` when given."""
         ...
 
     def window_read(self, table: str, keys: Sequence[tuple[object, ...]], after_us: int | None,
@@ -90,7 +92,8 @@ class OnlineStore(Protocol):
         """Per key, in one snapshot: its latest visibility instant (None: no events); for each time
         the prefix state of its last event with event time ≤ that time (None: no such event, or
         time None); and per ask, from its window sets, the first or last member's value after
-        ``after`` (None: none), the last n values (latest first), their count, or all of them.
+        the bound (None: none), the last n values (latest first), their count, all of them, or
+        the last member's value at or before the bound.
         Each is one B-tree or skip-list descent, then the members returned (a SQLite count walks
         its index range)."""
         ...

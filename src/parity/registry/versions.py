@@ -55,10 +55,11 @@ def window_version(view: WindowView) -> str:
     )
 
 
-# What a window index holds (events and prefix states; since 2, window sets too). An index built by
+# What a window index holds (events and prefix states; since 2, window sets too; since 3, histogram
+# lanes and their checkpoints). An index built by
 # an older layout has another table name, so it is never read: stream ingestors replay their log
 # into the new one, and materialize rebuilds the others. Bump it when the layout changes.
-WINDOW_INDEX_LAYOUT = 2
+WINDOW_INDEX_LAYOUT = 3
 
 
 def online_table(view: FeatureView | WindowView) -> str:

@@ -17,7 +17,8 @@ each such aggregate the index keeps an ordered set of some of its lane's events 
   value's (``windows.canonical``) latest event. The suffix's distinct values are exactly the
   members after t − w; read in reverse row order they come latest first (``last_n_distinct``).
 
-``approx_percentile`` has no set: its window is read from the events (``online.windows``).
+``approx_percentile`` keeps no set of events: its slot holds bucket-count checkpoints
+(``semantics.window_histograms``), read with the "at" ask.
 
 Adding an event — in order or late, anywhere in the key's events — changes a set by a few members
 (``add_event``), so streams keep the sets as they keep prefix states; the answers equal the scan of

@@ -5,7 +5,8 @@ Each event of a key, in row order, carries the exact state of every *prefix lane
 key's events up to and including it. A lane is one (filter, column) pair of the view's invertible
 aggregates (count, sum, mean, var, std share it); its state is ``Moments`` (``semantics.windows``)
 — exact integers, so the window (t − w, t] is exactly the state at the last event ≤ t minus the
-state at the last event ≤ t − w: two seeks, then the same lowering as offline.
+state at the last event ≤ t − w: two seeks, then the same lowering as offline. An approx_percentile
+lane's state is its bucket counts since the last checkpoint (``semantics.window_histograms``).
 
 States are stored compactly: an integer that fits 64 bits as itself, a larger one (a sum of
 doubles at the ·2^1074 scale) as (odd part, trailing zero bits) — that scale leaves hundreds of
@@ -17,15 +18,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import msgpack
 
 from parity.define.windows import WindowView
+from parity.semantics import window_histograms as hist
 from parity.semantics import windows as rule
 
 PREFIX_KINDS = frozenset({"count", "sum", "mean", "var", "std"})
-State = list[list[int]]  # per lane: [n] for counts, [n, sum, sumsq, nan, +inf, -inf] for a column
+# Per lane: [n] for counts, [n, sum, sumsq, nan, +inf, -inf] for a column, a ``Histogram`` for a
+# histogram lane (``semantics.window_histograms``).
+State = list[Any]
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
@@ -35,23 +39,28 @@ class Lane:
     bit: int  # the lane-mask bit of the events it reads
     is_float: bool
     squares: bool = False  # whether a var/std reads it (else Σx² is left at 0: it costs a big multiply)
+    histogram: bool = False  # an approx_percentile lane: bucket counts (``semantics.window_histograms``)
+    slot: int = -1  # a histogram lane's checkpoints: their slot in the window sets
 
 
 def lanes_of(view: WindowView) -> tuple[list[Lane], dict[str, int]]:
-    """The view's prefix lanes, and which lane each invertible aggregate reads."""
+    """The view's prefix lanes, and which lane each invertible aggregate and approx_percentile
+    reads (percentiles of one filter and column share a histogram lane, whatever their quantile)."""
     columns = list(view.columns)
     lanes: list[Lane] = []
-    seen: dict[tuple[object, object], int] = {}
+    seen: dict[tuple[object, ...], int] = {}
     of: dict[str, int] = {}
     for i, aggregate in enumerate(view.features):
-        if aggregate.aggregation.kind not in PREFIX_KINDS:
+        histogram = aggregate.aggregation.kind == "approx_percentile"
+        if aggregate.aggregation.kind not in PREFIX_KINDS and not histogram:
             continue
         column = aggregate.aggregation.column
-        ident = (None if aggregate.where is None else repr(aggregate.where.describe()), column)
+        ident = (histogram, None if aggregate.where is None else repr(aggregate.where.describe()), column)
         if ident not in seen:
             seen[ident] = len(lanes)
             lanes.append(Lane(None if column is None else columns.index(column), 1 << i,
-                              column is not None and view.columns[column].name == "Float64"))
+                              column is not None and view.columns[column].name == "Float64",
+                              histogram=histogram, slot=i if histogram else -1))
         if aggregate.aggregation.kind in ("var", "std"):
             lanes[seen[ident]].squares = True
         of[aggregate.name] = seen[ident]
@@ -59,7 +68,8 @@ def lanes_of(view: WindowView) -> tuple[list[Lane], dict[str, int]]:
 
 
 def zero(lanes: Sequence[Lane]) -> State:
-    return [[0] if lane.column is None else [0, 0, 0, 0, 0, 0] for lane in lanes]
+    return [hist.empty() if lane.histogram else [0] if lane.column is None else [0, 0, 0, 0, 0, 0]
+            for lane in lanes]
 
 
 def advance(state: State, lanes: Sequence[Lane], mask: int, payload: Sequence[object]) -> State:
@@ -74,6 +84,9 @@ def advance(state: State, lanes: Sequence[Lane], mask: int, payload: Sequence[ob
             out.append([s[0] + 1])
             continue
         x = payload[lane.column]
+        if lane.histogram:
+            out.append(hist.advance(s, x))
+            continue
         n, total, sumsq, nan, pos_inf, neg_inf = s
         if lane.is_float:
             f = float(x)  # type: ignore[arg-type]
@@ -90,10 +103,18 @@ def advance(state: State, lanes: Sequence[Lane], mask: int, payload: Sequence[ob
     return out
 
 
+def checkpoints(lanes: Sequence[Lane], before: State, after: State) -> list[tuple[int, list[int]]]:
+    """The histogram lanes an event made a checkpoint of: (slot, the packed counts to keep)."""
+    return [(lane.slot, hist.pack(a.base)) for lane, b, a in zip(lanes, before, after)
+            if lane.histogram and hist.is_checkpoint(b, a)]
+
+
 def difference(high: State, low: State | None) -> State:
+    """The window's state of the prefix lanes (a histogram lane's entry is ``high``'s: its window
+    also needs the checkpoints, ``online.windows``)."""
     if low is None:
         return high
-    return [[a - b for a, b in zip(h, lo)] for h, lo in zip(high, low)]
+    return [h if h.__class__ is hist.Histogram else [a - b for a, b in zip(h, lo)] for h, lo in zip(high, low)]
 
 
 _SMALL = 2**63
@@ -119,13 +140,16 @@ def _unpack_int(packed: object) -> int:
 
 def encode(state: State) -> bytes:
     # The 64-bit test inline: this runs once per event and lane on every ingest.
-    return _packb([[v if -_SMALL <= v < _SMALL else _pack_int(v) for v in s] for s in state])
+    return _packb([hist.encode(s) if s.__class__ is hist.Histogram else
+                   [v if -_SMALL <= v < _SMALL else _pack_int(v) for v in s] for s in state])
 
 
 def decode(blob: bytes | None, lanes: Sequence[Lane]) -> State:
+    """An event's stored state (a histogram lane's delta without its checkpoint: ``hist.with_base``)."""
     if blob is None:
         return zero(lanes)
-    return [[v if v.__class__ is int else _unpack_int(v) for v in s] for s in msgpack.unpackb(blob)]
+    return [hist.decode(s) if lane.histogram else [v if v.__class__ is int else _unpack_int(v) for v in s]
+            for s, lane in zip(msgpack.unpackb(blob), lanes)]
 
 
 def lower(kind: str, lane_state: Sequence[int], is_float: bool, feature: str = "") -> object:
