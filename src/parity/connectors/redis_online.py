@@ -82,6 +82,10 @@ class RedisOnlineStore:
                                                health_check_interval=10)
         except ValueError as exc:
             raise StoreError(url.redact(f"invalid Redis URL {url.reference}: {exc}")) from None
+        # A rebuild is one MULTI/EXEC that can hold millions of members: it gets its own connection
+        # with a timeout long enough for Redis to apply it (reads keep the short one).
+        self._bulk = redis.Redis.from_url(url.reveal(), socket_timeout=max(timeout, 300.0),
+                                          socket_connect_timeout=timeout)
         self._write = self.client.register_script(_WRITE)
         self._max_hash = self.client.register_script(_MAX_HASH)
         self._tables: set[str] = set()
@@ -260,7 +264,7 @@ class RedisOnlineStore:
     def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
         registry = f"{self.ns}:w:{table}"
         old = list(self._call(self.client.smembers, registry))
-        pipe = self.client.pipeline(transaction=True)  # MULTI/EXEC: readers see the old index or the new
+        pipe = self._bulk.pipeline(transaction=True)  # MULTI/EXEC: readers see the old index or the new
         for start in range(0, len(old), 10_000):
             pipe.delete(*old[start:start + 10_000])
         pipe.delete(registry, f"{self.ns}:wk:{table}")
@@ -364,3 +368,4 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         self.client.close()
+        self._bulk.close()

@@ -198,11 +198,11 @@ def window_outputs(store: OnlineStore, table: str, view: WindowView, outputs: Se
                     out[o.column_id].append(sets.lower(kind, value))
             if plan.by_histogram:
                 # the counts up to t minus those up to t − w: each a checkpoint plus an event's delta
-                checkpoints = [hist.unpack(c) for c in found[checkpoints_from:]]  # type: ignore[arg-type]
+                checkpoints = found[checkpoints_from:]
                 for cid, lane, seek, at_t, at_low, quantile in plan.by_histogram:
-                    lows = () if seek is None or at_low is None else (checkpoints[at_low], stated[seek][lane].delta)
-                    out[cid].append(hist.window_percentile((checkpoints[at_t], stated[0][lane].delta), lows,
-                                                           quantile))
+                    low = None if seek is None or at_low is None else (checkpoints[at_low], stated[seek][lane].delta)
+                    out[cid].append(hist.window_percentile((checkpoints[at_t], stated[0][lane].delta),  # type: ignore[arg-type]
+                                                           low, quantile))  # type: ignore[arg-type]
         else:
             for o in plan.outputs:
                 if o.column_id not in plan.scanned_ids:

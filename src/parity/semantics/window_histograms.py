@@ -29,8 +29,10 @@ same layout.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
+
+import numpy as np
 
 from parity.semantics import windows as rule
 
@@ -116,14 +118,31 @@ def with_base(h: Histogram, checkpoint: Sequence[int] | None) -> Histogram:
     return Histogram(unpack(checkpoint), h.delta, h.events)
 
 
-def window_percentile(high: Iterable[Counts], low: Iterable[Counts], quantile: Fraction) -> float | None:
-    """The percentile of the window: the counts up to t (checkpoint and delta) minus those up to
-    t − w, then the nearest-rank bucket (``windows.percentile_of_counts``)."""
-    counts: Counts = {}
-    for part in high:
-        for b, c in part.items():
-            counts[b] = counts.get(b, 0) + c
-    for part in low:
-        for b, c in part.items():
-            counts[b] -= c
-    return rule.percentile_of_counts(counts, quantile)
+def _arrays(checkpoint: Sequence[int] | None, delta: Counts) -> tuple[np.ndarray, np.ndarray]:
+    """A checkpoint's packed counts and a delta as (buckets, counts) arrays."""
+    packed = np.fromiter(checkpoint or (), np.int64, len(checkpoint or ())).reshape(-1, 2)
+    buckets = np.concatenate((np.cumsum(packed[:, 0]), np.fromiter(delta, np.int64, len(delta))))
+    return buckets, np.concatenate((packed[:, 1], np.fromiter(delta.values(), np.int64, len(delta))))
+
+
+def window_percentile(high: tuple[Sequence[int] | None, Counts], low: tuple[Sequence[int] | None, Counts] | None,
+                      quantile: Fraction) -> float | None:
+    """The percentile of the window: the counts up to t (a checkpoint's packed counts and an
+    event's delta) minus those up to t − w (None: nothing before the window), then the
+    nearest-rank bucket (``windows.percentile_rank``, as ``percentile_of_buckets``), on arrays: a
+    checkpoint holds every distinct bucket of the key, thousands of them."""
+    buckets, counts = _arrays(*high)
+    if low is not None:
+        low_buckets, low_counts = _arrays(*low)
+        buckets, counts = np.concatenate((buckets, low_buckets)), np.concatenate((counts, -low_counts))
+    if not len(buckets):
+        return None
+    order = np.argsort(buckets, kind="stable")
+    buckets, counts = buckets[order], counts[order]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(buckets)) + 1))
+    cumulative = np.cumsum(np.add.reduceat(counts, starts))  # per distinct bucket, exact int64
+    n = int(cumulative[-1])
+    if n == 0:
+        return None
+    at = int(np.searchsorted(cumulative, rule.percentile_rank(quantile, n)))  # the first reaching the rank
+    return rule.bucket_value(int(buckets[starts[at]]))

@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -292,19 +292,6 @@ def percentile_of_buckets(sorted_buckets: Sequence[int], quantile: Fraction) -> 
     if not sorted_buckets:
         return None
     return bucket_value(sorted_buckets[percentile_rank(quantile, len(sorted_buckets)) - 1])
-
-
-def percentile_of_counts(counts: Mapping[int, int], quantile: Fraction) -> float | None:
-    """``percentile_of_buckets`` of the values counted per bucket (buckets with count 0 are none)."""
-    n = sum(counts.values())
-    if n == 0:
-        return None
-    rank = percentile_rank(quantile, n)
-    for b in sorted(counts):
-        rank -= counts[b]
-        if rank <= 0:
-            return bucket_value(b)
-    raise AssertionError("a rank within the count is always reached")
 
 
 # --- events in order ---------------------------------------------------------------------------
