@@ -85,7 +85,7 @@ class RedisOnlineStore:
         # A rebuild is one MULTI/EXEC that can hold millions of members: it gets its own connection
         # with a timeout long enough for Redis to apply it (reads keep the short one).
         self._bulk = redis.Redis.from_url(url.reveal(), socket_timeout=max(timeout, 300.0),
-                                          socket_connect_timeout=timeout)
+                                          socket_connect_timeout=timeout, health_check_interval=10)
         self._write = self.client.register_script(_WRITE)
         self._max_hash = self.client.register_script(_MAX_HASH)
         self._tables: set[str] = set()

@@ -92,8 +92,8 @@ def set_members(slots: Sequence[sets.Slot], events: Sequence[WindowEvent]) -> It
 def rebuild(view: WindowView, table: str, store: OnlineStore, events: pl.DataFrame) -> int:
     lanes, _ = state.lanes_of(view)
     rows = index_events(view, events)
-    checkpoints: list[SetMember] = []
-    stated = list(with_prefixes(lanes, rows, checkpoints=checkpoints))
+    checkpoints: list[SetMember] = []  # filled as the events are stated: a store reads them first
+    stated = with_prefixes(lanes, rows, checkpoints=checkpoints)
     return store.window_replace(table, stated, chain(set_members(sets.slots_of(view), rows), checkpoints))
 
 

@@ -62,7 +62,8 @@ class OnlineStore(Protocol):
 
     def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
         """Replace a window index with ``events`` and its sets with ``members`` (all or nothing);
-        returns how many events it holds."""
+        returns how many events it holds. ``events`` is consumed before ``members`` (a rebuild
+        makes histogram checkpoints as it states the events)."""
         ...
 
     def window_write(self, table: str, events: Sequence[WindowEvent], replaced: Sequence[WindowEvent],
