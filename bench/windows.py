@@ -3,6 +3,7 @@
     .venv/bin/python bench/windows.py offline [--events 10000000 --spine 1000000]
     .venv/bin/python bench/windows.py online [--events 200000]
     .venv/bin/python bench/windows.py ingest [--events 200000]
+    .venv/bin/python bench/windows.py paced [--rate 10000 20000 30000]
 
 offline: a training set of 4 widths (10m, 1h, 1d, 30d) × (count, sum, mean, distinct) over
   transaction events with created times (as known at t), by parity and by a hand-written DuckDB
@@ -431,6 +432,13 @@ def _paced_latency(args: argparse.Namespace) -> dict[str, object]:
             f"paced {args.rate}/s receive_to_servable": fresh["receive_to_servable"]}
 
 
+def paced(args: argparse.Namespace) -> None:
+    out: dict[str, object] = {"machine": machine()}
+    for rate in args.rate:
+        out.update(_paced_latency(argparse.Namespace(events=rate * args.seconds, rate=rate)))
+    print(json.dumps(out, indent=1))
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] in ("_parity", "_duckdb"):
         (run_parity if sys.argv[1] == "_parity" else run_duckdb)(sys.argv[2])
@@ -453,6 +461,10 @@ def main() -> None:
     p.add_argument("--rate", type=int, default=50_000)
     p.add_argument("--mqtt-events", type=int, default=40_000)
     p.set_defaults(run=ingest)
+    p = sub.add_parser("paced")  # the event → servable part of ingest alone, at one or more rates
+    p.add_argument("--seconds", type=int, default=6)
+    p.add_argument("--rate", type=int, nargs="+", default=[10_000, 20_000, 30_000])
+    p.set_defaults(run=paced)
     args = parser.parse_args()
     args.run(args)
 
