@@ -365,3 +365,61 @@ def test_fields_from_the_transport_fill_what_an_event_does_not_say(tmp_path) -> 
     logged = EventLog(project.stream_source("txns"), str(tmp_path)).read().sort("id")
     assert logged["card_id"].to_list() == [7, 8]
     project.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_a_window_read_of_now_reads_no_events_whatever_its_width(tmp_path, store) -> None:  # type: ignore[no-untyped-def]
+    """Serving "now": every aggregate but the distinct ones' members is answered by one snapshot of
+    seeks (prefix states, set edges, histogram checkpoints) — no event of the window is read, for a
+    30-day window as for a 10-second one; a query of the past, where some events were not visible
+    yet, reads them (so this test can tell the two apart)."""
+    import uuid
+
+    from tests.support_services import REDIS_URL, require_service
+
+    a = pt.agg
+    source = pt.StreamSource(name="txns", schema={"id": pt.String, "card_id": pt.Int64, "amount": pt.Float64,
+                                                  "ts": pt.Timestamp}, event_time="ts", event_id="id")
+    view = pt.WindowView("v", entity=card, source=source, columns={"amount": pt.Float64}, windows=["10s", "30d"],
+                         features=[pt.Aggregate("n", a.count()), pt.Aggregate("s", a.sum("amount")),
+                                   pt.Aggregate("sd", a.std("amount")), pt.Aggregate("lo", a.min("amount")),
+                                   pt.Aggregate("hi", a.max("amount")), pt.Aggregate("first", a.first("amount")),
+                                   pt.Aggregate("last", a.last("amount")),
+                                   pt.Aggregate("p50", a.approx_percentile("amount", 0.5)),
+                                   pt.Aggregate("p99", a.approx_percentile("amount", 0.99), where=pt.col("amount") > 10)])
+    extra: dict[str, str] = {}
+    if store == "redis":
+        require_service("redis", "127.0.0.1", 6379)
+        extra = {"online_store_type": "redis", "online_store_url": REDIS_URL,
+                 "online_store_namespace": f"test-reads-{uuid.uuid4().hex}"}
+    project = pt.Project.from_definitions([card, view], root=str(tmp_path), **extra)  # type: ignore[arg-type]
+    try:
+        start_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=700)  # pushed now: visible from now on
+        events = [{"id": f"e{i}", "card_id": 1, "amount": float((i * 37) % 101),
+                   "ts": (start_at + dt.timedelta(seconds=i)).isoformat()} for i in range(600)]
+        for start in range(0, 600, 50):  # many histogram checkpoints (one every 16+ lane events)
+            project.push("txns", events[start:start + 50])
+        online = project.online_store()
+        calls = {"window_read": 0, "window_seek": 0}
+        for name in calls:
+            method = getattr(online, name)
+
+            def counted(*args, _method=method, _name=name, **kwargs):  # type: ignore[no-untyped-def]
+                calls[_name] += 1
+                return _method(*args, **kwargs)
+
+            setattr(online, name, counted)
+        refs = [f"card.{f.name}[{w}]" for f in view.features for w in ("10s", "30d")]
+        now = dt.datetime.now(dt.UTC)
+        got = project.query({"card_id": 1}, refs, now=now).rows[0]
+        assert calls == {"window_read": 0, "window_seek": 1}, calls
+        table = pl.from_arrow(project.training_set(pl.DataFrame({"card_id": [1], "timestamp": [now]}), refs))
+        assert isinstance(table, pl.DataFrame)
+        assert {r: got[r] for r in refs} == {r: table[r][0] for r in refs}
+        assert got["card.n[30d]"] == 600 and got["card.p50[30d]"] is not None and got["card.p99[30d]"] is not None
+        project.query({"card_id": 1}, refs, now=start_at + dt.timedelta(seconds=650))  # before any was visible
+        assert calls["window_read"] == 1
+    finally:
+        if store == "redis":
+            project.online_store().drop()  # type: ignore[attr-defined]
+        project.close()
