@@ -1,7 +1,7 @@
 """kill -9 of the consumer mid-stream, many times at random points, against the real NATS
 JetStream and Mosquitto: afterwards the event log holds every published event exactly once, and
-the online window values (count and exact sum per key) and the training set agree with what was
-published — 0 lost, 0 double-counted."""
+the online window values (count, exact sums, max, distinct count and a percentile per key) and the
+training set agree with what was published — 0 lost, 0 double-counted."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import polars as pl
@@ -24,6 +25,7 @@ import pytest
 
 import parity as pt
 from parity.connectors.event_log import EventLog
+from parity.semantics import windows as rule
 from tests.support_services import require_service
 
 KILLS = 20
@@ -42,13 +44,16 @@ def _project(tmp: Path, transport: str, name: str) -> Path:
         velocity = pt.WindowView("velocity", entity=card, source=txns, columns={{"cents": pt.Int64, "amount": pt.Float64}},
                                  windows=["lifetime"],
                                  features=[pt.Aggregate("n", pt.agg.count()), pt.Aggregate("cents", pt.agg.sum("cents")),
-                                           pt.Aggregate("amount", pt.agg.sum("amount"))])
+                                           pt.Aggregate("amount", pt.agg.sum("amount")),
+                                           pt.Aggregate("top", pt.agg.max("amount")),
+                                           pt.Aggregate("kinds", pt.agg.count_distinct("cents")),
+                                           pt.Aggregate("p90", pt.agg.approx_percentile("cents", 0.9))])
     """))
     return tmp
 
 
 def _event(i: int, now: dt.datetime) -> dict[str, object]:
-    return {"id": f"e{i}", "card_id": i % 7, "cents": i * 37 % 1000, "amount": (i % 13) * 0.1,
+    return {"id": f"e{i}", "card_id": i % 7, "cents": i * 37 % 1000 + i // 10, "amount": (i % 13) * 0.1,
             "ts": (now + dt.timedelta(milliseconds=i)).isoformat()}
 
 
@@ -102,7 +107,8 @@ def _check(root: Path, events: list[dict[str, object]]) -> None:
         assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} events double-counted"
         assert set(ids) == {e["id"] for e in events}, f"{len(events) - len(set(ids))} events lost"
         keys = sorted({e["card_id"] for e in events})
-        refs = ["card.n[lifetime]", "card.cents[lifetime]", "card.amount[lifetime]"]
+        refs = ["card.n[lifetime]", "card.cents[lifetime]", "card.amount[lifetime]", "card.top[lifetime]",
+                "card.kinds[lifetime]", "card.p90[lifetime]"]
         later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
         online = project.query({"card_id": keys}, refs, now=later).rows
         table = pl.from_arrow(project.training_set(pl.DataFrame({"card_id": keys, "timestamp": [later] * len(keys)}),
@@ -112,7 +118,12 @@ def _check(root: Path, events: list[dict[str, object]]) -> None:
             mine = [e for e in events if e["card_id"] == key]
             assert row["card.n[lifetime]"] == len(mine)
             assert row["card.cents[lifetime]"] == sum(int(e["cents"]) for e in mine)  # type: ignore[call-overload]
-            assert row["card.amount[lifetime]"] == float(sum(__import__("fractions").Fraction(e["amount"]) for e in mine))
+            assert row["card.amount[lifetime]"] == float(sum(Fraction(e["amount"]) for e in mine))  # type: ignore[arg-type]
+            # a window set and a histogram lane (checkpoints) kept across the kills too
+            assert row["card.top[lifetime]"] == max(float(e["amount"]) for e in mine)  # type: ignore[arg-type]
+            assert row["card.kinds[lifetime]"] == len({e["cents"] for e in mine})
+            buckets = sorted(rule.bucket(float(e["cents"])) for e in mine)  # type: ignore[arg-type]
+            assert row["card.p90[lifetime]"] == rule.percentile_of_buckets(buckets, Fraction(9, 10))
             assert {k: offline[k] for k in refs} == row
     finally:
         project.close()
