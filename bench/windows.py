@@ -25,6 +25,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -279,6 +280,11 @@ def _events_json(start: int, n: int, per_message: int, now: dt.datetime) -> list
     return messages
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _consume(tmp: str) -> tuple[float, dict[str, object]]:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "parity", "-C", tmp, "stream", "--idle-exit", "1.0", "-q"],
@@ -311,12 +317,16 @@ def ingest(args: argparse.Namespace) -> None:
 
             asyncio.run(publish())
             # Startup (interpreter, imports, connect) is timed too: a cold consumer draining a backlog.
-            warm_start = time.perf_counter()
+            warm_start, warm_cpu = time.perf_counter(), _children_cpu()
             subprocess.run([sys.executable, "-c", "import parity.runtime.streaming, polars, nats"], check=True)
-            startup = time.perf_counter() - warm_start
+            startup, startup_cpu = time.perf_counter() - warm_start, _children_cpu() - warm_cpu
+            consumer_cpu = _children_cpu()
             elapsed, fresh = _consume(tmp)
+            consumer_cpu = _children_cpu() - consumer_cpu - startup_cpu
             out[f"nats {per_message}/msg events_per_s (backlog, excl. ~{startup:.1f}s startup)"] = \
                 args.events / max(elapsed - startup, 1e-9)
+            # "per core": the consumer's own CPU (user + system, both threads), imports excluded
+            out[f"nats {per_message}/msg events_per_consumer_cpu_s"] = args.events / max(consumer_cpu, 1e-9)
 
             async def drop() -> None:
                 nc = await nats.connect("nats://127.0.0.1:4222")
