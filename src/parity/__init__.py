@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from parity.define.access import Grant, Principal, Role
 from parity.define.dtypes import Bool, Date, Float64, Int64, List, String, Timestamp
 from parity.define.entities import Entity, HasOne
 from parity.define.expressions import col
@@ -41,6 +42,7 @@ __all__ = [
     "Feature",
     "FeatureView",
     "Float64",
+    "Grant",
     "HasOne",
     "Int64",
     "List",
@@ -50,7 +52,9 @@ __all__ = [
     "ParityError",
     "ParquetSource",
     "PostgresSource",
+    "Principal",
     "Project",
+    "Role",
     "SQLiteSource",
     "StreamSource",
     "String",

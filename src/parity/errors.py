@@ -15,7 +15,10 @@
     │   └── EntityKeyError         an entity key is missing or has the wrong type
     ├── ConfigError                parity.toml / environment is wrong
     │   └── MissingExtraError      an optional dependency is not installed (gives the pip line)
-    └── StoreError                 an online store, registry or source system cannot be read or written
+    ├── StoreError                 an online store, registry or source system cannot be read or written
+    └── AccessError                who asks may not do this
+        ├── AuthenticationError    no identity, or one that is unknown, malformed or revoked
+        └── AccessDenied           a principal asks for features no grant of its roles gives it
 
 Only the standard library is used here so that ``import parity`` stays instant.
 """
@@ -100,6 +103,25 @@ class MissingExtraError(ConfigError):
 
 class StoreError(ParityError):
     pass
+
+
+class AccessError(ParityError):
+    pass
+
+
+class AuthenticationError(AccessError):
+    pass
+
+
+class AccessDenied(AccessError):
+    """``denied`` lists the references refused, each with why."""
+
+    def __init__(self, principal: str, denied: dict[str, str]) -> None:
+        self.principal = principal
+        self.denied = denied
+        shown = "; ".join(f"{ref} ({why})" for ref, why in list(denied.items())[:5])
+        more = f"; and {len(denied) - 5} more" if len(denied) > 5 else ""
+        super().__init__(f"{principal!r} may not read {shown}{more}: grant it to one of its roles")
 
 
 _NOISE = ("LINE ", "This error occurred", "Resolved plan", "Error originated", "CONTEXT:", "QUERY:")

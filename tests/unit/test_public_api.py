@@ -7,8 +7,8 @@ import parity
 def test_public_names_are_a_decision():
     assert parity.__all__ == [
         "Aggregate", "Bool", "CircuitBreaker", "Date", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64",
-        "HasOne", "Int64", "List", "MqttTopic", "MySQLSource", "NatsSubject", "ParityError", "ParquetSource",
-        "PostgresSource", "Project", "SQLiteSource", "StreamSource", "String", "Timestamp", "WindowView", "agg", "col",
+        "Grant", "HasOne", "Int64", "List", "MqttTopic", "MySQLSource", "NatsSubject", "ParityError", "ParquetSource",
+        "PostgresSource", "Principal", "Project", "Role", "SQLiteSource", "StreamSource", "String", "Timestamp", "WindowView", "agg", "col",
         "resolver",
     ]
     assert parity.__all__ == sorted(parity.__all__)

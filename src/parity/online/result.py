@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-Status = Literal["present", "missing", "expired", "future", "error"]
+Status = Literal["present", "missing", "expired", "future", "error", "masked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +17,8 @@ class FeatureValue:
     for the key; expired: the row is older than max_age; future: the online store holds a value
     that became visible after the request time (``now``), so the value as of then is not kept
     online — ask a training set for the past; error: its source or resolver failed (``error`` says
-    what, the value is the feature's default).
+    what, the value is the feature's default); masked: the caller may name the feature but not
+    see it (``define.access``), so no value, time or error is given.
     """
 
     value: object
@@ -37,3 +38,13 @@ class QueryResult:
 
     def column(self, ref: str) -> list[object]:
         return [row[ref] for row in self.rows]
+
+    def masked(self, refs: frozenset[str]) -> QueryResult:
+        """The same answer with the values of ``refs`` withheld (null, status masked)."""
+        rows = [{ref: None if ref in refs else value for ref, value in row.items()} for row in self.rows]
+        details = None if self.details is None else [
+            {ref: _MASKED if ref in refs else value for ref, value in row.items()} for row in self.details]
+        return QueryResult(self.features, rows, details)
+
+
+_MASKED = FeatureValue(None, "masked")

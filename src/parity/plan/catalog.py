@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from parity.define.access import Role
 from parity.define.dtypes import DType
 from parity.define.entities import Entity
 from parity.define.features import Feature, FeatureView
@@ -42,6 +43,20 @@ class FeatureDef:
     def location(self) -> str:
         return self.resolver.location if self.resolver else self.feature.location
 
+    @property
+    def namespace(self) -> str:
+        """The view, window view or resolver that defines the feature (what access grants name)."""
+        producer = self.view or self.window or self.resolver
+        assert producer is not None  # a feature has exactly one producer: the catalog adds it with it
+        return producer.name
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The feature's own tags, then its view's: a view tagged ``pii`` makes every feature it holds pii."""
+        holder = self.view or self.window
+        extra = tuple(t for t in holder.tags if t not in self.feature.tags) if holder is not None else ()
+        return self.feature.tags + extra
+
 
 @dataclass(frozen=True)
 class Ref:
@@ -66,6 +81,7 @@ class Catalog:
         self.resolvers: dict[str, Resolver] = {}
         self.window_views: dict[str, WindowView] = {}
         self.features: dict[tuple[str, str], FeatureDef] = {}
+        self.roles: dict[str, Role] = {}
         for obj in definitions:
             if isinstance(obj, Entity):
                 self._add_entity(obj)
@@ -75,9 +91,13 @@ class Catalog:
                 self._add_resolver(obj)
             elif isinstance(obj, WindowView):
                 self._add_window_view(obj)
+            elif isinstance(obj, Role):
+                self._add_role(obj)
         self._check_relationships()
         self._check_resolver_inputs()
         self._check_cycles()
+        for role in self.roles.values():
+            self._check_role(role)
 
     # -- building -------------------------------------------------------------------------
 
@@ -152,6 +172,41 @@ class Catalog:
             self._add_feature(FeatureDef(res.entity, out, resolver=res))
 
     # -- validation -----------------------------------------------------------------------
+
+    def _add_role(self, role: Role) -> None:
+        known = self.roles.get(role.name)
+        if known is not None and known is not role:
+            raise DuplicateNameError(f"role {role.name!r} is defined twice (first at {known.location})",
+                                     location=role.location)
+        self.roles[role.name] = role
+
+    def _check_role(self, role: Role) -> None:
+        """Every name a grant gives exists: a typo must not silently grant nothing (or everything)."""
+        namespaces = {*self.views, *self.window_views, *self.resolvers}
+        for grant in role.grants:
+            where = f"role {role.name!r}"
+            if grant.entity is not None and grant.entity not in self.entities:
+                raise DefinitionError(f"{where}: grant names unknown entity {grant.entity!r}; known: "
+                                      f"{', '.join(sorted(self.entities))}", location=grant.location)
+            if grant.namespace is not None and grant.namespace not in namespaces:
+                raise DefinitionError(f"{where}: grant names unknown namespace {grant.namespace!r} (a view, window "
+                                      f"view or resolver); known: {', '.join(sorted(namespaces))}",
+                                      location=grant.location)
+            for text in grant.features:
+                self.granted_features(text, where=where, location=grant.location)
+
+    def granted_features(self, text: str, *, where: str, location: str) -> list[tuple[str, str]]:
+        """The features a grant's ``features`` entry names: ``entity.feature``, or a window
+        aggregate with its width or, without one, at every width. No relationship hops: a grant
+        is on the feature itself, whichever path reaches it."""
+        entity_name, dot, name = text.partition(".")
+        if not dot or "." in name or entity_name not in self.entities:
+            raise UnknownFeatureError(text, (f"{e}.{n}" for e, n in self.features), where=f"{where}: grant",
+                                      location=location)
+        widths = [(e, n) for (e, n) in self.features if e == entity_name and n.startswith(name + "[")]
+        if widths and (entity_name, name) not in self.features:
+            return widths
+        return [(entity_name, self.feature_at(self.parse(text, where=f"{where}: grant", location=location)).feature.name)]
 
     def _check_relationships(self) -> None:
         for entity in self.entities.values():

@@ -9,6 +9,7 @@ import sys
 import traceback
 from types import ModuleType
 
+from parity.define.access import Role
 from parity.define.entities import Entity
 from parity.define.features import FeatureView
 from parity.define.resolvers import Resolver
@@ -49,7 +50,7 @@ def load_definitions(definitions: str, root: str) -> list[object]:
     seen: set[int] = set()
     for mod in [module, *modules]:
         for value in vars(mod).values():
-            if isinstance(value, (Entity, FeatureView, Resolver, WindowView)) and id(value) not in seen:
+            if isinstance(value, (Entity, FeatureView, Resolver, WindowView, Role)) and id(value) not in seen:
                 seen.add(id(value))
                 found.append(value)
     return found

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
+from parity.define.access import Principal
 from parity.define.sources import Source, StreamSource
 from parity.errors import ConfigError, DataError, ParityError, StoreError
 from parity.plan.catalog import Catalog
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from parity.ingest.stream import IngestReport, StreamIngestor
     from parity.online.engine import Entities, OnlineEngine
     from parity.online.result import QueryResult
+    from parity.plan.access import AccessPolicy, PlanAccess
 
 Progress = Callable[[str], None]
 STATUS_SUFFIX = ":status"
@@ -68,6 +70,7 @@ class Project:
         self._loop = BackgroundLoop()
         self._http: HttpClient | None = None
         self._ingestors: dict[str, StreamIngestor] = {}
+        self._policy: AccessPolicy | None = None
 
     # -- construction --------------------------------------------------------------------
 
@@ -108,6 +111,39 @@ class Project:
 
     def explain(self, features: str | Sequence[str]) -> str:
         return self.plan(features).explain()
+
+    # -- access ----------------------------------------------------------------------------
+
+    def access_policy(self) -> AccessPolicy:
+        if self._policy is None:
+            from parity.plan.access import AccessPolicy
+
+            self._policy = AccessPolicy(self.catalog)
+        return self._policy
+
+    def _access(self, principal: Principal | None, plan: Plan) -> PlanAccess | None:
+        """None for the project's owner (no principal given); else the decision, or AccessDenied."""
+        if principal is None:
+            return None
+        if not isinstance(principal, Principal):
+            raise DataError(f"principal must be a parity Principal, not {type(principal).__name__}")
+        return self.access_policy().check(principal, plan)
+
+    def catalog_for(self, principal: Principal | None = None) -> list[dict[str, object]]:
+        """The features ``principal`` may request (all, for the owner), with dtype, version,
+        producer, tags, owner, description and access ("read" or "masked")."""
+        from parity.registry.versions import Versions, metadata
+
+        visible = None if principal is None else self.access_policy().visible(principal, self.plan)
+        versions = Versions(self.catalog)
+        out: list[dict[str, object]] = []
+        for key, fd in sorted(self.catalog.features.items()):
+            access = "read" if visible is None else visible.get(key)
+            if access is None:
+                continue
+            out.append({"feature": fd.ref, "dtype": repr(fd.dtype), "version": versions.version(fd),
+                        "namespace": fd.namespace, "entity": fd.entity.name, **metadata(fd), "access": access})
+        return out
 
     # -- registry ------------------------------------------------------------------------
 
@@ -167,12 +203,15 @@ class Project:
         timezone: str | None = None,
         with_status: bool = False,
         progress: Progress = _quiet,
+        principal: Principal | None = None,
     ) -> pa.Table:
         """A point-in-time-correct training set as a ``pyarrow.Table``.
 
         One row per spine row, in spine order, every spine column unchanged, then one column per
         feature (named as requested) — and with ``with_status=True`` a ``<feature>:status`` column
-        each (present, missing, expired or error, as online). Rows whose resolver call failed hold
+        each (present, missing, expired or error, as online). With a ``principal``, the features
+        its roles do not grant refuse the whole request (AccessDenied) and masked ones are null
+        columns (status masked), as online. Rows whose resolver call failed hold
         the feature's default, as online; the table's metadata ``parity.fallbacks`` counts them per
         feature with the first error, and ``parity.no_event_time`` counts source rows skipped
         because their event time is null.
@@ -185,6 +224,7 @@ class Project:
 
         refs = _names(features, "features")
         plan = self.plan(refs)
+        access = self._access(principal, plan)  # before any data is read
         keys = {k: d for root, _ in plan.roots for k, d in self.catalog.entities[root].keys.items()}
         status_columns = [ref + STATUS_SUFFIX for ref in refs] if with_status else []
         spine_data = read_spine(
@@ -206,6 +246,13 @@ class Project:
         if with_status:  # the engine gave every column a status
             for ref, cid in plan.outputs:
                 table = table.append_column(ref + STATUS_SUFFIX, result.statuses[cid].to_arrow().cast(pa.string()))
+        for ref in sorted(access.masked) if access else ():
+            fallbacks.pop(ref, None)  # a first error could carry the value
+            at = table.schema.get_field_index(ref)
+            table = table.set_column(at, ref, pa.nulls(table.num_rows, table.schema.field(at).type))
+            if with_status:
+                at = table.schema.get_field_index(ref + STATUS_SUFFIX)
+                table = table.set_column(at, ref + STATUS_SUFFIX, pa.array(["masked"] * table.num_rows, pa.string()))
         metadata = dict(table.schema.metadata or {})
         metadata[b"parity.fallbacks"] = json.dumps(fallbacks).encode()
         metadata[b"parity.no_event_time"] = json.dumps(result.no_event_time).encode()
@@ -272,30 +319,36 @@ class Project:
 
     def query(
         self, entities: Entities, features: str | Sequence[str], *, now: dt.datetime | None = None,
-        with_status: bool = False,
+        with_status: bool = False, principal: Principal | None = None,
     ) -> QueryResult:
         """Feature values for many entities at once, with now = ``now`` (default: the current time).
 
         ``entities`` is a mapping of key columns (``{"user_id": [1, 2]}``), a mapping of one
-        entity's keys (``{"user_id": 1}``) or a list of key rows.
+        entity's keys (``{"user_id": 1}``) or a list of key rows. With a ``principal``, features
+        its roles do not grant refuse the request (AccessDenied, before anything is read) and
+        masked ones come back null with status masked (``define.access``).
         """
         now_us = now_micros() if now is None else to_micros(ensure_utc(now, what="query now"))
         engine, plan = self._online_engine(), self.plan(features)
+        access = self._access(principal, plan)
         if engine.needs_event_loop(plan):
             result: QueryResult = self._loop.run(engine.aexecute(plan, entities, now_us, with_status))
-            return result
-        return engine.execute(plan, entities, now_us, with_status)
+        else:
+            result = engine.execute(plan, entities, now_us, with_status)
+        return result.masked(access.masked) if access is not None and access.masked else result
 
     async def aquery(
         self, entities: Entities, features: str | Sequence[str], *, now: dt.datetime | None = None,
-        with_status: bool = False,
+        with_status: bool = False, principal: Principal | None = None,
     ) -> QueryResult:
         now_us = now_micros() if now is None else to_micros(ensure_utc(now, what="query now"))
         engine, plan = self._online_engine(), self.plan(features)
+        access = self._access(principal, plan)
         if engine.needs_event_loop(plan):
             result: QueryResult = await self._loop.arun(engine.aexecute(plan, entities, now_us, with_status))
-            return result
-        return engine.execute(plan, entities, now_us, with_status)
+        else:
+            result = engine.execute(plan, entities, now_us, with_status)
+        return result.masked(access.masked) if access is not None and access.masked else result
 
     # -- streams -------------------------------------------------------------------------------
 
