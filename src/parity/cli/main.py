@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from parity.define.sources import StreamSource
 from parity.errors import ParityError, one_line
@@ -393,6 +393,72 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokens(project: Any) -> Any:
+    from parity.server.tokens import TokenStore
+
+    from_env = os.environ.get("PARITY_TOKENS_PATH", ".parity/tokens.db")
+    return TokenStore(project.settings.resolve(from_env))
+
+
+def _when(micros: int | None) -> str:
+    if micros is None:
+        return "-"
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from parity.semantics.time import now_micros
+
+    project = _project(args)
+    store = _tokens(project)
+    try:
+        if args.action == "create":
+            unknown = sorted(set(args.role) - set(project.catalog.roles))
+            if unknown:
+                raise ParityError(f"--role {unknown[0]!r} is not a role of the definitions; defined: "
+                                  f"{', '.join(sorted(project.catalog.roles)) or 'none (add pt.Role(...))'}")
+            if args.expires_days is not None and args.expires_days <= 0:
+                raise ParityError("--expires-days must be a positive number of days")
+            expires = None if args.expires_days is None else now_micros() + int(args.expires_days * 86_400_000_000)
+            token, info = store.create(args.principal, args.role, expires_us=expires)
+            print(f"created token {info.id} for {info.principal} (roles: {', '.join(info.roles) or 'none'}; "
+                  f"expires {_when(info.expires_us)})", file=sys.stderr)
+            print("this is the only time it is shown; keep it in a secret store:", file=sys.stderr)
+            print(token)
+        elif args.action == "list":
+            rows = store.list()
+            if args.json:
+                print(json.dumps([{"id": t.id, "principal": t.principal, "roles": list(t.roles),
+                                   "created": _when(t.created_us), "expires": _when(t.expires_us),
+                                   "revoked": _when(t.revoked_us), "last_used": _when(t.last_used_us)} for t in rows]))
+            for t in [] if args.json else rows:
+                state = f"revoked {_when(t.revoked_us)}" if t.revoked_us else f"expires {_when(t.expires_us)}"
+                print(f"{t.id}  {t.principal}  roles={','.join(t.roles)}  created {_when(t.created_us)}  {state}  "
+                      f"last used {_when(t.last_used_us)}")
+        else:
+            info = store.revoke(args.id)
+            print(f"revoked token {info.id} of {info.principal}")
+    finally:
+        store.close()
+        project.close()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        from parity.errors import MissingExtraError
+
+        raise MissingExtraError("uvicorn", "server") from None
+    project = _project(args)  # fail here, with exit 2, on definitions that do not load
+    project.close()
+    os.environ["PARITY_PROJECT"] = os.path.abspath(args.project)
+    uvicorn.run("parity.server.app:app_from_environment", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level="warning", access_log=False, timeout_keep_alive=30)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parity", description="Define features once; train and serve the same values.")
     parser.add_argument("-C", "--project", default=".", help="project folder (default: the current one)")
@@ -459,6 +525,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("freshness", help="event-to-servable lag (p50/p99) and consumer lag per stream source")
     p.add_argument("--source", action="append")
     p.set_defaults(run=cmd_freshness)
+
+    p = sub.add_parser("token", help="API tokens for the server: create (shown once), list, revoke")
+    actions = p.add_subparsers(dest="action", required=True)
+    t = actions.add_parser("create", help="a new token for a principal holding roles of the definitions")
+    t.add_argument("--principal", required=True, help="who the token stands for (named in the audit trail)")
+    t.add_argument("--role", action="append", default=[], help="a role defined with pt.Role (repeatable)")
+    t.add_argument("--expires-days", type=float, default=None, help="valid for this many days (default: until revoked)")
+    t = actions.add_parser("list", help="every token: id, principal, roles, created, expiry or revocation, last use")
+    t.add_argument("--json", action="store_true")
+    t = actions.add_parser("revoke", help="revoke a token by id (refused by every server worker at once)")
+    t.add_argument("id")
+    p.set_defaults(run=cmd_token)
+
+    p = sub.add_parser("serve", help="the HTTP API (needs parity[server])")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2: one per core here)")
+    p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("dead-letters", help="events a stream source rejected, with the reasons")
     p.add_argument("source")

@@ -1,0 +1,183 @@
+"""``parity serve`` over loopback, two workers, against a real project: tokens, the access
+decision, masked values, bad input as 4xx with codes, and revocation seen by every worker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from tests.support import at
+
+DEFS = '''
+import parity as pt
+
+user = pt.Entity("user", keys={"user_id": pt.Int64})
+profile = pt.FeatureView("profile", entity=user, source=pt.ParquetSource("u", path="u.parquet", event_time="ts"),
+                         features=[pt.Feature("country", pt.String), pt.Feature("limit", pt.Float64),
+                                   pt.Feature("email", pt.String, tags=["pii"])])
+
+@pt.resolver(entity=user, outputs=pt.Feature("email_domain", pt.String))
+def domain(email: str | None) -> str | None:
+    return None if email is None else email.split("@")[1]
+
+scoring = pt.Role("scoring", grants=[pt.Grant(entity="user")], pii="mask")
+support = pt.Role("support", grants=[pt.Grant(features=["user.country"])])
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _parity(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "parity", "-C", str(root), *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("served")
+    (root / "parity.toml").write_text('[project]\nname = "served"\ndefinitions = "defs.py"\n')
+    (root / "defs.py").write_text(textwrap.dedent(DEFS))
+    pl.DataFrame({"user_id": [1, 2], "ts": [at(1), at(1)], "country": ["DE", "FR"], "limit": [10.0, 20.0],
+                  "email": ["a@x.org", "b@y.org"]}).write_parquet(root / "u.parquet")
+    assert _parity(root, "materialize", "--until", at(2).isoformat(), "-q").returncode == 0
+    tokens = {}
+    for role in ("scoring", "support"):
+        made = _parity(root, "token", "create", "--principal", f"{role}-svc", "--role", role)
+        assert made.returncode == 0, made.stderr
+        tokens[role] = made.stdout.strip()
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(base + "/v1/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"parity serve did not start: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.1)
+    yield {"root": root, "base": base, "tokens": tokens}
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _query(server, token: str | None, body: object, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    if isinstance(body, bytes):
+        return httpx.post(server["base"] + "/v1/query", content=body, headers=headers, **kwargs)
+    return httpx.post(server["base"] + "/v1/query", json=body, headers=headers, **kwargs)
+
+
+QUERY = {"entities": {"user_id": [1, 2]}, "features": ["user.country", "user.email", "user.email_domain"],
+         "now": at(2).isoformat(), "with_status": True}
+
+
+def test_a_token_reads_what_its_role_grants_with_pii_masked(server):
+    answer = _query(server, server["tokens"]["scoring"], QUERY)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["rows"] == [{"user.country": "DE", "user.email": None, "user.email_domain": "x.org"},
+                            {"user.country": "FR", "user.email": None, "user.email_domain": "y.org"}]
+    assert [d["user.email"]["status"] for d in body["details"]] == ["masked", "masked"]
+    assert body["details"][0]["user.country"]["status"] == "present"
+
+
+def test_a_feature_the_role_does_not_grant_is_a_403_naming_it(server):
+    answer = _query(server, server["tokens"]["support"], QUERY)
+    assert answer.status_code == 403
+    error = answer.json()["error"]
+    assert error["code"] == "forbidden" and set(error["denied"]) == {"user.email", "user.email_domain"}
+    assert "a@x.org" not in answer.text
+    ok = _query(server, server["tokens"]["support"], {**QUERY, "features": ["user.country"]})
+    assert ok.json()["rows"] == [{"user.country": "DE"}, {"user.country": "FR"}]
+
+
+def test_the_catalog_lists_only_what_the_principal_may_request(server):
+    def listed(role: str) -> dict[str, str]:
+        answer = httpx.get(server["base"] + "/v1/catalog", headers={"Authorization": f"Bearer {server['tokens'][role]}"})
+        return {f["feature"]: f["access"] for f in answer.json()["features"]}
+
+    assert listed("support") == {"user.country": "read"}
+    assert listed("scoring") == {"user.country": "read", "user.limit": "read", "user.email": "masked",
+                                 "user.email_domain": "read"}
+    assert httpx.get(server["base"] + "/v1/catalog").status_code == 401
+
+
+@pytest.mark.parametrize(("token", "body", "status", "code", "field"), [
+    (None, QUERY, 401, "unauthenticated", "Authorization"),
+    ("pty_notatoken", QUERY, 401, "unauthenticated", "Authorization"),
+    ("pty_" + "A" * 36, QUERY, 401, "unauthenticated", "Authorization"),  # well-shaped, wrong checksum
+    ("scoring", b"{not json", 400, "bad_json", None),
+    ("scoring", b"[1, 2]", 400, "bad_request", None),
+    ("scoring", {**QUERY, "features": "user.country"}, 400, "invalid_field", "features"),
+    ("scoring", {**QUERY, "features": []}, 400, "invalid_field", "features"),
+    ("scoring", {**QUERY, "feature": ["user.country"]}, 400, "invalid_field", "feature"),
+    ("scoring", {**QUERY, "features": ["user.countyr"]}, 400, "unknown_feature", "features"),
+    ("scoring", {**QUERY, "entities": {"user_id": ["one"]}}, 400, "invalid_entity_key", "entities"),
+    ("scoring", {**QUERY, "entities": "user 1"}, 400, "invalid_field", "entities"),
+    ("scoring", {**QUERY, "entities": {"user_id": list(range(1001))}}, 413, "too_many_entities", "entities"),
+    ("scoring", {**QUERY, "now": "yesterday"}, 400, "invalid_field", "now"),
+    ("scoring", {**QUERY, "now": "2026-01-01T00:00:00"}, 400, "invalid_field", "now"),
+    ("scoring", {**QUERY, "with_status": "yes"}, 400, "invalid_field", "with_status"),
+    ("scoring", b'{"features": ["' + b"x" * (1 << 20) + b'"]}', 413, "body_too_large", None),
+])
+def test_bad_input_is_a_4xx_with_a_code_and_the_field(server, token, body, status, code, field):
+    answer = _query(server, server["tokens"].get(token, token), body)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == code and error.get("field") == field
+    assert "\n" not in error["message"]
+    if status == 401:
+        assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_unknown_paths_and_methods_answer_json(server):
+    assert httpx.get(server["base"] + "/v1/nothing").json()["error"]["code"] == "not_found"
+    answer = httpx.get(server["base"] + "/v1/query")
+    assert answer.status_code == 405 and answer.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_tokens_are_stored_as_hashes_only(server):
+    path = server["root"] / ".parity" / "tokens.db"
+    raw = b"".join(p.read_bytes() for p in path.parent.glob("tokens.db*"))
+    for token in server["tokens"].values():
+        assert token.encode() not in raw and token[4:].encode() not in raw
+    assert os.stat(path).st_mode & 0o077 == 0
+    with sqlite3.connect(path) as con:
+        assert {r[0] for r in con.execute("SELECT principal FROM tokens")} >= {"scoring-svc", "support-svc"}
+
+
+def test_a_revoked_token_is_refused_at_once_by_every_worker(server):
+    made = _parity(server["root"], "token", "create", "--principal", "temp", "--role", "support")
+    token = made.stdout.strip()
+    body = {**QUERY, "features": ["user.country"]}
+    assert all(_query(server, token, body).status_code == 200 for _ in range(10))  # new connections: both workers
+    listed = _parity(server["root"], "token", "list", "--json")
+    token_id = next(t["id"] for t in __import__("json").loads(listed.stdout) if t["principal"] == "temp")
+    assert _parity(server["root"], "token", "revoke", token_id).returncode == 0
+    refused = [_query(server, token, body).status_code for _ in range(20)]
+    assert refused == [401] * 20
+    again = _parity(server["root"], "token", "revoke", token_id)
+    assert again.returncode == 2 and "already revoked" in again.stderr
+
+
+def test_token_cli_refuses_unknown_roles_with_exit_2(server):
+    made = _parity(server["root"], "token", "create", "--principal", "x", "--role", "admin")
+    assert made.returncode == 2 and "'admin' is not a role" in made.stderr and made.stdout == ""
