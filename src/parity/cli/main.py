@@ -100,8 +100,17 @@ def _project(args: argparse.Namespace) -> Project:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    diff = _project(args).apply(dry_run=args.dry_run)
+    project = _project(args)
+    diff = project.apply(dry_run=args.dry_run)
     print(("would apply: " if args.dry_run else "applied: ") + diff.render())
+    if not args.dry_run and project.catalog.roles:  # a policy is part of what was deployed: say which
+        try:
+            audit = _audit(project)
+        except ParityError:  # without the server extra there is no trail to write to
+            return 0
+        audit.append(_operator(), "apply", "ok", policy=project.access_policy().version,
+                     roles=sorted(project.catalog.roles), changes=diff.render())
+        audit.close()
     return 0
 
 
@@ -406,11 +415,18 @@ def _when(micros: int | None) -> str:
     return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _audit(project: Any) -> Any:
+    from parity.server.app import audit_log
+
+    return audit_log(project)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from parity.semantics.time import now_micros
 
     project = _project(args)
     store = _tokens(project)
+    audit = _audit(project)
     try:
         if args.action == "create":
             unknown = sorted(set(args.role) - set(project.catalog.roles))
@@ -421,6 +437,8 @@ def cmd_token(args: argparse.Namespace) -> int:
                 raise ParityError("--expires-days must be a positive number of days")
             expires = None if args.expires_days is None else now_micros() + int(args.expires_days * 86_400_000_000)
             token, info = store.create(args.principal, args.role, expires_us=expires)
+            audit.append(_operator(), "token.create", "ok", token=info.id, for_principal=info.principal,
+                         roles=list(info.roles), expires=info.expires_us)
             print(f"created token {info.id} for {info.principal} (roles: {', '.join(info.roles) or 'none'}; "
                   f"expires {_when(info.expires_us)})", file=sys.stderr)
             print("this is the only time it is shown; keep it in a secret store:", file=sys.stderr)
@@ -437,11 +455,64 @@ def cmd_token(args: argparse.Namespace) -> int:
                       f"last used {_when(t.last_used_us)}")
         else:
             info = store.revoke(args.id)
+            audit.append(_operator(), "token.revoke", "ok", token=info.id, for_principal=info.principal)
             print(f"revoked token {info.id} of {info.principal}")
     finally:
+        audit.close()  # written and signed before the command returns
         store.close()
         project.close()
     return 0
+
+
+def _operator() -> str:
+    """Who ran a CLI command, for the audit trail: the operating-system user."""
+    import getpass
+
+    try:
+        return "os:" + getpass.getuser()
+    except (KeyError, OSError):
+        return f"os:uid{os.getuid()}"
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from parity.server.audit import AuditPaths, search, verify
+
+    project = _project(args)
+    project.close()
+    paths = AuditPaths.for_root(project.settings.resolve(".parity"))
+    if args.action == "verify":
+        pem = None
+        if args.public_key:
+            with open(args.public_key, "rb") as fh:
+                pem = fh.read()
+        verdict = verify(paths, pem)
+        for problem in verdict.problems:
+            print(f"audit: {problem}", file=sys.stderr)
+        unsigned = verdict.records - verdict.signed_through
+        print(f"{verdict.records:,} records chained, {verdict.checkpoints:,} checkpoints, signed through record "
+              f"{verdict.signed_through:,}" + (f" ({unsigned:,} newer records not yet signed)" if unsigned else "")
+              + (": OK" if verdict.ok else ": FAILED"))
+        return 0 if verdict.ok else 1
+    since = None if args.since is None else _micros(args.since, "--since")
+    until = None if args.until is None else _micros(args.until, "--until")
+    for i, record in enumerate(search(paths, principal=args.principal, action=args.what, feature=args.feature,
+                                      outcome=args.outcome, since_us=since, until_us=until)):
+        if i >= args.limit:
+            break
+        print(json.dumps(record))
+    return 0
+
+
+def _micros(text: str, flag: str) -> int:
+    from parity.semantics.time import parse_iso, to_micros
+
+    try:
+        value = parse_iso(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise ParityError(f"{flag} {text!r}: give an ISO-8601 time with a zone, e.g. 2026-01-31T00:00:00Z")
+    return to_micros(value)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -537,6 +608,20 @@ def build_parser() -> argparse.ArgumentParser:
     t = actions.add_parser("revoke", help="revoke a token by id (refused by every server worker at once)")
     t.add_argument("id")
     p.set_defaults(run=cmd_token)
+
+    p = sub.add_parser("audit", help="the audit trail: verify its chain and signatures, or search it")
+    actions = p.add_subparsers(dest="action", required=True)
+    t = actions.add_parser("verify", help="check every record's hash chain and every signed checkpoint (exit 1 if not)")
+    t.add_argument("--public-key", help="verify with this Ed25519 public key (PEM) instead of the one beside the key")
+    t = actions.add_parser("search", help="records as JSON lines, filtered")
+    t.add_argument("--principal")
+    t.add_argument("--action", dest="what", help="query, catalog, token.create, token.revoke, apply")
+    t.add_argument("--feature")
+    t.add_argument("--outcome", help="ok, forbidden, unauthenticated, or another error code")
+    t.add_argument("--since", help="ISO-8601 time with zone")
+    t.add_argument("--until", help="ISO-8601 time with zone")
+    t.add_argument("--limit", type=int, default=1000)
+    p.set_defaults(run=cmd_audit)
 
     p = sub.add_parser("serve", help="the HTTP API (needs parity[server])")
     p.add_argument("--host", default="127.0.0.1")

@@ -39,6 +39,7 @@ from parity.errors import (
 )
 from parity.runtime.project import Project
 from parity.semantics.time import parse_iso
+from parity.server.audit import AuditLog, AuditPaths, hashed_keys
 from parity.server.tokens import TokenStore
 
 log = logging.getLogger("parity.server")
@@ -51,6 +52,7 @@ class Limits:
     max_features: int = 500
     max_concurrent: int = 64  # requests in flight per worker; past it: 503 overloaded, at once
     body_timeout: float = 10.0  # seconds to send the body: a slow client is cut off, not waited for
+    audit_flush_interval: float = 0.1  # group commit of the audit trail: what a crash can lose
 
 
 class ApiError(Exception):
@@ -75,9 +77,23 @@ def _error(exc: ApiError) -> Response:
 
 
 class Api:
-    def __init__(self, project: Project, tokens: TokenStore, limits: Limits) -> None:
-        self.project, self.tokens, self.limits = project, tokens, limits
+    def __init__(self, project: Project, tokens: TokenStore, audit: AuditLog, limits: Limits) -> None:
+        self.project, self.tokens, self.audit, self.limits = project, tokens, audit, limits
         self._in_flight = 0
+        self._versions: dict[str, str] = {}
+
+    def _versions_of(self, refs: list[str]) -> dict[str, str]:
+        """Definition versions of the features a request named (memoized: they change only with a deploy)."""
+        from parity.registry.versions import Versions
+
+        out = {}
+        for ref in refs:
+            found = self._versions.get(ref)
+            if found is None:
+                catalog = self.project.catalog
+                found = self._versions[ref] = Versions(catalog).version(catalog.feature_at(catalog.parse(ref)))
+            out[ref] = found
+        return out
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -89,9 +105,12 @@ class Api:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthenticated", "the Authorization header must be 'Bearer pty_…'", "Authorization")
         try:
-            return self.tokens.authenticate(token.strip())[0]
+            principal, token_id = self.tokens.authenticate(token.strip())
         except AuthenticationError as exc:
             raise ApiError(401, "unauthenticated", str(exc), "Authorization") from None
+        request.state.who = principal.name
+        request.state.audit["token"] = token_id
+        return principal
 
     async def _body(self, request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")
@@ -119,36 +138,50 @@ class Api:
             raise ApiError(400, "bad_request", f"the body must be a JSON object, not {type(body).__name__}")
         return body
 
-    def _guarded(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def _guarded(self, action: str,
+                 handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            request.state.who, request.state.audit = "-", {}
+            response = await answer(request)
+            outcome = "ok" if response.status_code < 400 else getattr(request.state, "code", "error")
+            # every request, refused ones too: who, what, about whom, under which versions, and how it ended
+            self.audit.append(request.state.who, action, outcome, status=response.status_code, **request.state.audit)
+            return response
+
+        async def answer(request: Request) -> Response:
             if self._in_flight >= self.limits.max_concurrent:
-                return _error(ApiError(503, "overloaded", f"more than {self.limits.max_concurrent} requests in flight; "
-                                       "retry with backoff"))
+                return self._refuse(request, ApiError(503, "overloaded", f"more than {self.limits.max_concurrent} "
+                                                      "requests in flight; retry with backoff"))
             self._in_flight += 1
             try:
                 return await handler(request)
             except ApiError as exc:
-                return _error(exc)
+                return self._refuse(request, exc)
             except AccessDenied as exc:
-                return _error(ApiError(403, "forbidden", str(exc), "features", {"denied": exc.denied}))
+                return self._refuse(request, ApiError(403, "forbidden", str(exc), "features", {"denied": exc.denied}))
             except UnknownFeatureError as exc:
-                return _error(ApiError(400, "unknown_feature", str(exc), "features",
+                return self._refuse(request, ApiError(400, "unknown_feature", str(exc), "features",
                                        {"suggestions": exc.suggestions}))
             except EntityKeyError as exc:
-                return _error(ApiError(400, "invalid_entity_key", str(exc), "entities"))
+                return self._refuse(request, ApiError(400, "invalid_entity_key", str(exc), "entities"))
             except StoreError as exc:
-                return _error(ApiError(503, "store_unavailable", str(exc)))
+                return self._refuse(request, ApiError(503, "store_unavailable", str(exc)))
             except (DataError, DefinitionError) as exc:
-                return _error(ApiError(400, "invalid_request", str(exc)))
+                return self._refuse(request, ApiError(400, "invalid_request", str(exc)))
             except ParityError as exc:
-                return _error(ApiError(400, "invalid_request", str(exc)))
+                return self._refuse(request, ApiError(400, "invalid_request", str(exc)))
             except Exception:  # a bug of ours: logged here, never shown (its message could hold a value)
                 log.exception("%s %s failed", request.method, request.url.path)
-                return _error(ApiError(500, "internal", "the server failed; the error is in its log"))
+                return self._refuse(request, ApiError(500, "internal", "the server failed; the error is in its log"))
             finally:
                 self._in_flight -= 1
 
         return endpoint
+
+    @staticmethod
+    def _refuse(request: Request, exc: ApiError) -> Response:
+        request.state.code = exc.code
+        return _error(exc)
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -184,6 +217,9 @@ class Api:
         if not isinstance(with_status, bool):
             raise ApiError(400, "invalid_field", "with_status must be true or false", "with_status")
         now = _now(body.get("now"))
+        request.state.audit.update(features=features, entities=hashed_keys(self.audit, entities),
+                                   now=body.get("now"), policy=self.project.access_policy().version)
+        request.state.audit["versions"] = self._versions_of(features)
         result = await self.project.aquery(entities, features, now=now, with_status=with_status,  # type: ignore[arg-type]
                                            principal=principal)
         payload: dict[str, object] = {"features": list(result.features), "rows": result.rows}
@@ -221,21 +257,34 @@ def _now(value: object) -> dt.datetime | None:
     return parsed
 
 
-def create_app(project: Project, tokens: TokenStore, limits: Limits | None = None) -> Starlette:
-    api = Api(project, tokens, limits or Limits())
+def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Limits | None = None) -> Starlette:
+    api = Api(project, tokens, audit, limits or Limits())
+
+    async def flusher() -> None:
+        while True:
+            await asyncio.sleep(api.limits.audit_flush_interval)
+            try:
+                await asyncio.to_thread(audit.flush)
+            except OSError:  # a full disk must not stop serving silently: said in the log, retried
+                log.exception("the audit trail could not be written; retrying")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         project.access_policy()  # compiled before the first request, not during it
+        task = asyncio.create_task(flusher())
         yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        audit.close()
         project.close()
         tokens.close()
 
     routes = [
         Route("/v1/health", api.health, methods=["GET"]),
         Route("/v1/ready", api.ready, methods=["GET"]),
-        Route("/v1/query", api._guarded(api.query), methods=["POST"]),
-        Route("/v1/catalog", api._guarded(api.catalog), methods=["GET"]),
+        Route("/v1/query", api._guarded("query", api.query), methods=["POST"]),
+        Route("/v1/catalog", api._guarded("catalog", api.catalog), methods=["GET"]),
     ]
     async def http_error(request: Request, exc: Exception) -> Response:  # unknown paths and methods, as JSON too
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -250,7 +299,12 @@ def tokens_path(project: Project) -> str:
     return project.settings.resolve(os.environ.get("PARITY_TOKENS_PATH", ".parity/tokens.db"))
 
 
+def audit_log(project: Project) -> AuditLog:
+    return AuditLog(AuditPaths.for_root(project.settings.resolve(".parity")),
+                    entity_keys=os.environ.get("PARITY_AUDIT_ENTITY_KEYS", "hash"))
+
+
 def app_from_environment() -> Starlette:
     """The factory each uvicorn worker calls (``parity serve`` sets PARITY_PROJECT)."""
     project = Project.load(os.environ.get("PARITY_PROJECT", "."))
-    return create_app(project, TokenStore(tokens_path(project)))
+    return create_app(project, TokenStore(tokens_path(project)), audit_log(project))

@@ -1,0 +1,340 @@
+"""The audit trail: append-only, hash-chained, with signed checkpoints kept apart from it.
+
+Every record is one JSON line ``{"seq", "prev", "time", "principal", "action", …, "hash"}`` where
+``hash = SHA-256(prev ‖ the line's canonical JSON without "hash")``: editing, deleting or
+reordering a record breaks the chain at that line. A chain alone cannot show truncation (drop the
+last k lines and what is left still verifies), so every second — or 1,000 records — the writer
+appends a **checkpoint** ``{size, hash, time}`` signed with Ed25519 to a separate file
+(``PARITY_AUDIT_CHECKPOINTS``; keep it on other storage, or ship it to a witness): a log shorter
+than a checkpoint, or whose record at a checkpoint's size has another hash, is caught, and a
+checkpoint cannot be forged without the private key. ``parity audit verify`` checks both with the
+public key alone.
+
+Group commit: records are buffered and written, fsynced, every ``flush_interval`` (100 ms) by the
+server's flusher (token changes and policy changes flush at once). A crash loses at most the
+records of the last ``flush_interval`` — never a committed one, and a torn last line (a crash in a
+write) is cut off when the log is next opened, never accepted. Several workers append to one chain:
+each flush takes an exclusive ``flock`` and continues from the file's last record.
+
+Entity keys are stored as a keyed hash (HMAC-SHA-256 with a secret derived from the signing key)
+unless ``entity_keys="raw"``: the trail can say that two requests asked for the same customer
+without holding who the customer is.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import hmac
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from parity.errors import ConfigError, MissingExtraError
+
+GENESIS = "0" * 64
+_TAIL_READ = 1 << 16
+
+
+def _ed25519() -> Any:
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError:
+        raise MissingExtraError("cryptography", "server") from None
+    return ed25519
+
+
+def _canonical(record: dict[str, object]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+def record_hash(prev: str, body: bytes) -> str:
+    return hashlib.sha256(prev.encode() + body).hexdigest()
+
+
+def checkpoint_message(size: int, last_hash: str, at: str) -> bytes:
+    return f"parity-audit-checkpoint\n{size}\n{last_hash}\n{at}\n".encode()
+
+
+@dataclass
+class AuditPaths:
+    log: str
+    checkpoints: str
+    key: str  # the Ed25519 private key (PEM, 0600); the public key sits beside it as .pub
+
+    @classmethod
+    def for_root(cls, state_dir: str) -> AuditPaths:
+        return cls(os.path.join(state_dir, "audit", "log.jsonl"),
+                   os.environ.get("PARITY_AUDIT_CHECKPOINTS", os.path.join(state_dir, "audit", "checkpoints.jsonl")),
+                   os.environ.get("PARITY_AUDIT_KEY_PATH", os.path.join(state_dir, "audit", "signing.key")))
+
+
+def load_or_create_key(path: str) -> Any:
+    ed25519 = _ed25519()
+    from cryptography.hazmat.primitives import serialization
+
+    if os.path.exists(path):
+        with open(path, "rb") as fh:
+            key = serialization.load_pem_private_key(fh.read(), password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise ConfigError(f"{path}: not an Ed25519 private key")
+        return key
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    with open(path + ".pub", "wb") as fh:
+        fh.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key
+
+
+def _last_line(fh: Any) -> bytes | None:
+    """The file's last complete line, read backwards from the end (the file is locked)."""
+    end = fh.seek(0, os.SEEK_END)
+    if end == 0:
+        return None
+    start = max(0, end - _TAIL_READ)
+    while True:
+        fh.seek(start)
+        chunk = fh.read(end - start)
+        body = chunk[:-1] if chunk.endswith(b"\n") else chunk
+        cut = body.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            return body[cut + 1:]
+        start = max(0, start - _TAIL_READ)
+
+
+def _cut_torn_tail(fh: Any) -> None:
+    """A crash in a write leaves a last line without its newline: cut it off (never accepted)."""
+    end = fh.seek(0, os.SEEK_END)
+    if end == 0:
+        return
+    fh.seek(end - 1)
+    if fh.read(1) == b"\n":
+        return
+    start = max(0, end - _TAIL_READ)
+    while True:
+        fh.seek(start)
+        cut = fh.read(end - start).rfind(b"\n")
+        if cut >= 0 or start == 0:
+            fh.truncate(start + cut + 1 if cut >= 0 else 0)
+            return
+        start = max(0, start - _TAIL_READ)
+
+
+@dataclass
+class AuditLog:
+    """The writer. ``append`` is a list append (the hot path); ``flush`` writes and fsyncs."""
+
+    paths: AuditPaths
+    entity_keys: str = "hash"  # or "raw"
+    checkpoint_every_records: int = 1_000
+    checkpoint_every_seconds: float = 1.0
+    _buffer: list[dict[str, object]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.entity_keys not in ("hash", "raw"):
+            raise ConfigError(f"audit entity_keys {self.entity_keys!r}: expected 'hash' or 'raw'")
+        self._key = load_or_create_key(self.paths.key)
+        from cryptography.hazmat.primitives import serialization
+
+        raw = self._key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                      serialization.NoEncryption())
+        self._pepper = hashlib.sha256(b"parity-audit-entity-keys\n" + raw).digest()
+        os.makedirs(os.path.dirname(os.path.abspath(self.paths.log)), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(self.paths.checkpoints)), exist_ok=True)
+        with open(self.paths.log, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            _cut_torn_tail(fh)
+        self._since_checkpoint = 0
+        self._checkpointed_at = time.monotonic()
+
+    def entity_key(self, key: object) -> object:
+        if self.entity_keys == "raw":
+            return key
+        return hmac.new(self._pepper, _canonical({"k": key}), hashlib.sha256).hexdigest()[:32]
+
+    def append(self, principal: str, action: str, outcome: str, **details: object) -> None:
+        record: dict[str, object] = {"time": time.time_ns() // 1000, "principal": principal, "action": action,
+                                     "outcome": outcome}
+        record.update(details)
+        self._buffer.append(record)
+
+    def flush(self, *, sign: bool = False) -> int:
+        """Write what is buffered as one group (fsynced), and a checkpoint when one is due (or
+        ``sign``: now, over what this writer wrote since its last one)."""
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            if not batch and self._since_checkpoint == 0:
+                return 0
+            with open(self.paths.log, "a+b") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+                last = _last_line(fh)
+                seq, prev = 0, GENESIS
+                if last is not None:
+                    tail = orjson.loads(last)
+                    seq, prev = int(tail["seq"]) + 1, str(tail["hash"])
+                lines = []
+                for record in batch:
+                    record = {"seq": seq, "prev": prev, **record}
+                    prev = record_hash(prev, _canonical(record))
+                    record["hash"] = prev
+                    lines.append(_canonical(record))
+                    seq += 1
+                if lines:
+                    fh.write(b"\n".join(lines) + b"\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                self._since_checkpoint += len(lines)
+                due = (sign or self._since_checkpoint >= self.checkpoint_every_records
+                       or time.monotonic() - self._checkpointed_at >= self.checkpoint_every_seconds)
+                if due and seq > 0:
+                    self._checkpoint(seq, prev)
+            return len(lines)
+
+    def _checkpoint(self, size: int, last_hash: str) -> None:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        signature = self._key.sign(checkpoint_message(size, last_hash, at))
+        line = _canonical({"size": size, "hash": last_hash, "time": at,
+                           "sig": base64.b64encode(signature).decode()})
+        with open(self.paths.checkpoints, "ab") as fh:
+            fh.write(line + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._since_checkpoint = 0
+        self._checkpointed_at = time.monotonic()
+
+    def close(self) -> None:
+        self.flush(sign=True)  # a closing writer leaves its tail signed
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    records: int
+    checkpoints: int
+    signed_through: int  # records covered by the last valid checkpoint
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def read_records(path: str) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as fh:
+        yield from enumerate(fh, 1)
+
+
+def verify(paths: AuditPaths, public_key_pem: bytes | None = None) -> Verdict:
+    """Check the chain line by line, then every checkpoint's signature against the chain."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+
+    problems: list[str] = []
+    hashes: list[str] = []
+    prev = GENESIS
+    if os.path.exists(paths.log):
+        for number, line in read_records(paths.log):
+            where = f"{paths.log}:{number}"
+            if not line.endswith(b"\n"):
+                problems.append(f"{where}: torn last line (a crash in a write, or a cut): not a record")
+                break
+            try:
+                record = orjson.loads(line)
+                claimed = record.pop("hash")
+            except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError):
+                problems.append(f"{where}: not a record")
+                break
+            if record.get("seq") != len(hashes):
+                problems.append(f"{where}: seq {record.get('seq')!r} where {len(hashes)} was next "
+                                f"(a record deleted, inserted or moved)")
+                break
+            if record_hash(prev, _canonical(record)) != claimed:  # the line's own "prev" is in what is hashed
+                problems.append(f"{where}: the record's hash does not match its content and chain (edited)")
+                break
+            hashes.append(prev := claimed)
+    pem = public_key_pem
+    if pem is None:
+        with open(paths.key + ".pub", "rb") as fh:
+            pem = fh.read()
+    public = serialization.load_pem_public_key(pem)
+    if not isinstance(public, _ed25519().Ed25519PublicKey):
+        raise ConfigError("the audit public key is not an Ed25519 key")
+    checkpoints, signed_through, last_size = 0, 0, 0
+    if os.path.exists(paths.checkpoints):
+        with open(paths.checkpoints, "rb") as fh:
+            for number, line in enumerate(fh, 1):
+                where = f"{paths.checkpoints}:{number}"
+                try:
+                    cp = orjson.loads(line)
+                    size, last_hash, at = int(cp["size"]), str(cp["hash"]), str(cp["time"])
+                    public.verify(base64.b64decode(cp["sig"]), checkpoint_message(size, last_hash, at))
+                except InvalidSignature:
+                    problems.append(f"{where}: checkpoint signature is not valid (forged or altered)")
+                    continue
+                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+                    problems.append(f"{where}: not a checkpoint")
+                    continue
+                checkpoints += 1
+                if size < last_size:
+                    problems.append(f"{where}: checkpoint size {size} after {last_size} (checkpoints reordered)")
+                last_size = max(last_size, size)
+                if size > len(hashes):
+                    problems.append(f"{where}: signed at {size} records but the log verifies {len(hashes)} "
+                                    f"(truncated, or broken before)")
+                elif hashes[size - 1] != last_hash:
+                    problems.append(f"{where}: the log's record {size - 1} is not the one signed (rewritten)")
+                else:
+                    signed_through = max(signed_through, size)
+    return Verdict(len(hashes), checkpoints, signed_through, problems)
+
+
+def search(paths: AuditPaths, *, principal: str | None = None, action: str | None = None,
+           feature: str | None = None, outcome: str | None = None, since_us: int | None = None,
+           until_us: int | None = None) -> Iterator[dict[str, Any]]:
+    if not os.path.exists(paths.log):
+        return
+    for _, line in read_records(paths.log):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if principal is not None and record.get("principal") != principal:
+            continue
+        if action is not None and record.get("action") != action:
+            continue
+        if outcome is not None and record.get("outcome") != outcome:
+            continue
+        if feature is not None and feature not in (record.get("features") or ()):
+            continue
+        stamp = record.get("time", 0)
+        if (since_us is not None and stamp < since_us) or (until_us is not None and stamp > until_us):
+            continue
+        yield record
+
+
+def hashed_keys(log: AuditLog, entities: object, limit: int = 1_000) -> Sequence[object]:
+    """The request's entity keys as the trail keeps them (hashed by default), one per entity."""
+    if isinstance(entities, dict):
+        columns = {k: v if isinstance(v, list) else [v] for k, v in entities.items()}
+        n = max((len(v) for v in columns.values()), default=0)
+        rows: list[object] = [{k: v[i] if i < len(v) else None for k, v in columns.items()} for i in range(n)]
+    elif isinstance(entities, list):
+        rows = list(entities)
+    else:
+        rows = []
+    return [log.entity_key(row) for row in rows[:limit]]

@@ -1,0 +1,158 @@
+"""The audit trail: every edit, deletion, reordering, truncation and forged checkpoint is caught;
+a torn last line is cut, never accepted; several writers keep one chain."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from parity.server.audit import AuditLog, AuditPaths, load_or_create_key, verify
+
+
+def _paths(tmp_path) -> AuditPaths:  # type: ignore[no-untyped-def]
+    return AuditPaths(str(tmp_path / "a" / "log.jsonl"), str(tmp_path / "elsewhere" / "checkpoints.jsonl"),
+                      str(tmp_path / "keys" / "signing.key"))
+
+
+def _written(tmp_path, n: int = 30, per_flush: int = 7) -> AuditPaths:  # type: ignore[no-untyped-def]
+    paths = _paths(tmp_path)
+    log = AuditLog(paths, checkpoint_every_records=10, checkpoint_every_seconds=3600)
+    for i in range(n):
+        log.append(f"svc{i % 3}", "query", "ok", features=[f"user.f{i}"], entities=[log.entity_key({"user_id": i})])
+        if i % per_flush == per_flush - 1:
+            log.flush()
+    log.close()
+    return paths
+
+
+def _lines(paths: AuditPaths) -> list[bytes]:
+    with open(paths.log, "rb") as fh:
+        return fh.readlines()
+
+
+def _write(paths: AuditPaths, lines: list[bytes]) -> None:
+    with open(paths.log, "wb") as fh:
+        fh.writelines(lines)
+
+
+def test_a_written_trail_verifies_and_is_signed_through_its_end(tmp_path):
+    paths = _written(tmp_path)
+    verdict = verify(paths)
+    assert verdict.ok, verdict.problems
+    assert verdict.records == 30 and verdict.signed_through == 30 and verdict.checkpoints >= 3
+    first = orjson.loads(_lines(paths)[0])
+    assert first["seq"] == 0 and first["principal"] == "svc0" and first["features"] == ["user.f0"]
+    assert first["entities"] != [{"user_id": 0}] and len(first["entities"][0]) == 32  # a keyed hash, not the key
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete", "reorder", "insert", "truncate", "truncate_all",
+                                    "rewrite_chain", "forge_checkpoint", "move_checkpoint", "drop_newline"])
+def test_every_kind_of_tampering_is_detected(tmp_path, tamper):
+    paths = _written(tmp_path)
+    lines = _lines(paths)
+    if tamper == "edit":
+        lines[12] = lines[12].replace(b'"svc0"', b'"svc9"')
+    elif tamper == "delete":
+        del lines[12]
+    elif tamper == "reorder":
+        lines[12], lines[13] = lines[13], lines[12]
+    elif tamper == "insert":
+        lines.insert(5, lines[5])
+    elif tamper == "truncate":
+        lines = lines[:25]  # the chain that is left is valid on its own: only the checkpoint shows it
+    elif tamper == "truncate_all":
+        lines = []
+    elif tamper == "rewrite_chain":  # an attacker without the key rebuilds a consistent chain of edited records
+        other = _paths(tmp_path / "forger")
+        forged = AuditLog(other, checkpoint_every_records=10**9, checkpoint_every_seconds=10**9)
+        for line in lines:
+            record = orjson.loads(line)
+            forged.append("nobody" if record["seq"] == 3 else record["principal"], record["action"], record["outcome"],
+                          features=record["features"], entities=record["entities"])
+        forged.flush()
+        lines = _lines(other)
+    if tamper in ("forge_checkpoint", "move_checkpoint"):
+        with open(paths.checkpoints, "rb") as fh:
+            checkpoints = [orjson.loads(c) for c in fh]
+        if tamper == "forge_checkpoint":
+            checkpoints[-1]["size"] = 20  # claims the log ends earlier (to hide a truncation)
+        else:
+            checkpoints[-1]["sig"] = checkpoints[0]["sig"]
+        with open(paths.checkpoints, "wb") as fh:
+            fh.writelines(orjson.dumps(c) + b"\n" for c in checkpoints)
+    elif tamper == "drop_newline":
+        lines[-1] = lines[-1].rstrip(b"\n")
+    else:
+        _write(paths, lines)
+    if tamper == "drop_newline":
+        _write(paths, lines)
+    verdict = verify(paths)
+    assert not verdict.ok, tamper
+    said = {"edit": "edited", "delete": "deleted", "reorder": "moved", "insert": "inserted", "truncate": "truncated",
+            "truncate_all": "truncated", "rewrite_chain": "rewritten", "forge_checkpoint": "signature",
+            "move_checkpoint": "signature", "drop_newline": "torn"}[tamper]
+    assert said in verdict.problems[0], verdict.problems
+
+
+def test_verifying_with_an_outside_public_key_refuses_a_swapped_key(tmp_path):
+    paths = _written(tmp_path)
+    trusted = open(paths.key + ".pub", "rb").read()
+    shutil.rmtree(tmp_path / "keys")
+    load_or_create_key(paths.key)  # an attacker's new key beside the log, checkpoints re-signed with it
+    assert verify(paths, trusted).ok is True  # the log itself is intact; only the key file changed
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    impostor = ed25519.Ed25519PrivateKey.generate()
+    with open(paths.checkpoints, "rb") as fh:
+        checkpoints = [orjson.loads(c) for c in fh]
+    from parity.server.audit import checkpoint_message
+
+    for c in checkpoints:
+        c["sig"] = base64.b64encode(impostor.sign(checkpoint_message(c["size"], c["hash"], c["time"]))).decode()
+    with open(paths.checkpoints, "wb") as fh:
+        fh.writelines(orjson.dumps(c) + b"\n" for c in checkpoints)
+    assert not verify(paths, trusted).ok
+
+
+def test_a_torn_last_line_is_cut_when_the_log_is_opened_and_the_chain_goes_on(tmp_path):
+    paths = _written(tmp_path, n=10)
+    with open(paths.log, "ab") as fh:
+        fh.write(b'{"seq":10,"prev":"ab')  # a crash in the middle of a write
+    assert not verify(paths).ok
+    log = AuditLog(paths)
+    log.append("svc", "query", "ok")
+    log.close()
+    verdict = verify(paths)
+    assert verdict.ok and verdict.records == 11
+
+
+def test_two_writers_keep_one_chain(tmp_path):
+    paths = _paths(tmp_path)
+    a, b = AuditLog(paths, checkpoint_every_records=5), AuditLog(paths, checkpoint_every_records=5)
+    for i in range(40):
+        (a if i % 3 else b).append("w", "query", "ok", n=i)
+        if i % 4 == 0:
+            (a if i % 8 else b).flush()
+    a.close()
+    b.close()
+    verdict = verify(paths)
+    assert verdict.ok and verdict.records == 40 and verdict.signed_through == 40
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_single_byte_change_of_the_log_fails_verification(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("mut")
+    paths = _written(root, n=12, per_flush=5)
+    raw = bytearray(open(paths.log, "rb").read())
+    at = data.draw(st.integers(0, len(raw) - 1))
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != raw[at]))
+    raw[at] = new
+    with open(paths.log, "wb") as fh:
+        fh.write(bytes(raw))
+    assert not verify(paths).ok
