@@ -144,7 +144,7 @@ def test_two_writers_keep_one_chain(tmp_path):
     assert verdict.ok and verdict.records == 40 and verdict.signed_through == 40
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_any_single_byte_change_of_the_log_fails_verification(tmp_path_factory, data):
     root = tmp_path_factory.mktemp("mut")

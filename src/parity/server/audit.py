@@ -1,8 +1,9 @@
 """The audit trail: append-only, hash-chained, with signed checkpoints kept apart from it.
 
 Every record is one JSON line ``{"seq", "prev", "time", "principal", "action", …, "hash"}`` where
-``hash = SHA-256(prev ‖ the line's canonical JSON without "hash")``: editing, deleting or
-reordering a record breaks the chain at that line. A chain alone cannot show truncation (drop the
+``hash = SHA-256(prev ‖ the line's canonical JSON without "hash")`` — "hash" is written last, so
+the hashed bytes are the line without that suffix and verifying is a hash per line, no parse:
+editing, deleting or reordering a record breaks the chain at that line. A chain alone cannot show truncation (drop the
 last k lines and what is left still verifies), so every second — or 1,000 records — the writer
 appends a **checkpoint** ``{size, hash, time}`` signed with Ed25519 to a separate file
 (``PARITY_AUDIT_CHECKPOINTS``; keep it on other storage, or ship it to a witness): a log shorter
@@ -16,7 +17,7 @@ records of the last ``flush_interval`` — never a committed one, and a torn las
 write) is cut off when the log is next opened, never accepted. Several workers append to one chain:
 each flush takes an exclusive ``flock`` and continues from the file's last record.
 
-Entity keys are stored as a keyed hash (HMAC-SHA-256 with a secret derived from the signing key)
+Entity keys are stored as a keyed hash (keyed BLAKE2b, a MAC, with a secret derived from the signing key)
 unless ``entity_keys="raw"``: the trail can say that two requests asked for the same customer
 without holding who the customer is.
 """
@@ -26,11 +27,11 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
-import hmac
+import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,8 @@ from parity.errors import ConfigError, MissingExtraError
 
 GENESIS = "0" * 64
 _TAIL_READ = 1 << 16
+_HASH_KEY = b',"hash":"'
+_SUFFIX = len(_HASH_KEY) + 64 + len(b'"}\n')  # what follows a record's hashed body on its line
 
 
 def _ed25519() -> Any:
@@ -151,7 +154,7 @@ class AuditLog:
 
         raw = self._key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                       serialization.NoEncryption())
-        self._pepper = hashlib.sha256(b"parity-audit-entity-keys\n" + raw).digest()
+        self._pepper = hashlib.sha256(b"parity-audit-entity-keys\n" + raw).digest()[:32]
         os.makedirs(os.path.dirname(os.path.abspath(self.paths.log)), exist_ok=True)
         os.makedirs(os.path.dirname(os.path.abspath(self.paths.checkpoints)), exist_ok=True)
         with open(self.paths.log, "a+b") as fh:
@@ -163,7 +166,8 @@ class AuditLog:
     def entity_key(self, key: object) -> object:
         if self.entity_keys == "raw":
             return key
-        return hmac.new(self._pepper, _canonical({"k": key}), hashlib.sha256).hexdigest()[:32]
+        return hashlib.blake2b(orjson.dumps(key, option=orjson.OPT_SORT_KEYS), key=self._pepper,
+                               digest_size=16).hexdigest()
 
     def append(self, principal: str, action: str, outcome: str, **details: object) -> None:
         record: dict[str, object] = {"time": time.time_ns() // 1000, "principal": principal, "action": action,
@@ -187,10 +191,9 @@ class AuditLog:
                     seq, prev = int(tail["seq"]) + 1, str(tail["hash"])
                 lines = []
                 for record in batch:
-                    record = {"seq": seq, "prev": prev, **record}
-                    prev = record_hash(prev, _canonical(record))
-                    record["hash"] = prev
-                    lines.append(_canonical(record))
+                    body = _canonical({"seq": seq, "prev": prev, **record})
+                    prev = record_hash(prev, body)
+                    lines.append(body[:-1] + _HASH_KEY + prev.encode() + b'"}')
                     seq += 1
                 if lines:
                     fh.write(b"\n".join(lines) + b"\n")
@@ -239,6 +242,17 @@ def read_records(path: str) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(fh, 1)
 
 
+def _why_broken(where: str, line: bytes, expected_seq: int) -> str:
+    try:
+        record = orjson.loads(line)
+        seq = record.get("seq")
+    except (orjson.JSONDecodeError, AttributeError):
+        return f"{where}: not a record"
+    if seq != expected_seq:
+        return f"{where}: seq {seq!r} where {expected_seq} was next (a record deleted, inserted or moved)"
+    return f"{where}: the record's hash does not match its content and chain (edited)"
+
+
 def verify(paths: AuditPaths, public_key_pem: bytes | None = None) -> Verdict:
     """Check the chain line by line, then every checkpoint's signature against the chain."""
     from cryptography.exceptions import InvalidSignature
@@ -249,24 +263,16 @@ def verify(paths: AuditPaths, public_key_pem: bytes | None = None) -> Verdict:
     prev = GENESIS
     if os.path.exists(paths.log):
         for number, line in read_records(paths.log):
-            where = f"{paths.log}:{number}"
             if not line.endswith(b"\n"):
-                problems.append(f"{where}: torn last line (a crash in a write, or a cut): not a record")
+                problems.append(f"{paths.log}:{number}: torn last line (a crash in a write, or a cut): not a record")
                 break
-            try:
-                record = orjson.loads(line)
-                claimed = record.pop("hash")
-            except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError):
-                problems.append(f"{where}: not a record")
-                break
-            if record.get("seq") != len(hashes):
-                problems.append(f"{where}: seq {record.get('seq')!r} where {len(hashes)} was next "
-                                f"(a record deleted, inserted or moved)")
-                break
-            if record_hash(prev, _canonical(record)) != claimed:  # the line's own "prev" is in what is hashed
-                problems.append(f"{where}: the record's hash does not match its content and chain (edited)")
-                break
-            hashes.append(prev := claimed)
+            claimed = line[-_SUFFIX + len(_HASH_KEY):-3]
+            if (len(line) > _SUFFIX and line[-_SUFFIX:-_SUFFIX + len(_HASH_KEY)] == _HASH_KEY
+                    and line.endswith(b'"}\n') and record_hash(prev, line[:-_SUFFIX] + b"}").encode() == claimed):
+                hashes.append(prev := claimed.decode())  # the line's own "prev" and "seq" are in what is hashed
+                continue
+            problems.append(_why_broken(f"{paths.log}:{number}", line, len(hashes)))
+            break
     pem = public_key_pem
     if pem is None:
         with open(paths.key + ".pub", "rb") as fh:
@@ -327,14 +333,13 @@ def search(paths: AuditPaths, *, principal: str | None = None, action: str | Non
         yield record
 
 
-def hashed_keys(log: AuditLog, entities: object, limit: int = 1_000) -> Sequence[object]:
-    """The request's entity keys as the trail keeps them (hashed by default), one per entity."""
+def hashed_keys(log: AuditLog, entities: object, limit: int = 1_000) -> list[object]:
+    """The request's entity keys as the trail keeps them (hashed by default), one per entity: the
+    key names with the values, so user 7 and card 7 differ."""
     if isinstance(entities, dict):
-        columns = {k: v if isinstance(v, list) else [v] for k, v in entities.items()}
-        n = max((len(v) for v in columns.values()), default=0)
-        rows: list[object] = [{k: v[i] if i < len(v) else None for k, v in columns.items()} for i in range(n)]
-    elif isinstance(entities, list):
-        rows = list(entities)
-    else:
-        rows = []
-    return [log.entity_key(row) for row in rows[:limit]]
+        names = sorted(entities)
+        columns = [v if isinstance(v, list) else [v] for v in (entities[k] for k in names)]
+        return [log.entity_key([names, list(values)]) for values in itertools.islice(zip(*columns), limit)]
+    if isinstance(entities, list):
+        return [log.entity_key(sorted(row.items()) if isinstance(row, dict) else row) for row in entities[:limit]]
+    return []

@@ -1,0 +1,239 @@
+"""The server's costs: the access decision, the audit append and token lookup per request
+(in-process), and HTTP throughput/latency over loopback against a bare Starlette app reading a
+dict, side by side in one run.
+
+    .venv/bin/python bench/server.py overheads
+    .venv/bin/python bench/server.py http [--seconds 8] [--clients 1 16]
+
+The HTTP load client is Python (httpx, asyncio, one process) on the same two cores as the server,
+closed-loop: its own CPU caps the figures, the same for both servers, so the ratio is what counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine  # noqa: E402
+
+DEFS = '''
+import parity as pt
+
+user = pt.Entity("user", keys={"user_id": pt.Int64})
+profile = pt.FeatureView("profile", entity=user, source=pt.ParquetSource("u", path="u.parquet", event_time="ts"),
+                         features=[pt.Feature(f"f{i}", pt.Float64) for i in range(9)]
+                                  + [pt.Feature("email", pt.String, tags=["pii"])])
+scoring = pt.Role("scoring", grants=[pt.Grant(entity="user")], pii="mask")
+'''
+FEATURES = [f"user.f{i}" for i in range(9)] + ["user.email"]
+
+
+def _project(tmp: str, users: int = 10_000) -> None:
+    import polars as pl
+
+    with open(os.path.join(tmp, "parity.toml"), "w") as fh:
+        fh.write('[project]\nname = "benchserver"\ndefinitions = "defs.py"\n')
+    with open(os.path.join(tmp, "defs.py"), "w") as fh:
+        fh.write(textwrap.dedent(DEFS))
+    import datetime as dt
+
+    ts = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    pl.DataFrame({"user_id": list(range(users)), "ts": [ts] * users, "email": [f"u{i}@x.org" for i in range(users)],
+                  **{f"f{i}": [float(u * 10 + i) for u in range(users)] for i in range(9)}}).write_parquet(
+        os.path.join(tmp, "u.parquet"))
+
+
+def _per_call_ns(fn, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    samples = []
+    for _ in range(5):
+        started = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter_ns() - started) / n)
+    return {"median_ns": statistics.median(samples), "min_ns": min(samples)}
+
+
+def overheads(args: argparse.Namespace) -> None:
+    import parity as pt
+    from parity.server.audit import AuditLog, AuditPaths, hashed_keys
+    from parity.server.tokens import TokenStore
+
+    out: dict[str, object] = {"machine": machine()}
+    with tempfile.TemporaryDirectory() as tmp:
+        _project(tmp)
+        project = pt.Project.load(tmp)
+        project.materialize()
+        who = pt.Principal("svc", ["scoring"])
+        plan = project.plan(FEATURES)
+        started = time.perf_counter()
+        project.access_policy().check(who, plan)
+        out["access: compile the policy and decide a plan first (µs)"] = (time.perf_counter() - started) * 1e6
+        policy = project.access_policy()
+        out["access: check, 10 features, cached (per request)"] = _per_call_ns(lambda: policy.check(who, plan), 100_000)
+        entities = {"user_id": [7]}
+        out["query in-process, 1 entity × 10 features, no principal"] = _per_call_ns(
+            lambda: project.query(entities, FEATURES), 5_000)
+        out["query in-process, same, with the principal (check + mask)"] = _per_call_ns(
+            lambda: project.query(entities, FEATURES, principal=who), 5_000)
+
+        log = AuditLog(AuditPaths.for_root(os.path.join(tmp, "audit-state")))
+        details = {"features": FEATURES, "versions": {f: "0123456789abcdef" for f in FEATURES}, "policy": "p", "token": "t"}
+
+        def append() -> None:
+            log.append("svc", "query", "ok", status=200, entities=hashed_keys(log, entities), **details)
+
+        samples = []
+        for _ in range(200):  # groups of 1,000, as the flusher leaves them (100 ms at 10k requests/s)
+            started = time.perf_counter_ns()
+            for _ in range(1_000):
+                append()
+            samples.append((time.perf_counter_ns() - started) / 1_000)
+            log._buffer.clear()
+        out["audit: append incl. keyed hash of 1 entity (per request, ns)"] = {
+            "median_ns": statistics.median(samples), "p99_ns": sorted(samples)[198]}
+        log.flush()
+        for _ in range(10_000):
+            append()
+        started = time.perf_counter()
+        written = log.flush()
+        out["audit: group commit of 10,000 records (write + fsync), per record (ns)"] = \
+            (time.perf_counter() - started) * 1e9 / written
+        for _ in range(100):  # a flush every 100 ms at ~1k requests/s: groups of ~100
+            append()
+        started = time.perf_counter()
+        written = log.flush(sign=True)
+        out["audit: group commit of 100 records + a signed checkpoint (ms)"] = (time.perf_counter() - started) * 1e3
+        log.close()
+        from parity.server.audit import verify
+
+        started = time.perf_counter()
+        verdict = verify(log.paths)
+        elapsed = time.perf_counter() - started
+        out["audit: verify, records per second"] = verdict.records / elapsed
+        out["audit: verify ok"] = verdict.ok
+
+        tokens = TokenStore(os.path.join(tmp, "tokens.db"))
+        token, _ = tokens.create("svc", ["scoring"])
+        out["tokens: authenticate (checksum, data_version, SHA-256, cached)"] = _per_call_ns(
+            lambda: tokens.authenticate(token), 50_000)
+        project.close()
+    print(json.dumps(out, indent=1))
+
+
+BARE = '''
+import orjson
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+VALUES = {u: {f"user.f{i}": float(u * 10 + i) for i in range(9)} for u in range(10_000)}
+
+async def query(request):
+    body = orjson.loads(await request.body())
+    rows = [VALUES[u] for u in body["entities"]["user_id"]]
+    return Response(orjson.dumps({"rows": rows}), media_type="application/json")
+
+app = Starlette(routes=[Route("/v1/query", query, methods=["POST"])])
+'''
+
+
+async def _load(url: str, token: str, clients: int, seconds: float) -> dict[str, float]:
+    import httpx
+
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def client(i: int) -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            n = i
+            while time.monotonic() < stop:
+                body = {"entities": {"user_id": [n % 10_000]}, "features": FEATURES}
+                started = time.perf_counter()
+                answer = await http.post(url, json=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                if answer.status_code != 200:
+                    raise RuntimeError(answer.text)
+                n += clients
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    latencies.sort()
+    return {"requests_per_s": len(latencies) / seconds, "p50_ms": latencies[len(latencies) // 2] * 1e3,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise RuntimeError("the server exited") from None
+            time.sleep(0.2)
+    raise RuntimeError("the server did not start")
+
+
+def http(args: argparse.Namespace) -> None:
+    out: dict[str, object] = {"machine": machine(), "seconds": args.seconds,
+                              "request": "1 entity × 10 features (1 masked pii), JSON, SQLite online store"}
+    with tempfile.TemporaryDirectory() as tmp:
+        _project(tmp)
+        run = [sys.executable, "-m", "parity", "-C", tmp]
+        subprocess.run([*run, "materialize", "-q"], check=True)
+        token = subprocess.run([*run, "token", "create", "--principal", "bench", "--role", "scoring"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        with open(os.path.join(tmp, "bare.py"), "w") as fh:
+            fh.write(BARE)
+        servers = {
+            "parity serve (auth, access check, audit on)": [*run, "serve", "--port", "18431",
+                                                            "--workers", str(args.workers)],
+            "bare Starlette reading a dict": [sys.executable, "-m", "uvicorn", "--app-dir", tmp, "bare:app",
+                                              "--port", "18432", "--workers", str(args.workers), "--log-level",
+                                              "warning", "--no-access-log"],
+        }
+        for name, command in servers.items():
+            port = command[command.index("--port") + 1]
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                _wait(f"http://127.0.0.1:{port}/v1/health", proc)
+                url = f"http://127.0.0.1:{port}/v1/query"
+                asyncio.run(_load(url, token, 4, 1.0))  # warm-up
+                for clients in args.clients:
+                    out[f"{name}, {clients} clients"] = asyncio.run(_load(url, token, clients, args.seconds))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        audit = subprocess.run([*run, "audit", "verify"], capture_output=True, text=True)
+        out["audit verify after the run"] = audit.stdout.strip()
+    print(json.dumps(out, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("overheads")
+    p.set_defaults(run=overheads)
+    p = sub.add_parser("http")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(run=http)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
