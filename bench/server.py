@@ -3,10 +3,11 @@
 dict, side by side in one run.
 
     .venv/bin/python bench/server.py overheads
-    .venv/bin/python bench/server.py http [--seconds 8] [--clients 1 16]
+    .venv/bin/python bench/server.py http [--seconds 8] [--clients 1 16] [--load wrk|python]
 
-The HTTP load client is Python (httpx, asyncio, one process) on the same two cores as the server,
-closed-loop: its own CPU caps the figures, the same for both servers, so the ratio is what counts.
+The load client is wrk (Debian's package ``wrk``: C, closed-loop, keep-alive; one thread) when it
+is installed, else a Python httpx client — whose own CPU then caps the figures for both servers
+alike. Either shares the two cores with the servers, so the ratio is what counts.
 """
 
 from __future__ import annotations
@@ -186,8 +187,41 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the server did not start")
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer TOKEN"
+local features = '["user.f0","user.f1","user.f2","user.f3","user.f4","user.f5","user.f6","user.f7","user.f8","user.email"]'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, '{"entities":{"user_id":[' .. (n % 10000) .. ']},"features":' .. features .. '}')
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %f %f %f %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def _wrk(url: str, token: str, clients: int, seconds: float, tmp: str) -> dict[str, float]:
+    script = os.path.join(tmp, "load.lua")
+    with open(script, "w") as fh:
+        fh.write(WRK_SCRIPT.replace("TOKEN", token))
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "-s", script, url],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
+    requests, duration_us, p50, p99, p999, errors = line.split()[1:]
+    return {"requests_per_s": int(requests) / (int(duration_us) / 1e6), "p50_ms": float(p50) / 1e3,
+            "p99_ms": float(p99) / 1e3, "p99.9_ms": float(p999) / 1e3, "errors": int(errors)}
+
+
 def http(args: argparse.Namespace) -> None:
-    out: dict[str, object] = {"machine": machine(), "seconds": args.seconds,
+    import shutil
+
+    load = args.load or ("wrk" if shutil.which("wrk") else "python")
+    out: dict[str, object] = {"machine": machine(), "seconds": args.seconds, "load": load,
                               "request": "1 entity × 10 features (1 masked pii), JSON, SQLite online store"}
     with tempfile.TemporaryDirectory() as tmp:
         _project(tmp)
@@ -212,7 +246,10 @@ def http(args: argparse.Namespace) -> None:
                 url = f"http://127.0.0.1:{port}/v1/query"
                 asyncio.run(_load(url, token, 4, 1.0))  # warm-up
                 for clients in args.clients:
-                    out[f"{name}, {clients} clients"] = asyncio.run(_load(url, token, clients, args.seconds))
+                    if load == "wrk":
+                        out[f"{name}, {clients} clients"] = _wrk(url, token, clients, args.seconds, tmp)
+                    else:
+                        out[f"{name}, {clients} clients"] = asyncio.run(_load(url, token, clients, args.seconds))
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -230,6 +267,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--load", choices=["wrk", "python"])
     p.set_defaults(run=http)
     args = parser.parse_args()
     args.run(args)

@@ -117,17 +117,14 @@ class Api:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limits.max_body_bytes):
             raise ApiError(413, "body_too_large", f"the body is limited to {self.limits.max_body_bytes:,} bytes")
         chunks, size = [], 0
-
-        async def read() -> None:
-            nonlocal size
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > self.limits.max_body_bytes:
-                    raise ApiError(413, "body_too_large", f"the body is limited to {self.limits.max_body_bytes:,} bytes")
-                chunks.append(chunk)
-
         try:
-            await asyncio.wait_for(read(), self.limits.body_timeout)
+            async with asyncio.timeout(self.limits.body_timeout):  # no task per request, as wait_for would make
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.limits.max_body_bytes:
+                        raise ApiError(413, "body_too_large",
+                                       f"the body is limited to {self.limits.max_body_bytes:,} bytes")
+                    chunks.append(chunk)
         except TimeoutError:
             raise ApiError(408, "body_timeout", f"the body did not arrive within {self.limits.body_timeout:g} s") from None
         try:
@@ -271,6 +268,9 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         project.access_policy()  # compiled before the first request, not during it
+        import parity.online.engine  # noqa: F401 - the engine's imports (~0.2 s) are not the first request's
+
+        project.online_store()
         task = asyncio.create_task(flusher())
         yield
         task.cancel()
