@@ -30,12 +30,15 @@ from parity.define.windows import Aggregate, WindowView, agg
 from parity.errors import ParityError
 
 if TYPE_CHECKING:
+    from parity.client import AsyncClient, Client
     from parity.runtime.project import Project
 
 __all__ = [
     "Aggregate",
+    "AsyncClient",
     "Bool",
     "CircuitBreaker",
+    "Client",
     "Date",
     "DuckDBSource",
     "Entity",
@@ -72,4 +75,8 @@ def __getattr__(name: str) -> Any:
         from parity.runtime.project import Project
 
         return Project
+    if name in ("Client", "AsyncClient"):
+        from parity import client
+
+        return getattr(client, name)
     raise AttributeError(f"module 'parity' has no attribute {name!r}")

@@ -16,9 +16,10 @@
     ├── ConfigError                parity.toml / environment is wrong
     │   └── MissingExtraError      an optional dependency is not installed (gives the pip line)
     ├── StoreError                 an online store, registry or source system cannot be read or written
-    └── AccessError                who asks may not do this
-        ├── AuthenticationError    no identity, or one that is unknown, malformed or revoked
-        └── AccessDenied           a principal asks for features no grant of its roles gives it
+    ├── AccessError                who asks may not do this
+    │   ├── AuthenticationError    no identity, or one that is unknown, malformed or revoked
+    │   └── AccessDenied           a principal asks for features no grant of its roles gives it
+    └── RequestError               the server refused a client's request (status, code, field)
 
 Only the standard library is used here so that ``import parity`` stays instant.
 """
@@ -111,6 +112,15 @@ class AccessError(ParityError):
 
 class AuthenticationError(AccessError):
     pass
+
+
+class RequestError(ParityError):
+    """What ``parity.Client`` raises for a refusal other than 401/403: the server's HTTP status
+    (0 when it could not be reached), its machine-readable ``code`` and the ``field`` at fault."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        self.status, self.code, self.field = status, code, field
+        super().__init__(f"{code} ({status}): {message}" if status else message)
 
 
 class AccessDenied(AccessError):

@@ -24,7 +24,8 @@ import parity as pt
 user = pt.Entity("user", keys={"user_id": pt.Int64})
 profile = pt.FeatureView("profile", entity=user, source=pt.ParquetSource("u", path="u.parquet", event_time="ts"),
                          features=[pt.Feature("country", pt.String), pt.Feature("limit", pt.Float64),
-                                   pt.Feature("email", pt.String, tags=["pii"])])
+                                   pt.Feature("email", pt.String, tags=["pii"]), pt.Feature("score", pt.Float64),
+                                   pt.Feature("seen", pt.Timestamp), pt.Feature("born", pt.Date)])
 
 @pt.resolver(entity=user, outputs=pt.Feature("email_domain", pt.String))
 def domain(email: str | None) -> str | None:
@@ -51,7 +52,9 @@ def server(tmp_path_factory):  # type: ignore[no-untyped-def]
     (root / "parity.toml").write_text('[project]\nname = "served"\ndefinitions = "defs.py"\n')
     (root / "defs.py").write_text(textwrap.dedent(DEFS))
     pl.DataFrame({"user_id": [1, 2], "ts": [at(1), at(1)], "country": ["DE", "FR"], "limit": [10.0, 20.0],
-                  "email": ["a@x.org", "b@y.org"]}).write_parquet(root / "u.parquet")
+                  "email": ["a@x.org", "b@y.org"], "score": [float("nan"), float("-inf")],
+                  "seen": [at(1, 5), None], "born": [__import__("datetime").date(1990, 5, 17), None],
+                  }).write_parquet(root / "u.parquet")
     assert _parity(root, "materialize", "--until", at(2).isoformat(), "-q").returncode == 0
     tokens = {}
     for role in ("scoring", "support"):
@@ -116,7 +119,8 @@ def test_the_catalog_lists_only_what_the_principal_may_request(server):
 
     assert listed("support") == {"user.country": "read"}
     assert listed("scoring") == {"user.country": "read", "user.limit": "read", "user.email": "masked",
-                                 "user.email_domain": "read"}
+                                 "user.email_domain": "read", "user.score": "read", "user.seen": "read",
+                                 "user.born": "read"}
     assert httpx.get(server["base"] + "/v1/catalog").status_code == 401
 
 
@@ -222,8 +226,9 @@ def test_kill_9_of_the_server_loses_only_the_last_group_commit_of_the_trail(tmp_
     root = tmp_path
     (root / "parity.toml").write_text('[project]\nname = "crash"\ndefinitions = "defs.py"\n')
     (root / "defs.py").write_text(textwrap.dedent(DEFS))
-    pl.DataFrame({"user_id": [1], "ts": [at(1)], "country": ["DE"], "limit": [1.0],
-                  "email": ["a@x.org"]}).write_parquet(root / "u.parquet")
+    pl.DataFrame({"user_id": [1], "ts": [at(1)], "country": ["DE"], "limit": [1.0], "email": ["a@x.org"],
+                  "score": [1.0], "seen": [at(1)], "born": [__import__("datetime").date(1990, 5, 17)],
+                  }).write_parquet(root / "u.parquet")
     token = _parity(root, "token", "create", "--principal", "p", "--role", "support").stdout.strip()
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
@@ -258,3 +263,49 @@ def test_kill_9_of_the_server_loses_only_the_last_group_commit_of_the_trail(tmp_
     assert {_stamp(i) for i in range(50)} <= kept  # nothing older than one group commit is lost
     verified = _parity(root, "audit", "verify")
     assert verified.returncode == 0, verified.stderr  # the tail after the last checkpoint is unsigned, not broken
+
+
+ALL_READ = ["user.country", "user.limit", "user.email", "user.email_domain", "user.score", "user.seen", "user.born"]
+
+
+def test_the_client_answers_what_the_project_answers_bit_for_bit(server):
+    import parity as pt
+
+    project = pt.Project.load(str(server["root"]))
+    try:
+        expected = project.query({"user_id": [1, 2, 3]}, ALL_READ, now=at(2), with_status=True,
+                                 principal=pt.Principal("scoring-svc", ["scoring"]))
+    finally:
+        project.close()
+    with pt.Client(server["base"], server["tokens"]["scoring"]) as client:
+        got = client.query({"user_id": [1, 2, 3]}, ALL_READ, now=at(2), with_status=True)
+        assert [f["feature"] for f in client.catalog()] == sorted(f["feature"] for f in client.catalog())
+    assert repr(got) == repr(expected)  # NaN and -inf, times and dates, masked values, statuses, event times
+    assert repr(got.rows[0]["user.score"]) == "nan" and got.rows[1]["user.score"] == float("-inf")
+
+    async def asynchronously() -> object:
+        async with pt.AsyncClient(server["base"], server["tokens"]["scoring"]) as client:
+            return await client.query({"user_id": [1, 2, 3]}, ALL_READ, now=at(2), with_status=True)
+
+    import asyncio
+
+    assert repr(asyncio.run(asynchronously())) == repr(expected)
+
+
+def test_the_client_raises_the_servers_errors_typed(server):
+    import parity as pt
+    from parity.errors import AccessDenied, AuthenticationError, RequestError
+
+    with pt.Client(server["base"], server["tokens"]["support"]) as client:
+        with pytest.raises(AccessDenied) as denied:
+            client.query({"user_id": [1]}, ["user.email"])
+        assert set(denied.value.denied) == {"user.email"}
+        with pytest.raises(RequestError) as unknown:
+            client.query({"user_id": [1]}, ["user.countyr"])
+        assert (unknown.value.status, unknown.value.code, unknown.value.field) == (400, "unknown_feature", "features")
+    with pt.Client(server["base"], "pty_" + "A" * 36) as client, pytest.raises(AuthenticationError):
+        client.query({"user_id": [1]}, ["user.country"])
+    with pt.Client(f"http://127.0.0.1:{_free_port()}", "t", retries=2, backoff=0.01) as client:
+        with pytest.raises(RequestError) as unreachable:
+            client.query({"user_id": [1]}, ["user.country"])
+        assert unreachable.value.status == 0 and unreachable.value.code == "unreachable"

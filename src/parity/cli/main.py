@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import shutil
 import sys
@@ -263,20 +262,6 @@ def _key_text(key: str, text: str, dtype: DType | None, where: str) -> object:
     return text
 
 
-def _strict_json(value: object) -> object:
-    """Values as strict JSON: NaN and infinities become the strings "NaN", "Infinity" and
-    "-Infinity" (as in Protocol Buffers' JSON mapping); times are ISO-8601 text."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict_json(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
-
-
 def cmd_query(args: argparse.Namespace) -> int:
     features = _features(args.features)
     now = _time(args.now, "--now")
@@ -293,7 +278,9 @@ def cmd_query(args: argparse.Namespace) -> int:
                               **({"error": v.error} if v.error else {})} for ref, v in result.details[i].items()})
         else:
             out.append(row)
-    print(json.dumps(_strict_json(out), indent=2, allow_nan=False))
+    from parity.semantics.wire import to_json
+
+    print(json.dumps(to_json(out), indent=2, allow_nan=False))
     return 0
 
 

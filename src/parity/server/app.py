@@ -39,6 +39,7 @@ from parity.errors import (
 )
 from parity.runtime.project import Project
 from parity.semantics.time import parse_iso
+from parity.semantics.wire import to_json
 from parity.server.audit import AuditLog, AuditPaths, hashed_keys
 from parity.server.tokens import TokenStore
 
@@ -81,6 +82,7 @@ class Api:
         self.project, self.tokens, self.audit, self.limits = project, tokens, audit, limits
         self._in_flight = 0
         self._versions: dict[str, str] = {}
+        self._dtypes: dict[str, str] = {}
 
     def _versions_of(self, refs: list[str]) -> dict[str, str]:
         """Definition versions of the features a request named (memoized: they change only with a deploy)."""
@@ -219,11 +221,23 @@ class Api:
         request.state.audit["versions"] = self._versions_of(features)
         result = await self.project.aquery(entities, features, now=now, with_status=with_status,  # type: ignore[arg-type]
                                            principal=principal)
-        payload: dict[str, object] = {"features": list(result.features), "rows": result.rows}
+        payload: dict[str, object] = {"features": list(result.features), "dtypes": self._dtypes_of(features),
+                                      "rows": to_json(result.rows)}
         if result.details is not None:
             payload["details"] = [{ref: {"status": v.status, "event_time": v.event_time, "error": v.error}
                                    for ref, v in row.items()} for row in result.details]
         return _json(payload)
+
+    def _dtypes_of(self, refs: list[str]) -> dict[str, str]:
+        """Each feature's dtype as the wire names it (``semantics.wire``): how a client reads the values back."""
+        out = {}
+        for ref in refs:
+            found = self._dtypes.get(ref)
+            if found is None:
+                catalog = self.project.catalog
+                found = self._dtypes[ref] = repr(catalog.feature_at(catalog.parse(ref)).dtype)
+            out[ref] = found
+        return out
 
     async def catalog(self, request: Request) -> Response:
         principal = self._principal(request)

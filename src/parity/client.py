@@ -1,0 +1,167 @@
+"""``parity.Client`` / ``parity.AsyncClient``: the HTTP API from Python, answering with the same
+``QueryResult`` as ``Project.query``.
+
+>>> with pt.Client("http://127.0.0.1:8000", token=os.environ["PARITY_TOKEN"]) as client:
+...     result = client.query({"user_id": [1, 2]}, ["user.country", "user.limit"], with_status=True)
+
+One connection pool per client (keep-alive), a timeout per request (default 2 s), and retries only
+where they are safe: a query and the catalog are reads, so a connection failure or a 503
+(``overloaded``, ``store_unavailable``) is retried with backoff, twice by default; a 4xx never is.
+Errors mirror the server's codes: 401 → ``AuthenticationError``, 403 → ``AccessDenied`` (with
+``denied``), any other refusal → ``RequestError`` carrying ``status``, ``code`` and ``field``.
+Values come back by their dtype (``semantics.wire``): NaN, infinities, times and dates as
+``Project.query`` gives them. Needs ``parity[http]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from parity.errors import AccessDenied, AuthenticationError, MissingExtraError, ParityError, RequestError
+from parity.online.result import FeatureValue, QueryResult
+from parity.semantics.wire import from_json
+
+_RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+def _httpx() -> Any:
+    try:
+        import httpx
+    except ImportError:
+        raise MissingExtraError("httpx", "http") from None
+    return httpx
+
+
+def _query_body(entities: object, features: str | Sequence[str], now: dt.datetime | None,
+                with_status: bool) -> dict[str, object]:
+    body: dict[str, object] = {"entities": entities, "features": [features] if isinstance(features, str)
+                               else list(features), "with_status": with_status}
+    if now is not None:
+        if now.tzinfo is None:
+            raise ParityError("now must carry a time zone (e.g. datetime.now(timezone.utc))")
+        body["now"] = now.isoformat()
+    return body
+
+
+def _raise_for(response: Any) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        code, message, field = str(error["code"]), str(error["message"]), error.get("field")
+    except (ValueError, KeyError, TypeError):
+        raise RequestError(response.status_code, "http_error", response.text[:200] or response.reason_phrase) from None
+    if response.status_code == 401:
+        raise AuthenticationError(message)
+    if response.status_code == 403 and code == "forbidden":
+        denied = error.get("denied") or {}
+        raise AccessDenied("this token", {str(k): str(v) for k, v in denied.items()})
+    raise RequestError(response.status_code, code, message, field)
+
+
+def _result(payload: dict[str, Any]) -> QueryResult:
+    dtypes: dict[str, str] = payload.get("dtypes", {})
+    features = tuple(payload["features"])
+    rows = [{ref: from_json(v, dtypes.get(ref, "")) for ref, v in row.items()} for row in payload["rows"]]
+    details = None
+    if "details" in payload:
+        details = [{ref: FeatureValue(rows[i][ref], d["status"],
+                                      dt.datetime.fromisoformat(d["event_time"]) if d.get("event_time") else None,
+                                      d.get("error"))
+                    for ref, d in row.items()} for i, row in enumerate(payload["details"])]
+    return QueryResult(features, rows, details)
+
+
+class _Base:
+    def __init__(self, url: str, token: str, *, timeout: float, retries: int, backoff: float) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ParityError(f"the server URL must start with http:// or https://, got {url!r}")
+        self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+
+    def _pause(self, attempt: int) -> float:
+        return float(self.backoff * (2**attempt))
+
+
+class Client(_Base):
+    """A synchronous client; use it as a context manager, or call ``close``."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 2.0, retries: int = 2, backoff: float = 0.05) -> None:
+        super().__init__(url, token, timeout=timeout, retries=retries, backoff=backoff)
+        self._http = _httpx().Client(base_url=self.url, headers=self._headers, timeout=timeout)
+
+    def _send(self, method: str, path: str, body: object = None) -> Any:
+        httpx = _httpx()
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise RequestError(0, "unreachable", f"{self.url}{path}: {type(exc).__name__}: {exc}") from None
+            else:
+                if response.status_code not in _RETRY_STATUSES or attempt == self.retries:
+                    _raise_for(response)
+                    return response.json()
+            time.sleep(self._pause(attempt))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def query(self, entities: Mapping[str, object] | Sequence[Mapping[str, object]], features: str | Sequence[str],
+              *, now: dt.datetime | None = None, with_status: bool = False) -> QueryResult:
+        return _result(self._send("POST", "/v1/query", _query_body(entities, features, now, with_status)))
+
+    def catalog(self) -> list[dict[str, object]]:
+        return list(self._send("GET", "/v1/catalog")["features"])
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Base):
+    """The same over asyncio: ``async with pt.AsyncClient(url, token) as client: await client.query(...)``."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 2.0, retries: int = 2, backoff: float = 0.05) -> None:
+        super().__init__(url, token, timeout=timeout, retries=retries, backoff=backoff)
+        self._http = _httpx().AsyncClient(base_url=self.url, headers=self._headers, timeout=timeout)
+
+    async def _send(self, method: str, path: str, body: object = None) -> Any:
+        httpx = _httpx()
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self._http.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise RequestError(0, "unreachable", f"{self.url}{path}: {type(exc).__name__}: {exc}") from None
+            else:
+                if response.status_code not in _RETRY_STATUSES or attempt == self.retries:
+                    _raise_for(response)
+                    return response.json()
+            await asyncio.sleep(self._pause(attempt))
+        raise AssertionError("unreachable")
+
+    async def query(self, entities: Mapping[str, object] | Sequence[Mapping[str, object]],
+                    features: str | Sequence[str], *, now: dt.datetime | None = None,
+                    with_status: bool = False) -> QueryResult:
+        return _result(await self._send("POST", "/v1/query", _query_body(entities, features, now, with_status)))
+
+    async def catalog(self) -> list[dict[str, object]]:
+        return list((await self._send("GET", "/v1/catalog"))["features"])
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
