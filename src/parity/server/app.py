@@ -41,6 +41,7 @@ from parity.runtime.project import Project
 from parity.semantics.time import parse_iso
 from parity.semantics.wire import to_json
 from parity.server.audit import AuditLog, AuditPaths, hashed_keys
+from parity.server.openapi import DOCUMENT
 from parity.server.tokens import TokenStore
 
 log = logging.getLogger("parity.server")
@@ -294,11 +295,17 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         project.close()
         tokens.close()
 
+    document = orjson.dumps(DOCUMENT)
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
     routes = [
         Route("/v1/health", api.health, methods=["GET"]),
         Route("/v1/ready", api.ready, methods=["GET"]),
         Route("/v1/query", api._guarded("query", api.query), methods=["POST"]),
         Route("/v1/catalog", api._guarded("catalog", api.catalog), methods=["GET"]),
+        Route("/v1/openapi.json", openapi, methods=["GET"]),
     ]
     async def http_error(request: Request, exc: Exception) -> Response:  # unknown paths and methods, as JSON too
         status = exc.status_code if isinstance(exc, HTTPException) else 500

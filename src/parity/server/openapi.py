@@ -1,0 +1,121 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``GET /v1/openapi.json`` and checked
+against the running server by schemathesis in the test suite: every status code and body the
+server can answer is in here, and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parity import __version__
+
+_ERROR_CODES = ["unauthenticated", "forbidden", "bad_json", "bad_request", "invalid_field", "unknown_feature",
+                "invalid_entity_key", "invalid_request", "body_too_large", "too_many_entities", "too_many_features",
+                "body_timeout", "overloaded", "store_unavailable", "not_ready", "not_found", "method_not_allowed",
+                "http_error", "internal"]
+
+_ERROR = {
+    "type": "object", "required": ["error"], "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {
+            "code": {"type": "string", "enum": _ERROR_CODES, "description": "machine-readable"},
+            "message": {"type": "string", "description": "one line for a human, naming the field"},
+            "field": {"type": "string", "description": "the request field at fault"},
+            "denied": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "403: each refused feature, and why"},
+            "suggestions": {"type": "array", "items": {"type": "string"}},
+        }}},
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {400: "bad input", 401: "no token, or one that is malformed, unknown, expired or revoked",
+            403: "a feature the token's roles do not grant", 405: "method not allowed",
+            408: "the body did not arrive in time", 413: "a limit was passed (body, entities, features)",
+            503: "overloaded, or the online store is unavailable"}
+    return {str(s): {"description": text[s], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            for s in statuses}
+
+
+_KEY_VALUE = {"type": ["string", "integer", "number", "boolean", "null"]}
+_VALUE: dict[str, Any] = {"description": "a feature value: JSON, with NaN/Infinity/-Infinity as strings and times as "
+                                         "ISO-8601 (see dtypes)"}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "parity feature server", "version": __version__,
+             "description": "Online feature values, as a training set at the same time would hold them."},
+    "servers": [{"url": "/"}],
+    "components": {
+        "securitySchemes": {"token": {"type": "http", "scheme": "bearer", "description": "pty_… (parity token create)"}},
+        "schemas": {
+            "Error": _ERROR,
+            "QueryRequest": {
+                "type": "object", "required": ["entities", "features"], "additionalProperties": False,
+                "properties": {
+                    "entities": {"oneOf": [
+                        {"type": "object", "description": "key columns, or one entity's keys",
+                         "additionalProperties": {"oneOf": [_KEY_VALUE, {"type": "array", "items": _KEY_VALUE}]}},
+                        {"type": "array", "items": {"type": "object", "additionalProperties": _KEY_VALUE}}]},
+                    "features": {"type": "array", "minItems": 1, "maxItems": 500, "items": {"type": "string"}},
+                    "now": {"type": "string", "description": "ISO-8601 with a zone; default: the server's now"},
+                    "with_status": {"type": "boolean", "default": False},
+                }},
+            "QueryResponse": {
+                "type": "object", "required": ["features", "dtypes", "rows"], "additionalProperties": False,
+                "properties": {
+                    "features": {"type": "array", "items": {"type": "string"}},
+                    "dtypes": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "rows": {"type": "array", "items": {"type": "object", "additionalProperties": _VALUE}},
+                    "details": {"type": "array", "items": {"type": "object", "additionalProperties": {
+                        "type": "object", "required": ["status", "event_time", "error"], "additionalProperties": False,
+                        "properties": {
+                            "status": {"type": "string",
+                                       "enum": ["present", "missing", "expired", "future", "error", "masked"]},
+                            "event_time": {"type": ["string", "null"]},
+                            "error": {"type": ["string", "null"]}}}}},
+                }},
+            "Catalog": {
+                "type": "object", "required": ["features", "policy_version"], "additionalProperties": False,
+                "properties": {
+                    "policy_version": {"type": "string"},
+                    "features": {"type": "array", "items": {
+                        "type": "object", "required": ["feature", "dtype", "version", "access"],
+                        "properties": {"feature": {"type": "string"}, "dtype": {"type": "string"},
+                                       "version": {"type": "string"}, "namespace": {"type": "string"},
+                                       "entity": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+                                       "owner": {"type": ["string", "null"]}, "description": {"type": "string"},
+                                       "access": {"type": "string", "enum": ["read", "masked"]}}}},
+                }},
+        },
+    },
+    "paths": {
+        "/v1/health": {"get": {"operationId": "health", "summary": "liveness (no token)", "security": [],
+                               "responses": {"200": {"description": "alive", "content": {"application/json": {"schema": {
+                                   "type": "object", "required": ["status"],
+                                   "properties": {"status": {"const": "ok"}}}}}}, **_errors(405)}}},
+        "/v1/ready": {"get": {"operationId": "ready", "summary": "readiness: the online store opens (no token)",
+                              "security": [],
+                              "responses": {"200": {"description": "ready", "content": {"application/json": {"schema": {
+                                  "type": "object", "required": ["status", "policy_version"],
+                                  "properties": {"status": {"const": "ready"},
+                                                 "policy_version": {"type": "string"}}}}}},
+                                  **_errors(405, 503)}}},
+        "/v1/query": {"post": {
+            "operationId": "query", "summary": "feature values for entities",
+            "security": [{"token": []}],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/QueryRequest"}}}},
+            "responses": {"200": {"description": "values, in request order", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/QueryResponse"}}}}, **_errors(400, 401, 403, 405, 408, 413, 503)},
+        }},
+        "/v1/catalog": {"get": {
+            "operationId": "catalog", "summary": "the features this token may request", "security": [{"token": []}],
+            "responses": {"200": {"description": "features", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Catalog"}}}}, **_errors(401, 405, 503)}}},
+        "/v1/openapi.json": {"get": {"operationId": "openapi", "summary": "this document", "security": [],
+                                     "responses": {"200": {"description": "OpenAPI 3.1",
+                                                           "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    },
+}
