@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,http,nats,mqtt]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,http,nats,mqtt,server]" 2>&1 | { grep -v "^WARNING: Location" || true; }
 PARITY="$PWD/.venv/bin/parity"
 
 rm -rf example-run
@@ -51,3 +51,6 @@ if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/
 else
   echo "== streaming part skipped: NATS (4222) and Mosquitto (1883) are not both running (bash scripts/services.sh)"
 fi
+
+echo "== server: parity serve, queried with parity.Client and curl; a masked pii feature, a denied role, the audit trail verified"
+../.venv/bin/python serve.py

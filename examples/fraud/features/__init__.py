@@ -5,6 +5,7 @@ in four kinds of sources (Parquet files and folders, a DuckDB table, a SQLite ta
 resolvers derive features at query time — the same functions offline and online.
 """
 
+from features.access import fraud_scoring, support_desk
 from features.entities import card, merchant, transaction, user, user_merchant
 from features.resolvers import (
     account_age_days,
@@ -33,11 +34,13 @@ __all__ = [
     "card_age_days",
     "card_profile",
     "card_velocity",
+    "fraud_scoring",
     "is_foreign",
     "is_new_merchant_for_user",
     "merchant",
     "merchant_profile",
     "merchant_risk",
+    "support_desk",
     "transaction",
     "transaction_facts",
     "user",
