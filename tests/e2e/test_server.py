@@ -309,3 +309,42 @@ def test_the_client_raises_the_servers_errors_typed(server):
         with pytest.raises(RequestError) as unreachable:
             client.query({"user_id": [1]}, ["user.country"])
         assert unreachable.value.status == 0 and unreachable.value.code == "unreachable"
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            head, _, value = line.rpartition(" ")
+            got = head[len(name):].strip("{}")
+            if all(part in got.split(",") for part in want.split(",") if part):
+                total += float(value)
+    return total
+
+
+def test_metrics_are_summed_over_the_workers_and_need_a_token(server):
+    headers = {"Authorization": f"Bearer {server['tokens']['scoring']}"}
+    assert httpx.get(server["base"] + "/v1/metrics").status_code == 401
+    before = httpx.get(server["base"] + "/v1/metrics", headers=headers).text
+    for _ in range(10):  # a connection each: the two workers share them
+        assert _query(server, server["tokens"]["scoring"], QUERY).status_code == 200
+    _query(server, server["tokens"]["support"], QUERY)  # one forbidden
+    (server["root"] / ".parity" / "freshness").mkdir(parents=True, exist_ok=True)
+    (server["root"] / ".parity" / "freshness" / "payments.json").write_text(
+        '{"source": "payments", "consumer_lag": 7, "event_to_servable": {"p50_ms": 6.0, "p99_ms": 35.0}}')
+    after = httpx.get(server["base"] + "/v1/metrics", headers=headers).text
+    ok = "parity_requests_total"
+    assert _metric(after, ok, endpoint="query", outcome="ok") - _metric(before, ok, endpoint="query", outcome="ok") == 10
+    assert _metric(after, ok, endpoint="query", outcome="forbidden") - _metric(
+        before, ok, endpoint="query", outcome="forbidden") == 1
+    # with_status answers count values by status: 2 users × 3 features × 10 requests, masked ones apart
+    masked = "parity_query_values_total"
+    assert _metric(after, masked, status="masked") - _metric(before, masked, status="masked") == 20
+    assert _metric(after, "parity_request_duration_seconds_count", endpoint="query") - _metric(
+        before, "parity_request_duration_seconds_count", endpoint="query") == 11
+    assert _metric(after, "parity_stream_consumer_lag", source="payments") == 7
+    assert _metric(after, "parity_stream_event_to_servable_seconds", source="payments", quantile="0.99") == 0.035
+    time.sleep(0.3)
+    later = httpx.get(server["base"] + "/v1/metrics", headers=headers).text
+    assert _metric(later, "parity_audit_records_total") >= _metric(before, "parity_audit_records_total") + 11

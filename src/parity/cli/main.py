@@ -512,8 +512,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     project = _project(args)  # fail here, with exit 2, on definitions that do not load
     project.close()
     os.environ["PARITY_PROJECT"] = os.path.abspath(args.project)
-    uvicorn.run("parity.server.app:app_from_environment", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="warning", access_log=False, timeout_keep_alive=30)
+    # The workers' metrics live in one fresh folder, summed by every scrape (server.metrics).
+    metrics_dir = project.settings.resolve(os.path.join(".parity", "metrics", f"serve-{os.getpid()}"))
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run("parity.server.app:app_from_environment", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level="warning", access_log=False, timeout_keep_alive=30)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

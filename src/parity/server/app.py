@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from parity.errors import (
 from parity.runtime.project import Project
 from parity.semantics.time import parse_iso
 from parity.semantics.wire import to_json
+from parity.server import metrics
 from parity.server.audit import AuditLog, AuditPaths, hashed_keys
 from parity.server.openapi import DOCUMENT
 from parity.server.tokens import TokenStore
@@ -140,12 +142,21 @@ class Api:
 
     def _guarded(self, action: str,
                  handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        requests, latency = metrics.REQUESTS, metrics.LATENCY.labels(action)
+
         async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
             request.state.who, request.state.audit = "-", {}
-            response = await answer(request)
+            metrics.IN_FLIGHT.inc()
+            try:
+                response = await answer(request)
+            finally:
+                metrics.IN_FLIGHT.dec()
             outcome = "ok" if response.status_code < 400 else getattr(request.state, "code", "error")
             # every request, refused ones too: who, what, about whom, under which versions, and how it ended
             self.audit.append(request.state.who, action, outcome, status=response.status_code, **request.state.audit)
+            requests.labels(action, outcome).inc()
+            latency.observe(time.perf_counter() - started)
             return response
 
         async def answer(request: Request) -> Response:
@@ -222,6 +233,15 @@ class Api:
         request.state.audit["versions"] = self._versions_of(features)
         result = await self.project.aquery(entities, features, now=now, with_status=with_status,  # type: ignore[arg-type]
                                            principal=principal)
+        metrics.ENTITIES.observe(n)
+        metrics.FEATURES.observe(len(features))
+        if result.details is not None:
+            statuses: dict[str, int] = {}
+            for row in result.details:
+                for value in row.values():
+                    statuses[value.status] = statuses.get(value.status, 0) + 1
+            for status, count in statuses.items():
+                metrics.VALUES.labels(status).inc(count)
         payload: dict[str, object] = {"features": list(result.features), "dtypes": self._dtypes_of(features),
                                       "rows": to_json(result.rows)}
         if result.details is not None:
@@ -239,6 +259,11 @@ class Api:
                 found = self._dtypes[ref] = repr(catalog.feature_at(catalog.parse(ref)).dtype)
             out[ref] = found
         return out
+
+    async def metrics(self, request: Request) -> Response:
+        self._principal(request)
+        return Response(metrics.exposition(self.project.settings.resolve(".parity")),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def catalog(self, request: Request) -> Response:
         principal = self._principal(request)
@@ -276,7 +301,11 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         while True:
             await asyncio.sleep(api.limits.audit_flush_interval)
             try:
-                await asyncio.to_thread(audit.flush)
+                started = time.perf_counter()
+                written = await asyncio.to_thread(audit.flush)
+                if written:
+                    metrics.AUDIT_RECORDS.inc(written)
+                    metrics.AUDIT_FLUSH.observe(time.perf_counter() - started)
             except OSError:  # a full disk must not stop serving silently: said in the log, retried
                 log.exception("the audit trail could not be written; retrying")
 
@@ -306,6 +335,7 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         Route("/v1/query", api._guarded("query", api.query), methods=["POST"]),
         Route("/v1/catalog", api._guarded("catalog", api.catalog), methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/v1/metrics", api._guarded("metrics", api.metrics), methods=["GET"]),
     ]
     async def http_error(request: Request, exc: Exception) -> Response:  # unknown paths and methods, as JSON too
         status = exc.status_code if isinstance(exc, HTTPException) else 500

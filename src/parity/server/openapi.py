@@ -114,6 +114,10 @@ DOCUMENT: dict[str, Any] = {
             "operationId": "catalog", "summary": "the features this token may request", "security": [{"token": []}],
             "responses": {"200": {"description": "features", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Catalog"}}}}, **_errors(401, 405, 503)}}},
+        "/v1/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics, summed over the workers", "security": [{"token": []}],
+            "responses": {"200": {"description": "the text exposition format", "content": {
+                "text/plain": {"schema": {"type": "string"}}}}, **_errors(401, 405, 503)}}},
         "/v1/openapi.json": {"get": {"operationId": "openapi", "summary": "this document", "security": [],
                                      "responses": {"200": {"description": "OpenAPI 3.1",
                                                            "content": {"application/json": {"schema": {"type": "object"}}}}}}},
