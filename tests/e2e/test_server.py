@@ -348,3 +348,75 @@ def test_metrics_are_summed_over_the_workers_and_need_a_token(server):
     time.sleep(0.3)
     later = httpx.get(server["base"] + "/v1/metrics", headers=headers).text
     assert _metric(later, "parity_audit_records_total") >= _metric(before, "parity_audit_records_total") + 11
+
+
+SPINE = {"user_id": [1, 2, 1, 3], "timestamp": [at(2).isoformat(), at(2).isoformat(), at(1).isoformat(),
+                                                 at(2).isoformat()], "label": [1, 0, 1, 0]}
+TS_FEATURES = ["user.country", "user.email", "user.score", "user.email_domain"]
+
+
+def _wait_job(server, token: str, job: dict[str, object]) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 60
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+        job = httpx.get(f"{server['base']}/v1/training-sets/{job['id']}", headers=headers).json()
+    return job
+
+
+def test_a_training_set_job_gives_what_project_training_set_gives_for_the_principal(server):
+    import io
+
+    import parity as pt
+    import pyarrow.parquet as pq
+
+    token = server["tokens"]["scoring"]
+    headers = {"Authorization": f"Bearer {token}"}
+    submitted = httpx.post(server["base"] + "/v1/training-sets", headers=headers,
+                           json={"spine": SPINE, "features": TS_FEATURES, "with_status": True})
+    assert submitted.status_code == 202, submitted.text
+    assert submitted.headers["location"] == f"/v1/training-sets/{submitted.json()['id']}"
+    job = _wait_job(server, token, submitted.json())
+    assert job["status"] == "done" and job["rows"] == 4, job
+    got = pq.read_table(io.BytesIO(httpx.get(f"{server['base']}/v1/training-sets/{job['id']}/result",
+                                             headers=headers).content))
+    project = pt.Project.load(str(server["root"]))
+    try:
+        spine = pl.DataFrame({"user_id": SPINE["user_id"], "timestamp": [at(2), at(2), at(1), at(2)],
+                              "label": SPINE["label"]})
+        expected = project.training_set(spine, TS_FEATURES, with_status=True,
+                                        principal=pt.Principal("scoring-svc", ["scoring"]))
+    finally:
+        project.close()
+    assert repr(got.to_pylist()) == repr(expected.to_pylist())
+    assert got.column("user.email").null_count == 4 and set(got.column("user.email:status").to_pylist()) == {"masked"}
+    # the client does the same with a Parquet spine
+    with pt.Client(server["base"], token) as client:
+        table = client.training_set(spine, TS_FEATURES, with_status=True)
+    assert repr(table.to_pylist()) == repr(expected.to_pylist())
+    # another principal's job does not exist for it
+    other = {"Authorization": f"Bearer {server['tokens']['support']}"}
+    assert httpx.get(f"{server['base']}/v1/training-sets/{job['id']}", headers=other).status_code == 404
+    assert httpx.get(f"{server['base']}/v1/training-sets/{job['id']}/result", headers=other).status_code == 404
+    assert httpx.get(f"{server['base']}/v1/training-sets/..%2F..%2Ftokens.db", headers=headers).status_code == 404
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"spine": SPINE, "features": ["user.email"]}, 403, "forbidden"),  # refused before any job runs
+    ({"spine": SPINE, "features": ["user.countyr"]}, 400, "unknown_feature"),
+    ({"spine": {"user_id": [1]}, "features": ["user.country"]}, 400, "invalid_field"),
+    ({"spine": {"user_id": [1], "timestamp": ["2024-01-02T00:00:00"]}, "features": ["user.country"]}, 400,
+     "invalid_field"),
+    ({"spine": {"user_id": ["one"], "timestamp": [at(2).isoformat()]}, "features": ["user.country"]}, 202, None),
+    ({"spine": [1, 2], "features": ["user.country"]}, 400, "invalid_field"),
+])
+def test_bad_training_set_requests_are_refused_with_a_code(server, body, status, code):
+    headers = {"Authorization": f"Bearer {server['tokens']['support']}"}
+    answer = httpx.post(server["base"] + "/v1/training-sets", headers=headers, json=body)
+    assert answer.status_code == status, answer.text
+    if code is not None:
+        assert answer.json()["error"]["code"] == code
+    else:  # a spine the engine refuses: the job fails, saying why
+        job = _wait_job(server, server["tokens"]["support"], answer.json())
+        assert job["status"] == "failed" and "user_id" in str(job["error"])

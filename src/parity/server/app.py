@@ -24,7 +24,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from parity.define.access import Principal
@@ -37,12 +37,14 @@ from parity.errors import (
     ParityError,
     StoreError,
     UnknownFeatureError,
+    one_line,
 )
 from parity.runtime.project import Project
 from parity.semantics.time import parse_iso
 from parity.semantics.wire import to_json
 from parity.server import metrics
 from parity.server.audit import AuditLog, AuditPaths, hashed_keys
+from parity.server.jobs import JobError, TrainingJobs
 from parity.server.openapi import DOCUMENT
 from parity.server.tokens import TokenStore
 
@@ -57,6 +59,8 @@ class Limits:
     max_concurrent: int = 64  # requests in flight per worker; past it: 503 overloaded, at once
     body_timeout: float = 10.0  # seconds to send the body: a slow client is cut off, not waited for
     audit_flush_interval: float = 0.1  # group commit of the audit trail: what a crash can lose
+    max_upload_bytes: int = 64 << 20  # a Parquet spine for a training set
+    max_spine_rows: int = 10_000_000
 
 
 class ApiError(Exception):
@@ -81,8 +85,9 @@ def _error(exc: ApiError) -> Response:
 
 
 class Api:
-    def __init__(self, project: Project, tokens: TokenStore, audit: AuditLog, limits: Limits) -> None:
-        self.project, self.tokens, self.audit, self.limits = project, tokens, audit, limits
+    def __init__(self, project: Project, tokens: TokenStore, audit: AuditLog, limits: Limits,
+                 jobs: TrainingJobs) -> None:
+        self.project, self.tokens, self.audit, self.limits, self.jobs = project, tokens, audit, limits, jobs
         self._in_flight = 0
         self._versions: dict[str, str] = {}
         self._dtypes: dict[str, str] = {}
@@ -117,23 +122,26 @@ class Api:
         request.state.audit["token"] = token_id
         return principal
 
-    async def _body(self, request: Request) -> dict[str, Any]:
+    async def _bytes(self, request: Request, limit: int) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limits.max_body_bytes):
-            raise ApiError(413, "body_too_large", f"the body is limited to {self.limits.max_body_bytes:,} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise ApiError(413, "body_too_large", f"the body is limited to {limit:,} bytes")
         chunks, size = [], 0
         try:
             async with asyncio.timeout(self.limits.body_timeout):  # no task per request, as wait_for would make
                 async for chunk in request.stream():
                     size += len(chunk)
-                    if size > self.limits.max_body_bytes:
-                        raise ApiError(413, "body_too_large",
-                                       f"the body is limited to {self.limits.max_body_bytes:,} bytes")
+                    if size > limit:
+                        raise ApiError(413, "body_too_large", f"the body is limited to {limit:,} bytes")
                     chunks.append(chunk)
         except TimeoutError:
             raise ApiError(408, "body_timeout", f"the body did not arrive within {self.limits.body_timeout:g} s") from None
+        return b"".join(chunks)
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        raw = await self._bytes(request, self.limits.max_body_bytes)
         try:
-            body = orjson.loads(b"".join(chunks))
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, "bad_json", f"the body is not JSON: {exc}") from None
         if not isinstance(body, dict):
@@ -168,6 +176,8 @@ class Api:
                 return await handler(request)
             except ApiError as exc:
                 return self._refuse(request, exc)
+            except JobError as exc:
+                return self._refuse(request, ApiError(exc.status, exc.code, exc.message))
             except AccessDenied as exc:
                 return self._refuse(request, ApiError(403, "forbidden", str(exc), "features", {"denied": exc.denied}))
             except UnknownFeatureError as exc:
@@ -260,6 +270,54 @@ class Api:
             out[ref] = found
         return out
 
+    async def submit_training_set(self, request: Request) -> Response:
+        principal = self._principal(request)
+        if request.headers.get("content-type", "").split(";")[0].strip() == PARQUET:
+            params = request.query_params
+            features = [f for value in params.getlist("features") for f in value.split(",") if f]
+            timestamp_column = params.get("timestamp_column", "timestamp")
+            with_status = params.get("with_status", "false").lower() == "true"
+            spine = _parquet_spine(await self._bytes(request, self.limits.max_upload_bytes))
+        else:
+            body = await self._body(request)
+            unknown = sorted(set(body) - {"spine", "features", "timestamp_column", "with_status"})
+            if unknown:
+                raise ApiError(400, "invalid_field", f"unknown field {unknown[0]!r}; expected spine, features, "
+                               "timestamp_column, with_status", unknown[0])
+            features = body.get("features")  # type: ignore[assignment]
+            timestamp_column = body.get("timestamp_column", "timestamp")
+            with_status = body.get("with_status", False)
+            if not isinstance(timestamp_column, str) or not isinstance(with_status, bool):
+                raise ApiError(400, "invalid_field", "timestamp_column must be a column name and with_status true or "
+                               "false", "timestamp_column" if not isinstance(timestamp_column, str) else "with_status")
+            spine = _json_spine(body.get("spine"), timestamp_column)
+        if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+            raise ApiError(400, "invalid_field", "features must be a non-empty list of feature names", "features")
+        if len(features) > self.limits.max_features:
+            raise ApiError(413, "too_many_features", f"at most {self.limits.max_features} features per request",
+                           "features")
+        if spine.num_rows > self.limits.max_spine_rows:
+            raise ApiError(413, "too_many_rows", f"{spine.num_rows:,} spine rows; at most "
+                           f"{self.limits.max_spine_rows:,}", "spine")
+        self.project.access_policy().check(principal, self.project.plan(features))  # refused now, not in the job
+        request.state.audit.update(features=features, spine_rows=spine.num_rows,
+                                   policy=self.project.access_policy().version, versions=self._versions_of(features))
+        job = self.jobs.submit(principal, spine, features, timestamp_column, with_status)
+        request.state.audit["job"] = job["id"]
+        return _json(job, 202, {"Location": f"/v1/training-sets/{job['id']}"})
+
+    async def training_set_status(self, request: Request) -> Response:
+        principal = self._principal(request)
+        job_id = request.path_params["job"]
+        request.state.audit["job"] = job_id
+        return _json(self.jobs.status(principal, job_id))
+
+    async def training_set_result(self, request: Request) -> Response:
+        principal = self._principal(request)
+        job_id = request.path_params["job"]
+        request.state.audit["job"] = job_id
+        return FileResponse(self.jobs.result_path(principal, job_id), media_type=PARQUET)
+
     async def metrics(self, request: Request) -> Response:
         self._principal(request)
         return Response(metrics.exposition(self.project.settings.resolve(".parity")),
@@ -269,6 +327,44 @@ class Api:
         principal = self._principal(request)
         return _json({"features": self.project.catalog_for(principal),
                       "policy_version": self.project.access_policy().version})
+
+
+PARQUET = "application/vnd.apache.parquet"
+
+
+def _parquet_spine(raw: bytes) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(pa.BufferReader(raw))
+    except (pa.ArrowException, OSError) as exc:
+        raise ApiError(400, "invalid_field", f"the body is not a Parquet file: {one_line(str(exc))}", "spine") from None
+
+
+def _json_spine(spine: object, timestamp_column: str) -> Any:
+    """``{"column": [values]}`` as a table; the time column's ISO-8601 texts (with a zone) as UTC
+    timestamps — the spine then goes through the same checks as any other (``offline.spine``)."""
+    import pyarrow as pa
+
+    if not isinstance(spine, dict) or not spine or not all(isinstance(v, list) for v in spine.values()):
+        raise ApiError(400, "invalid_field", "spine must be an object of columns: {\"column\": [values], ...}", "spine")
+    if timestamp_column not in spine:
+        raise ApiError(400, "invalid_field", f"the spine has no {timestamp_column!r} column (timestamp_column)", "spine")
+    columns: dict[str, Any] = {}
+    for name, values in spine.items():
+        if name == timestamp_column:
+            times = [None if v is None else _now(v) for v in values]
+            columns[name] = pa.array(times, pa.timestamp("us", "UTC"))
+            continue
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowException, OverflowError) as exc:
+            raise ApiError(400, "invalid_field", f"spine column {name!r}: {one_line(str(exc))}", "spine") from None
+    try:
+        return pa.table(columns)
+    except pa.ArrowException as exc:
+        raise ApiError(400, "invalid_field", f"spine: {one_line(str(exc))}", "spine") from None
 
 
 def _entity_count(entities: object) -> int:
@@ -295,7 +391,8 @@ def _now(value: object) -> dt.datetime | None:
 
 
 def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Limits | None = None) -> Starlette:
-    api = Api(project, tokens, audit, limits or Limits())
+    jobs = TrainingJobs(project.settings.resolve(".parity"), project.settings.root)
+    api = Api(project, tokens, audit, limits or Limits(), jobs)
 
     async def flusher() -> None:
         while True:
@@ -320,6 +417,7 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await asyncio.to_thread(jobs.close)
         audit.close()
         project.close()
         tokens.close()
@@ -336,6 +434,11 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         Route("/v1/catalog", api._guarded("catalog", api.catalog), methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/metrics", api._guarded("metrics", api.metrics), methods=["GET"]),
+        Route("/v1/training-sets", api._guarded("training_set", api.submit_training_set), methods=["POST"]),
+        Route("/v1/training-sets/{job}", api._guarded("training_set.status", api.training_set_status),
+              methods=["GET"]),
+        Route("/v1/training-sets/{job}/result", api._guarded("training_set.result", api.training_set_result),
+              methods=["GET"]),
     ]
     async def http_error(request: Request, exc: Exception) -> Response:  # unknown paths and methods, as JSON too
         status = exc.status_code if isinstance(exc, HTTPException) else 500

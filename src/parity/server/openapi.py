@@ -11,7 +11,7 @@ from parity import __version__
 
 _ERROR_CODES = ["unauthenticated", "forbidden", "bad_json", "bad_request", "invalid_field", "unknown_feature",
                 "invalid_entity_key", "invalid_request", "body_too_large", "too_many_entities", "too_many_features",
-                "body_timeout", "overloaded", "store_unavailable", "not_ready", "not_found", "method_not_allowed",
+                "body_timeout", "too_many_rows", "not_done", "overloaded", "store_unavailable", "not_ready", "not_found", "method_not_allowed",
                 "http_error", "internal"]
 
 _ERROR = {
@@ -31,7 +31,8 @@ _ERROR = {
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "bad input", 401: "no token, or one that is malformed, unknown, expired or revoked",
-            403: "a feature the token's roles do not grant", 405: "method not allowed",
+            403: "a feature the token's roles do not grant", 404: "no such job for this token",
+            405: "method not allowed", 409: "the job is not done (its status says why)",
             408: "the body did not arrive in time", 413: "a limit was passed (body, entities, features)",
             503: "overloaded, or the online store is unavailable"}
     return {str(s): {"description": text[s], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -76,6 +77,24 @@ DOCUMENT: dict[str, Any] = {
                             "event_time": {"type": ["string", "null"]},
                             "error": {"type": ["string", "null"]}}}}},
                 }},
+            "TrainingSetRequest": {
+                "type": "object", "required": ["spine", "features"], "additionalProperties": False,
+                "properties": {
+                    "spine": {"type": "object", "description": "columns: entity keys, the time column (ISO-8601 with "
+                              "a zone) and anything else (labels), each a list of values",
+                              "additionalProperties": {"type": "array", "items": _KEY_VALUE}},
+                    "features": {"type": "array", "minItems": 1, "maxItems": 500, "items": {"type": "string"}},
+                    "timestamp_column": {"type": "string", "default": "timestamp"},
+                    "with_status": {"type": "boolean", "default": False},
+                }},
+            "TrainingSetJob": {
+                "type": "object", "required": ["id", "status", "features", "spine_rows", "created"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"}, "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+                    "features": {"type": "array", "items": {"type": "string"}}, "spine_rows": {"type": "integer"},
+                    "rows": {"type": "integer"}, "error": {"type": "string"}, "created": {"type": "number"},
+                    "finished": {"type": "number"}}},
             "Catalog": {
                 "type": "object", "required": ["features", "policy_version"], "additionalProperties": False,
                 "properties": {
@@ -118,6 +137,27 @@ DOCUMENT: dict[str, Any] = {
             "operationId": "metrics", "summary": "Prometheus metrics, summed over the workers", "security": [{"token": []}],
             "responses": {"200": {"description": "the text exposition format", "content": {
                 "text/plain": {"schema": {"type": "string"}}}}, **_errors(401, 405, 503)}}},
+        "/v1/training-sets": {"post": {
+            "operationId": "submit_training_set",
+            "summary": "a point-in-time-correct training set, as a job; the spine as JSON columns or a Parquet body "
+                       "(then features, timestamp_column and with_status are query parameters)",
+            "security": [{"token": []}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/TrainingSetRequest"}}}},
+            "responses": {"202": {"description": "accepted: poll its status", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/TrainingSetJob"}}}},
+                **_errors(400, 401, 403, 405, 408, 413, 503)}}},
+        "/v1/training-sets/{job}": {"get": {
+            "operationId": "training_set_status", "summary": "a job's status", "security": [{"token": []}],
+            "parameters": [{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the job", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/TrainingSetJob"}}}}, **_errors(401, 404, 405, 503)}}},
+        "/v1/training-sets/{job}/result": {"get": {
+            "operationId": "training_set_result", "summary": "the training set, as Parquet", "security": [{"token": []}],
+            "parameters": [{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "Parquet", "content": {
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}},
+                **_errors(401, 404, 405, 409, 503)}}},
         "/v1/openapi.json": {"get": {"operationId": "openapi", "summary": "this document", "security": [],
                                      "responses": {"200": {"description": "OpenAPI 3.1",
                                                            "content": {"application/json": {"schema": {"type": "object"}}}}}}},
