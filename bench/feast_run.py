@@ -3,10 +3,12 @@ as a subprocess by bench/training_set.py and bench/online.py; prints one JSON li
 
     bench/.venv-feast/bin/python bench/feast_run.py historical DATA_DIR OUT.parquet [--visible]
     bench/.venv-feast/bin/python bench/feast_run.py online DATA_DIR KEYS.npz NOW_ISO OUT.parquet [sqlite|redis]
+    bench/.venv-feast/bin/python bench/feast_run.py serve DATA_DIR PORT [sqlite|redis]
 
 ``historical`` times ``get_historical_features(...).to_arrow()`` on the DuckDB offline store
 (``--visible`` passes ``filter_by_created_timestamp=True``: a row counts only once its created
-time has passed, parity's default visibility). ``online`` times ``materialize`` into the SQLite
+time has passed, parity's default visibility). ``serve`` materializes, then runs ``feast serve``
+(its defaults, but ``--max-requests 0``: no worker recycling) until killed. ``online`` times ``materialize`` into the SQLite
 online store, then the in-process ``get_online_features`` latency, then dumps the values of a
 sample of users for the cross-check.
 
@@ -121,8 +123,20 @@ def online(data_dir: str, keys_path: str, now_iso: str, out: str, online_store: 
     return result
 
 
+def serve(data_dir: str, port: str, online_store: str = "sqlite") -> None:
+    root = tempfile.mkdtemp(prefix="feast-serve-")
+    store = make_store(data_dir, root, online_store)
+    store.materialize(start_date=dt.datetime(2024, 12, 1, tzinfo=dt.UTC), end_date=dt.datetime.now(dt.UTC))
+    feast = os.path.join(os.path.dirname(sys.executable), "feast")
+    print(json.dumps({"serving": port, "repo": root}), flush=True)
+    os.execv(feast, [feast, "-c", root, "serve", "-h", "127.0.0.1", "-p", port, "--max-requests", "0"])
+
+
 def main() -> None:
     command, data_dir = sys.argv[1], sys.argv[2]
+    if command == "serve":
+        serve(data_dir, sys.argv[3], *(sys.argv[4:5] or ["sqlite"]))
+        return
     if command == "historical":
         result = historical(data_dir, sys.argv[3], visible="--visible" in sys.argv[4:])
     elif command == "online":

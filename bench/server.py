@@ -4,6 +4,7 @@ dict, side by side in one run.
 
     .venv/bin/python bench/server.py overheads
     .venv/bin/python bench/server.py http [--seconds 8] [--clients 1 16] [--load wrk|python]
+    .venv/bin/python bench/server.py feast [--seconds 8] [--stores sqlite redis]   # needs bench/.venv-feast and wrk
 
 The load client is wrk (Debian's package ``wrk``: C, closed-loop, keep-alive; one thread) when it
 is installed, else a Python httpx client — whose own CPU then caps the figures for both servers
@@ -258,6 +259,110 @@ def http(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=1))
 
 
+FEAST_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+AUTH
+local n = 0
+request = function()
+  local ids = {}
+  for i = 1, ENTITIES do
+    n = n + 1
+    ids[i] = tostring((n * 7919) % 10000)
+  end
+  return wrk.format(nil, nil, nil, BODY)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %f %f %f %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def _wrk_shape(url: str, clients: int, seconds: float, tmp: str, *, entities: int, body: str,
+               token: str | None) -> dict[str, float]:
+    script = os.path.join(tmp, f"shape-{entities}.lua")
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+    with open(script, "w") as fh:
+        fh.write(FEAST_LUA.replace("AUTH", auth).replace("ENTITIES", str(entities)).replace("BODY", body))
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "-s", script, url],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
+    requests, duration_us, p50, p99, p999, errors = line.split()[1:]
+    return {"requests_per_s": int(requests) / (int(duration_us) / 1e6), "p50_ms": float(p50) / 1e3,
+            "p99_ms": float(p99) / 1e3, "p99.9_ms": float(p999) / 1e3, "errors": int(errors)}
+
+
+def feast(args: argparse.Namespace) -> None:
+    """parity serve (token auth, access check, audit on) and Feast's feature server on the same data
+    (bench/data/fraud-small: 1M rows, 10k users, 10 features), the same wrk load, one after the other."""
+    import uuid
+
+    from feast_run import FEATURES as FEAST_FEATURES
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    venv = os.path.join(here, ".venv-feast", "bin", "python")
+    if not os.path.exists(venv):
+        raise SystemExit("Feast's virtualenv is missing: python3.11 -m venv bench/.venv-feast && "
+                         "bench/.venv-feast/bin/pip install 'feast[duckdb,redis]==0.67.*'")
+    data = os.path.join(here, "data", "fraud-small")
+    if not os.path.exists(os.path.join(data, "feature_rows.parquet")):
+        subprocess.run([sys.executable, os.path.join(here, "generate.py"), "small"], check=True)
+    names = list(FEAST_FEATURES)
+    parity_features = "'[" + ",".join(f'"user.{f}"' for f in names) + "]'"
+    feast_features = "'[" + ",".join(f'"user_stats:{f}"' for f in names) + "]'"
+    ids = "table.concat(ids, ',')"
+    bodies = {"parity": f"""'{{"entities":{{"user_id":[' .. {ids} .. ']}},"features":' .. {parity_features} .. '}}'""",
+              "feast": f"""'{{"features":' .. {feast_features} .. ',"entities":{{"user_id":[' .. {ids} .. ']}}}}'"""}
+    out: dict[str, object] = {"machine": machine(), "seconds": args.seconds, "data": "fraud-small: 1M rows, 10k users",
+                              "load": "wrk 1 thread, closed loop, keep-alive, on the same 2 cores"}
+    for store in args.stores:
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "parity.toml"), "w") as fh:
+                fh.write('[project]\nname = "benchfeast"\ndefinitions = "defs.py"\n')
+                if store == "redis":
+                    fh.write(f'[online_store]\ntype = "redis"\nurl = "redis://127.0.0.1:6379/0"\n'
+                             f'namespace = "bench-{uuid.uuid4().hex[:8]}"\n')
+            with open(os.path.join(tmp, "defs.py"), "w") as fh:
+                fields = ", ".join(f'pt.Feature("{f}", pt.{d})' for f, d in FEAST_FEATURES.items())
+                fh.write(textwrap.dedent(f"""
+                    import parity as pt
+                    user = pt.Entity("user", keys={{"user_id": pt.Int64}})
+                    src = pt.ParquetSource("user_txn_stats", path={os.path.join(data, "feature_rows.parquet")!r},
+                                           event_time="event_ts", created_time="created_ts", as_of="event_time")
+                    user_stats = pt.FeatureView("user_stats", entity=user, source=src, features=[{fields}])
+                    bench = pt.Role("bench", grants=[pt.Grant(entity="user")])
+                """))
+            run = [sys.executable, "-m", "parity", "-C", tmp]
+            subprocess.run([*run, "materialize", "-q"], check=True)
+            token = subprocess.run([*run, "token", "create", "--principal", "bench", "--role", "bench"],
+                                   check=True, capture_output=True, text=True).stdout.strip()
+            servers = {
+                "parity": ([*run, "serve", "--port", "18451", "--workers", "2"], "18451", "/v1/health", "/v1/query"),
+                "feast": ([venv, os.path.join(here, "feast_run.py"), "serve", data, "18452", store], "18452",
+                          "/health", "/get-online-features"),
+            }
+            for name, (command, port, health, path) in servers.items():
+                proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    _wait(f"http://127.0.0.1:{port}{health}", proc)
+                    url = f"http://127.0.0.1:{port}{path}"
+                    _wrk_shape(url, 4, 2, tmp, entities=1, body=bodies[name], token=token)  # warm-up
+                    for entities in (1, 100):
+                        for clients in args.clients:
+                            out[f"{store} {name}: {entities} entities x 10 features, {clients} clients"] = _wrk_shape(
+                                url, clients, args.seconds, tmp, entities=entities, body=bodies[name],
+                                token=token if name == "parity" else None)
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    print(json.dumps(out, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -269,6 +374,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--load", choices=["wrk", "python"])
     p.set_defaults(run=http)
+    p = sub.add_parser("feast")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--stores", nargs="+", default=["sqlite", "redis"])
+    p.set_defaults(run=feast)
     args = parser.parse_args()
     args.run(args)
 
