@@ -140,6 +140,10 @@ def test_the_catalog_lists_only_what_the_principal_may_request(server):
     ("scoring", {**QUERY, "now": "yesterday"}, 400, "invalid_field", "now"),
     ("scoring", {**QUERY, "now": "2026-01-01T00:00:00"}, 400, "invalid_field", "now"),
     ("scoring", {**QUERY, "with_status": "yes"}, 400, "invalid_field", "with_status"),
+    ("scoring", {**QUERY, "now": "0001-01-01T00:00:00+14:00"}, 400, "invalid_field", "now"),
+    ("scoring", {**QUERY, "now": "9999-12-31T23:59:59-14:00"}, 400, "invalid_field", "now"),
+    ("scoring", {**QUERY, "entities": [{"user_id": 1, **{f"k{i}": 0 for i in range(100)}}]}, 400,
+     "invalid_entity_key", "entities"),
     ("scoring", b'{"features": ["' + b"x" * (1 << 20) + b'"]}', 413, "body_too_large", None),
 ])
 def test_bad_input_is_a_4xx_with_a_code_and_the_field(server, token, body, status, code, field):
@@ -420,3 +424,52 @@ def test_bad_training_set_requests_are_refused_with_a_code(server, body, status,
     else:  # a spine the engine refuses: the job fails, saying why
         job = _wait_job(server, server["tokens"]["support"], answer.json())
         assert job["status"] == "failed" and "user_id" in str(job["error"])
+
+
+def test_suggestions_name_only_what_the_principal_may_request(server):
+    answer = _query(server, server["tokens"]["support"], {**QUERY, "features": ["user.emial"]})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["suggestions"] == [] and "email" not in error["message"].replace("emial", "")
+    answer = _query(server, server["tokens"]["support"], {**QUERY, "features": ["user.countyr"]})
+    assert answer.json()["error"]["suggestions"] == ["user.country"]
+
+
+def test_slow_bodies_hold_connections_not_the_request_slots(server):
+    import socket as sk
+
+    port = int(server["base"].rsplit(":", 1)[1])
+    token = server["tokens"]["support"]
+    held = []
+    try:
+        for _ in range(2 * 70):  # more than the 64 slots of each worker, every one sending its body slowly
+            conn = sk.create_connection(("127.0.0.1", port))
+            conn.sendall(f"POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{".encode())
+            held.append(conn)
+        time.sleep(0.3)
+        answers = [_query(server, token, {**QUERY, "features": ["user.country"]}).status_code for _ in range(10)]
+        assert answers == [200] * 10
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_a_job_is_decided_again_for_another_token_of_the_same_name(server):
+    token = server["tokens"]["scoring"]
+    headers = {"Authorization": f"Bearer {token}"}
+    job = httpx.post(server["base"] + "/v1/training-sets", headers=headers,
+                     json={"spine": SPINE, "features": ["user.limit"]}).json()
+    job = _wait_job(server, token, job)
+    assert job["status"] == "done"
+    same_name = _parity(server["root"], "token", "create", "--principal", "scoring-svc", "--role", "support").stdout.strip()
+    other = {"Authorization": f"Bearer {same_name}"}
+    assert httpx.get(f"{server['base']}/v1/training-sets/{job['id']}/result", headers=other).status_code == 403
+    assert httpx.get(f"{server['base']}/v1/training-sets/{job['id']}", headers=other).status_code == 403
+    assert httpx.get(f"{server['base']}/v1/training-sets/{job['id']}/result", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "1e300", "0", "-1"])
+def test_token_expiry_must_be_a_sensible_number_of_days(server, days):
+    made = _parity(server["root"], "token", "create", "--principal", "x", "--role", "support", "--expires-days", days)
+    assert made.returncode == 2 and "--expires-days" in made.stderr and made.stdout == ""

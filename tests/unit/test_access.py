@@ -129,8 +129,8 @@ def test_a_denial_names_every_refused_feature_and_why(tmp_path):
         project.query({"user_id": [1]}, ["user.email_domain", "user.ssn", "user.country"], now=at(2),
                       principal=pt.Principal("svc", ["analyst"]))
     assert caught.value.denied == {  # email_domain is granted, but not the input it is computed from
-        "user.ssn": "requested; tagged pii: grant it by name or by the pii tag",
-        "user.email": "used by the plan; tagged pii: grant it by name or by the pii tag",
+        "user.ssn": "requested; not granted to this principal",
+        "user.email": "used by the plan; not granted to this principal",
     }
     with pytest.raises(AccessDenied, match="granted for use inside plans only"):
         project.query({"user_id": [1]}, ["user.email"], now=at(2), principal=pt.Principal("svc", ["domains"]))
@@ -168,6 +168,21 @@ def test_bad_grants_and_roles_are_refused_where_written():
         pt.Role("r", grants=["user"])  # type: ignore[list-item]
 
 
+def test_the_policy_version_changes_with_what_is_granted_tags_included(tmp_path):
+    def version(defs: list[object]) -> str:
+        return pt.Project.from_definitions(defs, root=str(tmp_path)).access_policy().version
+
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+
+    def project(tags: list[str]) -> list[object]:
+        view = pt.FeatureView("v", entity=user, source=pt.ParquetSource("u", path="u.parquet", event_time="ts"),
+                              features=[pt.Feature("email", pt.String, tags=tags)])
+        return [user, view, pt.Role("r", grants=[pt.Grant(entity="user")])]
+
+    assert version(project(["pii"])) != version(project([]))  # the same role now reads email
+    assert version(project(["pii", "contact"])) == version(project(["pii"]))  # nothing granted changed
+
+
 def test_the_policy_version_changes_with_a_grant_and_not_with_a_description(tmp_path):
     from parity.plan.access import policy_version
 
@@ -176,3 +191,55 @@ def test_the_policy_version_changes_with_a_grant_and_not_with_a_description(tmp_
                                                                 description="said otherwise")})
     assert policy_version(base) != policy_version({"r": pt.Role("r", grants=[pt.Grant(entity="user", use="masked")])})
     assert policy_version(base) != policy_version({"r": pt.Role("r", grants=[pt.Grant(entity="user")], pii="mask")})
+
+
+def test_a_principal_sees_no_error_detail_that_could_quote_an_input_it_may_not_read(tmp_path):
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    pl.DataFrame({"user_id": [1], "ts": [at(1)], "dob": ["17/05/1990 SECRET"]}).write_parquet(tmp_path / "d.parquet")
+    view = pt.FeatureView("people", entity=user, source=pt.ParquetSource("d", path="d.parquet", event_time="ts"),
+                          features=[pt.Feature("dob", pt.String)])
+
+    @pt.resolver(entity=user, outputs=pt.Feature("birth_year", pt.Int64))
+    def birth_year(dob: str | None) -> int | None:
+        import datetime as dt
+
+        return None if dob is None else dt.date.fromisoformat(dob).year
+
+    role = pt.Role("yearly", grants=[pt.Grant(features="user.birth_year"), pt.Grant(features="user.dob", use="internal")])
+    project = pt.Project.from_definitions([user, view, birth_year, role], root=str(tmp_path),
+                                          online_store_path=str(tmp_path / "o.db"))
+    project.materialize(until=at(2), incremental=False)
+    who = pt.Principal("svc", ["yearly"])
+    online = project.query({"user_id": [1]}, ["user.birth_year"], now=at(2), with_status=True, principal=who)
+    error = online.details[0]["user.birth_year"].error
+    assert error is not None and "SECRET" not in error and error.startswith("resolver 'birth_year' raised ValueError")
+    table = project.training_set(pl.DataFrame({"user_id": [1], "timestamp": [at(2)]}), ["user.birth_year"],
+                                 principal=who)
+    assert b"SECRET" not in table.schema.metadata[b"parity.fallbacks"]
+    owner = project.query({"user_id": [1]}, ["user.birth_year"], now=at(2), with_status=True)
+    assert "SECRET" in owner.details[0]["user.birth_year"].error  # the owner's API keeps the detail
+    project.close()
+
+
+def test_caches_of_plans_and_decisions_stay_bounded(tmp_path, monkeypatch):
+    from parity.plan import access
+    from parity.runtime import project as project_module
+
+    monkeypatch.setattr(project_module, "PLAN_CACHE", 5)
+    monkeypatch.setattr(access, "DECISION_CACHE", 5)
+    project = _project(tmp_path, ROLES)
+    who = pt.Principal("svc", ["payments"])
+    for spaces in range(20):  # endless spellings of one feature
+        project.query({"payment_id": ["p1"]}, [f"payment.n[{' ' * spaces}1d]"], now=at(2), principal=who)
+    assert len(project._plans) <= 5 and len(project.access_policy()._decisions) <= 5
+    project.close()
+
+
+def test_entity_rows_naming_endless_keys_are_refused(tmp_path):
+    from parity.errors import EntityKeyError
+
+    project = _project(tmp_path, ROLES)
+    rows = [{"user_id": 1, **{f"junk{i}_{j}": 0 for j in range(10)}} for i in range(10)]
+    with pytest.raises(EntityKeyError, match="at most 64"):
+        project.query(rows, ["user.country"], now=at(2))
+    project.close()

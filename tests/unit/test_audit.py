@@ -156,3 +156,84 @@ def test_any_single_byte_change_of_the_log_fails_verification(tmp_path_factory, 
     with open(paths.log, "wb") as fh:
         fh.write(bytes(raw))
     assert not verify(paths).ok
+
+
+def test_a_failed_write_keeps_its_batch_and_a_torn_tail_left_by_another_writer_is_cut(tmp_path, monkeypatch):
+    import os as _os
+
+    paths = _paths(tmp_path)
+    log = AuditLog(paths)
+    log.append("svc", "query", "ok", n=1)
+    log.flush()
+    with open(paths.log, "ab") as fh:
+        fh.write(b'{"prev":"00","seq":1,"ti')  # another worker died in the middle of a write
+    real, calls = _os.fsync, []
+
+    def failing(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr("parity.server.audit.os.fsync", failing)
+    log.append("svc", "query", "ok", n=2)
+    with pytest.raises(OSError):
+        log.flush()
+    log.append("svc", "query", "ok", n=3)
+    assert log.flush() == 2  # the failed batch, then the new record
+    log.close()
+    verdict = verify(paths)
+    assert verdict.ok, verdict.problems
+    assert [orjson.loads(line)["n"] for line in _lines(paths)] == [1, 2, 3]
+
+
+def test_details_that_cannot_be_json_are_said_so_and_a_full_buffer_refuses(tmp_path, monkeypatch):
+    from parity.server import audit as audit_module
+    from parity.server.audit import AuditUnavailable
+
+    log = AuditLog(_paths(tmp_path), entity_keys="raw")
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    log.append("svc", "query", "ok", entities=[deep])
+    log.flush()
+    assert orjson.loads(_lines(log.paths)[0])["details_error"].startswith("the request's details")
+    monkeypatch.setattr(audit_module, "MAX_BUFFERED", 3)
+    for i in range(3):
+        log.append("svc", "query", "ok", n=i)
+    with pytest.raises(AuditUnavailable):
+        log.append("svc", "query", "ok", n=4)
+    log.close()
+    assert verify(log.paths).ok
+
+
+def test_a_log_without_any_checkpoint_does_not_verify(tmp_path):
+    paths = _written(tmp_path)
+    with open(paths.log, "rb") as fh:
+        kept = fh.readlines()[:10]
+    _write(paths, kept)
+    with open(paths.checkpoints, "wb"):
+        pass  # the checkpoints emptied, to hide the truncation
+    verdict = verify(paths)
+    assert not verdict.ok and "no valid checkpoint" in verdict.problems[0]
+
+
+def test_search_skips_lines_that_are_not_records(tmp_path):
+    from parity.server.audit import search
+
+    paths = _written(tmp_path, n=3)
+    with open(paths.log, "ab") as fh:
+        fh.write(b'[1]\n5\n{"time":"soon"}\n{"features":5}\n')
+    assert len(list(search(paths, since_us=1))) == 3  # objects without a time are at time 0; no crash either way
+    assert len(list(search(paths))) == 5
+    assert len(list(search(paths, feature="user.f1"))) == 1
+
+
+def test_an_entity_has_one_hash_whatever_form_the_request_took(tmp_path):
+    from parity.server.audit import hashed_keys
+
+    log = AuditLog(_paths(tmp_path))
+    forms = [{"user_id": [7]}, {"user_id": 7}, [{"user_id": 7}], [{"user_id": 7, "junk": 1}],
+             {"user_id": [7], "junk": ["x"]}]
+    assert len({tuple(hashed_keys(log, form, ["user_id"])) for form in forms}) == 1
+    assert hashed_keys(log, {"user_id": [7]}, ["user_id"]) != hashed_keys(log, {"card_id": [7]}, ["card_id"])

@@ -54,3 +54,12 @@ def test_create_authenticate_expire_and_revoke(tmp_path, monkeypatch):
     with pytest.raises(AuthenticationError, match="expired"):
         store.authenticate(soon)
     assert token not in str(store.list())
+
+
+def test_a_revocation_on_the_same_connection_is_seen_at_once(tmp_path):
+    store = TokenStore(str(tmp_path / "t.db"))
+    token, info = store.create("svc", ["a"])
+    store.authenticate(token)
+    store.revoke(info.id)
+    with pytest.raises(AuthenticationError):
+        store.authenticate(token)

@@ -420,8 +420,8 @@ def cmd_token(args: argparse.Namespace) -> int:
             if unknown:
                 raise ParityError(f"--role {unknown[0]!r} is not a role of the definitions; defined: "
                                   f"{', '.join(sorted(project.catalog.roles)) or 'none (add pt.Role(...))'}")
-            if args.expires_days is not None and args.expires_days <= 0:
-                raise ParityError("--expires-days must be a positive number of days")
+            if args.expires_days is not None and not 0 < args.expires_days <= 36_500:  # NaN fails this too
+                raise ParityError("--expires-days must be a number of days between 0 and 36500 (100 years)")
             expires = None if args.expires_days is None else now_micros() + int(args.expires_days * 86_400_000_000)
             token, info = store.create(args.principal, args.role, expires_us=expires)
             audit.append(_operator(), "token.create", "ok", token=info.id, for_principal=info.principal,
@@ -519,7 +519,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run("parity.server.app:app_from_environment", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level="warning", access_log=False, timeout_keep_alive=30)
+                    workers=args.workers, log_level="warning", access_log=False, timeout_keep_alive=30,
+                    limit_concurrency=1024)  # connections per worker; past it uvicorn answers 503
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

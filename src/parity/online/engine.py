@@ -39,6 +39,8 @@ Entities = Mapping[str, Sequence[object]] | Sequence[Mapping[str, object]]
 # Request-time lookups fail fast for a while after repeated failures, so a dead database costs
 # one timeout per few seconds instead of one per request.
 SOURCE_BREAKER = CircuitBreaker(failures=3, reset_after=5.0)
+PLAN_CACHE = 4096
+MAX_KEY_NAMES = 64  # compiled plans kept (a service asks for a few; a hostile client for many)
 
 
 class _Compiled:
@@ -133,6 +135,9 @@ def _key_columns(entities: Entities) -> tuple[int, dict[str, list[object]]]:
         if not isinstance(row, Mapping):
             raise EntityKeyError(f"entity {i} is a {type(row).__name__}; give each entity as a mapping of its keys")
     names = {k for row in entities for k in row}
+    if len(names) > MAX_KEY_NAMES:  # a column is built per name: bounded, not one per junk key a request sends
+        raise EntityKeyError(f"the entity rows name {len(names):,} different keys; a request's entities may name at "
+                             f"most {MAX_KEY_NAMES} (the keys of the features' entities)")
     return len(entities), {k: [row.get(k) for row in entities] for k in names}
 
 
@@ -178,7 +183,7 @@ class OnlineEngine:
         self.table_of = table_of
         self.reader_for = reader_for
         self.http_client = http_client
-        self._compiled: dict[int, _Compiled] = {}
+        self._compiled: dict[int, _Compiled] = {}  # by plan identity (each holds its plan, so the id stays its own)
         self.request_time = {
             name for name, view in catalog.views.items() if view.max_staleness is not None and reader_for is not None
         }
@@ -197,6 +202,8 @@ class OnlineEngine:
     def compile(self, plan: Plan) -> _Compiled:
         compiled = self._compiled.get(id(plan))
         if compiled is None or compiled.plan is not plan:
+            if len(self._compiled) >= PLAN_CACHE:  # requests can spell plans without end: the oldest go
+                del self._compiled[next(iter(self._compiled))]
             compiled = self._compiled[id(plan)] = _Compiled(self.catalog, plan, self.table_of, self.request_time)
         return compiled
 

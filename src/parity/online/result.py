@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,11 +40,17 @@ class QueryResult:
     def column(self, ref: str) -> list[object]:
         return [row[ref] for row in self.rows]
 
-    def masked(self, refs: frozenset[str]) -> QueryResult:
-        """The same answer with the values of ``refs`` withheld (null, status masked)."""
-        rows = [{ref: None if ref in refs else value for ref, value in row.items()} for row in self.rows]
+    def for_principal(self, masked: frozenset[str], public: Callable[[str], str]) -> QueryResult:
+        """The answer as a principal sees it: the values of ``masked`` withheld (null, status
+        masked) and error texts through ``public`` (``semantics.calls.public``)."""
+        if not masked and (self.details is None or not any(
+                v.error is not None for row in self.details for v in row.values())):
+            return self
+        rows = [{ref: None if ref in masked else value for ref, value in row.items()} for row in self.rows]
         details = None if self.details is None else [
-            {ref: _MASKED if ref in refs else value for ref, value in row.items()} for row in self.details]
+            {ref: _MASKED if ref in masked else value if value.error is None else
+             FeatureValue(value.value, value.status, value.event_time, public(value.error))
+             for ref, value in row.items()} for row in self.details]
         return QueryResult(self.features, rows, details)
 
 

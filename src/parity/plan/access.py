@@ -23,6 +23,7 @@ from parity.plan.nodes import Compute, Lookup, Plan
 FeatureKey = tuple[str, str]  # (entity, feature name as the catalog holds it)
 INTERNAL, MASKED, READ = (ACCESS_LEVELS.index(n) for n in ("internal", "masked", "read"))
 DENIED = -1
+DECISION_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,13 @@ def policy_version(roles: dict[str, Role]) -> str:
 class AccessPolicy:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.version = policy_version(catalog.roles)
         self._per_role = {name: self._compile(role) for name, role in catalog.roles.items()}
+        # The version covers what the roles grant, feature by feature: a tag removed from a feature
+        # changes who may read it, so it changes the version, as a grant does.
+        tables = {name: sorted(f"{e}.{n}={level}" for (e, n), level in table.items())
+                  for name, table in self._per_role.items()}
+        self.version = hashlib.sha256((policy_version(catalog.roles) + json.dumps(tables, sort_keys=True))
+                                      .encode()).hexdigest()[:16]
         self._tables: dict[frozenset[str], dict[FeatureKey, int]] = {}
         self._decisions: dict[tuple[frozenset[str], int], tuple[Plan, PlanAccess | AccessDenied]] = {}
 
@@ -80,6 +86,8 @@ class AccessPolicy:
     def table(self, roles: frozenset[str]) -> dict[FeatureKey, int]:
         found = self._tables.get(roles)
         if found is None:
+            if len(self._tables) >= DECISION_CACHE:
+                del self._tables[next(iter(self._tables))]
             found = {}
             for name in roles:
                 for key, level in self._per_role.get(name, {}).items():  # an unknown role grants nothing
@@ -96,6 +104,8 @@ class AccessPolicy:
         cache_key = (principal.roles, id(plan))
         entry = self._decisions.get(cache_key)
         if entry is None or entry[0] is not plan:
+            if len(self._decisions) >= DECISION_CACHE:  # bounded: plans and role sets can be spelled without end
+                del self._decisions[next(iter(self._decisions))]
             entry = self._decisions[cache_key] = (plan, self._decide(principal, plan))
         decision = entry[1]
         if isinstance(decision, AccessDenied):
@@ -128,11 +138,11 @@ class AccessPolicy:
 
     @staticmethod
     def _why(fd: FeatureDef, level: int, how: str) -> str:
+        # One reason for whatever the principal may not see — not why (a pii tag, a missing grant),
+        # which would describe features it has no business knowing about. Operators read the roles.
         if level == INTERNAL:
             return f"{how}; granted for use inside plans only"
-        if PII_TAG in fd.tags:
-            return f"{how}; tagged pii: grant it by name or by the pii tag"
-        return f"{how}; no grant covers it"
+        return f"{how}; not granted to this principal"
 
     def visible(self, principal: Principal, plan_of: Callable[[str], Plan]) -> dict[FeatureKey, str]:
         """What the catalog shows ``principal``: the features it may request — granted "read" or

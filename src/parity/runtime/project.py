@@ -28,6 +28,7 @@ from parity.runtime import wiring
 from parity.runtime.loader import load_definitions
 from parity.runtime.loop import BackgroundLoop
 from parity.runtime.settings import Settings, load_settings
+from parity.semantics import calls
 from parity.semantics.time import ensure_utc, now_micros, to_micros
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 STATUS_SUFFIX = ":status"
+PLAN_CACHE = 4096
 
 
 def _quiet(message: str) -> None:
@@ -106,6 +108,8 @@ class Project:
         found = self._plans.get(key) if key is not None else None  # the hot path: a plan asked for before
         if found is None:
             names = _names(features, "features")
+            if len(self._plans) >= PLAN_CACHE:  # requests can spell plans without end: the oldest go
+                del self._plans[next(iter(self._plans))]
             found = self._plans[tuple(names)] = make_plan(self.catalog, names)
         return found
 
@@ -246,6 +250,9 @@ class Project:
         if with_status:  # the engine gave every column a status
             for ref, cid in plan.outputs:
                 table = table.append_column(ref + STATUS_SUFFIX, result.statuses[cid].to_arrow().cast(pa.string()))
+        if access is not None:  # an error's detail can quote an input the principal may only use inside a plan
+            for entry in fallbacks.values():
+                entry["first_error"] = calls.public(str(entry["first_error"]))
         for ref in sorted(access.masked) if access else ():
             fallbacks.pop(ref, None)  # a first error could carry the value
             at = table.schema.get_field_index(ref)
@@ -335,7 +342,7 @@ class Project:
             result: QueryResult = self._loop.run(engine.aexecute(plan, entities, now_us, with_status))
         else:
             result = engine.execute(plan, entities, now_us, with_status)
-        return result.masked(access.masked) if access is not None and access.masked else result
+        return result if access is None else result.for_principal(access.masked, calls.public)
 
     async def aquery(
         self, entities: Entities, features: str | Sequence[str], *, now: dt.datetime | None = None,
@@ -348,7 +355,7 @@ class Project:
             result: QueryResult = await self._loop.arun(engine.aexecute(plan, entities, now_us, with_status))
         else:
             result = engine.execute(plan, entities, now_us, with_status)
-        return result.masked(access.masked) if access is not None and access.masked else result
+        return result if access is None else result.for_principal(access.masked, calls.public)
 
     # -- streams -------------------------------------------------------------------------------
 

@@ -130,6 +130,14 @@ def failure(resolver: str, exc: BaseException) -> str:
     return f"resolver {resolver!r} raised {type(exc).__name__}: {exc}"
 
 
+def public(error: str) -> str:
+    """An error text as a principal (not the project's owner) sees it: who failed and how, not the
+    detail — an exception's message can quote an input the principal may only use inside a plan
+    ("Invalid isoformat string: '17/05/1990'"). The owner's logs and the Python API keep it whole."""
+    head, sep, _ = error.partition(": ")
+    return head + ("; the detail is in the server's log" if sep else "")
+
+
 def outputs_of(result: object, n: int) -> tuple[object, ...]:
     """A resolver's result as one value per output (None stands for all-null)."""
     if n == 1:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import difflib
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
@@ -43,7 +44,7 @@ from parity.runtime.project import Project
 from parity.semantics.time import parse_iso
 from parity.semantics.wire import to_json
 from parity.server import metrics
-from parity.server.audit import AuditLog, AuditPaths, hashed_keys
+from parity.server.audit import AuditLog, AuditPaths, AuditUnavailable, hashed_keys
 from parity.server.jobs import JobError, TrainingJobs
 from parity.server.openapi import DOCUMENT
 from parity.server.tokens import TokenStore
@@ -91,19 +92,15 @@ class Api:
         self._in_flight = 0
         self._versions: dict[str, str] = {}
         self._dtypes: dict[str, str] = {}
+        self._canon: dict[str, str] = {}
 
     def _versions_of(self, refs: list[str]) -> dict[str, str]:
         """Definition versions of the features a request named (memoized: they change only with a deploy)."""
         from parity.registry.versions import Versions
 
-        out = {}
-        for ref in refs:
-            found = self._versions.get(ref)
-            if found is None:
-                catalog = self.project.catalog
-                found = self._versions[ref] = Versions(catalog).version(catalog.feature_at(catalog.parse(ref)))
-            out[ref] = found
-        return out
+        catalog = self.project.catalog
+        return {ref: self._memo(self._versions, ref, lambda r: Versions(catalog).version(
+            catalog.feature_at(catalog.parse(r)))) for ref in refs}
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -118,7 +115,7 @@ class Api:
             principal, token_id = self.tokens.authenticate(token.strip())
         except AuthenticationError as exc:
             raise ApiError(401, "unauthenticated", str(exc), "Authorization") from None
-        request.state.who = principal.name
+        request.state.who, request.state.principal = principal.name, principal
         request.state.audit["token"] = token_id
         return principal
 
@@ -127,6 +124,7 @@ class Api:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise ApiError(413, "body_too_large", f"the body is limited to {limit:,} bytes")
         chunks, size = [], 0
+        self._in_flight -= 1  # a client sending its body slowly holds a connection, not one of the request slots
         try:
             async with asyncio.timeout(self.limits.body_timeout):  # no task per request, as wait_for would make
                 async for chunk in request.stream():
@@ -136,6 +134,10 @@ class Api:
                     chunks.append(chunk)
         except TimeoutError:
             raise ApiError(408, "body_timeout", f"the body did not arrive within {self.limits.body_timeout:g} s") from None
+        except ClientDisconnect:
+            raise ApiError(400, "client_disconnected", "the client went away before its body arrived") from None
+        finally:
+            self._in_flight += 1
         return b"".join(chunks)
 
     async def _body(self, request: Request) -> dict[str, Any]:
@@ -162,7 +164,11 @@ class Api:
                 metrics.IN_FLIGHT.dec()
             outcome = "ok" if response.status_code < 400 else getattr(request.state, "code", "error")
             # every request, refused ones too: who, what, about whom, under which versions, and how it ended
-            self.audit.append(request.state.who, action, outcome, status=response.status_code, **request.state.audit)
+            try:
+                self.audit.append(request.state.who, action, outcome, status=response.status_code,
+                                  **request.state.audit)
+            except AuditUnavailable as exc:  # a request that cannot be audited is not answered
+                outcome, response = "audit_unavailable", _error(ApiError(503, "audit_unavailable", str(exc)))
             requests.labels(action, outcome).inc()
             latency.observe(time.perf_counter() - started)
             return response
@@ -181,8 +187,7 @@ class Api:
             except AccessDenied as exc:
                 return self._refuse(request, ApiError(403, "forbidden", str(exc), "features", {"denied": exc.denied}))
             except UnknownFeatureError as exc:
-                return self._refuse(request, ApiError(400, "unknown_feature", str(exc), "features",
-                                       {"suggestions": exc.suggestions}))
+                return self._refuse(request, self._unknown(request, exc))
             except EntityKeyError as exc:
                 return self._refuse(request, ApiError(400, "invalid_entity_key", str(exc), "entities"))
             except StoreError as exc:
@@ -198,6 +203,17 @@ class Api:
                 self._in_flight -= 1
 
         return endpoint
+
+    def _unknown(self, request: Request, exc: UnknownFeatureError) -> ApiError:
+        """An unknown feature, with suggestions drawn only from what this principal may request."""
+        principal = getattr(request.state, "principal", None)
+        if principal is None:
+            return ApiError(400, "unknown_feature", f"unknown feature {exc.reference!r}", "features", {"suggestions": []})
+        visible = [f"{e}.{n}" for e, n in self.project.access_policy().visible(principal, self.project.plan)]
+        suggestions = difflib.get_close_matches(exc.reference, visible, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        return ApiError(400, "unknown_feature", f"unknown feature {exc.reference!r}{hint}", "features",
+                        {"suggestions": suggestions})
 
     @staticmethod
     def _refuse(request: Request, exc: ApiError) -> Response:
@@ -238,7 +254,9 @@ class Api:
         if not isinstance(with_status, bool):
             raise ApiError(400, "invalid_field", "with_status must be true or false", "with_status")
         now = _now(body.get("now"))
-        request.state.audit.update(features=features, entities=hashed_keys(self.audit, entities),
+        plan = self.project.plan(features)
+        request.state.audit.update(features=self._canonical(features),
+                                   entities=hashed_keys(self.audit, entities, [k for _, ks in plan.roots for k in ks]),
                                    now=body.get("now"), policy=self.project.access_policy().version)
         request.state.audit["versions"] = self._versions_of(features)
         result = await self.project.aquery(entities, features, now=now, with_status=with_status,  # type: ignore[arg-type]
@@ -259,16 +277,24 @@ class Api:
                                    for ref, v in row.items()} for row in result.details]
         return _json(payload)
 
+    def _canonical(self, refs: list[str]) -> list[str]:
+        """Features as the catalog names them (``card.n[60m]`` is ``card.n[1h]``), so the trail can be searched."""
+        return [self._memo(self._canon, ref, lambda r: self.project.catalog.parse(r).text) for ref in refs]
+
+    @staticmethod
+    def _memo(cache: dict[str, str], ref: str, make: Callable[[str], str]) -> str:
+        found = cache.get(ref)
+        if found is None:
+            if len(cache) >= 4096:  # spellings are endless ("[ 1h]", "[60m]"): bounded
+                del cache[next(iter(cache))]
+            found = cache[ref] = make(ref)
+        return found
+
     def _dtypes_of(self, refs: list[str]) -> dict[str, str]:
         """Each feature's dtype as the wire names it (``semantics.wire``): how a client reads the values back."""
-        out = {}
-        for ref in refs:
-            found = self._dtypes.get(ref)
-            if found is None:
-                catalog = self.project.catalog
-                found = self._dtypes[ref] = repr(catalog.feature_at(catalog.parse(ref)).dtype)
-            out[ref] = found
-        return out
+        catalog = self.project.catalog
+        return {ref: self._memo(self._dtypes, ref, lambda r: repr(catalog.feature_at(catalog.parse(r)).dtype))
+                for ref in refs}
 
     async def submit_training_set(self, request: Request) -> Response:
         principal = self._principal(request)
@@ -310,12 +336,17 @@ class Api:
         principal = self._principal(request)
         job_id = request.path_params["job"]
         request.state.audit["job"] = job_id
-        return _json(self.jobs.status(principal, job_id))
+        job = self.jobs.status(principal, job_id)
+        self.project.access_policy().check(principal, self.project.plan(job["features"]))  # as granted now
+        return _json(job)
 
     async def training_set_result(self, request: Request) -> Response:
         principal = self._principal(request)
         job_id = request.path_params["job"]
         request.state.audit["job"] = job_id
+        job = self.jobs.status(principal, job_id)
+        # the same name with other roles (another token), or roles changed since: decided again now
+        self.project.access_policy().check(principal, self.project.plan(job["features"]))
         return FileResponse(self.jobs.result_path(principal, job_id), media_type=PARQUET)
 
     async def metrics(self, request: Request) -> Response:
@@ -384,10 +415,14 @@ def _now(value: object) -> dt.datetime | None:
         parsed = parse_iso(value) if isinstance(value, str) else None
     except ValueError:
         parsed = None
-    if not isinstance(parsed, dt.datetime) or parsed.tzinfo is None:
-        raise ApiError(400, "invalid_field", f"now must be an ISO-8601 time with a zone (e.g. 2026-01-31T12:00:00Z), "
-                       f"got {value!r}", "now")
-    return parsed
+    if isinstance(parsed, dt.datetime) and parsed.tzinfo is not None:
+        try:
+            parsed.astimezone(dt.UTC)
+            return parsed
+        except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first representable instant
+            pass
+    raise ApiError(400, "invalid_field", f"now must be an ISO-8601 time with a zone (e.g. 2026-01-31T12:00:00Z) "
+                   f"within years 1-9999 in UTC, got {str(value)[:64]!r}", "now")
 
 
 def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Limits | None = None) -> Starlette:
@@ -403,7 +438,8 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
                 if written:
                     metrics.AUDIT_RECORDS.inc(written)
                     metrics.AUDIT_FLUSH.observe(time.perf_counter() - started)
-            except OSError:  # a full disk must not stop serving silently: said in the log, retried
+            except Exception:  # the flusher never dies: said in the log, the batch kept, retried
+                metrics.AUDIT_FAILURES.inc()
                 log.exception("the audit trail could not be written; retrying")
 
     @contextlib.asynccontextmanager

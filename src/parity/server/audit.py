@@ -25,21 +25,27 @@ without holding who the customer is.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from parity.errors import ConfigError, MissingExtraError
+from parity.errors import ConfigError, MissingExtraError, StoreError
+
+
+class AuditUnavailable(StoreError):
+    """The trail cannot be written and its buffer is full."""
 
 GENESIS = "0" * 64
+MAX_BUFFERED = 200_000  # records held while the trail cannot be written; past it, requests are refused
 _TAIL_READ = 1 << 16
 _HASH_KEY = b',"hash":"'
 _SUFFIX = len(_HASH_KEY) + 64 + len(b'"}\n')  # what follows a record's hashed body on its line
@@ -143,7 +149,7 @@ class AuditLog:
     entity_keys: str = "hash"  # or "raw"
     checkpoint_every_records: int = 1_000
     checkpoint_every_seconds: float = 1.0
-    _buffer: list[dict[str, object]] = field(default_factory=list)
+    _buffer: list[bytes] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -157,6 +163,8 @@ class AuditLog:
         self._pepper = hashlib.sha256(b"parity-audit-entity-keys\n" + raw).digest()[:32]
         os.makedirs(os.path.dirname(os.path.abspath(self.paths.log)), exist_ok=True)
         os.makedirs(os.path.dirname(os.path.abspath(self.paths.checkpoints)), exist_ok=True)
+        for path in (self.paths.log, self.paths.checkpoints):  # who was asked what is nobody else's business
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         with open(self.paths.log, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             _cut_torn_tail(fh)
@@ -166,14 +174,25 @@ class AuditLog:
     def entity_key(self, key: object) -> object:
         if self.entity_keys == "raw":
             return key
-        return hashlib.blake2b(orjson.dumps(key, option=orjson.OPT_SORT_KEYS), key=self._pepper,
-                               digest_size=16).hexdigest()
+        try:
+            text = orjson.dumps(key, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # nested past orjson's limit (a bad request, refused later): hashed all the same
+            text = repr(key).encode()
+        return hashlib.blake2b(text, key=self._pepper, digest_size=16).hexdigest()
 
     def append(self, principal: str, action: str, outcome: str, **details: object) -> None:
+        """Buffer one record (serialized now: a detail that cannot be written as JSON is said so,
+        and never poisons the group). AuditUnavailable once ``MAX_BUFFERED`` records wait for a
+        trail that cannot be written: a request that cannot be audited is not answered."""
+        if len(self._buffer) >= MAX_BUFFERED:
+            raise AuditUnavailable(f"the audit trail cannot be written ({len(self._buffer):,} records waiting)")
         record: dict[str, object] = {"time": time.time_ns() // 1000, "principal": principal, "action": action,
                                      "outcome": outcome}
-        record.update(details)
-        self._buffer.append(record)
+        try:
+            body = _canonical({**record, **details})
+        except TypeError:  # orjson's JSONEncodeError: a type it cannot write, or nesting past its limit
+            body = _canonical({**record, "details_error": "the request's details could not be written as JSON"})
+        self._buffer.append(body)
 
     def flush(self, *, sign: bool = False) -> int:
         """Write what is buffered as one group (fsynced), and a checkpoint when one is due (or
@@ -182,28 +201,39 @@ class AuditLog:
             batch, self._buffer = self._buffer, []
             if not batch and self._since_checkpoint == 0:
                 return 0
-            with open(self.paths.log, "a+b") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
-                last = _last_line(fh)
-                seq, prev = 0, GENESIS
-                if last is not None:
-                    tail = orjson.loads(last)
-                    seq, prev = int(tail["seq"]) + 1, str(tail["hash"])
-                lines = []
-                for record in batch:
-                    body = _canonical({"seq": seq, "prev": prev, **record})
-                    prev = record_hash(prev, body)
-                    lines.append(body[:-1] + _HASH_KEY + prev.encode() + b'"}')
-                    seq += 1
-                if lines:
-                    fh.write(b"\n".join(lines) + b"\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                self._since_checkpoint += len(lines)
-                due = (sign or self._since_checkpoint >= self.checkpoint_every_records
-                       or time.monotonic() - self._checkpointed_at >= self.checkpoint_every_seconds)
-                if due and seq > 0:
-                    self._checkpoint(seq, prev)
+            try:
+                with open(self.paths.log, "a+b") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+                    _cut_torn_tail(fh)  # a writer (this one, or another worker) that died in a write
+                    last = _last_line(fh)
+                    seq, prev = 0, GENESIS
+                    if last is not None:
+                        tail = orjson.loads(last)
+                        seq, prev = int(tail["seq"]) + 1, str(tail["hash"])
+                    lines = []
+                    for record in batch:
+                        body = b'{"prev":"' + prev.encode() + b'","seq":' + str(seq).encode() + b"," + record[1:]
+                        prev = record_hash(prev, body)
+                        lines.append(body[:-1] + _HASH_KEY + prev.encode() + b'"}')
+                        seq += 1
+                    if lines:
+                        start = fh.seek(0, os.SEEK_END)
+                        try:
+                            fh.write(b"\n".join(lines) + b"\n")
+                            fh.flush()
+                            os.fsync(fh.fileno())
+                        except BaseException:
+                            with contextlib.suppress(OSError):  # not durable: taken back, written again later
+                                fh.truncate(start)
+                            raise
+                    self._since_checkpoint += len(lines)
+                    due = (sign or self._since_checkpoint >= self.checkpoint_every_records
+                           or time.monotonic() - self._checkpointed_at >= self.checkpoint_every_seconds)
+                    if due and seq > 0:
+                        self._checkpoint(seq, prev)
+            except BaseException:
+                self._buffer = batch + self._buffer  # written again by the next flush, after the torn part is cut
+                raise
             return len(lines)
 
     def _checkpoint(self, size: int, last_hash: str) -> None:
@@ -306,6 +336,9 @@ def verify(paths: AuditPaths, public_key_pem: bytes | None = None) -> Verdict:
                     problems.append(f"{where}: the log's record {size - 1} is not the one signed (rewritten)")
                 else:
                     signed_through = max(signed_through, size)
+    if hashes and checkpoints == 0:
+        problems.append(f"{paths.checkpoints}: no valid checkpoint covers the log's {len(hashes):,} records (the "
+                        f"checkpoints were removed, emptied or are kept elsewhere): truncation cannot be ruled out")
     return Verdict(len(hashes), checkpoints, signed_through, problems)
 
 
@@ -319,27 +352,38 @@ def search(paths: AuditPaths, *, principal: str | None = None, action: str | Non
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
+        if not isinstance(record, dict):
+            continue  # not a record (verify says so); search shows records
         if principal is not None and record.get("principal") != principal:
             continue
         if action is not None and record.get("action") != action:
             continue
         if outcome is not None and record.get("outcome") != outcome:
             continue
-        if feature is not None and feature not in (record.get("features") or ()):
+        features = record.get("features")
+        if feature is not None and not (isinstance(features, list) and feature in features):
             continue
         stamp = record.get("time", 0)
+        if not isinstance(stamp, int):
+            stamp = 0
         if (since_us is not None and stamp < since_us) or (until_us is not None and stamp > until_us):
             continue
         yield record
 
 
-def hashed_keys(log: AuditLog, entities: object, limit: int = 1_000) -> list[object]:
+def hashed_keys(log: AuditLog, entities: object, names: Sequence[str], limit: int = 1_000) -> list[object]:
     """The request's entity keys as the trail keeps them (hashed by default), one per entity: the
-    key names with the values, so user 7 and card 7 differ."""
+    plan's key ``names`` with their values — whatever form the request took (columns, one entity,
+    rows) and whatever else it sent, so the same customer always has the same hash, and user 7
+    differs from card 7."""
+    keys = list(names)
     if isinstance(entities, dict):
-        names = sorted(entities)
-        columns = [v if isinstance(v, list) else [v] for v in (entities[k] for k in names)]
-        return [log.entity_key([names, list(values)]) for values in itertools.islice(zip(*columns), limit)]
+        columns = [entities.get(k) for k in keys]
+        if any(isinstance(c, list) for c in columns):
+            lists = [c if isinstance(c, list) else [c] for c in columns]
+            return [log.entity_key([keys, list(v)]) for v in itertools.islice(zip(*lists), limit)]
+        return [log.entity_key([keys, columns])]
     if isinstance(entities, list):
-        return [log.entity_key(sorted(row.items()) if isinstance(row, dict) else row) for row in entities[:limit]]
+        return [log.entity_key([keys, [row.get(k) for k in keys] if isinstance(row, dict) else row])
+                for row in entities[:limit]]
     return []

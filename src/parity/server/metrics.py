@@ -33,6 +33,7 @@ VALUES = Counter("parity_query_values", "values answered by status (asked with w
 AUDIT_RECORDS = Counter("parity_audit_records", "audit records written")
 AUDIT_FLUSH = Histogram("parity_audit_flush_duration_seconds", "one group commit of the audit trail (write + fsync)",
                         buckets=_LATENCY_BUCKETS)
+AUDIT_FAILURES = Counter("parity_audit_flush_failures", "group commits of the audit trail that failed (retried)")
 IN_FLIGHT = Gauge("parity_requests_in_flight", "requests being answered", multiprocess_mode="livesum")
 
 
@@ -71,7 +72,8 @@ def exposition(state_dir: str) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
-        for collector in (REQUESTS, LATENCY, ENTITIES, FEATURES, VALUES, AUDIT_RECORDS, AUDIT_FLUSH, IN_FLIGHT):
+        for collector in (REQUESTS, LATENCY, ENTITIES, FEATURES, VALUES, AUDIT_RECORDS, AUDIT_FLUSH, AUDIT_FAILURES,
+                          IN_FLIGHT):
             registry.register(collector)
     registry.register(_StreamFreshness(state_dir))
     return bytes(generate_latest(registry))

@@ -11,7 +11,7 @@ from parity import __version__
 
 _ERROR_CODES = ["unauthenticated", "forbidden", "bad_json", "bad_request", "invalid_field", "unknown_feature",
                 "invalid_entity_key", "invalid_request", "body_too_large", "too_many_entities", "too_many_features",
-                "body_timeout", "too_many_rows", "not_done", "overloaded", "store_unavailable", "not_ready", "not_found", "method_not_allowed",
+                "body_timeout", "client_disconnected", "audit_unavailable", "too_many_rows", "not_done", "overloaded", "store_unavailable", "not_ready", "not_found", "method_not_allowed",
                 "http_error", "internal"]
 
 _ERROR = {
@@ -151,13 +151,13 @@ DOCUMENT: dict[str, Any] = {
             "operationId": "training_set_status", "summary": "a job's status", "security": [{"token": []}],
             "parameters": [{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "the job", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/TrainingSetJob"}}}}, **_errors(401, 404, 405, 503)}}},
+                "schema": {"$ref": "#/components/schemas/TrainingSetJob"}}}}, **_errors(400, 401, 403, 404, 405, 503)}}},
         "/v1/training-sets/{job}/result": {"get": {
             "operationId": "training_set_result", "summary": "the training set, as Parquet", "security": [{"token": []}],
             "parameters": [{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "Parquet", "content": {
                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}},
-                **_errors(401, 404, 405, 409, 503)}}},
+                **_errors(400, 401, 403, 404, 405, 409, 503)}}},
         "/v1/openapi.json": {"get": {"operationId": "openapi", "summary": "this document", "security": [],
                                      "responses": {"200": {"description": "OpenAPI 3.1",
                                                            "content": {"application/json": {"schema": {"type": "object"}}}}}}},

@@ -112,6 +112,7 @@ class TokenStore:
         digest = token_hash(token)
         info = TokenInfo(digest.hex()[:12], principal, tuple(roles), now_micros(), expires_us, None, None)
         con = self._con()
+        self._local.cache.clear()  # data_version does not move for this connection's own commits
         con.execute("INSERT INTO tokens (id, hash, principal, roles, created_us, expires_us) VALUES (?, ?, ?, ?, ?, ?)",
                     (info.id, digest, principal, json.dumps(list(roles)), info.created_us, expires_us))
         return token, info
@@ -123,6 +124,7 @@ class TokenStore:
 
     def revoke(self, token_id: str) -> TokenInfo:
         con = self._con()
+        self._local.cache.clear()  # data_version does not move for this connection's own commits
         cursor = con.execute("UPDATE tokens SET revoked_us = ? WHERE id = ? AND revoked_us IS NULL",
                              (now_micros(), token_id))
         found = [t for t in self.list() if t.id == token_id]
