@@ -88,7 +88,7 @@ def _query(server, token: str | None, body: object, **kwargs) -> httpx.Response:
     return httpx.post(server["base"] + "/v1/query", json=body, headers=headers, **kwargs)
 
 
-QUERY = {"entities": {"user_id": [1, 2]}, "features": ["user.country", "user.email", "user.email_domain"],
+QUERY = {"entities": {"user_id": [1, 2]}, "features": ["user.country", "user.email", "user.limit"],
          "now": at(2).isoformat(), "with_status": True}
 
 
@@ -96,8 +96,8 @@ def test_a_token_reads_what_its_role_grants_with_pii_masked(server):
     answer = _query(server, server["tokens"]["scoring"], QUERY)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["rows"] == [{"user.country": "DE", "user.email": None, "user.email_domain": "x.org"},
-                            {"user.country": "FR", "user.email": None, "user.email_domain": "y.org"}]
+    assert body["rows"] == [{"user.country": "DE", "user.email": None, "user.limit": 10.0},
+                            {"user.country": "FR", "user.email": None, "user.limit": 20.0}]
     assert [d["user.email"]["status"] for d in body["details"]] == ["masked", "masked"]
     assert body["details"][0]["user.country"]["status"] == "present"
 
@@ -106,7 +106,7 @@ def test_a_feature_the_role_does_not_grant_is_a_403_naming_it(server):
     answer = _query(server, server["tokens"]["support"], QUERY)
     assert answer.status_code == 403
     error = answer.json()["error"]
-    assert error["code"] == "forbidden" and set(error["denied"]) == {"user.email", "user.email_domain"}
+    assert error["code"] == "forbidden" and set(error["denied"]) == {"user.email", "user.limit"}
     assert "a@x.org" not in answer.text
     ok = _query(server, server["tokens"]["support"], {**QUERY, "features": ["user.country"]})
     assert ok.json()["rows"] == [{"user.country": "DE"}, {"user.country": "FR"}]
@@ -119,8 +119,7 @@ def test_the_catalog_lists_only_what_the_principal_may_request(server):
 
     assert listed("support") == {"user.country": "read"}
     assert listed("scoring") == {"user.country": "read", "user.limit": "read", "user.email": "masked",
-                                 "user.email_domain": "read", "user.score": "read", "user.seen": "read",
-                                 "user.born": "read"}
+                                 "user.score": "read", "user.seen": "read", "user.born": "read"}
     assert httpx.get(server["base"] + "/v1/catalog").status_code == 401
 
 
@@ -269,7 +268,7 @@ def test_kill_9_of_the_server_loses_only_the_last_group_commit_of_the_trail(tmp_
     assert verified.returncode == 0, verified.stderr  # the tail after the last checkpoint is unsigned, not broken
 
 
-ALL_READ = ["user.country", "user.limit", "user.email", "user.email_domain", "user.score", "user.seen", "user.born"]
+ALL_READ = ["user.country", "user.limit", "user.email", "user.score", "user.seen", "user.born"]
 
 
 def test_the_client_answers_what_the_project_answers_bit_for_bit(server):
@@ -356,7 +355,7 @@ def test_metrics_are_summed_over_the_workers_and_need_a_token(server):
 
 SPINE = {"user_id": [1, 2, 1, 3], "timestamp": [at(2).isoformat(), at(2).isoformat(), at(1).isoformat(),
                                                  at(2).isoformat()], "label": [1, 0, 1, 0]}
-TS_FEATURES = ["user.country", "user.email", "user.score", "user.email_domain"]
+TS_FEATURES = ["user.country", "user.email", "user.score", "user.limit"]
 
 
 def _wait_job(server, token: str, job: dict[str, object]) -> dict[str, object]:  # type: ignore[no-untyped-def]

@@ -64,7 +64,8 @@ ROLES = [
 EXPECTED: dict[tuple[str, ...], dict[str, str]] = {
     (): {},
     ("analyst",): {"user.country": READ, "user.limit": READ, "user.email_domain": DENIED},  # its input is pii
-    ("masker",): {"user.country": READ, "user.limit": READ, "user.email": MASKED, "user.ssn": MASKED, "user.email_domain": READ},
+    # masked feeds no plan: email_domain (a resolver over email) could hand email back
+    ("masker",): {"user.country": READ, "user.limit": READ, "user.email": MASKED, "user.ssn": MASKED},
     ("contact",): {},  # email has the tag "contact", but pii is granted only by its own tag or by name
     ("domains",): {"user.email_domain": READ},
     ("pii_reader",): {"user.email": READ, "user.ssn": READ},
@@ -242,4 +243,15 @@ def test_entity_rows_naming_endless_keys_are_refused(tmp_path):
     rows = [{"user_id": 1, **{f"junk{i}_{j}": 0 for j in range(10)}} for i in range(10)]
     with pytest.raises(EntityKeyError, match="at most 64"):
         project.query(rows, ["user.country"], now=at(2))
+    project.close()
+
+
+def test_a_masked_feature_feeds_no_resolver_even_when_asked_for_beside_it(tmp_path):
+    project = _project(tmp_path, ROLES)
+    who = pt.Principal("svc", ["masker"])
+    masked = project.query({"user_id": [1]}, ["user.email"], now=at(2), with_status=True, principal=who)
+    assert masked.rows == [{"user.email": None}]
+    with pytest.raises(AccessDenied) as caught:
+        project.query({"user_id": [1]}, ["user.email", "user.email_domain"], now=at(2), principal=who)
+    assert caught.value.denied == {"user.email": "used by the plan; granted masked, and a masked value feeds no plan"}
     project.close()

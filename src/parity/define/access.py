@@ -12,11 +12,11 @@ features they govern.
 Deny by default: a feature no grant covers is not served, not computed into a training set and not
 listed in the catalog. What a grant gives, weakest first (``ACCESS_LEVELS``):
 
-- ``internal``: the feature may feed a plan (a resolver input, a relationship's key) but is never
-  returned;
-- ``masked``: it may be named in a request and comes back with no value and status ``masked``
-  (and may feed a plan);
-- ``read``: returned with its value.
+- ``masked``: the feature may be named in a request and comes back with no value and status
+  ``masked``; it feeds no plan (a resolver could hand it back whole);
+- ``internal``: it may feed a plan (a resolver input, a relationship's key) but is never returned
+  — asking for it is refused;
+- ``read``: returned with its value, and may feed a plan.
 
 A grant's selectors all have to match (``entity`` and ``namespace`` exactly, ``tags`` any of them,
 ``features`` by reference — ``entity.feature``, a window aggregate with or without its width); a
@@ -37,7 +37,7 @@ from parity.define.entities import Entity
 from parity.define.location import caller_location
 from parity.errors import DefinitionError
 
-ACCESS_LEVELS = ("internal", "masked", "read")  # weakest first; absent means denied
+ACCESS_LEVELS = ("masked", "internal", "read")  # weakest first; absent means denied
 PII_TAG = "pii"
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 

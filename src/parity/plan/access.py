@@ -21,7 +21,7 @@ from parity.plan.catalog import Catalog, FeatureDef
 from parity.plan.nodes import Compute, Lookup, Plan
 
 FeatureKey = tuple[str, str]  # (entity, feature name as the catalog holds it)
-INTERNAL, MASKED, READ = (ACCESS_LEVELS.index(n) for n in ("internal", "masked", "read"))
+MASKED, INTERNAL, READ = (ACCESS_LEVELS.index(n) for n in ("masked", "internal", "read"))
 DENIED = -1
 DECISION_CACHE = 4096
 
@@ -121,17 +121,25 @@ class AccessPolicy:
             level = table.get((fd.entity.name, fd.feature.name), DENIED)
             if level == MASKED:
                 masked.add(ref)
-            elif level < MASKED:
+            elif level != READ:  # internal use only, or nothing
                 denied[ref] = self._why(fd, level, "requested")
+        # What the plan reads to compute something else: resolver inputs and relationship keys. A
+        # requested feature that feeds nothing was judged above (masked is enough for it).
+        requested = {cid for _, cid in plan.outputs}
+        feeding = {cid for step in plan.steps for cid in step.keys.columns}
+        feeding.update(cid for step in plan.steps if isinstance(step, Compute) for _, cid in step.inputs)
         for step in plan.steps:
             entity = step.keys.entity
-            names = ([o.feature for o in step.outputs] if isinstance(step, Lookup)
-                     else [o for o, _, _ in step.outputs] if isinstance(step, Compute)
-                     else [o.label for o in step.outputs])
-            for name in names:
-                if table.get((entity, name), DENIED) < INTERNAL:
+            outputs = ([(o.feature, o.column_id) for o in step.outputs] if isinstance(step, Lookup)
+                       else [(o, cid) for o, cid, _ in step.outputs] if isinstance(step, Compute)
+                       else [(o.label, o.column_id) for o in step.outputs])
+            for name, cid in outputs:
+                if cid in requested and cid not in feeding:
+                    continue
+                level = table.get((entity, name), DENIED)
+                if level < INTERNAL:  # masked feeds nothing: a resolver could hand it back whole
                     ref = f"{entity}.{name}"
-                    denied.setdefault(ref, self._why(self.catalog.features[(entity, name)], DENIED, "used by the plan"))
+                    denied.setdefault(ref, self._why(self.catalog.features[(entity, name)], level, "used by the plan"))
         if denied:
             return AccessDenied(principal.name, denied)
         return PlanAccess(frozenset(masked))
@@ -142,6 +150,8 @@ class AccessPolicy:
         # which would describe features it has no business knowing about. Operators read the roles.
         if level == INTERNAL:
             return f"{how}; granted for use inside plans only"
+        if level == MASKED:
+            return f"{how}; granted masked, and a masked value feeds no plan"
         return f"{how}; not granted to this principal"
 
     def visible(self, principal: Principal, plan_of: Callable[[str], Plan]) -> dict[FeatureKey, str]:
@@ -149,7 +159,7 @@ class AccessPolicy:
         "masked", and whose plan ``check`` allows (a resolver over a denied input is not shown)."""
         out: dict[FeatureKey, str] = {}
         for key, level in self.table(principal.roles).items():
-            if level < MASKED:
+            if level == INTERNAL or level == DENIED:
                 continue
             try:
                 self.check(principal, plan_of(f"{key[0]}.{key[1]}"))
