@@ -6,7 +6,7 @@ features they govern.
 ...     pt.Grant(namespace="velocity"),                       # what the window view "velocity" computes
 ...     pt.Grant(entity="user", tags=["risk"]),               # user features tagged "risk"
 ...     pt.Grant(features=["user.email"], use="masked"),      # named, served as masked
-...     pt.Grant(entity="user", tags=["pii"], use="internal"),  # usable inside a plan, never returned
+...     pt.Grant(features=["user.date_of_birth"], use="internal"),  # feeds a resolver, never returned
 ... ])
 
 Deny by default: a feature no grant covers is not served, not computed into a training set and not
