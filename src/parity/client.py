@@ -23,7 +23,7 @@ from typing import Any, Self
 
 from parity.errors import AccessDenied, AuthenticationError, MissingExtraError, ParityError, RequestError
 from parity.online.result import FeatureValue, QueryResult
-from parity.semantics.wire import from_json
+from parity.semantics.wire import from_json, to_json
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
 
@@ -38,7 +38,7 @@ def _httpx() -> Any:
 
 def _query_body(entities: object, features: str | Sequence[str], now: dt.datetime | None,
                 with_status: bool) -> dict[str, object]:
-    body: dict[str, object] = {"entities": entities, "features": [features] if isinstance(features, str)
+    body: dict[str, object] = {"entities": to_json(entities), "features": [features] if isinstance(features, str)
                                else list(features), "with_status": with_status}
     if now is not None:
         if now.tzinfo is None:

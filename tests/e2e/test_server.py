@@ -31,7 +31,12 @@ profile = pt.FeatureView("profile", entity=user, source=pt.ParquetSource("u", pa
 def domain(email: str | None) -> str | None:
     return None if email is None else email.split("@")[1]
 
+reading = pt.Entity("reading", keys={"day": pt.Date, "at": pt.Timestamp, "level": pt.Float64})
+readings = pt.FeatureView("readings", entity=reading, source=pt.ParquetSource("r", path="r.parquet", event_time="ts"),
+                          features=[pt.Feature("value", pt.Float64)])
+
 scoring = pt.Role("scoring", grants=[pt.Grant(entity="user")], pii="mask")
+sensors = pt.Role("sensors", grants=[pt.Grant(entity="reading")])
 support = pt.Role("support", grants=[pt.Grant(features=["user.country"])])
 '''
 
@@ -55,9 +60,13 @@ def server(tmp_path_factory):  # type: ignore[no-untyped-def]
                   "email": ["a@x.org", "b@y.org"], "score": [float("nan"), float("-inf")],
                   "seen": [at(1, 5), None], "born": [__import__("datetime").date(1990, 5, 17), None],
                   }).write_parquet(root / "u.parquet")
+    import datetime as _dt
+
+    pl.DataFrame({"day": [_dt.date(2024, 1, 1), _dt.date(2024, 1, 1)], "at": [at(1, 3), at(1, 4)],
+                  "level": [float("nan"), 0.5], "ts": [at(1), at(1)], "value": [1.5, 2.5]}).write_parquet(root / "r.parquet")
     assert _parity(root, "materialize", "--until", at(2).isoformat(), "-q").returncode == 0
     tokens = {}
-    for role in ("scoring", "support"):
+    for role in ("scoring", "support", "sensors"):
         made = _parity(root, "token", "create", "--principal", f"{role}-svc", "--role", role)
         assert made.returncode == 0, made.stderr
         tokens[role] = made.stdout.strip()
@@ -232,6 +241,8 @@ def test_kill_9_of_the_server_loses_only_the_last_group_commit_of_the_trail(tmp_
     pl.DataFrame({"user_id": [1], "ts": [at(1)], "country": ["DE"], "limit": [1.0], "email": ["a@x.org"],
                   "score": [1.0], "seen": [at(1)], "born": [__import__("datetime").date(1990, 5, 17)],
                   }).write_parquet(root / "u.parquet")
+    pl.DataFrame({"day": [__import__("datetime").date(2024, 1, 1)], "at": [at(1)], "level": [0.5], "ts": [at(1)],
+                  "value": [1.0]}).write_parquet(root / "r.parquet")
     token = _parity(root, "token", "create", "--principal", "p", "--role", "support").stdout.strip()
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
@@ -472,3 +483,24 @@ def test_a_job_is_decided_again_for_another_token_of_the_same_name(server):
 def test_token_expiry_must_be_a_sensible_number_of_days(server, days):
     made = _parity(server["root"], "token", "create", "--principal", "x", "--role", "support", "--expires-days", days)
     assert made.returncode == 2 and "--expires-days" in made.stderr and made.stdout == ""
+
+
+def test_keys_of_every_dtype_cross_the_wire(server):
+    import datetime as dt
+
+    import parity as pt
+
+    entities = {"day": [dt.date(2024, 1, 1)] * 3, "at": [at(1, 3), at(1, 4), at(1, 5)],
+                "level": [float("nan"), 0.5, float("inf")]}
+    project = pt.Project.load(str(server["root"]))
+    try:
+        expected = project.query(entities, ["reading.value"], now=at(2), with_status=True)
+    finally:
+        project.close()
+    assert expected.rows == [{"reading.value": 1.5}, {"reading.value": 2.5}, {"reading.value": None}]
+    with pt.Client(server["base"], server["tokens"]["sensors"]) as client:
+        got = client.query(entities, ["reading.value"], now=at(2), with_status=True)
+    assert repr(got) == repr(expected)
+    bad = _query(server, server["tokens"]["sensors"], {"entities": {"day": ["tomorrow"], "at": [at(1).isoformat()],
+                                                                    "level": [1.0]}, "features": ["reading.value"]})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_entity_key"

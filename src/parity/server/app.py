@@ -42,7 +42,7 @@ from parity.errors import (
 )
 from parity.runtime.project import Project
 from parity.semantics.time import parse_iso
-from parity.semantics.wire import to_json
+from parity.semantics.wire import from_json, to_json
 from parity.server import metrics
 from parity.server.audit import AuditLog, AuditPaths, AuditUnavailable, hashed_keys
 from parity.server.jobs import JobError, TrainingJobs
@@ -259,7 +259,8 @@ class Api:
                                    entities=hashed_keys(self.audit, entities, [k for _, ks in plan.roots for k in ks]),
                                    now=body.get("now"), policy=self.project.access_policy().version)
         request.state.audit["versions"] = self._versions_of(features)
-        result = await self.project.aquery(entities, features, now=now, with_status=with_status,  # type: ignore[arg-type]
+        entities = self._wire_keys(plan, entities)
+        result = await self.project.aquery(entities, features, now=now, with_status=with_status,
                                            principal=principal)
         metrics.ENTITIES.observe(n)
         metrics.FEATURES.observe(len(features))
@@ -276,6 +277,25 @@ class Api:
             payload["details"] = [{ref: {"status": v.status, "event_time": v.event_time, "error": v.error}
                                    for ref, v in row.items()} for row in result.details]
         return _json(payload)
+
+    def _wire_keys(self, plan: Any, entities: Any) -> Any:
+        """Entity keys as JSON carries them, read back by their dtype (``semantics.wire``): a
+        Timestamp or Date key is ISO text, a Float64 key may be "NaN". Others pass unchanged."""
+        typed = {k: repr(d) for root, _ in plan.roots for k, d in self.project.catalog.entities[root].keys.items()
+                 if d.name in ("Timestamp", "Date", "Float64")}
+        if not typed:
+            return entities
+
+        def read(key: str, value: object) -> object:
+            try:
+                return from_json(value, typed[key]) if key in typed else value
+            except ValueError:
+                raise ApiError(400, "invalid_entity_key", f"entity key {key!r}: {str(value)[:64]!r} is not a "
+                               f"{typed[key]} on the wire (ISO-8601 text for times and dates)", "entities") from None
+
+        if isinstance(entities, dict):
+            return {k: [read(k, x) for x in v] if isinstance(v, list) else read(k, v) for k, v in entities.items()}
+        return [{k: read(k, v) for k, v in row.items()} if isinstance(row, dict) else row for row in entities]
 
     def _canonical(self, refs: list[str]) -> list[str]:
         """Features as the catalog names them (``card.n[60m]`` is ``card.n[1h]``), so the trail can be searched."""
