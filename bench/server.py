@@ -5,6 +5,7 @@ dict, side by side in one run.
     .venv/bin/python bench/server.py overheads
     .venv/bin/python bench/server.py http [--seconds 8] [--clients 1 16] [--load wrk|python]
     .venv/bin/python bench/server.py feast [--seconds 8] [--stores sqlite redis]   # needs bench/.venv-feast and wrk
+    .venv/bin/python bench/server.py soak [--minutes 10]   # 16 clients, RSS of every worker sampled
 
 The load client is wrk (Debian's package ``wrk``: C, closed-loop, keep-alive; one thread) when it
 is installed, else a Python httpx client — whose own CPU then caps the figures for both servers
@@ -363,6 +364,48 @@ def feast(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=1))
 
 
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS")) / 1024
+
+
+def _workers(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+def soak(args: argparse.Namespace) -> None:
+    """parity serve under wrk (16 clients, 1 entity × 10 features, auth + audit on) for --minutes,
+    in 30 s rounds: throughput, p99 and every worker's resident memory after each round."""
+    out: dict[str, object] = {"machine": machine(), "minutes": args.minutes, "rounds": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        _project(tmp)
+        run = [sys.executable, "-m", "parity", "-C", tmp]
+        subprocess.run([*run, "materialize", "-q"], check=True)
+        token = subprocess.run([*run, "token", "create", "--principal", "bench", "--role", "scoring"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        proc = subprocess.Popen([*run, "serve", "--port", "18461", "--workers", "2"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            _wait("http://127.0.0.1:18461/v1/health", proc)
+            url = "http://127.0.0.1:18461/v1/query"
+            _wrk(url, token, 16, 5, tmp)  # warm-up
+            rounds: list[dict[str, object]] = out["rounds"]  # type: ignore[assignment]
+            for i in range(int(args.minutes * 2)):
+                result = _wrk(url, token, 16, 30, tmp)
+                rss = [_rss_mb(p) for p in _workers(proc.pid)]
+                rounds.append({"t_s": (i + 1) * 30, "requests_per_s": round(result["requests_per_s"]),
+                               "p99_ms": result["p99_ms"], "errors": result["errors"],
+                               "worker_rss_mb": [round(r, 1) for r in rss]})
+                print(json.dumps(rounds[-1]), file=sys.stderr, flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        verified = subprocess.run([*run, "audit", "verify"], capture_output=True, text=True)
+        out["audit verify"] = verified.stdout.strip()
+    print(json.dumps(out, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -379,6 +422,9 @@ def main() -> None:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     p.add_argument("--stores", nargs="+", default=["sqlite", "redis"])
     p.set_defaults(run=feast)
+    p = sub.add_parser("soak")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.set_defaults(run=soak)
     args = parser.parse_args()
     args.run(args)
 
