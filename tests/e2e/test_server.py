@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ import polars as pl
 import pytest
 
 from tests.support import at
+from tests.support_services import REDIS_URL, require_service
 
 DEFS = '''
 import parity as pt
@@ -51,10 +53,15 @@ def _parity(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "parity", "-C", str(root), *args], capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The server over each online store: every test of this module runs against both."""
     root = tmp_path_factory.mktemp("served")
-    (root / "parity.toml").write_text('[project]\nname = "served"\ndefinitions = "defs.py"\n')
+    config = '[project]\nname = "served"\ndefinitions = "defs.py"\n'
+    if request.param == "redis":
+        require_service("redis", "127.0.0.1", 6379)
+        config += f'[online_store]\ntype = "redis"\nurl = "{REDIS_URL}"\nnamespace = "served-{uuid.uuid4().hex[:8]}"\n'
+    (root / "parity.toml").write_text(config)
     (root / "defs.py").write_text(textwrap.dedent(DEFS))
     pl.DataFrame({"user_id": [1, 2], "ts": [at(1), at(1)], "country": ["DE", "FR"], "limit": [10.0, 20.0],
                   "email": ["a@x.org", "b@y.org"], "score": [float("nan"), float("-inf")],
