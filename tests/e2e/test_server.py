@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from tests.support import at
-from tests.support_services import REDIS_URL, require_service
+from tests.support_services import POSTGRES_URL, REDIS_URL, require_service
 
 DEFS = '''
 import parity as pt
@@ -32,6 +32,12 @@ profile = pt.FeatureView("profile", entity=user, source=pt.ParquetSource("u", pa
 @pt.resolver(entity=user, outputs=pt.Feature("email_domain", pt.String))
 def domain(email: str | None) -> str | None:
     return None if email is None else email.split("@")[1]
+
+accounts = pt.FeatureView(  # resolved at request time from PostgreSQL (max_staleness 0)
+    "accounts", entity=user, max_staleness=__import__("datetime").timedelta(0),
+    source=pt.PostgresSource("accounts", table=__import__("os").environ.get("PARITY_SERVED_PG_TABLE", "none"),
+                             connection="env:PARITY_SERVED_PG", event_time="updated_at"),
+    features=[pt.Feature("status", pt.String), pt.Feature("phone", pt.String, tags=["pii"])])
 
 reading = pt.Entity("reading", keys={"day": pt.Date, "at": pt.Timestamp, "level": pt.Float64})
 readings = pt.FeatureView("readings", entity=reading, source=pt.ParquetSource("r", path="r.parquet", event_time="ts"),
@@ -62,6 +68,15 @@ def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         require_service("redis", "127.0.0.1", 6379)
         config += f'[online_store]\ntype = "redis"\nurl = "{REDIS_URL}"\nnamespace = "served-{uuid.uuid4().hex[:8]}"\n'
     (root / "parity.toml").write_text(config)
+    require_service("postgresql", "127.0.0.1", 5432)
+    import psycopg
+
+    table = f"parity_served_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as con:
+        con.execute(f'CREATE TABLE "{table}" (user_id bigint, updated_at timestamptz, status text, phone text)')
+        con.execute(f'INSERT INTO "{table}" VALUES (1, %s, %s, %s), (2, %s, %s, %s)',
+                    (at(1), "active", "+49 30 1234", at(1), "frozen", "+33 1 9876"))
+    os.environ["PARITY_SERVED_PG"], os.environ["PARITY_SERVED_PG_TABLE"] = POSTGRES_URL, table
     (root / "defs.py").write_text(textwrap.dedent(DEFS))
     pl.DataFrame({"user_id": [1, 2], "ts": [at(1), at(1)], "country": ["DE", "FR"], "limit": [10.0, 20.0],
                   "email": ["a@x.org", "b@y.org"], "score": [float("nan"), float("-inf")],
@@ -95,6 +110,8 @@ def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     yield {"root": root, "base": base, "tokens": tokens}
     proc.terminate()
     proc.wait(timeout=20)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as con:
+        con.execute(f'DROP TABLE IF EXISTS "{table}"')
 
 
 def _query(server, token: str | None, body: object, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
@@ -135,7 +152,8 @@ def test_the_catalog_lists_only_what_the_principal_may_request(server):
 
     assert listed("support") == {"user.country": "read"}
     assert listed("scoring") == {"user.country": "read", "user.limit": "read", "user.email": "masked",
-                                 "user.score": "read", "user.seen": "read", "user.born": "read"}
+                                 "user.score": "read", "user.seen": "read", "user.born": "read",
+                                 "user.status": "read", "user.phone": "masked"}
     assert httpx.get(server["base"] + "/v1/catalog").status_code == 401
 
 
@@ -511,3 +529,16 @@ def test_keys_of_every_dtype_cross_the_wire(server):
     bad = _query(server, server["tokens"]["sensors"], {"entities": {"day": ["tomorrow"], "at": [at(1).isoformat()],
                                                                     "level": [1.0]}, "features": ["reading.value"]})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_entity_key"
+
+
+def test_request_time_postgres_features_are_granted_and_masked_like_any_other(server):
+    body = {"entities": {"user_id": [1, 2]}, "features": ["user.status", "user.phone"], "now": at(2).isoformat(),
+            "with_status": True}
+    answer = _query(server, server["tokens"]["scoring"], body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] == [{"user.status": "active", "user.phone": None},
+                                     {"user.status": "frozen", "user.phone": None}]
+    assert "+49" not in answer.text and "+33" not in answer.text
+    refused = _query(server, server["tokens"]["support"], body)
+    assert refused.status_code == 403 and set(refused.json()["error"]["denied"]) == {"user.status", "user.phone"}
+    assert "+49" not in refused.text and "active" not in refused.text
