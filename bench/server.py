@@ -189,34 +189,13 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the server did not start")
 
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer TOKEN"
-local features = '["user.f0","user.f1","user.f2","user.f3","user.f4","user.f5","user.f6","user.f7","user.f8","user.email"]'
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, nil, nil, '{"entities":{"user_id":[' .. (n % 10000) .. ']},"features":' .. features .. '}')
-end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %f %f %f %d\\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-"""
+# The request body of the `http` and `soak` runs, as a Lua expression over `ids` (see WRK_LUA).
+BENCH_BODY = ("""'{"entities":{"user_id":[' .. table.concat(ids, ',') .. ']},"features":["""
+              + ",".join(f'"{f}"' for f in FEATURES) + "]}'")
 
 
 def _wrk(url: str, token: str, clients: int, seconds: float, tmp: str) -> dict[str, float]:
-    script = os.path.join(tmp, "load.lua")
-    with open(script, "w") as fh:
-        fh.write(WRK_SCRIPT.replace("TOKEN", token))
-    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "-s", script, url],
-                         capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
-    requests, duration_us, p50, p99, p999, errors = line.split()[1:]
-    return {"requests_per_s": int(requests) / (int(duration_us) / 1e6), "p50_ms": float(p50) / 1e3,
-            "p99_ms": float(p99) / 1e3, "p99.9_ms": float(p999) / 1e3, "errors": int(errors)}
+    return _wrk_shape(url, clients, seconds, tmp, entities=1, body=BENCH_BODY, token=token)
 
 
 def http(args: argparse.Namespace) -> None:
@@ -260,7 +239,7 @@ def http(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=1))
 
 
-FEAST_LUA = """
+WRK_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 AUTH
@@ -286,7 +265,7 @@ def _wrk_shape(url: str, clients: int, seconds: float, tmp: str, *, entities: in
     script = os.path.join(tmp, f"shape-{entities}.lua")
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     with open(script, "w") as fh:
-        fh.write(FEAST_LUA.replace("AUTH", auth).replace("ENTITIES", str(entities)).replace("BODY", body))
+        fh.write(WRK_LUA.replace("AUTH", auth).replace("ENTITIES", str(entities)).replace("BODY", body))
     out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "-s", script, url],
                          capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))

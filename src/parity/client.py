@@ -26,6 +26,7 @@ from parity.online.result import FeatureValue, QueryResult
 from parity.semantics.wire import from_json, to_json
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
+_RETRY = object()  # an attempt's result that says: try again
 
 
 def _httpx() -> Any:
@@ -87,6 +88,19 @@ class _Base:
     def _pause(self, attempt: int) -> float:
         return float(self.backoff * (2**attempt))
 
+    def _outcome(self, path: str, attempt: int, response: Any, failure: BaseException | None) -> Any:
+        """One attempt's result — the payload, ``_RETRY`` (unreachable, or a 502/503/504, with
+        attempts left), or the typed error — the one retry rule of both clients."""
+        last = attempt == self.retries
+        if failure is not None:
+            if last:
+                raise RequestError(0, "unreachable", f"{self.url}{path}: {type(failure).__name__}: {failure}")
+            return _RETRY
+        if response.status_code in _RETRY_STATUSES and not last:
+            return _RETRY
+        _raise_for(response)
+        return response.json()
+
 
 class Client(_Base):
     """A synchronous client; use it as a context manager, or call ``close``."""
@@ -96,19 +110,18 @@ class Client(_Base):
         self._http = _httpx().Client(base_url=self.url, headers=self._headers, timeout=timeout)
 
     def _send(self, method: str, path: str, body: object = None) -> Any:
-        httpx = _httpx()
+        transport_error = _httpx().TransportError
         for attempt in range(self.retries + 1):
+            response, failure = None, None
             try:
                 response = self._http.request(method, path, json=body)
-            except httpx.TransportError as exc:
-                if attempt == self.retries:
-                    raise RequestError(0, "unreachable", f"{self.url}{path}: {type(exc).__name__}: {exc}") from None
-            else:
-                if response.status_code not in _RETRY_STATUSES or attempt == self.retries:
-                    _raise_for(response)
-                    return response.json()
+            except transport_error as exc:
+                failure = exc
+            payload = self._outcome(path, attempt, response, failure)
+            if payload is not _RETRY:
+                return payload
             time.sleep(self._pause(attempt))
-        raise AssertionError("unreachable")  # the loop returns or raises
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def query(self, entities: Mapping[str, object] | Sequence[Mapping[str, object]], features: str | Sequence[str],
               *, now: dt.datetime | None = None, with_status: bool = False) -> QueryResult:
@@ -167,17 +180,16 @@ class AsyncClient(_Base):
         self._http = _httpx().AsyncClient(base_url=self.url, headers=self._headers, timeout=timeout)
 
     async def _send(self, method: str, path: str, body: object = None) -> Any:
-        httpx = _httpx()
+        transport_error = _httpx().TransportError
         for attempt in range(self.retries + 1):
+            response, failure = None, None
             try:
                 response = await self._http.request(method, path, json=body)
-            except httpx.TransportError as exc:
-                if attempt == self.retries:
-                    raise RequestError(0, "unreachable", f"{self.url}{path}: {type(exc).__name__}: {exc}") from None
-            else:
-                if response.status_code not in _RETRY_STATUSES or attempt == self.retries:
-                    _raise_for(response)
-                    return response.json()
+            except transport_error as exc:
+                failure = exc
+            payload = self._outcome(path, attempt, response, failure)
+            if payload is not _RETRY:
+                return payload
             await asyncio.sleep(self._pause(attempt))
         raise AssertionError("unreachable")
 

@@ -237,3 +237,25 @@ def test_an_entity_has_one_hash_whatever_form_the_request_took(tmp_path):
              {"user_id": [7], "junk": ["x"]}]
     assert len({tuple(hashed_keys(log, form, ["user_id"])) for form in forms}) == 1
     assert hashed_keys(log, {"user_id": [7]}, ["user_id"]) != hashed_keys(log, {"card_id": [7]}, ["card_id"])
+
+
+def test_a_failed_checkpoint_after_a_durable_write_writes_no_record_twice(tmp_path, monkeypatch):
+    paths = _paths(tmp_path)
+    log = AuditLog(paths, checkpoint_every_records=1)
+    real, calls = AuditLog._checkpoint, []
+
+    def failing(self: AuditLog, size: int, last_hash: str) -> None:
+        calls.append(size)
+        if len(calls) == 1:
+            raise OSError(5, "I/O error")
+        real(self, size, last_hash)
+
+    monkeypatch.setattr(AuditLog, "_checkpoint", failing)
+    log.append("svc", "query", "ok", n=1)
+    with pytest.raises(OSError):
+        log.flush()  # the record is durable; only its checkpoint failed
+    log.append("svc", "query", "ok", n=2)
+    log.flush()
+    log.close()
+    assert [orjson.loads(line)["n"] for line in _lines(paths)] == [1, 2]
+    assert verify(paths).ok

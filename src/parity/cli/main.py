@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from parity.define.sources import StreamSource
 from parity.errors import ParityError, one_line
@@ -104,7 +104,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     print(("would apply: " if args.dry_run else "applied: ") + diff.render())
     if not args.dry_run and project.catalog.roles:  # a policy is part of what was deployed: say which
         try:
-            audit = _audit(project)
+            from parity.server.audit import AuditLog
+
+            audit = AuditLog.of(project)
         except ParityError:  # without the server extra there is no trail to write to
             return 0
         audit.append(_operator(), "apply", "ok", policy=project.access_policy().version,
@@ -389,31 +391,20 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tokens(project: Any) -> Any:
-    from parity.server.tokens import TokenStore
-
-    from_env = os.environ.get("PARITY_TOKENS_PATH", ".parity/tokens.db")
-    return TokenStore(project.settings.resolve(from_env))
-
-
 def _when(micros: int | None) -> str:
     if micros is None:
         return "-"
     return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _audit(project: Any) -> Any:
-    from parity.server.app import audit_log
-
-    return audit_log(project)
-
-
 def cmd_token(args: argparse.Namespace) -> int:
     from parity.semantics.time import now_micros
 
     project = _project(args)
-    store = _tokens(project)
-    audit = _audit(project)
+    from parity.server.audit import AuditLog
+    from parity.server.tokens import TokenStore
+
+    store, audit = TokenStore.of(project), AuditLog.of(project)
     try:
         if args.action == "create":
             unknown = sorted(set(args.role) - set(project.catalog.roles))
@@ -466,7 +457,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     project = _project(args)
     project.close()
-    paths = AuditPaths.for_root(project.settings.resolve(".parity"))
+    paths = AuditPaths.for_root(project.settings.resolve(".parity"))  # read only: no writer, no key made
     if args.action == "verify":
         pem = None
         if args.public_key:

@@ -32,19 +32,19 @@ from parity.define.access import Principal
 from parity.errors import (
     AccessDenied,
     AuthenticationError,
-    DataError,
-    DefinitionError,
     EntityKeyError,
     ParityError,
     StoreError,
     UnknownFeatureError,
     one_line,
 )
-from parity.runtime.project import Project
+from parity.plan.catalog import Catalog
+from parity.plan.nodes import Plan
+from parity.runtime.project import PLAN_CACHE, Project
 from parity.semantics.time import parse_iso
 from parity.semantics.wire import from_json, to_json
 from parity.server import metrics
-from parity.server.audit import AuditLog, AuditPaths, AuditUnavailable, hashed_keys
+from parity.server.audit import AuditLog, AuditUnavailable, hashed_keys
 from parity.server.jobs import JobError, TrainingJobs
 from parity.server.openapi import DOCUMENT
 from parity.server.tokens import TokenStore
@@ -90,17 +90,17 @@ class Api:
                  jobs: TrainingJobs) -> None:
         self.project, self.tokens, self.audit, self.limits, self.jobs = project, tokens, audit, limits, jobs
         self._in_flight = 0
-        self._versions: dict[str, str] = {}
-        self._dtypes: dict[str, str] = {}
-        self._canon: dict[str, str] = {}
+        self._shapes: dict[int, _Shape] = {}
 
-    def _versions_of(self, refs: list[str]) -> dict[str, str]:
-        """Definition versions of the features a request named (memoized: they change only with a deploy)."""
-        from parity.registry.versions import Versions
-
-        catalog = self.project.catalog
-        return {ref: self._memo(self._versions, ref, lambda r: Versions(catalog).version(
-            catalog.feature_at(catalog.parse(r)))) for ref in refs}
+    def _shape(self, plan: Plan) -> _Shape:
+        """What a request's plan says about its wire and its audit record, derived once per plan
+        (plans are cached by the project; each shape holds its plan, so the id stays its own)."""
+        found = self._shapes.get(id(plan))
+        if found is None or found.plan is not plan:
+            if len(self._shapes) >= PLAN_CACHE:  # bounded like the plans themselves
+                del self._shapes[next(iter(self._shapes))]
+            found = self._shapes[id(plan)] = _Shape.of(self.project.catalog, plan)
+        return found
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -192,8 +192,6 @@ class Api:
                 return self._refuse(request, ApiError(400, "invalid_entity_key", str(exc), "entities"))
             except StoreError as exc:
                 return self._refuse(request, ApiError(503, "store_unavailable", str(exc)))
-            except (DataError, DefinitionError) as exc:
-                return self._refuse(request, ApiError(400, "invalid_request", str(exc)))
             except ParityError as exc:
                 return self._refuse(request, ApiError(400, "invalid_request", str(exc)))
             except Exception:  # a bug of ours: logged here, never shown (its message could hold a value)
@@ -220,6 +218,14 @@ class Api:
         request.state.code = exc.code
         return _error(exc)
 
+    def _features(self, value: object) -> list[str]:
+        if not isinstance(value, list) or not value or not all(isinstance(f, str) for f in value):
+            raise ApiError(400, "invalid_field", "features must be a non-empty list of feature names", "features")
+        if len(value) > self.limits.max_features:
+            raise ApiError(413, "too_many_features", f"at most {self.limits.max_features} features per request",
+                           "features")
+        return value
+
     # -- endpoints -------------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
@@ -239,12 +245,7 @@ class Api:
         if unknown:
             raise ApiError(400, "invalid_field", f"unknown field {unknown[0]!r}; expected entities, features, now, "
                            "with_status", unknown[0])
-        features = body.get("features")
-        if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
-            raise ApiError(400, "invalid_field", "features must be a non-empty list of feature names", "features")
-        if len(features) > self.limits.max_features:
-            raise ApiError(413, "too_many_features", f"at most {self.limits.max_features} features per request",
-                           "features")
+        features = self._features(body.get("features"))
         entities = body.get("entities")
         n = _entity_count(entities)
         if n > self.limits.max_entities:
@@ -253,13 +254,12 @@ class Api:
         with_status = body.get("with_status", False)
         if not isinstance(with_status, bool):
             raise ApiError(400, "invalid_field", "with_status must be true or false", "with_status")
-        now = _now(body.get("now"))
-        plan = self.project.plan(features)
-        request.state.audit.update(features=self._canonical(features),
-                                   entities=hashed_keys(self.audit, entities, [k for _, ks in plan.roots for k in ks]),
-                                   now=body.get("now"), policy=self.project.access_policy().version)
-        request.state.audit["versions"] = self._versions_of(features)
-        entities = self._wire_keys(plan, entities)
+        now = _now(body.get("now"), "now")
+        shape = self._shape(self.project.plan(features))
+        request.state.audit.update(features=shape.canonical, entities=hashed_keys(self.audit, entities, shape.keys),
+                                   now=body.get("now"), policy=self.project.access_policy().version,
+                                   versions=shape.versions)
+        entities = shape.read_keys(entities)
         result = await self.project.aquery(entities, features, now=now, with_status=with_status,
                                            principal=principal)
         metrics.ENTITIES.observe(n)
@@ -271,56 +271,18 @@ class Api:
                     statuses[value.status] = statuses.get(value.status, 0) + 1
             for status, count in statuses.items():
                 metrics.VALUES.labels(status).inc(count)
-        payload: dict[str, object] = {"features": list(result.features), "dtypes": self._dtypes_of(features),
+        payload: dict[str, object] = {"features": list(result.features), "dtypes": shape.dtypes,
                                       "rows": to_json(result.rows)}
         if result.details is not None:
             payload["details"] = [{ref: {"status": v.status, "event_time": v.event_time, "error": v.error}
                                    for ref, v in row.items()} for row in result.details]
         return _json(payload)
 
-    def _wire_keys(self, plan: Any, entities: Any) -> Any:
-        """Entity keys as JSON carries them, read back by their dtype (``semantics.wire``): a
-        Timestamp or Date key is ISO text, a Float64 key may be "NaN". Others pass unchanged."""
-        typed = {k: repr(d) for root, _ in plan.roots for k, d in self.project.catalog.entities[root].keys.items()
-                 if d.name in ("Timestamp", "Date", "Float64")}
-        if not typed:
-            return entities
-
-        def read(key: str, value: object) -> object:
-            try:
-                return from_json(value, typed[key]) if key in typed else value
-            except ValueError:
-                raise ApiError(400, "invalid_entity_key", f"entity key {key!r}: {str(value)[:64]!r} is not a "
-                               f"{typed[key]} on the wire (ISO-8601 text for times and dates)", "entities") from None
-
-        if isinstance(entities, dict):
-            return {k: [read(k, x) for x in v] if isinstance(v, list) else read(k, v) for k, v in entities.items()}
-        return [{k: read(k, v) for k, v in row.items()} if isinstance(row, dict) else row for row in entities]
-
-    def _canonical(self, refs: list[str]) -> list[str]:
-        """Features as the catalog names them (``card.n[60m]`` is ``card.n[1h]``), so the trail can be searched."""
-        return [self._memo(self._canon, ref, lambda r: self.project.catalog.parse(r).text) for ref in refs]
-
-    @staticmethod
-    def _memo(cache: dict[str, str], ref: str, make: Callable[[str], str]) -> str:
-        found = cache.get(ref)
-        if found is None:
-            if len(cache) >= 4096:  # spellings are endless ("[ 1h]", "[60m]"): bounded
-                del cache[next(iter(cache))]
-            found = cache[ref] = make(ref)
-        return found
-
-    def _dtypes_of(self, refs: list[str]) -> dict[str, str]:
-        """Each feature's dtype as the wire names it (``semantics.wire``): how a client reads the values back."""
-        catalog = self.project.catalog
-        return {ref: self._memo(self._dtypes, ref, lambda r: repr(catalog.feature_at(catalog.parse(r)).dtype))
-                for ref in refs}
-
     async def submit_training_set(self, request: Request) -> Response:
         principal = self._principal(request)
         if request.headers.get("content-type", "").split(";")[0].strip() == PARQUET:
             params = request.query_params
-            features = [f for value in params.getlist("features") for f in value.split(",") if f]
+            features: object = [f for value in params.getlist("features") for f in value.split(",") if f]
             timestamp_column = params.get("timestamp_column", "timestamp")
             with_status = params.get("with_status", "false").lower() == "true"
             spine = _parquet_spine(await self._bytes(request, self.limits.max_upload_bytes))
@@ -330,24 +292,22 @@ class Api:
             if unknown:
                 raise ApiError(400, "invalid_field", f"unknown field {unknown[0]!r}; expected spine, features, "
                                "timestamp_column, with_status", unknown[0])
-            features = body.get("features")  # type: ignore[assignment]
+            features = body.get("features")
             timestamp_column = body.get("timestamp_column", "timestamp")
             with_status = body.get("with_status", False)
             if not isinstance(timestamp_column, str) or not isinstance(with_status, bool):
                 raise ApiError(400, "invalid_field", "timestamp_column must be a column name and with_status true or "
                                "false", "timestamp_column" if not isinstance(timestamp_column, str) else "with_status")
             spine = _json_spine(body.get("spine"), timestamp_column)
-        if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
-            raise ApiError(400, "invalid_field", "features must be a non-empty list of feature names", "features")
-        if len(features) > self.limits.max_features:
-            raise ApiError(413, "too_many_features", f"at most {self.limits.max_features} features per request",
-                           "features")
+        features = self._features(features)
         if spine.num_rows > self.limits.max_spine_rows:
             raise ApiError(413, "too_many_rows", f"{spine.num_rows:,} spine rows; at most "
                            f"{self.limits.max_spine_rows:,}", "spine")
-        self.project.access_policy().check(principal, self.project.plan(features))  # refused now, not in the job
-        request.state.audit.update(features=features, spine_rows=spine.num_rows,
-                                   policy=self.project.access_policy().version, versions=self._versions_of(features))
+        plan = self.project.plan(features)
+        self.project.access_policy().check(principal, plan)  # refused now, not in the job
+        shape = self._shape(plan)
+        request.state.audit.update(features=shape.canonical, spine_rows=spine.num_rows,
+                                   policy=self.project.access_policy().version, versions=shape.versions)
         job = self.jobs.submit(principal, spine, features, timestamp_column, with_status)
         request.state.audit["job"] = job["id"]
         return _json(job, 202, {"Location": f"/v1/training-sets/{job['id']}"})
@@ -405,7 +365,7 @@ def _json_spine(spine: object, timestamp_column: str) -> Any:
     columns: dict[str, Any] = {}
     for name, values in spine.items():
         if name == timestamp_column:
-            times = [None if v is None else _now(v) for v in values]
+            times = [None if v is None else _now(v, "spine") for v in values]
             columns[name] = pa.array(times, pa.timestamp("us", "UTC"))
             continue
         try:
@@ -418,6 +378,49 @@ def _json_spine(spine: object, timestamp_column: str) -> Any:
         raise ApiError(400, "invalid_field", f"spine: {one_line(str(exc))}", "spine") from None
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """Per plan: the features as the catalog names them, their versions and wire dtypes, the keys
+    the plan reads (what the trail hashes), and the keys whose wire form is not their value."""
+
+    plan: Plan
+    canonical: list[str]
+    versions: dict[str, str]
+    dtypes: dict[str, str]
+    keys: list[str]
+    typed_keys: dict[str, str]
+
+    @classmethod
+    def of(cls, catalog: Catalog, plan: Plan) -> _Shape:
+        from parity.registry.versions import Versions
+
+        versions = Versions(catalog)
+        refs = [ref for ref, _ in plan.outputs]
+        defs = [catalog.feature_at(catalog.parse(ref)) for ref in refs]
+        typed = {k: repr(d) for root, _ in plan.roots for k, d in catalog.entities[root].keys.items()
+                 if d.name in ("Timestamp", "Date", "Float64")}
+        return cls(plan, [catalog.parse(ref).text for ref in refs], {r: versions.version(fd) for r, fd in zip(refs, defs)},
+                   {r: repr(fd.dtype) for r, fd in zip(refs, defs)}, [k for _, ks in plan.roots for k in ks], typed)
+
+    def read_keys(self, entities: Any) -> Any:
+        """Entity keys as JSON carries them, read back by their dtype (``semantics.wire``): a
+        Timestamp or Date key is ISO text, a Float64 key may be "NaN". Others pass unchanged."""
+        typed = self.typed_keys
+        if not typed:
+            return entities
+
+        def read(key: str, value: object) -> object:
+            try:
+                return from_json(value, typed[key]) if key in typed else value
+            except ValueError:
+                raise ApiError(400, "invalid_entity_key", f"entity key {key!r}: {str(value)[:64]!r} is not a "
+                               f"{typed[key]} on the wire (ISO-8601 text for times and dates)", "entities") from None
+
+        if isinstance(entities, dict):
+            return {k: [read(k, x) for x in v] if isinstance(v, list) else read(k, v) for k, v in entities.items()}
+        return [{k: read(k, v) for k, v in row.items()} if isinstance(row, dict) else row for row in entities]
+
+
 def _entity_count(entities: object) -> int:
     if isinstance(entities, dict):
         lengths = [len(v) for v in entities.values() if isinstance(v, list)]
@@ -428,7 +431,8 @@ def _entity_count(entities: object) -> int:
                    "list of key objects", "entities")
 
 
-def _now(value: object) -> dt.datetime | None:
+def _now(value: object, field: str) -> dt.datetime | None:
+    """An ISO-8601 time with a zone from the request (``field`` names where, for the error)."""
     if value is None:
         return None
     try:
@@ -441,8 +445,8 @@ def _now(value: object) -> dt.datetime | None:
             return parsed
         except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first representable instant
             pass
-    raise ApiError(400, "invalid_field", f"now must be an ISO-8601 time with a zone (e.g. 2026-01-31T12:00:00Z) "
-                   f"within years 1-9999 in UTC, got {str(value)[:64]!r}", "now")
+    raise ApiError(400, "invalid_field", f"{field}: times must be ISO-8601 with a zone (e.g. 2026-01-31T12:00:00Z) "
+                   f"within years 1-9999 in UTC, got {str(value)[:64]!r}", field)
 
 
 def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Limits | None = None) -> Starlette:
@@ -505,16 +509,7 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
 
 
-def tokens_path(project: Project) -> str:
-    return project.settings.resolve(os.environ.get("PARITY_TOKENS_PATH", ".parity/tokens.db"))
-
-
-def audit_log(project: Project) -> AuditLog:
-    return AuditLog(AuditPaths.for_root(project.settings.resolve(".parity")),
-                    entity_keys=os.environ.get("PARITY_AUDIT_ENTITY_KEYS", "hash"))
-
-
 def app_from_environment() -> Starlette:
     """The factory each uvicorn worker calls (``parity serve`` sets PARITY_PROJECT)."""
     project = Project.load(os.environ.get("PARITY_PROJECT", "."))
-    return create_app(project, TokenStore(tokens_path(project)), audit_log(project))
+    return create_app(project, TokenStore.of(project), AuditLog.of(project))

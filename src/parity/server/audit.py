@@ -34,11 +34,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from parity.errors import ConfigError, MissingExtraError, StoreError
+
+if TYPE_CHECKING:
+    from parity.runtime.project import Project
 
 
 class AuditUnavailable(StoreError):
@@ -107,38 +110,32 @@ def load_or_create_key(path: str) -> Any:
     return key
 
 
-def _last_line(fh: Any) -> bytes | None:
-    """The file's last complete line, read backwards from the end (the file is locked)."""
+def _last_newline(fh: Any, before: int) -> int:
+    """The offset of the last newline before offset ``before`` (-1: none), read backwards."""
+    start = max(0, before - _TAIL_READ)
+    while True:
+        fh.seek(start)
+        cut = fh.read(before - start).rfind(b"\n")
+        if cut >= 0 or start == 0:
+            return start + cut if cut >= 0 else -1
+        start = max(0, start - _TAIL_READ)
+
+
+def _settle_tail(fh: Any) -> bytes | None:
+    """Cut a torn last line (a crash in a write leaves one without its newline: never accepted)
+    and return the last complete line, or None for an empty log. The file is locked."""
     end = fh.seek(0, os.SEEK_END)
     if end == 0:
         return None
-    start = max(0, end - _TAIL_READ)
-    while True:
-        fh.seek(start)
-        chunk = fh.read(end - start)
-        body = chunk[:-1] if chunk.endswith(b"\n") else chunk
-        cut = body.rfind(b"\n")
-        if cut >= 0 or start == 0:
-            return body[cut + 1:]
-        start = max(0, start - _TAIL_READ)
-
-
-def _cut_torn_tail(fh: Any) -> None:
-    """A crash in a write leaves a last line without its newline: cut it off (never accepted)."""
-    end = fh.seek(0, os.SEEK_END)
-    if end == 0:
-        return
     fh.seek(end - 1)
-    if fh.read(1) == b"\n":
-        return
-    start = max(0, end - _TAIL_READ)
-    while True:
-        fh.seek(start)
-        cut = fh.read(end - start).rfind(b"\n")
-        if cut >= 0 or start == 0:
-            fh.truncate(start + cut + 1 if cut >= 0 else 0)
-            return
-        start = max(0, start - _TAIL_READ)
+    if fh.read(1) != b"\n":
+        end = _last_newline(fh, end) + 1
+        fh.truncate(end)
+        if end == 0:
+            return None
+    begin = _last_newline(fh, end - 1) + 1  # just after the newline that ends the line before the last
+    fh.seek(begin)
+    return bytes(fh.read(end - 1 - begin))
 
 
 @dataclass
@@ -151,6 +148,12 @@ class AuditLog:
     checkpoint_every_seconds: float = 1.0
     _buffer: list[bytes] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, project: Project) -> AuditLog:
+        """The project's trail (``AuditPaths.for_root``), entity keys as ``PARITY_AUDIT_ENTITY_KEYS`` says."""
+        return cls(AuditPaths.for_root(project.settings.resolve(".parity")),
+                   entity_keys=os.environ.get("PARITY_AUDIT_ENTITY_KEYS", "hash"))
 
     def __post_init__(self) -> None:
         if self.entity_keys not in ("hash", "raw"):
@@ -167,7 +170,7 @@ class AuditLog:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         with open(self.paths.log, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
-            _cut_torn_tail(fh)
+            _settle_tail(fh)
         self._since_checkpoint = 0
         self._checkpointed_at = time.monotonic()
 
@@ -201,11 +204,11 @@ class AuditLog:
             batch, self._buffer = self._buffer, []
             if not batch and self._since_checkpoint == 0:
                 return 0
+            durable = False
             try:
                 with open(self.paths.log, "a+b") as fh:
                     fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
-                    _cut_torn_tail(fh)  # a writer (this one, or another worker) that died in a write
-                    last = _last_line(fh)
+                    last = _settle_tail(fh)  # a writer (this one, or another worker) may have died in a write
                     seq, prev = 0, GENESIS
                     if last is not None:
                         tail = orjson.loads(last)
@@ -226,13 +229,15 @@ class AuditLog:
                             with contextlib.suppress(OSError):  # not durable: taken back, written again later
                                 fh.truncate(start)
                             raise
+                    durable = True
                     self._since_checkpoint += len(lines)
                     due = (sign or self._since_checkpoint >= self.checkpoint_every_records
                            or time.monotonic() - self._checkpointed_at >= self.checkpoint_every_seconds)
                     if due and seq > 0:
                         self._checkpoint(seq, prev)
             except BaseException:
-                self._buffer = batch + self._buffer  # written again by the next flush, after the torn part is cut
+                if not durable:  # written again by the next flush; once durable, only the checkpoint failed
+                    self._buffer = batch + self._buffer
                 raise
             return len(lines)
 

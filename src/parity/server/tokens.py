@@ -22,10 +22,14 @@ import sqlite3
 import threading
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from parity.define.access import Principal
 from parity.errors import AuthenticationError, DataError
 from parity.semantics.time import now_micros
+
+if TYPE_CHECKING:
+    from parity.runtime.project import Project
 
 PREFIX = "pty_"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -83,6 +87,11 @@ class TokenInfo:
 
 class TokenStore:
     """The project's tokens (``.parity/tokens.db`` by default); safe to share between threads."""
+
+    @classmethod
+    def of(cls, project: Project) -> TokenStore:
+        """The project's store: ``.parity/tokens.db``, or ``PARITY_TOKENS_PATH``."""
+        return cls(project.settings.resolve(os.environ.get("PARITY_TOKENS_PATH", ".parity/tokens.db")))
 
     def __init__(self, path: str) -> None:
         self.path = path
