@@ -5,8 +5,9 @@
 ...     result = client.query({"user_id": [1, 2]}, ["user.country", "user.limit"], with_status=True)
 
 One connection pool per client (keep-alive), a timeout per request (default 2 s), and retries only
-where they are safe: a query and the catalog are reads, so a connection failure or a 503
-(``overloaded``, ``store_unavailable``) is retried with backoff, twice by default; a 4xx never is.
+where they are safe: a query and the catalog are reads, and a push is idempotent by event id (a
+second delivery counts as duplicates), so a connection failure or a 502/503/504 (``overloaded``,
+``store_unavailable``) is retried with backoff, twice by default; a 4xx never is.
 Errors mirror the server's codes: 401 → ``AuthenticationError``, 403 → ``AccessDenied`` (with
 ``denied``), any other refusal → ``RequestError`` carrying ``status``, ``code`` and ``field``.
 Values come back by their dtype (``semantics.wire``): NaN, infinities, times and dates as
@@ -46,6 +47,10 @@ def _query_body(entities: object, features: str | Sequence[str], now: dt.datetim
             raise ParityError("now must carry a time zone (e.g. datetime.now(timezone.utc))")
         body["now"] = now.isoformat()
     return body
+
+
+def _push_body(events: Mapping[str, object] | Sequence[Mapping[str, object]]) -> dict[str, object]:
+    return {"events": to_json([events] if isinstance(events, Mapping) else list(events))}
 
 
 def _raise_for(response: Any) -> None:
@@ -127,6 +132,11 @@ class Client(_Base):
               *, now: dt.datetime | None = None, with_status: bool = False) -> QueryResult:
         return _result(self._send("POST", "/v1/query", _query_body(entities, features, now, with_status)))
 
+    def push(self, source: str, events: Mapping[str, object] | Sequence[Mapping[str, object]]) -> dict[str, Any]:
+        """Events into a stream source, answered after their commit: accepted, duplicates (by event
+        id — which is what makes a retry safe), late_applied, first_seq, last_seq."""
+        return dict(self._send("POST", f"/v1/push/{source}", _push_body(events)))
+
     def catalog(self) -> list[dict[str, object]]:
         return list(self._send("GET", "/v1/catalog")["features"])
 
@@ -197,6 +207,10 @@ class AsyncClient(_Base):
                     features: str | Sequence[str], *, now: dt.datetime | None = None,
                     with_status: bool = False) -> QueryResult:
         return _result(await self._send("POST", "/v1/query", _query_body(entities, features, now, with_status)))
+
+    async def push(self, source: str,
+                   events: Mapping[str, object] | Sequence[Mapping[str, object]]) -> dict[str, Any]:
+        return dict(await self._send("POST", f"/v1/push/{source}", _push_body(events)))
 
     async def catalog(self) -> list[dict[str, object]]:
         return list((await self._send("GET", "/v1/catalog"))["features"])

@@ -106,6 +106,10 @@ class StoreError(ParityError):
     pass
 
 
+class WriterBusy(StoreError):
+    """Another process holds the single writer of a stream source's event log."""
+
+
 class AccessError(ParityError):
     pass
 
@@ -126,12 +130,12 @@ class RequestError(ParityError):
 class AccessDenied(AccessError):
     """``denied`` lists the references refused, each with why."""
 
-    def __init__(self, principal: str, denied: dict[str, str]) -> None:
+    def __init__(self, principal: str, denied: dict[str, str], *, verb: str = "read") -> None:
         self.principal = principal
         self.denied = denied
         shown = "; ".join(f"{ref} ({why})" for ref, why in list(denied.items())[:5])
         more = f"; and {len(denied) - 5} more" if len(denied) > 5 else ""
-        super().__init__(f"{principal!r} may not read {shown}{more}: grant it to one of its roles")
+        super().__init__(f"{principal!r} may not {verb} {shown}{more}: grant it to one of its roles")
 
 
 _NOISE = ("LINE ", "This error occurred", "Resolved plan", "Error originated", "CONTEXT:", "QUERY:")

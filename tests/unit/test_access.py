@@ -255,3 +255,27 @@ def test_a_masked_feature_feeds_no_resolver_even_when_asked_for_beside_it(tmp_pa
         project.query({"user_id": [1]}, ["user.email", "user.email_domain"], now=at(2), principal=who)
     assert caught.value.denied == {"user.email": "used by the plan; granted masked, and a masked value feeds no plan"}
     project.close()
+
+
+def _with_stream(roles: list[pt.Role]) -> pt.Project:
+    card = pt.Entity("card", keys={"card_id": pt.Int64})
+    stream = pt.StreamSource(name="txns", schema={"id": pt.String, "card_id": pt.Int64, "ts": pt.Timestamp},
+                             event_time="ts", event_id="id")
+    view = pt.WindowView("v", entity=card, source=stream, columns={}, windows=["1h"],
+                         features=[pt.Aggregate("n", pt.agg.count())])
+    return pt.Project.from_definitions([card, view, *roles])
+
+
+def test_pushing_is_granted_by_name_only_and_is_part_of_the_policy_version():
+    readers = pt.Role("readers", grants=[pt.Grant()])  # every feature: still no push
+    pushers = pt.Role("pushers", push="txns")
+    project = _with_stream([readers, pushers])
+    policy = project.access_policy()
+    policy.check_push(pt.Principal("p", ["pushers"]), "txns")
+    for roles, source in ((["readers"], "txns"), ([], "txns"), (["pushers"], "other"), (["nobody"], "txns")):
+        with pytest.raises(AccessDenied, match="may not push into"):
+            policy.check_push(pt.Principal("p", roles), source)
+    plain = _with_stream([readers, pt.Role("pushers")]).access_policy().version
+    assert plain != policy.version
+    with pytest.raises(DefinitionError, match="push names 'txn', which is not a stream source.*txns"):
+        _with_stream([pt.Role("typo", push=["txn"])])

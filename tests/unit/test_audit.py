@@ -259,3 +259,11 @@ def test_a_failed_checkpoint_after_a_durable_write_writes_no_record_twice(tmp_pa
     log.close()
     assert [orjson.loads(line)["n"] for line in _lines(paths)] == [1, 2]
     assert verify(paths).ok
+
+
+def test_a_detail_cannot_take_the_name_of_a_chain_field(tmp_path):
+    log = AuditLog(_paths(tmp_path))
+    for name in ("seq", "prev", "hash", "time"):  # principal, action, outcome are parameters already
+        with pytest.raises(ValueError, match=name):
+            log.append("p", "query", "ok", **{name: 1})
+    log.close()

@@ -423,3 +423,46 @@ def test_a_window_read_of_now_reads_no_events_whatever_its_width(tmp_path, store
         if store == "redis":
             project.online_store().drop()  # type: ignore[attr-defined]
         project.close()
+
+
+def test_an_atomic_message_is_refused_whole_and_leaves_its_commit_untouched(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from parity.ports.stream import Incoming
+
+    project = _project(str(tmp_path), lateness=dt.timedelta(minutes=10))
+    ingestor = project.ingestor("txns")
+    later = T0 + dt.timedelta(hours=1)
+    report = ingestor.ingest([
+        Incoming([_event(1, T0)], atomic=True),
+        # refused: its second event is not an event; its first (the newest time yet) must not move the watermark
+        Incoming([_event(2, later), {"id": "e3", "card_id": "x", "amount": 1.0, "ts": T0.isoformat()}], atomic=True),
+        Incoming([_event(4, T0 - dt.timedelta(minutes=5)), _event(1, T0)], atomic=True),  # late but allowed; a duplicate
+        Incoming([_event(5, T0), "not an object"]),  # not atomic: the bad event is dead-lettered, the good one kept
+    ], itemize=True)
+    items = report.messages
+    assert items is not None and [(m.accepted, m.duplicates, m.dead, m.refused) for m in items] == [
+        (1, 0, 0, False), (0, 0, 0, True), (1, 1, 0, False), (1, 0, 1, False)]
+    assert items[1].errors == [(1, "field 'card_id': 'x' is not an int (a Int64 column)")]
+    assert items[2].late_applied == 1 and report.late_applied == 1
+    assert [(m.first_seq, m.last_seq) for m in items] == [(1, 1), (None, None), (2, 2), (3, 3)]
+    assert (report.accepted, report.dead, report.duplicates) == (3, 1, 1)
+    assert ingestor.watermark_us == int(T0.timestamp() * 1e6)  # the refused message's later event took no part
+    assert [str(d["payload"]) for d in read_dead_letters(str(tmp_path), "txns")] == ["not an object"]
+    retried = ingestor.ingest([Incoming([_event(2, later)], atomic=True)], itemize=True)
+    assert retried.messages is not None and retried.messages[0].accepted == 1  # its id was never taken as seen
+    project.close()
+
+
+def test_events_of_a_commit_that_failed_are_no_duplicates_when_retried(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    project = _project(str(tmp_path))
+    ingestor = project.ingestor("txns")
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingestor.log, "append", full_disk)
+        with pytest.raises(OSError):
+            project.push("txns", [_event(1, T0), _event(2, T0)])
+    report = project.push("txns", [_event(1, T0), _event(2, T0)])
+    assert (report.accepted, report.duplicates) == (2, 0)
+    project.close()

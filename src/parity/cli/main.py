@@ -351,7 +351,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_freshness(args: argparse.Namespace) -> int:
-    from parity.runtime.streaming import freshness_path
+    from parity.runtime.freshness import freshness_path
 
     project = _project(args)
     try:

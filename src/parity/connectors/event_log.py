@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from parity.connectors.frames import check_columns, normalize
 from parity.define.sources import INGESTED_AT, LOG_SEQUENCE, StreamSource
-from parity.errors import StoreError
+from parity.errors import StoreError, WriterBusy
 from parity.ports.source import Scan, ScanRequest
 from parity.semantics import values
 from parity.semantics.ordering import SEQUENCE
@@ -154,13 +154,15 @@ class EventLog:
 
     def open_writer(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
-        lock = open(os.path.join(self.dir, ".writer.lock"), "w")  # noqa: SIM115 - held for the writer's life
+        # "a": a process that fails to take the lock must not empty the holder's pid out of the file
+        lock = open(os.path.join(self.dir, ".writer.lock"), "a")  # noqa: SIM115 - held for the writer's life
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            raise StoreError(f"stream source {self.source.name!r}: another process is writing its event log "
+            raise WriterBusy(f"stream source {self.source.name!r}: another process is writing its event log "
                              f"({self.dir}); run one consumer or pusher per source") from None
+        lock.truncate(0)
         lock.write(str(os.getpid()))
         lock.flush()
         self._lock = lock

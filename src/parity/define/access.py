@@ -24,7 +24,10 @@ grant with no selector covers every feature. A feature's namespace is the view, 
 resolver that defines it. Features tagged ``pii`` are covered only by grants that say so — a
 ``tags`` list holding ``"pii"``, or the feature named in ``features``; a broader grant gives them
 nothing, or ``masked`` with ``Role(..., pii="mask")``. Several roles, or grants, combine by the
-strongest level. ``semantics``-free and stdlib-only: ``plan.access`` compiles these into the one
+strongest level.
+
+Writing is granted apart from reading: ``Role(..., push=["transactions"])`` lets its holders push
+events into those stream sources (``POST /v1/push/{source}``); no role may push anywhere else. ``semantics``-free and stdlib-only: ``plan.access`` compiles these into the one
 decision table every path consults.
 """
 
@@ -101,9 +104,11 @@ class Role:
     grants: tuple[Grant, ...]
     pii: str = "deny"
     description: str = ""
+    push: tuple[str, ...] = ()
     location: str = field(default="", compare=False, repr=False)
 
-    def __init__(self, name: str, grants: Sequence[Grant], *, pii: str = "deny", description: str = "") -> None:
+    def __init__(self, name: str, grants: Sequence[Grant] = (), *, pii: str = "deny", description: str = "",
+                 push: Sequence[str] | str | None = None) -> None:
         location = caller_location()
         set_ = object.__setattr__
         set_(self, "location", location)
@@ -119,9 +124,14 @@ class Role:
         set_(self, "grants", found)
         set_(self, "pii", pii)
         set_(self, "description", description)
+        set_(self, "push", _texts(push, "push", location))
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "pii": self.pii, "grants": [g.describe() for g in self.grants]}
+        described: dict[str, object] = {"name": self.name, "pii": self.pii,
+                                        "grants": [g.describe() for g in self.grants]}
+        if self.push:  # a role that pushes nowhere keeps the version it had before push existed
+            described["push"] = sorted(self.push)
+        return described
 
 
 @dataclass(frozen=True)

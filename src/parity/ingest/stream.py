@@ -56,6 +56,23 @@ class IngestReport:
     first_seq: int | None = None
     last_seq: int | None = None
     reasons: list[str] = field(default_factory=list)  # the first few dead-letter reasons
+    messages: list[MessageReport] | None = None  # per message, when asked (``ingest(itemize=True)``)
+
+
+@dataclass
+class MessageReport:
+    """What one message of a commit came to. ``refused``: an atomic message that had a bad or too
+    late event — none of its events is logged; ``errors`` are (event index, reason)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    late_applied: int = 0
+    late_dead: int = 0
+    refused: bool = False
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    first_seq: int | None = None
+    last_seq: int | None = None
 
 
 class StreamIngestor:
@@ -122,7 +139,9 @@ class StreamIngestor:
 
     # -- one commit -----------------------------------------------------------------------------
 
-    def ingest(self, messages: Sequence[Incoming]) -> IngestReport:
+    def ingest(self, messages: Sequence[Incoming], *, itemize: bool = False) -> IngestReport:
+        """One commit of ``messages``; ``itemize``: also report per message (``IngestReport.messages``),
+        and refuse an atomic message whole when one of its events is refused."""
         report = IngestReport()
         rows: list[list[object]] = []
         letters: list[dict[str, object]] = []
@@ -135,12 +154,15 @@ class StreamIngestor:
         position = None
         received: list[int] = []
         seen, to_row, lateness = self.seen, self.schema.row, self.lateness_us
+        itemized = report.messages = [] if itemize else None
         for message in messages:
             if message.position is not None:
                 position = message.position
             if message.received_us is not None:
                 received.append(message.received_us)
-            for event, problem in parse(message.payload):
+            if itemized is not None:
+                before = (len(rows), len(letters), report.duplicates, report.late_applied, report.late_dead, watermark)
+            for index, (event, problem) in enumerate(parse(message.payload)):
                 if problem is None and message.fields:
                     event = {**message.fields, **event}  # type: ignore[dict-item]
                 if problem is None:
@@ -151,7 +173,8 @@ class StreamIngestor:
                     except Exception as exc:  # noqa: BLE001 - no event may stop the consumer
                         problem = f"cannot read the event: {type(exc).__name__}: {exc}"
                 if problem is not None:
-                    letters.append({"reason": problem, "payload": text(event), "position": message.position})
+                    letters.append({"reason": problem, "payload": text(event), "position": message.position,
+                                    "index": index})
                     continue
                 event_id = row[id_index]
                 if event_id in seen:
@@ -163,7 +186,7 @@ class StreamIngestor:
                     if lateness is not None and behind > lateness:
                         letters.append({"reason": f"late: event time is {behind / 1e6:g} s behind the newest event "
                                                   f"time seen, past max_lateness ({lateness / 1e6:g} s)",
-                                        "payload": text(event), "position": message.position})
+                                        "payload": text(event), "position": message.position, "index": index})
                         report.late_dead += 1
                         continue
                     report.late_applied += 1
@@ -171,6 +194,8 @@ class StreamIngestor:
                 rows.append(row)
                 if ev <= horizon and (watermark is None or ev > watermark):
                     watermark = ev
+            if itemized is not None and self._itemize(message, itemized, report, rows, letters, before, id_index):
+                watermark = before[5]  # taken back: as if the message had not come
         report.dead = len(letters)
         report.reasons = [str(letter["reason"]) for letter in letters[:5]]
         self.dead_letters(letters)
@@ -183,14 +208,48 @@ class StreamIngestor:
                 self._commit(pl.DataFrame(schema=self._schema()), watermark)
             return report
         frame = self._frame(rows)
-        ingested = self._commit(frame, watermark)
+        logged_before = self.last_seq
+        try:
+            ingested = self._commit(frame, watermark)
+        except BaseException:
+            if self.last_seq == logged_before:  # not in the log: a retry of these events is no duplicate
+                for row in rows:
+                    seen.discard(row[id_index])
+            raise
         report.accepted = frame.height
         report.first_seq, report.last_seq = self.last_seq - frame.height + 1, self.last_seq
+        next_seq = report.first_seq
+        for item in itemized or ():  # the accepted rows are in message order
+            if item.accepted:
+                item.first_seq, item.last_seq = next_seq, next_seq + item.accepted - 1
+                next_seq += item.accepted
         evs = np.asarray([r[event_index] for r in rows], np.int64)
         self._sample(self.lags_us, (ingested - evs).tolist())
         self._sample(self.commit_lags_us, [ingested - r for r in received])
         return report
 
+    def _itemize(self, message: Incoming, itemized: list[MessageReport], report: IngestReport,
+                 rows: list[list[object]], letters: list[dict[str, object]],
+                 before: tuple[int, int, int, int, int, int | None], id_index: int) -> bool:
+        """Close one message's report; an atomic message with a refused event is taken back whole
+        (its rows, its ids, its dead letters, its counts): True when it was."""
+        n_rows, n_letters, dups, late_applied, late_dead, _ = before
+        mine = letters[n_letters:]
+        item = MessageReport(accepted=len(rows) - n_rows, duplicates=report.duplicates - dups,
+                             dead=len(mine), late_applied=report.late_applied - late_applied,
+                             late_dead=report.late_dead - late_dead,
+                             errors=[(int(letter["index"]), str(letter["reason"])) for letter in mine])  # type: ignore[call-overload]
+        itemized.append(item)
+        if not (message.atomic and mine):
+            return False
+        for row in rows[n_rows:]:
+            self.seen.discard(row[id_index])
+        del rows[n_rows:]
+        del letters[n_letters:]
+        report.duplicates, report.late_applied, report.late_dead = dups, late_applied, late_dead
+        item.refused = True
+        item.accepted = item.duplicates = item.dead = item.late_applied = item.late_dead = 0
+        return True
     def _commit(self, frame: pl.DataFrame, watermark: int | None) -> int:
         ingested = max(self.clock(), self.last_ingested_us)
         n = frame.height

@@ -154,6 +154,12 @@ class AccessPolicy:
             return f"{how}; granted masked, and a masked value feeds no plan"
         return f"{how}; not granted to this principal"
 
+    def check_push(self, principal: Principal, source: str) -> None:
+        """Pushing events into ``source``: only roles that name it in ``push`` may (deny by default)."""
+        if not any(source in self.catalog.roles[r].push for r in principal.roles if r in self.catalog.roles):
+            raise AccessDenied(principal.name, {source: "a stream source no role of this principal may push into"},
+                               verb="push into")
+
     def visible(self, principal: Principal, plan_of: Callable[[str], Plan]) -> dict[FeatureKey, str]:
         """What the catalog shows ``principal``: the features it may request — granted "read" or
         "masked", and whose plan ``check`` allows (a resolver over a denied input is not shown)."""

@@ -15,6 +15,7 @@ from parity.define.dtypes import DType
 from parity.define.entities import Entity
 from parity.define.features import Feature, FeatureView
 from parity.define.resolvers import Resolver
+from parity.define.sources import StreamSource
 from parity.define.windows import Aggregate, Width, WindowView, parse_width, width_label
 from parity.errors import CycleError, DefinitionError, DuplicateNameError, SignatureError, UnknownFeatureError
 
@@ -194,6 +195,18 @@ class Catalog:
                                       location=grant.location)
             for text in grant.features:
                 self.granted_features(text, where=where, location=grant.location)
+        streams = self.stream_sources()
+        for name in role.push:
+            if name not in streams:
+                raise DefinitionError(f"role {role.name!r}: push names {name!r}, which is not a stream source of these "
+                                      f"definitions; stream sources: {', '.join(sorted(streams)) or 'none'}",
+                                      location=role.location)
+
+    def stream_sources(self) -> dict[str, StreamSource]:
+        """The stream sources the definitions read, by name: what ``project.push`` and the push
+        endpoint feed."""
+        used = [v.source for v in self.views.values()] + [v.source for v in self.window_views.values()]
+        return {s.name: s for s in used if isinstance(s, StreamSource)}
 
     def granted_features(self, text: str, *, where: str, location: str) -> list[tuple[str, str]]:
         """The features a grant's ``features`` entry names: ``entity.feature``, or a window

@@ -13,13 +13,18 @@ class Incoming:
     """One message: its payload (JSON bytes / str of one event or a list of events, or a mapping),
     the transport position it brings the consumer to (None: the transport has none), when it was
     received (µs), the transport's handle for acknowledging it, and fields the transport read
-    outside the payload (MQTT topic levels) — an event's own field of the same name wins."""
+    outside the payload (MQTT topic levels) — an event's own field of the same name wins.
+
+    ``atomic``: all of the message's events are accepted or none is — a message with a bad or too
+    late event is refused whole, with its reasons, and nothing of it is logged or dead-lettered
+    (the HTTP push endpoint: its caller is there to be told)."""
 
     payload: bytes | str | Mapping[str, object] | Sequence[Mapping[str, object]]
     position: int | None = None
     received_us: int | None = None
     handle: object = None
     fields: Mapping[str, object] | None = None
+    atomic: bool = False
 
 
 class Transport(Protocol):

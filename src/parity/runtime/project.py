@@ -360,9 +360,7 @@ class Project:
     # -- streams -------------------------------------------------------------------------------
 
     def stream_source(self, name: str) -> StreamSource:
-        used: list[Source] = [v.source for v in self.catalog.views.values()]
-        used += [v.source for v in self.catalog.window_views.values()]
-        sources = {s.name: s for s in used if isinstance(s, StreamSource)}
+        sources = self.catalog.stream_sources()
         if name not in sources:
             raise DataError(f"unknown stream source {name!r}; the definitions use: {sorted(sources) or 'none'}")
         return sources[name]

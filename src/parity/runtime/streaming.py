@@ -8,7 +8,8 @@ receiving: the next batch is what arrived during this commit, so commits grow wi
 it is behind, where a commit's page writes are shared by many events. A crash at any point loses nothing and counts nothing twice: before the commit the
 transport redelivers (NATS resumes at the log's position, MQTT redelivers unacknowledged
 messages); after it, the log holds the events, the restart re-applies what the online store missed
-and drops redelivered ids. Freshness (event → servable, receive → servable, consumer lag) is
+and drops redelivered ids. While it runs, the consumer is also the writer that pushes from other
+processes reach (``runtime.push``). Freshness (event → servable, receive → servable, consumer lag) is
 written to ``.parity/freshness/<source>.json`` every second for ``parity freshness``.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 from parity.define.sources import StreamSource
 from parity.errors import ConfigError
 from parity.ports.stream import Transport
+from parity.runtime.freshness import freshness_path, write_freshness
+from parity.runtime.push import PushRouter
 from parity.runtime.secrets import connection
 
 if TYPE_CHECKING:
@@ -49,10 +51,6 @@ def transport_for(project: Project, source: StreamSource) -> Transport:
     raise ConfigError(f"stream source {source.name!r} has no transport (nats= or mqtt=); feed it with project.push")
 
 
-def freshness_path(root: str, source: str) -> str:
-    return os.path.join(root, ".parity", "freshness", f"{source}.json")
-
-
 async def consume(project: Project, source: StreamSource, *, idle_exit: float | None = None,
                   progress: Progress | None = None) -> dict[str, int]:
     """Consume one source until ``idle_exit`` seconds pass without a message (None: forever)."""
@@ -68,6 +66,8 @@ async def consume(project: Project, source: StreamSource, *, idle_exit: float | 
     lag: int | None = None
     loop = asyncio.get_running_loop()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"parity-ingest-{source.name}")  # see above
+    pushes = PushRouter(project)
+    await pushes.adopt(ingestor, worker)  # the writer answers pushes too (the server's push endpoint forwards here)
     try:
         async for batch in transport.batches(idle_exit):
             report = await loop.run_in_executor(worker, ingestor.ingest, batch)
@@ -83,11 +83,12 @@ async def consume(project: Project, source: StreamSource, *, idle_exit: float | 
                 except Exception:  # noqa: BLE001 - lag is informative; the consumer keeps running
                     lag = None
                 stats["consumer_lag"] = lag
-                _write_json(freshness_path(project.settings.root, source.name), stats)
+                write_freshness(project.settings.root, source.name, stats)
                 if progress:
                     progress(f"{source.name}: {totals['accepted']:,} accepted, {totals['duplicates']:,} duplicates, "
                              f"{totals['dead']:,} dead-lettered (log at {ingestor.last_seq:,})")
     finally:
+        await pushes.close()
         worker.shutdown(wait=True)  # a commit under way finishes, or the log never saw it
         stats = ingestor.freshness()
         with contextlib.suppress(Exception):  # the broker may be gone: the last measured lag stands
@@ -95,7 +96,7 @@ async def consume(project: Project, source: StreamSource, *, idle_exit: float | 
         stats["consumer_lag"] = lag
         path = freshness_path(project.settings.root, source.name)
         if stats["event_to_servable"] is not None or not os.path.exists(path):  # keep the last run that measured
-            _write_json(path, stats)
+            write_freshness(project.settings.root, source.name, stats)
         await transport.close()
     return totals
 
@@ -103,11 +104,3 @@ async def consume(project: Project, source: StreamSource, *, idle_exit: float | 
 async def consume_all(project: Project, sources: list[StreamSource], *, idle_exit: float | None = None,
                       progress: Progress | None = None) -> list[dict[str, int]]:
     return list(await asyncio.gather(*(consume(project, s, idle_exit=idle_exit, progress=progress) for s in sources)))
-
-
-def _write_json(path: str, data: object) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, default=str)
-    os.replace(tmp, path)

@@ -41,6 +41,7 @@ from parity.errors import (
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Plan
 from parity.runtime.project import PLAN_CACHE, Project
+from parity.runtime.push import PushRouter, PushUnavailable
 from parity.semantics.time import parse_iso
 from parity.semantics.wire import from_json, to_json
 from parity.server import metrics
@@ -62,6 +63,7 @@ class Limits:
     audit_flush_interval: float = 0.1  # group commit of the audit trail: what a crash can lose
     max_upload_bytes: int = 64 << 20  # a Parquet spine for a training set
     max_spine_rows: int = 10_000_000
+    max_push_events: int = 10_000
 
 
 class ApiError(Exception):
@@ -91,6 +93,7 @@ class Api:
         self.project, self.tokens, self.audit, self.limits, self.jobs = project, tokens, audit, limits, jobs
         self._in_flight = 0
         self._shapes: dict[int, _Shape] = {}
+        self.pushes = PushRouter(project)
 
     def _shape(self, plan: Plan) -> _Shape:
         """What a request's plan says about its wire and its audit record, derived once per plan
@@ -190,6 +193,8 @@ class Api:
                 return self._refuse(request, self._unknown(request, exc))
             except EntityKeyError as exc:
                 return self._refuse(request, ApiError(400, "invalid_entity_key", str(exc), "entities"))
+            except PushUnavailable as exc:
+                return self._refuse(request, ApiError(503, "push_unavailable", str(exc)))
             except StoreError as exc:
                 return self._refuse(request, ApiError(503, "store_unavailable", str(exc)))
             except ParityError as exc:
@@ -328,6 +333,37 @@ class Api:
         # the same name with other roles (another token), or roles changed since: decided again now
         self.project.access_policy().check(principal, self.project.plan(job["features"]))
         return FileResponse(self.jobs.result_path(principal, job_id), media_type=PARQUET)
+
+    async def push(self, request: Request) -> Response:
+        """Events into a stream source: answered after the commit that logged them, all or none."""
+        principal = self._principal(request)
+        source = request.path_params["source"]
+        request.state.audit["source"] = source
+        self.project.access_policy().check_push(principal, source)  # unknown and ungranted alike: no oracle
+        body = await self._body(request)
+        unknown = sorted(set(body) - {"events"})
+        if unknown:
+            raise ApiError(400, "invalid_field", f"unknown field {unknown[0]!r}; expected events", unknown[0])
+        events = body.get("events")
+        if not isinstance(events, list) or not events:
+            raise ApiError(400, "invalid_field", "events must be a non-empty list of event objects", "events")
+        if len(events) > self.limits.max_push_events:
+            raise ApiError(413, "too_many_events", f"{len(events):,} events; at most {self.limits.max_push_events:,} "
+                           "per push", "events")
+        request.state.audit["events"] = len(events)
+        report = await self.pushes.push(source, events)
+        if report.refused:
+            errors = [{"index": i, "reason": reason} for i, reason in report.errors]
+            first = errors[0]
+            raise ApiError(422, "invalid_events", f"event #{first['index']}: {first['reason']} (nothing of this push "
+                           f"was written; {len(errors)} event(s) refused)", "events", {"errors": errors[:100]})
+        request.state.audit.update(accepted=report.accepted, duplicates=report.duplicates,
+                                   log_seq=None if report.first_seq is None else [report.first_seq, report.last_seq])
+        metrics.PUSHED.labels(source, "accepted").inc(report.accepted)
+        metrics.PUSHED.labels(source, "duplicate").inc(report.duplicates)
+        return _json({"accepted": report.accepted, "duplicates": report.duplicates,
+                      "late_applied": report.late_applied, "first_seq": report.first_seq,
+                      "last_seq": report.last_seq})
 
     async def metrics(self, request: Request) -> Response:
         self._principal(request)
@@ -472,11 +508,14 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         import parity.online.engine  # noqa: F401 - the engine's imports (~0.2 s) are not the first request's
 
         project.online_store()
+        for source in project.catalog.stream_sources():  # one worker becomes each source's writer
+            await api.pushes.try_to_write(source)
         task = asyncio.create_task(flusher())
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await api.pushes.close()
         await asyncio.to_thread(jobs.close)
         audit.close()
         project.close()
@@ -494,6 +533,7 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         Route("/v1/catalog", api._guarded("catalog", api.catalog), methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/metrics", api._guarded("metrics", api.metrics), methods=["GET"]),
+        Route("/v1/push/{source}", api._guarded("push", api.push), methods=["POST"]),
         Route("/v1/training-sets", api._guarded("training_set", api.submit_training_set), methods=["POST"]),
         Route("/v1/training-sets/{job}", api._guarded("training_set.status", api.training_set_status),
               methods=["GET"]),

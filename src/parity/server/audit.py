@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from parity.runtime.project import Project
 
 
+_CHAINED = frozenset({"prev", "seq", "hash", "time"})
+
+
 class AuditUnavailable(StoreError):
     """The trail cannot be written and its buffer is full."""
 
@@ -187,6 +190,9 @@ class AuditLog:
         """Buffer one record (serialized now: a detail that cannot be written as JSON is said so,
         and never poisons the group). AuditUnavailable once ``MAX_BUFFERED`` records wait for a
         trail that cannot be written: a request that cannot be audited is not answered."""
+        clash = _CHAINED.intersection(details)
+        if clash:  # the chain's own fields are written by flush; a detail of that name would forge one
+            raise ValueError(f"audit detail {sorted(clash)[0]!r} is a field of the chain itself; name it otherwise")
         if len(self._buffer) >= MAX_BUFFERED:
             raise AuditUnavailable(f"the audit trail cannot be written ({len(self._buffer):,} records waiting)")
         record: dict[str, object] = {"time": time.time_ns() // 1000, "principal": principal, "action": action,

@@ -4,7 +4,7 @@ prometheus_client's multiprocess mode: ``parity serve`` gives the workers one fr
 (``PROMETHEUS_MULTIPROC_DIR``) where each keeps its counters in memory-mapped files, and a scrape
 of any worker reads them all — so a scrape does not depend on which worker answered it. Stream
 freshness (event → servable p50/p99, consumer lag) is read at scrape time from what ``parity
-stream`` writes every second. ``GET /v1/metrics`` needs a token, as every data endpoint does.
+stream`` — or the server worker that is a source's push writer — writes every second. ``GET /v1/metrics`` needs a token, as every data endpoint does.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ AUDIT_RECORDS = Counter("parity_audit_records", "audit records written")
 AUDIT_FLUSH = Histogram("parity_audit_flush_duration_seconds", "one group commit of the audit trail (write + fsync)",
                         buckets=_LATENCY_BUCKETS)
 AUDIT_FAILURES = Counter("parity_audit_flush_failures", "group commits of the audit trail that failed (retried)")
+PUSHED = Counter("parity_pushed_events", "events pushed over HTTP, by stream source and outcome (accepted, duplicate)",
+                 ["source", "outcome"])
 IN_FLIGHT = Gauge("parity_requests_in_flight", "requests being answered", multiprocess_mode="livesum")
 
 
@@ -73,7 +75,7 @@ def exposition(state_dir: str) -> bytes:
         MultiProcessCollector(registry)
     else:
         for collector in (REQUESTS, LATENCY, ENTITIES, FEATURES, VALUES, AUDIT_RECORDS, AUDIT_FLUSH, AUDIT_FAILURES,
-                          IN_FLIGHT):
+                          IN_FLIGHT, PUSHED):
             registry.register(collector)
     registry.register(_StreamFreshness(state_dir))
     return bytes(generate_latest(registry))

@@ -11,7 +11,8 @@ from parity import __version__
 
 _ERROR_CODES = ["unauthenticated", "forbidden", "bad_json", "bad_request", "invalid_field", "unknown_feature",
                 "invalid_entity_key", "invalid_request", "body_too_large", "too_many_entities", "too_many_features",
-                "body_timeout", "client_disconnected", "audit_unavailable", "too_many_rows", "not_done", "overloaded", "store_unavailable", "not_ready", "not_found", "method_not_allowed",
+                "body_timeout", "client_disconnected", "audit_unavailable", "too_many_rows", "not_done", "overloaded", "store_unavailable", "not_ready",
+                "too_many_events", "invalid_events", "push_unavailable", "not_found", "method_not_allowed",
                 "http_error", "internal"]
 
 _ERROR = {
@@ -25,6 +26,9 @@ _ERROR = {
             "denied": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "403: each refused feature, and why"},
             "suggestions": {"type": "array", "items": {"type": "string"}},
+            "errors": {"type": "array", "description": "422: each refused event (its index in events), and why",
+                       "items": {"type": "object", "required": ["index", "reason"], "additionalProperties": False,
+                                 "properties": {"index": {"type": "integer"}, "reason": {"type": "string"}}}},
         }}},
 }
 
@@ -33,8 +37,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "bad input", 401: "no token, or one that is malformed, unknown, expired or revoked",
             403: "a feature the token's roles do not grant", 404: "no such job for this token",
             405: "method not allowed", 409: "the job is not done (its status says why)",
-            408: "the body did not arrive in time", 413: "a limit was passed (body, entities, features)",
-            503: "overloaded, or the online store is unavailable"}
+            408: "the body did not arrive in time", 413: "a limit was passed (body, entities, features, events)",
+            422: "an event does not fit the source's schema, or is later than its max_lateness: nothing of the "
+                 "push was written",
+            503: "overloaded, or the online store (or the source's writer) is unavailable"}
     return {str(s): {"description": text[s], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             for s in statuses}
 
@@ -95,6 +101,19 @@ DOCUMENT: dict[str, Any] = {
                     "features": {"type": "array", "items": {"type": "string"}}, "spine_rows": {"type": "integer"},
                     "rows": {"type": "integer"}, "error": {"type": "string"}, "created": {"type": "number"},
                     "finished": {"type": "number"}}},
+            "PushRequest": {
+                "type": "object", "required": ["events"], "additionalProperties": False,
+                "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 10_000,
+                                          "items": {"type": "object", "description": "one event: the source's "
+                                                    "schema, times as ISO-8601 text with a zone"}}}},
+            "PushResponse": {
+                "type": "object", "required": ["accepted", "duplicates", "late_applied", "first_seq", "last_seq"],
+                "additionalProperties": False,
+                "properties": {"accepted": {"type": "integer"},
+                               "duplicates": {"type": "integer", "description": "events whose id the log holds"},
+                               "late_applied": {"type": "integer"},
+                               "first_seq": {"type": ["integer", "null"], "description": "the log sequences given"},
+                               "last_seq": {"type": ["integer", "null"]}}},
             "Catalog": {
                 "type": "object", "required": ["features", "policy_version"], "additionalProperties": False,
                 "properties": {
@@ -137,6 +156,16 @@ DOCUMENT: dict[str, Any] = {
             "operationId": "metrics", "summary": "Prometheus metrics, summed over the workers", "security": [{"token": []}],
             "responses": {"200": {"description": "the text exposition format", "content": {
                 "text/plain": {"schema": {"type": "string"}}}}, **_errors(401, 405, 503)}}},
+        "/v1/push/{source}": {"post": {
+            "operationId": "push", "summary": "events into a stream source: all or none, answered after the commit "
+                                              "that logged them; idempotent by event id",
+            "security": [{"token": []}],
+            "parameters": [{"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PushRequest"}}}},
+            "responses": {"200": {"description": "committed", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PushResponse"}}}},
+                **_errors(400, 401, 403, 405, 408, 413, 422, 503)}}},
         "/v1/training-sets": {"post": {
             "operationId": "submit_training_set",
             "summary": "a point-in-time-correct training set, as a job; the spine as JSON columns or a Parquet body "
