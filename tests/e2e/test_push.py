@@ -284,3 +284,78 @@ def test_kill_9_of_the_writing_worker_loses_nothing_and_counts_nothing_twice(ser
     assert got["user.pay_count[30d]"] == len(acknowledged)
     assert got["user.pay_sum[30d]"] == sum(acknowledged.values())  # quarters: exact in binary floating point
     assert server["proc"].poll() is None  # the supervisor replaced the killed workers
+
+
+def test_pushes_reach_a_parity_stream_consumer_that_holds_the_writer(tmp_path):
+    """While ``parity stream`` consumes a NATS source it is the source's writer: the server forwards
+    pushes to it, and transport batches and pushes are commits of one log."""
+    from tests.support_services import NATS_URL
+
+    require_service("nats", "127.0.0.1", 4222)
+    import asyncio
+
+    import nats
+
+    run = uuid.uuid4().hex[:10]
+    subject, stream = f"parity.push.{run}", f"PARITY_PUSH_{run.upper()}"
+    root = tmp_path
+    (root / "parity.toml").write_text(f'[project]\nname = "fwd{run}"\ndefinitions = "defs.py"\n')
+    (root / "defs.py").write_text(textwrap.dedent(DEFS).replace(
+        'max_lateness=dt.timedelta(days=1))', f'max_lateness=dt.timedelta(days=1), nats=pt.NatsSubject("{subject}", '
+        f'stream="{stream}"))'))
+    token = _parity(root, "token", "create", "--principal", "i", "--role", "ingest").stdout.strip()
+
+    async def publish(events: list[dict[str, object]], create: bool) -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        if create:
+            await js.add_stream(name=stream, subjects=[subject])
+        for event in events:
+            await js.publish(subject, json.dumps(event).encode())
+        await nc.close()
+
+    published = [_event(600, 1.0, i) for i in range(200)]
+    asyncio.run(publish(published[:100], True))
+    consumer = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "stream", "-q"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    port = _free_port()
+    serving = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
+                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pushed = [_event(600, 2.0, 300 + i) for i in range(60)]
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and consumer.poll() is None
+            time.sleep(0.1)
+        with httpx.Client() as client:
+            for i in range(0, 60, 6):
+                answer = client.post(f"http://127.0.0.1:{port}/v1/push/payments", json={"events": pushed[i:i + 6]},
+                                     headers={"Authorization": f"Bearer {token}"}, timeout=30)
+                assert answer.status_code == 200 and answer.json()["accepted"] == 6, answer.text
+                if i == 24:
+                    asyncio.run(publish(published[100:], False))
+        assert _writer_pid(root) == consumer.pid
+    finally:
+        serving.terminate()
+        serving.wait(timeout=20)
+        consumer.send_signal(signal.SIGINT)
+        try:
+            consumer.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            consumer.kill()
+
+        async def cleanup() -> None:
+            nc = await nats.connect(NATS_URL)
+            await nc.jetstream().delete_stream(stream)
+            await nc.close()
+
+    drain = _parity(root, "stream", "--idle-exit", "2", "-q")
+    asyncio.run(cleanup())
+    assert drain.returncode == 0, drain.stderr
+    ids = _log_ids(root)
+    assert sorted(ids) == sorted(str(e["id"]) for e in published + pushed)  # each once, one contiguous log

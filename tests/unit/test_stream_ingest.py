@@ -466,3 +466,17 @@ def test_events_of_a_commit_that_failed_are_no_duplicates_when_retried(tmp_path,
     report = project.push("txns", [_event(1, T0), _event(2, T0)])
     assert (report.accepted, report.duplicates) == (2, 0)
     project.close()
+
+
+def test_many_small_commits_keep_few_segments_and_every_event_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    project = _project(str(tmp_path))
+    for i in range(300):  # one event per commit: pushes at a low rate
+        project.push("txns", [_event(i, T0 + dt.timedelta(seconds=i))])
+    log = project.ingestor("txns").log
+    segments = log.segments()  # type: ignore[attr-defined]
+    assert len(segments) == 4 + 5 + 4  # tiered: 300 = 4·64 + 5·8 + 4 (FAN_IN 8), not 300 — nor one rewritten each time
+    assert [s[1] - s[0] + 1 for s in segments] == sorted((s[1] - s[0] + 1 for s in segments), reverse=True)
+    frame = log.read()
+    assert frame["_parity_log_seq"].to_list() == list(range(1, 301))
+    assert frame["id"].to_list() == [f"e{i}" for i in range(300)]
+    project.close()

@@ -8,7 +8,7 @@ commit. Each segment's metadata records the transport position it brings the con
 stream sequence) and the newest event time seen, so a consumer resumes exactly where the log
 ends. Compaction merges small segments into one covering their whole range; readers ignore any
 segment inside another's range, so a crash between writing the merge and removing its parts
-changes nothing.
+changes nothing. Merging is size-tiered (``EventLog.compact``).
 
 The log is the offline source of the stream's features (``EventLogReader``): training sets read the
 events serving saw, each with the time it became servable.
@@ -36,7 +36,7 @@ from parity.semantics.ordering import SEQUENCE
 from parity.semantics.time import now_micros
 
 _SEGMENT = re.compile(r"^seg-(\d{20})-(\d{20})\.parquet$")
-COMPACT_AFTER = 64  # segments; compaction merges them into one
+FAN_IN = 8  # segments of one size tier merged into one: each event is rewritten O(log n) times
 
 
 def log_dir(root: str, source: str) -> str:
@@ -179,8 +179,7 @@ class EventLog:
             raise StoreError(f"stream source {self.source.name!r}: the event log is not open for writing")
         first, last = int(events[LOG_SEQUENCE][0]), int(events[LOG_SEQUENCE][-1])
         self._write(events, first, last, positions, watermark_us, ingested_us)
-        if len(self.segments()) > COMPACT_AFTER:
-            self.compact()
+        self.compact()
         return first, last
 
     def _write(self, events: pl.DataFrame, first: int, last: int, positions: dict[str, int],
@@ -201,20 +200,34 @@ class EventLog:
         _fsync_dir(self.dir)
 
     def compact(self) -> None:
-        """Merge every live segment but the last into one (crash-safe: see the module's doc)."""
+        """Size-tiered merging, as an LSM tree does: while the newest ``FAN_IN`` segments are of
+        one tier (rows in [FAN_IN^k, FAN_IN^(k+1))), merge them into one. A log of n events keeps
+        O(FAN_IN · log n) segments and rewrites each event O(log n) times — small commits (pushes
+        at a low rate) cost no rewrite of the whole log. Crash-safe: see the module's doc."""
         live = self.segments()
-        if len(live) < 3:
-            return
-        parts = live[:-1]
-        merged = pl.read_parquet([p for _, _, p in parts])
-        meta = pq.read_metadata(parts[-1][2]).metadata or {}
-        self._write(merged, parts[0][0], parts[-1][1],
-                    json.loads(meta.get(b"parity.positions", b"{}")),
-                    json.loads(meta.get(b"parity.watermark", b"null")),
-                    json.loads(meta.get(b"parity.ingested_at", b"null")))
-        for _, _, path in parts:
-            os.remove(path)
-        _fsync_dir(self.dir)
+        while len(live) >= FAN_IN:
+            tiers = [_tier(last - first + 1) for first, last, _ in live[-FAN_IN:]]
+            if len(set(tiers)) != 1:
+                return
+            parts = live[-FAN_IN:]
+            merged = pl.read_parquet([p for _, _, p in parts])
+            meta = pq.read_metadata(parts[-1][2]).metadata or {}
+            self._write(merged, parts[0][0], parts[-1][1],
+                        json.loads(meta.get(b"parity.positions", b"{}")),
+                        json.loads(meta.get(b"parity.watermark", b"null")),
+                        json.loads(meta.get(b"parity.ingested_at", b"null")))
+            for _, _, path in parts:
+                os.remove(path)
+            _fsync_dir(self.dir)
+            live = self.segments()
+
+
+def _tier(rows: int) -> int:
+    tier = 0
+    while rows >= FAN_IN:
+        rows //= FAN_IN
+        tier += 1
+    return tier
 
 
 def dead_letter_path(root: str, source: str) -> str:
