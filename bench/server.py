@@ -6,6 +6,7 @@ dict, side by side in one run.
     .venv/bin/python bench/server.py http [--seconds 8] [--clients 1 16] [--load wrk|python]
     .venv/bin/python bench/server.py feast [--seconds 8] [--stores sqlite redis]   # needs bench/.venv-feast and wrk
     .venv/bin/python bench/server.py soak [--minutes 10]   # 16 clients, RSS of every worker sampled
+    .venv/bin/python bench/server.py push [--seconds 5] [--events 1 100]   # POST /v1/push vs project.push
 
 The load client is wrk (Debian's package ``wrk``: C, closed-loop, keep-alive; one thread) when it
 is installed, else a Python httpx client — whose own CPU then caps the figures for both servers
@@ -385,6 +386,112 @@ def soak(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=1))
 
 
+PUSH_DEFS = '''
+import datetime as dt
+import parity as pt
+
+card = pt.Entity("card", keys={"card_id": pt.Int64})
+payments = pt.StreamSource(name="payments", event_time="ts", event_id="id",
+                           schema={"id": pt.String, "card_id": pt.Int64, "amount": pt.Float64, "ts": pt.Timestamp})
+velocity = pt.WindowView("velocity", entity=card, source=payments, columns={"amount": pt.Float64},
+                         windows=["10m", "1h", "1d", "30d"],
+                         features=[pt.Aggregate("n", pt.agg.count()), pt.Aggregate("total", pt.agg.sum("amount"))])
+ingest = pt.Role("ingest", push=["payments"])
+'''
+
+PUSH_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer TOKEN"
+local n = 0
+local prefix = "RUN"
+request = function()
+  local ts = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  local events = {}
+  for i = 1, EVENTS do
+    n = n + 1
+    events[i] = '{"id":"' .. prefix .. n .. '","card_id":' .. (n % 5000) .. ',"amount":' .. (n % 997) / 4 .. ',"ts":"' .. ts .. '"}'
+  end
+  return wrk.format(nil, nil, nil, '{"events":[' .. table.concat(events, ',') .. ']}')
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %f %f %f %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def push(args: argparse.Namespace) -> None:
+    """Pushes over HTTP (2 workers: one holds the source's writer, the other forwards to it; auth,
+    access check and audit on) against project.push in process on the same definitions, with the
+    events per push as the parameter; every acknowledged event is then counted in the log."""
+    import datetime as dt
+    import uuid
+
+    import parity as pt
+
+    out: dict[str, object] = {"machine": machine(), "seconds": args.seconds,
+                              "source": "4 widths × (count, sum) window view, SQLite online store"}
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "parity.toml"), "w") as fh:
+            fh.write('[project]\nname = "benchpush"\ndefinitions = "defs.py"\n')
+        with open(os.path.join(tmp, "defs.py"), "w") as fh:
+            fh.write(textwrap.dedent(PUSH_DEFS))
+        run = [sys.executable, "-m", "parity", "-C", tmp]
+        token = subprocess.run([*run, "token", "create", "--principal", "bench", "--role", "ingest"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        project = pt.Project.load(tmp)
+        for events in args.events:  # in process: one commit per call, sequential
+            now = dt.datetime.now(dt.UTC).isoformat()
+            calls, started = 0, time.perf_counter()
+            latencies = []
+            while time.perf_counter() - started < args.seconds:
+                batch = [{"id": f"local-{events}-{calls}-{i}", "card_id": (calls * events + i) % 5000,
+                          "amount": i / 4, "ts": now} for i in range(events)]
+                t = time.perf_counter()
+                project.push("payments", batch)
+                latencies.append(time.perf_counter() - t)
+                calls += 1
+            elapsed = time.perf_counter() - started
+            latencies.sort()
+            out[f"project.push, {events} events per call, 1 caller"] = {
+                "events_per_s": calls * events / elapsed, "calls_per_s": calls / elapsed,
+                "p50_ms": latencies[len(latencies) // 2] * 1e3, "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}
+        project.close()  # frees the writer for the server
+        proc = subprocess.Popen([*run, "serve", "--port", "18433", "--workers", "2"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        acknowledged = 0
+        try:
+            _wait("http://127.0.0.1:18433/v1/health", proc)
+            for events in args.events:
+                for clients in args.clients:
+                    script = os.path.join(tmp, f"push-{events}-{clients}.lua")
+                    with open(script, "w") as fh:
+                        fh.write(PUSH_LUA.replace("TOKEN", token).replace("EVENTS", str(events))
+                                 .replace("RUN", f"http-{events}-{clients}-{uuid.uuid4().hex[:6]}-"))
+                    text = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{args.seconds:g}s", "-s", script,
+                                           "http://127.0.0.1:18433/v1/push/payments"],
+                                          capture_output=True, text=True, check=True).stdout
+                    line = next(ln for ln in text.splitlines() if ln.startswith("RESULT"))
+                    requests, duration_us, p50, p99, p999, errors = line.split()[1:]
+                    acknowledged += (int(requests) - int(errors)) * events
+                    out[f"POST /v1/push, {events} events per push, {clients} clients"] = {
+                        "events_per_s": int(requests) * events / (int(duration_us) / 1e6),
+                        "pushes_per_s": int(requests) / (int(duration_us) / 1e6),
+                        "p50_ms": float(p50) / 1e3, "p99_ms": float(p99) / 1e3, "errors": int(errors)}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        project = pt.Project.load(tmp)
+        logged = project.ingestor("payments").log.read(columns=["id"])["id"]
+        out["events in the log from HTTP / acknowledged (wrk counts requests cut at the end as sent)"] = \
+            f"{int(logged.str.starts_with('http-').sum()):,} / {acknowledged:,}"
+        out["log segments after the run"] = len(project.ingestor("payments").log.segments())  # type: ignore[attr-defined]
+        project.close()
+    print(json.dumps(out, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -401,6 +508,11 @@ def main() -> None:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     p.add_argument("--stores", nargs="+", default=["sqlite", "redis"])
     p.set_defaults(run=feast)
+    p = sub.add_parser("push")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--events", type=int, nargs="+", default=[1, 100])
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    p.set_defaults(run=push)
     p = sub.add_parser("soak")
     p.add_argument("--minutes", type=float, default=10.0)
     p.set_defaults(run=soak)

@@ -480,3 +480,23 @@ def test_many_small_commits_keep_few_segments_and_every_event_once(tmp_path) -> 
     assert frame["_parity_log_seq"].to_list() == list(range(1, 301))
     assert frame["id"].to_list() == [f"e{i}" for i in range(300)]
     project.close()
+
+
+def test_commits_of_mixed_sizes_keep_the_tiers_ordered_and_bounded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    from parity.connectors.event_log import FAN_IN, _tier
+
+    project = _project(str(tmp_path))
+    rng = random.Random(3)
+    n = 0
+    for _ in range(400):  # pushes of 1 to 150 events, as concurrent pushes commit together
+        size = rng.choice([1, 1, 2, 5, 20, 150])
+        project.push("txns", [_event(n + i, T0) for i in range(size)])
+        n += size
+    log = project.ingestor("txns").log
+    tiers = [_tier(last - first + 1) for first, last, _ in log.segments()]  # type: ignore[attr-defined]
+    assert tiers == sorted(tiers, reverse=True)  # an older segment is never of a lower tier
+    assert all(tiers.count(t) < FAN_IN for t in set(tiers)) and len(tiers) <= 5 * (FAN_IN - 1)
+    assert log.read()["_parity_log_seq"].to_list() == list(range(1, n + 1))
+    project.close()

@@ -200,26 +200,40 @@ class EventLog:
         _fsync_dir(self.dir)
 
     def compact(self) -> None:
-        """Size-tiered merging, as an LSM tree does: while the newest ``FAN_IN`` segments are of
-        one tier (rows in [FAN_IN^k, FAN_IN^(k+1))), merge them into one. A log of n events keeps
-        O(FAN_IN · log n) segments and rewrites each event O(log n) times — small commits (pushes
-        at a low rate) cost no rewrite of the whole log. Crash-safe: see the module's doc."""
-        live = self.segments()
-        while len(live) >= FAN_IN:
-            tiers = [_tier(last - first + 1) for first, last, _ in live[-FAN_IN:]]
-            if len(set(tiers)) != 1:
-                return
-            parts = live[-FAN_IN:]
-            merged = pl.read_parquet([p for _, _, p in parts])
-            meta = pq.read_metadata(parts[-1][2]).metadata or {}
-            self._write(merged, parts[0][0], parts[-1][1],
-                        json.loads(meta.get(b"parity.positions", b"{}")),
-                        json.loads(meta.get(b"parity.watermark", b"null")),
-                        json.loads(meta.get(b"parity.ingested_at", b"null")))
-            for _, _, path in parts:
-                os.remove(path)
-            _fsync_dir(self.dir)
+        """Size-tiered merging, as an LSM tree does, on the log's contiguous segments. A segment's
+        tier is k for FAN_IN^k ≤ rows < FAN_IN^(k+1); two rules keep the tiers non-increasing
+        from the oldest segment to the newest with fewer than FAN_IN of each, so a log of n events
+        keeps O(FAN_IN · log n) segments and rewrites each event O(log n) times — small commits
+        (pushes at a low rate) never rewrite the whole log:
+
+        1. a new segment of a higher tier than the ones before it merges with them (its own rows
+           pay for the rewrite: the smaller ones hold fewer than FAN_IN times its tier's floor);
+        2. FAN_IN segments of one tier at the end merge into one of the next tier.
+
+        Crash-safe: see the module's doc."""
+        while True:
             live = self.segments()
+            tiers = [_tier(last - first + 1) for first, last, _ in live]
+            start = len(live) - 1
+            while start > 0 and tiers[start - 1] < tiers[-1]:
+                start -= 1
+            if start < len(live) - 1:
+                self._merge(live[start:])
+            elif len(live) >= FAN_IN and len(set(tiers[-FAN_IN:])) == 1:
+                self._merge(live[-FAN_IN:])
+            else:
+                return
+
+    def _merge(self, parts: list[tuple[int, int, str]]) -> None:
+        merged = pl.read_parquet([p for _, _, p in parts])
+        meta = pq.read_metadata(parts[-1][2]).metadata or {}
+        self._write(merged, parts[0][0], parts[-1][1],
+                    json.loads(meta.get(b"parity.positions", b"{}")),
+                    json.loads(meta.get(b"parity.watermark", b"null")),
+                    json.loads(meta.get(b"parity.ingested_at", b"null")))
+        for _, _, path in parts:
+            os.remove(path)
+        _fsync_dir(self.dir)
 
 
 def _tier(rows: int) -> int:

@@ -192,7 +192,7 @@ class AuditLog:
         trail that cannot be written: a request that cannot be audited is not answered."""
         clash = _CHAINED.intersection(details)
         if clash:  # the chain's own fields are written by flush; a detail of that name would forge one
-            raise ValueError(f"audit detail {sorted(clash)[0]!r} is a field of the chain itself; name it otherwise")
+            raise ValueError(f"audit detail {min(clash)!r} is a field of the chain itself; name it otherwise")
         if len(self._buffer) >= MAX_BUFFERED:
             raise AuditUnavailable(f"the audit trail cannot be written ({len(self._buffer):,} records waiting)")
         record: dict[str, object] = {"time": time.time_ns() // 1000, "principal": principal, "action": action,
