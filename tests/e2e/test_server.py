@@ -350,13 +350,13 @@ def test_the_client_raises_the_servers_errors_typed(server):
         assert unreachable.value.status == 0 and unreachable.value.code == "unreachable"
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
+def _metric(text: str, metric: str, **labels: str) -> float:
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if line.startswith(metric + "{") or line.startswith(metric + " "):
             head, _, value = line.rpartition(" ")
-            got = head[len(name):].strip("{}")
+            got = head[len(metric):].strip("{}")
             if all(part in got.split(",") for part in want.split(",") if part):
                 total += float(value)
     return total
@@ -384,8 +384,19 @@ def test_metrics_are_summed_over_the_workers_and_need_a_token(server):
         before, "parity_request_duration_seconds_count", endpoint="query") == 11
     assert _metric(after, "parity_stream_consumer_lag", source="payments") == 7
     assert _metric(after, "parity_stream_event_to_servable_seconds", source="payments", quantile="0.99") == 0.035
+    # per step: the online store's lookups of the view, 2 keys per request
+    keys = "parity_step_keys_total"
+    assert _metric(after, keys, kind="lookup", name="profile") - _metric(before, keys, kind="lookup", name="profile") == 20
+    assert _metric(after, "parity_step_duration_seconds_count", kind="lookup", name="profile") - _metric(
+        before, "parity_step_duration_seconds_count", kind="lookup", name="profile") == 10
+    # a request-time view (max_staleness 0): every key asked of the store is asked of PostgreSQL too
+    for _ in range(3):
+        assert _query(server, server["tokens"]["scoring"], {**QUERY, "features": ["user.status"]}).status_code == 200
     time.sleep(0.3)
     later = httpx.get(server["base"] + "/v1/metrics", headers=headers).text
+    assert _metric(later, keys, kind="source", name="accounts") - _metric(after, keys, kind="source", name="accounts") == 6
+    assert _metric(later, keys, kind="lookup", name="accounts") - _metric(after, keys, kind="lookup", name="accounts") == 6
+    assert _metric(later, "parity_step_failures_total", kind="source", name="accounts") == 0
     assert _metric(later, "parity_audit_records_total") >= _metric(before, "parity_audit_records_total") + 11
 
 

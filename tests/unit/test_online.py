@@ -55,6 +55,11 @@ def test_failing_resolver_gives_error_status_and_the_rest_still_answers(tmp_path
     assert res.details[1]["user.inverse"].status == "error"
     assert "ZeroDivisionError" in res.details[1]["user.inverse"].error
     assert res.details[1]["user.x"].status == "present" and res.rows[1]["user.x"] == 0.0
+    # what each step cost and how many of its keys failed, as the server's metrics see it
+    seen: list[tuple[str, str, int, int]] = []
+    project.observe_steps(lambda kind, name, seconds, keys, failed: seen.append((kind, name, keys, failed)))
+    project.query({"user_id": [1, 2, 3]}, ["user.inverse"], now=at(2))
+    assert seen == [("lookup", "v", 3, 0), ("resolver", "inverse", 3, 2)]  # 1/0 and 1/None fail
     project.close()
 
 

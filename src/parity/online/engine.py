@@ -8,12 +8,14 @@ query takes as long as its slowest dependency, not the sum.
 Feature views with ``max_staleness`` are resolved at request time from sources that answer point
 lookups when the stored value is not fresh enough; the answer is written back (monotonically).
 A source or resolver that fails or times out yields, for the features depending on it, the declared
-default or null with status "error"; the rest of the answer still comes back.
+default or null with status "error"; the rest of the answer still comes back. An ``observer`` is
+told what each step cost (the server's per-resolver and per-source metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -35,6 +37,9 @@ from parity.semantics.max_age import expired_micros
 from parity.semantics.time import from_micros, timedelta_micros
 
 T = TypeVar("T")
+# What each step of a query cost, for metrics: kind ("lookup", "window", "resolver", or "source" for
+# a request-time read of a view's source), its name, seconds, keys asked, keys that failed.
+StepObserver = Callable[[str, str, float, int, int], None]
 Entities = Mapping[str, Sequence[object]] | Sequence[Mapping[str, object]]
 # Request-time lookups fail fast for a while after repeated failures, so a dead database costs
 # one timeout per few seconds instead of one per request.
@@ -177,8 +182,10 @@ class OnlineEngine:
         table_of: Mapping[str, str],
         reader_for: Callable[[Source], Any] | None = None,
         http_client: Callable[[], object] | None = None,
+        observer: StepObserver | None = None,
     ) -> None:
         self.catalog = catalog
+        self.observer = observer
         self.store = store
         self.table_of = table_of
         self.reader_for = reader_for
@@ -252,14 +259,21 @@ class OnlineEngine:
         return QueryResult(tuple(ref for ref, _, _ in compiled.outputs), rows, details)
 
     async def _step(self, compiled: _Compiled, i: int, step: Step, state: _State) -> None:
+        observer = self.observer
+        started = time.perf_counter() if observer is not None else 0.0
         if isinstance(step, Lookup):
-            await self._lookup(compiled, i, step, state)
+            kind, name = "lookup", step.view
+            failed = await self._lookup(compiled, i, step, state)
         elif isinstance(step, WindowRead):
-            await self._window(compiled, i, step, state)
+            kind, name = "window", step.view
+            failed = await self._window(compiled, i, step, state)
         else:
-            await self._compute(compiled, step, state)
+            kind, name = "resolver", step.resolver
+            failed = await self._compute(compiled, step, state)
+        if observer is not None:
+            observer(kind, name, time.perf_counter() - started, state.n, failed)
 
-    async def _window(self, compiled: _Compiled, i: int, step: WindowRead, state: _State) -> None:
+    async def _window(self, compiled: _Compiled, i: int, step: WindowRead, state: _State) -> int:
         """Window aggregates for every key (``online.windows``), in one trip to the store."""
         view = self.catalog.window_views[step.view]
         keys = [state.cols[c] for c in step.keys.columns]
@@ -277,6 +291,7 @@ class OnlineEngine:
             except StoreError as exc:
                 error = str(exc)
         position = {k: j for j, k in enumerate(wanted)}
+        failed = len(key_tuples) if error is not None else 0
         for out in step.outputs:
             vals: list[object] = []
             sts: list[str] = []
@@ -291,6 +306,7 @@ class OnlineEngine:
             state.status[out.column_id] = sts
             if error is not None:
                 state.errors[out.column_id] = [error] * len(key_tuples)
+        return failed
 
     async def _store_io(self, compiled: _Compiled, fn: Callable[..., T], *args: Any, may_block: bool = True) -> T:
         """A store call: direct when the plan never awaits (no loop to block) or the call cannot wait
@@ -300,7 +316,7 @@ class OnlineEngine:
             return fn(*args)
         return await asyncio.to_thread(fn, *args)
 
-    async def _lookup(self, compiled: _Compiled, i: int, step: Lookup, state: _State) -> None:
+    async def _lookup(self, compiled: _Compiled, i: int, step: Lookup, state: _State) -> int:
         table, with_created, outs = compiled.lookups[i]
         keys = [state.cols[c] for c in step.keys.columns]
         dtypes = compiled.float_keys.get(i)
@@ -359,6 +375,7 @@ class OnlineEngine:
                 vals = [default if status == "error" else v for v, status in zip(vals, sts)]
                 state.errors[cid] = [failed.get(key) for key in key_tuples]
             state.cols[cid], state.status[cid], state.events[cid] = vals, sts, events
+        return len(failed)
 
     def _read(self, table: str, keys: list[tuple[object, ...]], with_sync: bool
               ) -> tuple[list[StoredRow | None], list[int | None], str | None]:
@@ -396,6 +413,7 @@ class OnlineEngine:
         if request is None:  # one request per view: the reader caches what it resolved for it
             request = self._requests[view.name] = view_scan(view)
         cause = getattr(reader, "recent_problem", None)
+        started = time.perf_counter()
         try:
             fetched: dict[tuple[object, ...], StoredRow] = await self.guards[f"view:{view.name}"].call(
                 lambda: reader.lookup(request, stale, now_us), cause
@@ -404,7 +422,11 @@ class OnlineEngine:
             message = str(exc) if isinstance(exc, StoreError | calls.CallTimeoutError) else f"{type(exc).__name__}: {exc}"
             for key in stale:
                 failed[key] = message
+            if self.observer is not None:
+                self.observer("source", view.source.name, time.perf_counter() - started, len(stale), len(stale))
             return
+        if self.observer is not None:  # the keys asked of the source, beside the lookup's: the request-time ratio
+            self.observer("source", view.source.name, time.perf_counter() - started, len(stale), 0)
         for key in stale:
             found[key] = fetched.get(key)
         try:
@@ -417,7 +439,7 @@ class OnlineEngine:
         self.store.write(table, list(fetched.items()))
         self.store.mark_synced(table, keys, now_us)
 
-    async def _compute(self, compiled: _Compiled, step: Compute, state: _State) -> None:
+    async def _compute(self, compiled: _Compiled, step: Compute, state: _State) -> int:
         res = self.catalog.resolvers[step.resolver]
         n = state.n
         inputs = [(param, state.cols[cid], compiled.converters[cid]) for param, cid in step.inputs]
@@ -443,7 +465,10 @@ class OnlineEngine:
             for j, (feature, _, dtype) in enumerate(step.outputs):
                 outs[j][r] = values.to_storage(dtype, parts[j], where=f"resolver {res.name!r}, feature {feature!r}")
 
+        failures = [0]
+
         def fail(r: int, exc: BaseException) -> None:
+            failures[0] += 1
             message = calls.failure(res.name, exc)
             for j in range(n_out):
                 outs[j][r], sts[j][r], errs[j][r] = defaults[j], "error", message
@@ -464,6 +489,7 @@ class OnlineEngine:
                     fail(r, exc)
         for j, (_, cid, _) in enumerate(step.outputs):
             state.cols[cid], state.status[cid], state.errors[cid] = outs[j], sts[j], errs[j]
+        return failures[0]
 
 
 def _drive_sync(coro: Coroutine[Any, Any, QueryResult]) -> QueryResult:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from parity.connectors.http import HttpClient
     from parity.ingest.materialize import MaterializeReport, WindowReport
     from parity.ingest.stream import IngestReport, StreamIngestor
-    from parity.online.engine import Entities, OnlineEngine
+    from parity.online.engine import Entities, OnlineEngine, StepObserver
     from parity.online.result import QueryResult
     from parity.plan.access import AccessPolicy, PlanAccess
 
@@ -73,6 +73,7 @@ class Project:
         self._http: HttpClient | None = None
         self._ingestors: dict[str, StreamIngestor] = {}
         self._policy: AccessPolicy | None = None
+        self._step_observer: StepObserver | None = None
 
     # -- construction --------------------------------------------------------------------
 
@@ -315,12 +316,19 @@ class Project:
                                                    self.online_store(), until_us=until_us, progress=progress))
         return reports
 
+    def observe_steps(self, observer: StepObserver | None) -> None:
+        """Tell ``observer`` what each step of every online query costs (the server's metrics)."""
+        self._step_observer = observer
+        if self._online is not None:
+            self._online.observer = observer
+
     def _online_engine(self) -> OnlineEngine:
         if self._online is None:
             from parity.online.engine import OnlineEngine
 
             self._online = OnlineEngine(
-                self.catalog, self.online_store(), self.table_of, reader_for=self._reader, http_client=self._online_http
+                self.catalog, self.online_store(), self.table_of, reader_for=self._reader, http_client=self._online_http,
+                observer=self._step_observer
             )
         return self._online
 

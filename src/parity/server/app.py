@@ -505,6 +505,7 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         project.access_policy()  # compiled before the first request, not during it
+        project.observe_steps(metrics.StepMetrics())
         import parity.online.engine  # noqa: F401 - the engine's imports (~0.2 s) are not the first request's
 
         project.online_store()

@@ -36,6 +36,13 @@ AUDIT_FLUSH = Histogram("parity_audit_flush_duration_seconds", "one group commit
 AUDIT_FAILURES = Counter("parity_audit_flush_failures", "group commits of the audit trail that failed (retried)")
 PUSHED = Counter("parity_pushed_events", "events pushed over HTTP, by stream source and outcome (accepted, duplicate)",
                  ["source", "outcome"])
+STEP_LATENCY = Histogram("parity_step_duration_seconds", "one step of an online query: kind lookup (online store), "
+                         "window, resolver, or source (a request-time read of a view's source), by name",
+                         ["kind", "name"], buckets=_LATENCY_BUCKETS)
+STEP_KEYS = Counter("parity_step_keys", "keys a step was asked for; source / lookup of a view is its request-time "
+                    "lookup ratio", ["kind", "name"])
+STEP_FAILURES = Counter("parity_step_failures", "keys a step failed for (a resolver raised or timed out, a source "
+                        "or the store was unavailable)", ["kind", "name"])
 IN_FLIGHT = Gauge("parity_requests_in_flight", "requests being answered", multiprocess_mode="livesum")
 
 
@@ -67,6 +74,25 @@ class _StreamFreshness:
         yield servable
 
 
+class StepMetrics:
+    """The online engine's step observer (``online.engine.StepObserver``) as Prometheus series;
+    the labelled children are kept per (kind, name), which the definitions bound."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+    def __call__(self, kind: str, name: str, seconds: float, keys: int, failed: int) -> None:
+        children = self._children.get((kind, name))
+        if children is None:
+            children = self._children[(kind, name)] = (STEP_LATENCY.labels(kind, name), STEP_KEYS.labels(kind, name),
+                                                       STEP_FAILURES.labels(kind, name))
+        latency, asked, failures = children
+        latency.observe(seconds)
+        asked.inc(keys)
+        if failed:
+            failures.inc(failed)
+
+
 def exposition(state_dir: str) -> bytes:
     """The text a scrape gets: every worker's metrics summed (or this process's alone, when the
     server runs without a multiprocess directory), and stream freshness."""
@@ -75,7 +101,7 @@ def exposition(state_dir: str) -> bytes:
         MultiProcessCollector(registry)
     else:
         for collector in (REQUESTS, LATENCY, ENTITIES, FEATURES, VALUES, AUDIT_RECORDS, AUDIT_FLUSH, AUDIT_FAILURES,
-                          IN_FLIGHT, PUSHED):
+                          IN_FLIGHT, PUSHED, STEP_LATENCY, STEP_KEYS, STEP_FAILURES):
             registry.register(collector)
     registry.register(_StreamFreshness(state_dir))
     return bytes(generate_latest(registry))
