@@ -43,7 +43,13 @@ reading = pt.Entity("reading", keys={"day": pt.Date, "at": pt.Timestamp, "level"
 readings = pt.FeatureView("readings", entity=reading, source=pt.ParquetSource("r", path="r.parquet", event_time="ts"),
                           features=[pt.Feature("value", pt.Float64)])
 
-scoring = pt.Role("scoring", grants=[pt.Grant(entity="user")], pii="mask")
+device = pt.Entity("device", keys={"device_id": pt.String})
+pings = pt.StreamSource(name="pings", schema={"id": pt.String, "device_id": pt.String, "ts": pt.Timestamp},
+                        event_time="ts", event_id="id")
+uptime = pt.WindowView("uptime", entity=device, source=pings, columns={}, windows=["1h"],
+                       features=[pt.Aggregate("pings", pt.agg.count())])
+
+scoring = pt.Role("scoring", grants=[pt.Grant(entity="user")], pii="mask", push=["pings"])
 sensors = pt.Role("sensors", grants=[pt.Grant(entity="reading")])
 support = pt.Role("support", grants=[pt.Grant(features=["user.country"])])
 '''
