@@ -163,6 +163,26 @@ def test_the_catalog_lists_only_what_the_principal_may_request(server):
     assert httpx.get(server["base"] + "/v1/catalog").status_code == 401
 
 
+def test_the_catalog_names_only_the_entities_and_sources_of_what_the_principal_may_see(server):
+    def catalog(role: str) -> dict[str, object]:
+        return dict(httpx.get(server["base"] + "/v1/catalog",
+                              headers={"Authorization": f"Bearer {server['tokens'][role]}"}).json())
+
+    support = catalog("support")
+    assert support["entities"] == [{"name": "user", "keys": {"user_id": "Int64"}}]
+    assert support["sources"] == [{"name": "u", "kind": "ParquetSource", "push": False}]  # not accounts, r, pings
+    assert support["features"] == [{"feature": "user.country", "dtype": "String", "version": support["features"][0]["version"],
+                                    "kind": "view", "namespace": "profile", "entity": "user", "description": "",
+                                    "owner": None, "tags": [], "access": "read", "source": "u"}]
+    scoring = catalog("scoring")
+    assert [s["name"] for s in scoring["sources"]] == ["accounts", "pings", "u"]  # pings: it may push, not read
+    assert next(s for s in scoring["sources"] if s["name"] == "pings") == {"name": "pings", "kind": "StreamSource",
+                                                                          "push": True}
+    assert {e["name"] for e in scoring["entities"]} == {"user"}
+    sensors = catalog("sensors")
+    assert sensors["entities"] == [{"name": "reading", "keys": {"day": "Date", "at": "Timestamp", "level": "Float64"}}]
+
+
 @pytest.mark.parametrize(("token", "body", "status", "code", "field"), [
     (None, QUERY, 401, "unauthenticated", "Authorization"),
     ("pty_notatoken", QUERY, 401, "unauthenticated", "Authorization"),

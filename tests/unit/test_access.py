@@ -120,7 +120,13 @@ def test_the_owner_without_a_principal_reads_everything(tmp_path):
     project = _project(tmp_path, ROLES)
     for ref in ALL:
         assert project.query(_keys(ref), [ref], now=at(2)).rows == [{ref: VALUES[ref]}]
-    assert len(project.catalog_for()) == 9
+    catalog = {row["feature"]: row for row in project.catalog_for()}
+    assert len(catalog) == 9
+    assert catalog["payment.n[30d]"]["window"] == {"width": "30d", "aggregation": "count", "column": None,
+                                                   "filtered": False}
+    assert (catalog["payment.n[30d]"]["kind"], catalog["payment.n[30d]"]["source"]) == ("window", "p2")
+    assert catalog["user.ssn"]["tags"] == ["pii"]  # the view's tag, shown on its feature
+    assert catalog["user.email_domain"]["kind"] == "resolver" and "source" not in catalog["user.email_domain"]
     project.close()
 
 

@@ -136,7 +136,10 @@ class Project:
 
     def catalog_for(self, principal: Principal | None = None) -> list[dict[str, object]]:
         """The features ``principal`` may request (all, for the owner), with dtype, version,
-        producer, tags, owner, description and access ("read" or "masked")."""
+        producer (``kind``: view, window or resolver; its ``namespace``; the ``source`` it reads;
+        a window aggregate's ``window``), tags (the view's included), owner, description and access
+        ("read" or "masked")."""
+        from parity.define.windows import width_label
         from parity.registry.versions import Versions, metadata
 
         visible = None if principal is None else self.access_policy().visible(principal, self.plan)
@@ -146,9 +149,36 @@ class Project:
             access = "read" if visible is None else visible.get(key)
             if access is None:
                 continue
-            out.append({"feature": fd.ref, "dtype": repr(fd.dtype), "version": versions.version(fd),
-                        "namespace": fd.namespace, "entity": fd.entity.name, **metadata(fd), "access": access})
+            entry: dict[str, object] = {
+                "feature": fd.ref, "dtype": repr(fd.dtype), "version": versions.version(fd),
+                "kind": "view" if fd.view else "window" if fd.window else "resolver", "namespace": fd.namespace,
+                "entity": fd.entity.name, **metadata(fd), "tags": list(fd.tags), "access": access}
+            holder = fd.view or fd.window
+            if holder is not None:
+                entry["source"] = holder.source.name
+            if fd.aggregate is not None:
+                entry["window"] = {"width": width_label(fd.width), "aggregation": fd.aggregate.aggregation.kind,
+                                   "column": fd.aggregate.aggregation.column, "filtered": fd.aggregate.where is not None}
+            out.append(entry)
         return out
+
+    def entities_and_sources_for(self, features: list[dict[str, object]],
+                                 principal: Principal | None = None) -> dict[str, list[dict[str, object]]]:
+        """Beside ``catalog_for``'s features: the entities they are about (with their keys) and the
+        sources they read, plus the stream sources the principal may push into — nothing about a
+        source or entity none of its features touches."""
+        entities = sorted({str(f["entity"]) for f in features})
+        pushable = {name for name in self.catalog.stream_sources()
+                    if principal is None or any(name in self.catalog.roles[r].push
+                                                for r in principal.roles if r in self.catalog.roles)}
+        names = sorted({str(f["source"]) for f in features if "source" in f} | pushable)
+        by_name: dict[str, Source] = {v.source.name: v.source for v in self.catalog.views.values()}
+        by_name.update({v.source.name: v.source for v in self.catalog.window_views.values()})
+        return {
+            "entities": [{"name": e, "keys": {k: repr(d) for k, d in self.catalog.entities[e].keys.items()}}
+                         for e in entities],
+            "sources": [{"name": n, "kind": type(by_name[n]).__name__, "push": n in pushable} for n in names],
+        }
 
     # -- registry ------------------------------------------------------------------------
 

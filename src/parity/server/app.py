@@ -372,7 +372,8 @@ class Api:
 
     async def catalog(self, request: Request) -> Response:
         principal = self._principal(request)
-        return _json({"features": self.project.catalog_for(principal),
+        features = self.project.catalog_for(principal)
+        return _json({"features": features, **self.project.entities_and_sources_for(features, principal),
                       "policy_version": self.project.access_policy().version})
 
 

@@ -115,13 +115,30 @@ DOCUMENT: dict[str, Any] = {
                                "first_seq": {"type": ["integer", "null"], "description": "the log sequences given"},
                                "last_seq": {"type": ["integer", "null"]}}},
             "Catalog": {
-                "type": "object", "required": ["features", "policy_version"], "additionalProperties": False,
+                "type": "object", "required": ["features", "entities", "sources", "policy_version"],
+                "additionalProperties": False,
                 "properties": {
                     "policy_version": {"type": "string"},
+                    "entities": {"type": "array", "items": {
+                        "type": "object", "required": ["name", "keys"], "additionalProperties": False,
+                        "properties": {"name": {"type": "string"},
+                                       "keys": {"type": "object", "additionalProperties": {"type": "string"}}}}},
+                    "sources": {"type": "array", "items": {
+                        "type": "object", "required": ["name", "kind", "push"], "additionalProperties": False,
+                        "properties": {"name": {"type": "string"}, "kind": {"type": "string"},
+                                       "push": {"type": "boolean", "description": "this token may push into it"}}}},
                     "features": {"type": "array", "items": {
                         "type": "object", "required": ["feature", "dtype", "version", "access"],
                         "properties": {"feature": {"type": "string"}, "dtype": {"type": "string"},
                                        "version": {"type": "string"}, "namespace": {"type": "string"},
+                                       "kind": {"type": "string", "enum": ["view", "window", "resolver"]},
+                                       "source": {"type": "string"},
+                                       "window": {"type": "object", "required": ["width", "aggregation", "column",
+                                                                                 "filtered"],
+                                                  "properties": {"width": {"type": "string"},
+                                                                 "aggregation": {"type": "string"},
+                                                                 "column": {"type": ["string", "null"]},
+                                                                 "filtered": {"type": "boolean"}}},
                                        "entity": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
                                        "owner": {"type": ["string", "null"]}, "description": {"type": "string"},
                                        "access": {"type": "string", "enum": ["read", "masked"]}}}},
