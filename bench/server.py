@@ -4,7 +4,8 @@ dict, side by side in one run.
 
     .venv/bin/python bench/server.py overheads
     .venv/bin/python bench/server.py http [--seconds 8] [--clients 1 16] [--load wrk|python]
-    .venv/bin/python bench/server.py feast [--seconds 8] [--stores sqlite redis]   # needs bench/.venv-feast and wrk
+    .venv/bin/python bench/server.py feast [--seconds 8] [--stores sqlite redis] [--rates 250 500 ...]
+        # needs bench/.venv-feast and wrk; --rates: open-loop tails (bench/open_loop.py), same rates for both
     .venv/bin/python bench/server.py soak [--minutes 10]   # 16 clients, RSS of every worker sampled
     .venv/bin/python bench/server.py push [--seconds 5] [--events 1 100]   # POST /v1/push vs project.push
 
@@ -275,6 +276,22 @@ def _wrk_shape(url: str, clients: int, seconds: float, tmp: str, *, entities: in
             "p99_ms": float(p99) / 1e3, "p99.9_ms": float(p999) / 1e3, "errors": int(errors)}
 
 
+def _constant_rate(server: str, port: int, path: str, token: str, names: list[str], rate: float,
+                   seconds: float) -> dict[str, float]:
+    from open_loop import constant_rate, request_bytes
+
+    payloads = []
+    for user in range(0, 10_000, 7):
+        if server == "parity":
+            body = {"entities": {"user_id": [user]}, "features": [f"user.{f}" for f in names]}
+            headers = {"Authorization": f"Bearer {token}"}
+        else:
+            body = {"features": [f"user_stats:{f}" for f in names], "entities": {"user_id": [user]}}
+            headers = {}
+        payloads.append(request_bytes(path, json.dumps(body).encode(), headers))
+    return asyncio.run(constant_rate(port, payloads, rate, seconds))
+
+
 def feast(args: argparse.Namespace) -> None:
     """parity serve (token auth, access check, audit on) and Feast's feature server on the same data
     (bench/data/fraud-small: 1M rows, 10k users, 10 features), the same wrk load, one after the other."""
@@ -335,6 +352,9 @@ def feast(args: argparse.Namespace) -> None:
                             out[f"{store} {name}: {entities} entities x 10 features, {clients} clients"] = _wrk_shape(
                                 url, clients, args.seconds, tmp, entities=entities, body=bodies[name],
                                 token=token if name == "parity" else None)
+                    for rate in args.rates:  # open loop: tails at a constant rate (bench/open_loop.py)
+                        out[f"{store} {name}: 1 entity x 10 features, constant {rate:g} requests/s"] = \
+                            _constant_rate(name, int(port), path, token, names, rate, args.seconds)
                 finally:
                     proc.terminate()
                     try:
@@ -507,6 +527,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     p.add_argument("--stores", nargs="+", default=["sqlite", "redis"])
+    p.add_argument("--rates", type=float, nargs="*", default=[250, 500, 1000, 2000, 4000],
+                   help="constant request rates (open loop) for the tail latency of 1 entity")
     p.set_defaults(run=feast)
     p = sub.add_parser("push")
     p.add_argument("--seconds", type=float, default=5.0)
