@@ -1,8 +1,8 @@
 """An open-loop (constant request rate) HTTP/1.1 load client, for tail latency without coordinated
 omission: request i is due at start + i / rate whatever happened to earlier ones, and its latency
-is measured from when it was *due*, not from when a connection was free to send it (what wrk and
-other closed-loop clients report, which hides a server's stalls — the reason wrk2 exists; it is
-not packaged here). Requests go over a pool of keep-alive connections, opened as needed up to
+is measured from when it was due (or, when the client's own timer woke late, from when the client
+got to it), not from when a connection was free to send it (what wrk and other closed-loop clients
+report, which hides a server's stalls — the reason wrk2 exists; it is not packaged here). Requests go over a pool of keep-alive connections, opened as needed up to
 ``max_connections``; a request due while every connection is busy waits, and that wait counts.
 
 Raw asyncio streams with the request bytes built once, so the client costs a few tens of µs per
@@ -64,6 +64,10 @@ async def constant_rate(port: int, payloads: list[bytes], rate: float, seconds: 
 
     async def one(i: int, due: float) -> None:
         nonlocal errors, finished
+        # From when the client got to it: the event loop's timers wake up to a millisecond late
+        # (epoll's resolution), which is the client's lag, not the server's. A request waiting for
+        # a free connection (every one busy with a slow answer) is the server's, and counts.
+        started = max(due, time.perf_counter())
         conn = await connection()
         try:
             status = await conn.exchange(payloads[i % len(payloads)])
@@ -73,7 +77,7 @@ async def constant_rate(port: int, payloads: list[bytes], rate: float, seconds: 
             waiting.put_nowait(None)
         except (OSError, asyncio.IncompleteReadError):
             errors += 1
-        latencies.append(time.perf_counter() - due)
+        latencies.append(time.perf_counter() - started)
         finished += 1
         if finished == total:
             done.set()

@@ -398,6 +398,7 @@ def test_metrics_are_summed_over_the_workers_and_need_a_token(server):
     (server["root"] / ".parity" / "freshness").mkdir(parents=True, exist_ok=True)
     (server["root"] / ".parity" / "freshness" / "payments.json").write_text(
         '{"source": "payments", "consumer_lag": 7, "event_to_servable": {"p50_ms": 6.0, "p99_ms": 35.0}}')
+    time.sleep(0.3)  # each worker writes what it counted every 100 ms (the one scraped, at once)
     after = httpx.get(server["base"] + "/v1/metrics", headers=headers).text
     ok = "parity_requests_total"
     assert _metric(after, ok, endpoint="query", outcome="ok") - _metric(before, ok, endpoint="query", outcome="ok") == 10

@@ -155,16 +155,12 @@ class Api:
 
     def _guarded(self, action: str,
                  handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-        requests, latency = metrics.REQUESTS, metrics.LATENCY.labels(action)
+        pending, requests, latency, labels = metrics.PENDING, metrics.REQUESTS, metrics.LATENCY, (action,)
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             request.state.who, request.state.audit = "-", {}
-            metrics.IN_FLIGHT.inc()
-            try:
-                response = await answer(request)
-            finally:
-                metrics.IN_FLIGHT.dec()
+            response = await answer(request)
             outcome = "ok" if response.status_code < 400 else getattr(request.state, "code", "error")
             # every request, refused ones too: who, what, about whom, under which versions, and how it ended
             try:
@@ -172,8 +168,8 @@ class Api:
                                   **request.state.audit)
             except AuditUnavailable as exc:  # a request that cannot be audited is not answered
                 outcome, response = "audit_unavailable", _error(ApiError(503, "audit_unavailable", str(exc)))
-            requests.labels(action, outcome).inc()
-            latency.observe(time.perf_counter() - started)
+            pending.count(requests, (action, outcome))
+            pending.observe(latency, labels, time.perf_counter() - started)
             return response
 
         async def answer(request: Request) -> Response:
@@ -206,6 +202,10 @@ class Api:
                 self._in_flight -= 1
 
         return endpoint
+
+    def flush_metrics(self) -> None:
+        metrics.PENDING.flush()
+        metrics.IN_FLIGHT.set(self._in_flight)
 
     def _unknown(self, request: Request, exc: UnknownFeatureError) -> ApiError:
         """An unknown feature, with suggestions drawn only from what this principal may request."""
@@ -267,15 +267,15 @@ class Api:
         entities = shape.read_keys(entities)
         result = await self.project.aquery(entities, features, now=now, with_status=with_status,
                                            principal=principal)
-        metrics.ENTITIES.observe(n)
-        metrics.FEATURES.observe(len(features))
+        metrics.PENDING.observe(metrics.ENTITIES, (), n)
+        metrics.PENDING.observe(metrics.FEATURES, (), len(features))
         if result.details is not None:
             statuses: dict[str, int] = {}
             for row in result.details:
                 for value in row.values():
                     statuses[value.status] = statuses.get(value.status, 0) + 1
             for status, count in statuses.items():
-                metrics.VALUES.labels(status).inc(count)
+                metrics.PENDING.count(metrics.VALUES, (status,), count)
         payload: dict[str, object] = {"features": list(result.features), "dtypes": shape.dtypes,
                                       "rows": to_json(result.rows)}
         if result.details is not None:
@@ -359,14 +359,15 @@ class Api:
                            f"was written; {len(errors)} event(s) refused)", "events", {"errors": errors[:100]})
         request.state.audit.update(accepted=report.accepted, duplicates=report.duplicates,
                                    log_seq=None if report.first_seq is None else [report.first_seq, report.last_seq])
-        metrics.PUSHED.labels(source, "accepted").inc(report.accepted)
-        metrics.PUSHED.labels(source, "duplicate").inc(report.duplicates)
+        metrics.PENDING.count(metrics.PUSHED, (source, "accepted"), report.accepted)
+        metrics.PENDING.count(metrics.PUSHED, (source, "duplicate"), report.duplicates)
         return _json({"accepted": report.accepted, "duplicates": report.duplicates,
                       "late_applied": report.late_applied, "first_seq": report.first_seq,
                       "last_seq": report.last_seq})
 
     async def metrics(self, request: Request) -> Response:
         self._principal(request)
+        self.flush_metrics()  # this worker's own counts are current; the others' at most one flush late
         return Response(metrics.exposition(self.project.settings.resolve(".parity")),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -494,6 +495,7 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         while True:
             await asyncio.sleep(api.limits.audit_flush_interval)
             try:
+                api.flush_metrics()
                 started = time.perf_counter()
                 written = await asyncio.to_thread(audit.flush)
                 if written:

@@ -35,6 +35,7 @@ PREFIX = "pty_"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _RANDOM, _CHECK = 30, 6
 TOKEN_LENGTH = len(PREFIX) + _RANDOM + _CHECK
+_CACHED_TOKENS = 4096  # per worker thread: the live tokens of a deployment fit many times
 _LAST_USED_EVERY_US = 60_000_000  # last_used is written at most once a minute per token: no write per request
 
 _SCHEMA = """
@@ -148,22 +149,26 @@ class TokenStore:
     def authenticate(self, token: str) -> tuple[Principal, str]:
         """The principal a presented token stands for, and the token's id; AuthenticationError
         (without echoing the token) when it is malformed, unknown, expired or revoked."""
-        if not well_formed(token):
-            raise AuthenticationError("the token is not a parity API token (pty_…); create one with `parity token create`")
         con, local = self._con(), self._local
         version = con.execute("PRAGMA data_version").fetchone()[0]
         if version != local.version:  # another connection committed (a create or a revoke): look again
             local.cache.clear()
             local.version = version
-        cache: dict[bytes, tuple[Principal, int | None, str]] = local.cache
-        digest = token_hash(token)
-        found = cache.get(digest)
+        # By the token as presented: a known one costs a dictionary lookup, not a checksum and a
+        # hash. Only tokens that authenticated are kept (never a guess), in this worker's memory.
+        cache: dict[str, tuple[Principal, int | None, str]] = local.cache
+        found = cache.get(token)
         if found is None:
+            if not well_formed(token):
+                raise AuthenticationError("the token is not a parity API token (pty_…); create one with "
+                                          "`parity token create`")
             row = con.execute("SELECT id, principal, roles, expires_us, revoked_us FROM tokens WHERE hash = ?",
-                              (digest,)).fetchone()
+                              (token_hash(token),)).fetchone()
             if row is None or row[4] is not None:
                 raise AuthenticationError("the token is unknown or revoked")
-            found = cache[digest] = (Principal(row[1], json.loads(row[2])), row[3], row[0])
+            if len(cache) >= _CACHED_TOKENS:
+                cache.clear()
+            found = cache[token] = (Principal(row[1], json.loads(row[2])), row[3], row[0])
         principal, expires_us, token_id = found
         now = now_micros()
         if expires_us is not None and now >= expires_us:
