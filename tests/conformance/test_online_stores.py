@@ -135,3 +135,32 @@ def test_redis_drop_removes_its_namespace_and_nothing_else(tmp_path):
         other.drop()
         mine.close()
         other.close()
+
+
+def test_an_awaited_read_answers_what_a_read_answers(tmp_path):
+    """The store that offers ``aread`` (Redis: its reads wait on the network) answers it exactly
+    as ``read``, NaN and misses included."""
+    import asyncio
+
+    store = make_store("redis", tmp_path)
+    store.write("t", [((1,), (5, 6, (float("nan"), "x", None))), ((2,), (7, 7, (1.5, "y", 3)))])
+    keys = [(2,), (9,), (1,), (2,)]
+
+    async def both() -> tuple[object, object]:
+        return await store.aread("t", keys), await store.aread("t", [])
+
+    got, empty = asyncio.run(both())
+    assert repr(got) == repr(store.read("t", keys)) and empty == []
+    store.drop()
+    store.close()
+
+
+def test_an_awaited_read_of_an_unreachable_redis_is_a_store_error():
+    import asyncio
+
+    from parity.errors import StoreError
+
+    down = RedisOnlineStore(Secret("redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0"), namespace="x", timeout=0.2)
+    with pytest.raises(StoreError, match="Redis online store"):
+        asyncio.run(down.aread("t", [(1,)]))
+    down.close()

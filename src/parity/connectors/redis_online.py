@@ -89,6 +89,8 @@ class RedisOnlineStore:
         self._write = self.client.register_script(_WRITE)
         self._max_hash = self.client.register_script(_MAX_HASH)
         self._tables: set[str] = set()
+        self._timeout = timeout
+        self._async_clients: dict[Any, Any] = {}  # by event loop (``aread``)
 
     def _fail(self, exc: Exception) -> StoreError:
         return StoreError(self.secret.redact(f"Redis online store ({self.secret.reference}): {type(exc).__name__}: {exc}"))
@@ -135,7 +137,33 @@ class RedisOnlineStore:
     def read(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[StoredRow | None]:
         if not keys:
             return []
-        raw = self._call(self.client.mget, [self._key(table, k) for k in keys])
+        return self._rows(self._call(self.client.mget, [self._key(table, k) for k in keys]))
+
+    async def aread(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[StoredRow | None]:
+        """``read`` without blocking the event loop: the same MGET on an asyncio connection of the
+        running loop, so a worker answers other requests during the round trip."""
+        if not keys:
+            return []
+        try:
+            raw = await self._async_client().mget([self._key(table, k) for k in keys])
+        except self._redis_errors as exc:
+            raise self._fail(exc) from None
+        return self._rows(raw)
+
+    def _async_client(self) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:  # an asyncio connection belongs to the loop that made it
+            import redis.asyncio
+
+            client = self._async_clients[loop] = redis.asyncio.Redis.from_url(
+                self.secret.reveal(), socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
+                health_check_interval=10)
+        return client
+
+    def _rows(self, raw: Sequence[bytes | None]) -> list[StoredRow | None]:
         out: list[StoredRow | None] = []
         for value in raw:
             if value is None:
@@ -369,3 +397,16 @@ class RedisOnlineStore:
     def close(self) -> None:
         self.client.close()
         self._bulk.close()
+        import asyncio
+
+        for loop, client in self._async_clients.items():  # closed on their own loop, when it still runs
+            if not loop.is_closed():
+                try:
+                    running = asyncio.get_running_loop()
+                except RuntimeError:
+                    running = None
+                if running is not None and running is loop:
+                    running.create_task(client.aclose())
+                elif loop.is_running():
+                    asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+        self._async_clients.clear()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from parity.define.dtypes import DType
@@ -163,9 +163,10 @@ def _key_rows(compiled: _Compiled, n: int, columns: dict[str, list[object]]) -> 
 class _State:
     """Columns (storage form), statuses, event times and errors of one request."""
 
-    __slots__ = ("cols", "errors", "events", "n", "now_us", "status")
+    __slots__ = ("aread", "cols", "errors", "events", "n", "now_us", "status")
 
-    def __init__(self, n: int, cols: dict[str, list[object]], now_us: int) -> None:
+    def __init__(self, n: int, cols: dict[str, list[object]], now_us: int, aread: bool = False) -> None:
+        self.aread = aread  # lookups await the store's aread (on the caller's event loop)
         self.n = n
         self.cols = cols
         self.now_us = now_us
@@ -197,6 +198,7 @@ class OnlineEngine:
         self.guards: dict[str, Guard] = {}
         self._requests: dict[str, ScanRequest] = {}
         self._reads_may_block = bool(getattr(store, "reads_may_block", True))
+        self._aread: Callable[..., Awaitable[list[StoredRow | None]]] | None = getattr(store, "aread", None)
         for name, res in catalog.resolvers.items():
             self.guards[f"resolver:{name}"] = Guard(f"resolver {name!r}", res.policy)
         for name in self.request_time:
@@ -227,12 +229,24 @@ class OnlineEngine:
     async def aexecute(self, plan: Plan, entities: Entities, now_us: int, with_status: bool = False) -> QueryResult:
         return await self._run(self.compile(plan), entities, now_us, with_status)
 
-    async def _run(self, compiled: _Compiled, entities: Entities, now_us: int, with_status: bool) -> QueryResult:
+    def awaits_reads(self, plan: Plan) -> bool:
+        """Whether a plan that needs no loop of its own (``needs_event_loop`` False) should still
+        run on the caller's loop: its store reads can be awaited (``OnlineStore.aread``) instead of
+        blocking the loop for a round trip."""
+        return self._aread is not None and bool(self.compile(plan).lookups)
+
+    async def aexecute_reads(self, plan: Plan, entities: Entities, now_us: int,
+                             with_status: bool = False) -> QueryResult:
+        """Run a plan that needs no loop of its own on the caller's, awaiting its store reads."""
+        return await self._run(self.compile(plan), entities, now_us, with_status, aread=True)
+
+    async def _run(self, compiled: _Compiled, entities: Entities, now_us: int, with_status: bool,
+                   aread: bool = False) -> QueryResult:
         n, given = _key_columns(entities)
         if n == 0:  # asked for nothing: nothing to answer
             return QueryResult(tuple(ref for ref, _, _ in compiled.outputs), [], [] if with_status else None)
         cols = _key_rows(compiled, n, given)
-        state = _State(n, cols, now_us)
+        state = _State(n, cols, now_us, aread)
         steps = compiled.plan.steps
         for level in compiled.levels:
             if compiled.has_async and len(level) > 1:
@@ -330,8 +344,11 @@ class OnlineEngine:
         if wanted:
             # One trip to the store (and, off the loop, one thread hop) for the values and, for
             # request-time views, when each was last synced.
-            held, synced, problem = await self._store_io(compiled, self._read, table, wanted, request_time,
-                                                         may_block=self._reads_may_block)
+            if state.aread and not request_time:
+                held, synced, problem = await self._aread_rows(table, wanted)
+            else:
+                held, synced, problem = await self._store_io(compiled, self._read, table, wanted, request_time,
+                                                             may_block=self._reads_may_block)
             found = dict(zip(wanted, held))
             if problem is not None and not request_time:  # the store is down: these features fail
                 failed = dict.fromkeys(wanted, problem)
@@ -386,6 +403,15 @@ class OnlineEngine:
             return rows, synced, None
         except StoreError as exc:  # without the store, every request-time key is asked of the source
             return [None] * len(keys), [None] * len(keys), str(exc)
+
+    async def _aread_rows(self, table: str, keys: list[tuple[object, ...]]
+                          ) -> tuple[list[StoredRow | None], list[int | None], str | None]:
+        """``_read`` for a store read awaited on the caller's loop (no sync marks: not request-time)."""
+        assert self._aread is not None
+        try:
+            return await self._aread(table, keys), [], None
+        except StoreError as exc:
+            return [None] * len(keys), [], str(exc)
 
     async def _resolve_stale(
         self,

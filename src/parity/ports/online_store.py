@@ -49,6 +49,11 @@ class OnlineStore(Protocol):
 
     def read(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[StoredRow | None]: ...
 
+    # A store whose reads wait on the network may also offer
+    #     async def aread(self, table, keys) -> list[StoredRow | None]
+    # answering exactly what ``read`` answers without blocking the event loop (``online.engine``
+    # awaits it when the query runs on a loop: the server's workers).
+
     def get_watermark(self, table: str) -> int | None: ...
 
     def read_synced(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[int | None]:

@@ -391,6 +391,8 @@ class Project:
         access = self._access(principal, plan)
         if engine.needs_event_loop(plan):
             result: QueryResult = await self._loop.arun(engine.aexecute(plan, entities, now_us, with_status))
+        elif engine.awaits_reads(plan):  # a network store: its round trip does not block the caller's loop
+            result = await engine.aexecute_reads(plan, entities, now_us, with_status)
         else:
             result = engine.execute(plan, entities, now_us, with_status)
         return result if access is None else result.for_principal(access.masked, calls.public)

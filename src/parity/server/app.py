@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import difflib
+import gc
 import logging
 import os
 import time
@@ -515,6 +516,10 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         for source in project.catalog.stream_sources():  # one worker becomes each source's writer
             await api.pushes.try_to_write(source)
         task = asyncio.create_task(flusher())
+        # What startup made (modules, the catalog, plans, the store's caches) lives as long as the
+        # worker: frozen out of the collector's sight, so a full collection scans only what requests
+        # made — measured: gen-2 pauses of 28-51 ms every few seconds became the p99 otherwise.
+        gc.freeze()
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
