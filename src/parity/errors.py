@@ -130,9 +130,11 @@ class RequestError(ParityError):
 class AccessDenied(AccessError):
     """``denied`` lists the references refused, each with why."""
 
-    def __init__(self, principal: str, denied: dict[str, str], *, verb: str = "read") -> None:
+    def __init__(self, principal: str, denied: dict[str, str], *, verb: str = "read",
+                 field: str | None = "features") -> None:
         self.principal = principal
         self.denied = denied
+        self.field = field  # the request field refused (HTTP error bodies)
         shown = "; ".join(f"{ref} ({why})" for ref, why in list(denied.items())[:5])
         more = f"; and {len(denied) - 5} more" if len(denied) > 5 else ""
         super().__init__(f"{principal!r} may not {verb} {shown}{more}: grant it to one of its roles")

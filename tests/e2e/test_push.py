@@ -125,6 +125,7 @@ def test_pushing_is_denied_by_default_and_unknown_sources_look_the_same(server):
     events = [_event(1, 1.0, 0)]
     refused = _push(server, "scoring", events)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert refused.json()["error"]["field"] == "source"
     unknown = _push(server, "scoring", events, source="nope")
     granted_elsewhere = _push(server, "ingest", events, source="nope")
     assert unknown.status_code == granted_elsewhere.status_code == 403

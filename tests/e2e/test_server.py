@@ -49,7 +49,7 @@ pings = pt.StreamSource(name="pings", schema={"id": pt.String, "device_id": pt.S
 uptime = pt.WindowView("uptime", entity=device, source=pings, columns={}, windows=["1h"],
                        features=[pt.Aggregate("pings", pt.agg.count())])
 
-scoring = pt.Role("scoring", grants=[pt.Grant(entity="user")], pii="mask", push=["pings"])
+scoring = pt.Role("scoring", grants=[pt.Grant(entity="user")], pii="mask", push=["pings"], metrics=True)
 sensors = pt.Role("sensors", grants=[pt.Grant(entity="reading")])
 support = pt.Role("support", grants=[pt.Grant(features=["user.country"])])
 '''
@@ -391,6 +391,8 @@ def _metric(text: str, metric: str, **labels: str) -> float:
 def test_metrics_are_summed_over_the_workers_and_need_a_token(server):
     headers = {"Authorization": f"Bearer {server['tokens']['scoring']}"}
     assert httpx.get(server["base"] + "/v1/metrics").status_code == 401
+    refused = httpx.get(server["base"] + "/v1/metrics", headers={"Authorization": f"Bearer {server['tokens']['support']}"})
+    assert refused.status_code == 403 and "parity_" not in refused.text  # deny by default: metrics=True only
     before = httpx.get(server["base"] + "/v1/metrics", headers=headers).text
     for _ in range(10):  # a connection each: the two workers share them
         assert _query(server, server["tokens"]["scoring"], QUERY).status_code == 200

@@ -285,3 +285,16 @@ def test_pushing_is_granted_by_name_only_and_is_part_of_the_policy_version():
     assert plain != policy.version
     with pytest.raises(DefinitionError, match="push names 'txn', which is not a stream source.*txns"):
         _with_stream([pt.Role("typo", push=["txn"])])
+
+
+def test_metrics_are_for_roles_that_say_so():
+    project = _with_stream([pt.Role("readers", grants=[pt.Grant()]), pt.Role("ops", metrics=True)])
+    policy = project.access_policy()
+    policy.check_metrics(pt.Principal("o", ["ops", "readers"]))
+    for roles in (["readers"], [], ["nobody"]):
+        with pytest.raises(AccessDenied, match="may not scrape"):
+            policy.check_metrics(pt.Principal("p", roles))
+    assert _with_stream([pt.Role("readers", grants=[pt.Grant()]), pt.Role("ops")]).access_policy().version != \
+        policy.version
+    with pytest.raises(DefinitionError, match="metrics='yes'"):
+        pt.Role("ops", metrics="yes")  # type: ignore[arg-type]

@@ -27,7 +27,9 @@ nothing, or ``masked`` with ``Role(..., pii="mask")``. Several roles, or grants,
 strongest level.
 
 Writing is granted apart from reading: ``Role(..., push=["transactions"])`` lets its holders push
-events into those stream sources (``POST /v1/push/{source}``); no role may push anywhere else. ``semantics``-free and stdlib-only: ``plan.access`` compiles these into the one
+events into those stream sources (``POST /v1/push/{source}``); no role may push anywhere else. And
+``Role(..., metrics=True)`` lets its holders scrape ``GET /v1/metrics``, whose series name views,
+resolvers and sources: no other role may. ``semantics``-free and stdlib-only: ``plan.access`` compiles these into the one
 decision table every path consults.
 """
 
@@ -105,10 +107,11 @@ class Role:
     pii: str = "deny"
     description: str = ""
     push: tuple[str, ...] = ()
+    metrics: bool = False
     location: str = field(default="", compare=False, repr=False)
 
     def __init__(self, name: str, grants: Sequence[Grant] = (), *, pii: str = "deny", description: str = "",
-                 push: Sequence[str] | str | None = None) -> None:
+                 push: Sequence[str] | str | None = None, metrics: bool = False) -> None:
         location = caller_location()
         set_ = object.__setattr__
         set_(self, "location", location)
@@ -125,12 +128,17 @@ class Role:
         set_(self, "pii", pii)
         set_(self, "description", description)
         set_(self, "push", _texts(push, "push", location))
+        if not isinstance(metrics, bool):
+            raise DefinitionError(f"role {name!r}: metrics={metrics!r}; expected True or False", location=location)
+        set_(self, "metrics", metrics)
 
     def describe(self) -> dict[str, object]:
         described: dict[str, object] = {"name": self.name, "pii": self.pii,
                                         "grants": [g.describe() for g in self.grants]}
         if self.push:  # a role that pushes nowhere keeps the version it had before push existed
             described["push"] = sorted(self.push)
+        if self.metrics:
+            described["metrics"] = True
         return described
 
 

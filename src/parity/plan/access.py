@@ -158,7 +158,14 @@ class AccessPolicy:
         """Pushing events into ``source``: only roles that name it in ``push`` may (deny by default)."""
         if not any(source in self.catalog.roles[r].push for r in principal.roles if r in self.catalog.roles):
             raise AccessDenied(principal.name, {source: "a stream source no role of this principal may push into"},
-                               verb="push into")
+                               verb="push into", field="source")
+
+    def check_metrics(self, principal: Principal) -> None:
+        """Scraping the server's metrics: only roles with ``metrics=True`` may (their series name
+        views, resolvers and sources a principal may not otherwise know of)."""
+        if not any(self.catalog.roles[r].metrics for r in principal.roles if r in self.catalog.roles):
+            raise AccessDenied(principal.name, {"/v1/metrics": "no role of this principal has metrics=True"},
+                               verb="scrape", field=None)
 
     def visible(self, principal: Principal, plan_of: Callable[[str], Plan]) -> dict[FeatureKey, str]:
         """What the catalog shows ``principal``: the features it may request — granted "read" or

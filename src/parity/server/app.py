@@ -185,7 +185,7 @@ class Api:
             except JobError as exc:
                 return self._refuse(request, ApiError(exc.status, exc.code, exc.message))
             except AccessDenied as exc:
-                return self._refuse(request, ApiError(403, "forbidden", str(exc), "features", {"denied": exc.denied}))
+                return self._refuse(request, ApiError(403, "forbidden", str(exc), exc.field, {"denied": exc.denied}))
             except UnknownFeatureError as exc:
                 return self._refuse(request, self._unknown(request, exc))
             except EntityKeyError as exc:
@@ -367,7 +367,7 @@ class Api:
                       "last_seq": report.last_seq})
 
     async def metrics(self, request: Request) -> Response:
-        self._principal(request)
+        self.project.access_policy().check_metrics(self._principal(request))
         self.flush_metrics()  # this worker's own counts are current; the others' at most one flush late
         return Response(metrics.exposition(self.project.settings.resolve(".parity")),
                         media_type="text/plain; version=0.0.4; charset=utf-8")

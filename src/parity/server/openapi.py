@@ -35,7 +35,7 @@ _ERROR = {
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "bad input", 401: "no token, or one that is malformed, unknown, expired or revoked",
-            403: "a feature the token's roles do not grant", 404: "no such job for this token",
+            403: "what the token's roles do not grant (a feature, a push, the metrics)", 404: "no such job for this token",
             405: "method not allowed", 409: "the job is not done (its status says why)",
             408: "the body did not arrive in time", 413: "a limit was passed (body, entities, features, events)",
             422: "an event does not fit the source's schema, or is later than its max_lateness: nothing of the "
@@ -172,7 +172,7 @@ DOCUMENT: dict[str, Any] = {
         "/v1/metrics": {"get": {
             "operationId": "metrics", "summary": "Prometheus metrics, summed over the workers", "security": [{"token": []}],
             "responses": {"200": {"description": "the text exposition format", "content": {
-                "text/plain": {"schema": {"type": "string"}}}}, **_errors(401, 405, 503)}}},
+                "text/plain": {"schema": {"type": "string"}}}}, **_errors(401, 403, 405, 503)}}},
         "/v1/push/{source}": {"post": {
             "operationId": "push", "summary": "events into a stream source: all or none, answered after the commit "
                                               "that logged them; idempotent by event id",
