@@ -181,6 +181,19 @@ def test_an_event_later_than_max_lateness_refuses_its_push(server):
     assert late.json()["error"]["errors"][0]["index"] == 1
 
 
+def test_a_time_the_store_cannot_index_is_refused_and_breaks_nothing(server):
+    far = {**_event(800, 1.0, 0), "ts": "2300-01-01T00:00:00Z"}
+    answer = _push(server, "ingest", [far])
+    if "redis" in (server["root"] / "parity.toml").read_text():  # doubles: exact within ±2^53 µs
+        assert answer.status_code == 422, answer.text
+        assert "Redis online store" in answer.json()["error"]["errors"][0]["reason"]
+    else:
+        assert answer.status_code == 200, answer.text
+    after = _push(server, "ingest", [_event(801, 2.0, 5)])  # the source is not poisoned
+    assert after.status_code == 200 and after.json()["accepted"] == 1
+    assert _values(server, 801)["user.pay_count[30d]"] == 1
+
+
 def test_concurrent_pushes_through_both_workers_count_exactly(server):
     rng = random.Random(7)
     users = [300 + i for i in range(5)]
@@ -317,11 +330,10 @@ def test_pushes_reach_a_parity_stream_consumer_that_holds_the_writer(tmp_path):
 
     published = [_event(600, 1.0, i) for i in range(200)]
     asyncio.run(publish(published[:100], True))
-    consumer = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "stream", "-q"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    port = _free_port()
+    port = _free_port()  # the server first: it must not take the writer the consumer needs
     serving = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
                                 "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    consumer = None
     pushed = [_event(600, 2.0, 300 + i) for i in range(60)]
     try:
         deadline = time.monotonic() + 30
@@ -331,7 +343,17 @@ def test_pushes_reach_a_parity_stream_consumer_that_holds_the_writer(tmp_path):
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline and consumer.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        early = httpx.post(f"http://127.0.0.1:{port}/v1/push/payments", json={"events": pushed[:1]},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert early.status_code == 503 and early.json()["error"]["code"] == "push_unavailable"
+        assert "parity stream" in early.json()["error"]["message"]
+        consumer = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "stream", "-q"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while not (root / ".parity" / "events" / "payments" / ".writer.lock").exists() or \
+                not (root / ".parity" / "events" / "payments" / ".writer.lock").read_text():
+            assert time.monotonic() < deadline + 30 and consumer.poll() is None, consumer.stderr
             time.sleep(0.1)
         with httpx.Client() as client:
             for i in range(0, 60, 6):
@@ -344,11 +366,12 @@ def test_pushes_reach_a_parity_stream_consumer_that_holds_the_writer(tmp_path):
     finally:
         serving.terminate()
         serving.wait(timeout=20)
-        consumer.send_signal(signal.SIGINT)
-        try:
-            consumer.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            consumer.kill()
+        if consumer is not None:
+            consumer.send_signal(signal.SIGINT)
+            try:
+                consumer.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                consumer.kill()
 
         async def cleanup() -> None:
             nc = await nats.connect(NATS_URL)

@@ -500,3 +500,42 @@ def test_commits_of_mixed_sizes_keep_the_tiers_ordered_and_bounded(tmp_path) -> 
     assert all(tiers.count(t) < FAN_IN for t in set(tiers)) and len(tiers) <= 5 * (FAN_IN - 1)
     assert log.read()["_parity_log_seq"].to_list() == list(range(1, n + 1))
     project.close()
+
+
+def test_a_commit_whose_write_landed_before_it_failed_counts_its_retry_as_duplicates(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    project = _project(str(tmp_path))
+    ingestor = project.ingestor("txns")
+    project.push("txns", [_event(1, T0)])
+    log = ingestor.log
+    written = log._write  # type: ignore[attr-defined]
+
+    def landed_then_failed(*args: object, **kwargs: object) -> None:
+        written(*args, **kwargs)  # the segment is renamed into place...
+        raise OSError(5, "Input/output error")  # ...and then the folder's fsync fails
+
+    with monkeypatch.context() as patched:
+        patched.setattr(log, "_write", landed_then_failed)
+        with pytest.raises(OSError):
+            project.push("txns", [_event(2, T0), _event(3, T0)])
+    retried = project.push("txns", [_event(2, T0), _event(3, T0), _event(4, T0)])
+    assert (retried.accepted, retried.duplicates, retried.first_seq) == (1, 2, 4)  # in the log once, seq 4 next
+    assert log.read()["id"].to_list() == ["e1", "e2", "e3", "e4"]
+    assert project.query({"card_id": [1]}, ["card.n[1h]"]).rows[0]["card.n[1h]"] == 0  # T0 is long past: read works
+    project.close()
+
+
+def test_a_compaction_that_fails_does_not_fail_the_commit_it_follows(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    project = _project(str(tmp_path))
+    log = project.ingestor("txns").log
+
+    def no_space() -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(log, "compact", no_space)
+        for i in range(10):
+            assert project.push("txns", [_event(i, T0)]).accepted == 1
+    assert len(log.segments()) == 10  # type: ignore[attr-defined]
+    assert project.push("txns", [_event(10, T0)]).first_seq == 11  # contiguous; merged again now
+    assert len(log.segments()) < 10 and log.read()["_parity_log_seq"].to_list() == list(range(1, 12))  # type: ignore[attr-defined]
+    project.close()

@@ -19,6 +19,7 @@ and re-running is safe because writes are monotonic.
 from __future__ import annotations
 
 import struct
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -69,6 +70,11 @@ return 1
 
 class RedisOnlineStore:
     reads_may_block = True  # a network round trip, up to the socket timeout when Redis is slow
+    # Window scores are doubles: exact within ±2^53 µs. Stream events outside it are refused at
+    # ingest (``ingest.events``), never logged to fail every apply after them.
+    time_range_us = (-_LIMIT + 1, _LIMIT - 1,
+                     "the Redis online store holds exactly (±2^53 µs around 1970: years 1685 to 2255)")
+
     def __init__(self, url: Secret, *, namespace: str = "parity", timeout: float = 0.5) -> None:
         try:
             import redis
@@ -90,7 +96,8 @@ class RedisOnlineStore:
         self._max_hash = self.client.register_script(_MAX_HASH)
         self._tables: set[str] = set()
         self._timeout = timeout
-        self._async_clients: dict[Any, Any] = {}  # by event loop (``aread``)
+        # by event loop (``aread``), weakly: a loop that is gone (asyncio.run after asyncio.run) takes its client
+        self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     def _fail(self, exc: Exception) -> StoreError:
         return StoreError(self.secret.redact(f"Redis online store ({self.secret.reference}): {type(exc).__name__}: {exc}"))
@@ -158,6 +165,8 @@ class RedisOnlineStore:
         if client is None:  # an asyncio connection belongs to the loop that made it
             import redis.asyncio
 
+            for gone in [other for other in self._async_clients if other.is_closed()]:
+                del self._async_clients[gone]
             client = self._async_clients[loop] = redis.asyncio.Redis.from_url(
                 self.secret.reveal(), socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
                 health_check_interval=10)
@@ -399,7 +408,7 @@ class RedisOnlineStore:
         self._bulk.close()
         import asyncio
 
-        for loop, client in self._async_clients.items():  # closed on their own loop, when it still runs
+        for loop, client in list(self._async_clients.items()):  # closed on their own loop, when it still runs
             if not loop.is_closed():
                 try:
                     running = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ _LAST_US = time.to_micros(dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
 _INT64 = (-(2**63), 2**63)
 
 Converter = Callable[[object], object]
+TimeRange = tuple[int, int, str]  # lowest and highest µs, and what holds them (for the reason)
 
 
 class BadEvent(ValueError):
@@ -74,7 +75,9 @@ class EventSchema:
     (Int64, Float64, String, Bool as themselves; Timestamp as UTC µs; Date as days since the epoch),
     in schema order, or raises ``BadEvent``."""
 
-    def __init__(self, source: StreamSource, zone: Any) -> None:
+    def __init__(self, source: StreamSource, zone: Any, time_range: TimeRange | None = None) -> None:
+        """``time_range``: the instants the online store can index (its ``time_range_us``), which
+        the event and created times must fall in — or the event could be logged and never applied."""
         self._fields: list[tuple[str, Converter, str | None]] = []
         for column, dtype in source.schema.items():
             required = None
@@ -82,7 +85,8 @@ class EventSchema:
                 required = f"field {column!r} (the event id) is missing"
             elif column == source.event_time:
                 required = f"field {column!r} (the event time) is missing: an event without a time is never visible"
-            self._fields.append((column, _converter(dtype, zone), required))
+            indexed = column in (source.event_time, source.created_time)
+            self._fields.append((column, _converter(dtype, zone, time_range if indexed else None), required))
         self._dtypes = dict(source.schema)
 
     def row(self, event: Mapping[str, object]) -> list[object]:
@@ -103,9 +107,11 @@ class EventSchema:
         return row
 
 
-def _converter(dtype: DType, zone: Any) -> Converter:
+def _converter(dtype: DType, zone: Any, time_range: TimeRange | None = None) -> Converter:
     name = dtype.name
     if name == "Timestamp":
+        if time_range is not None:
+            return lambda value: _within(_timestamp(value, zone), value, time_range)
         return lambda value: _timestamp(value, zone)
     if name == "Date":
         return _date
@@ -153,6 +159,13 @@ def _timestamp(value: object, zone: Any) -> int:
     if not _FIRST_US <= micros <= _LAST_US:
         raise BadEvent(f"{value.isoformat()} is outside the instants parity stores "
                        f"(0001-01-02 to 9999-12-31T00:00Z)")
+    return micros
+
+
+def _within(micros: int, value: object, time_range: TimeRange) -> int:
+    low, high, what = time_range
+    if not low <= micros <= high:
+        raise BadEvent(f"{value!r} is outside what {what}")
     return micros
 
 

@@ -92,17 +92,24 @@ class StreamIngestor:
         self.clock = clock
         self.zone = ZoneInfo(source.timezone) if source.timezone else None
         self.columns = list(source.schema)
-        self.schema = EventSchema(source, self.zone)
+        self.schema = EventSchema(source, self.zone, getattr(store, "time_range_us", None))
         self.lateness_us = None if source.max_lateness is None else int(source.max_lateness / dt.timedelta(microseconds=1))
         self.writers = [WindowWriter(view, table, store) for view, table in self.window_views]
         log.open_writer()
+        try:
+            self._start(log, dedup_horizon)
+        except BaseException:  # the lock goes with the failure, not with the garbage collector
+            log.close()
+            raise
+
+    def _start(self, log: EventLog, dedup_horizon: dt.timedelta) -> None:
         state = log.state()
         self.last_seq = state.last_seq
         self.positions = dict(state.positions)
         self.watermark_us = state.watermark_us
         self.last_ingested_us = state.last_ingested_us or 0
-        horizon_us = int(dedup_horizon / dt.timedelta(microseconds=1))
-        self.seen: set[object] = log.ids_since(self.clock() - horizon_us) if state.last_seq else set()
+        self.horizon_us = int(dedup_horizon / dt.timedelta(microseconds=1))
+        self.seen: set[object] = log.ids_since(self.clock() - self.horizon_us) if state.last_seq else set()
         self.lags_us: list[int] = []  # event → servable, per accepted event (the newest samples)
         self.commit_lags_us: list[int] = []  # receive → servable, per message
         self._behind = False  # an apply failed after its commit: the next commit recovers first
@@ -208,13 +215,10 @@ class StreamIngestor:
                 self._commit(pl.DataFrame(schema=self._schema()), watermark)
             return report
         frame = self._frame(rows)
-        logged_before = self.last_seq
         try:
             ingested = self._commit(frame, watermark)
         except BaseException:
-            if self.last_seq == logged_before:  # not in the log: a retry of these events is no duplicate
-                for row in rows:
-                    seen.discard(row[id_index])
+            self._resync()  # the log says whether these events are in it, not what this commit hoped
             raise
         report.accepted = frame.height
         report.first_seq, report.last_seq = self.last_seq - frame.height + 1, self.last_seq
@@ -250,6 +254,21 @@ class StreamIngestor:
         item.refused = True
         item.accepted = item.duplicates = item.dead = item.late_applied = item.late_dead = 0
         return True
+    def _resync(self) -> None:
+        """After a commit that failed: where the log ends, its position, watermark and ids, read
+        again from the log itself — a write that failed may or may not have landed (a rename done,
+        the folder's fsync failed), and a retry must be a duplicate exactly when it did. The online
+        store re-applies from the log at the next commit."""
+        state = self.log.state()
+        self.last_seq = state.last_seq
+        self.positions = dict(state.positions)
+        self.watermark_us = state.watermark_us
+        self.last_ingested_us = state.last_ingested_us or 0
+        self.seen = self.log.ids_since(self.clock() - self.horizon_us) if state.last_seq else set()
+        self._behind = True
+        for writer in self.writers:
+            writer.forget()
+
     def _commit(self, frame: pl.DataFrame, watermark: int | None) -> int:
         ingested = max(self.clock(), self.last_ingested_us)
         n = frame.height

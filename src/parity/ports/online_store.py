@@ -49,6 +49,9 @@ class OnlineStore(Protocol):
 
     def read(self, table: str, keys: Sequence[tuple[object, ...]]) -> list[StoredRow | None]: ...
 
+    # A store that cannot index every instant parity stores may say which it can:
+    #     time_range_us = (lowest µs, highest µs, "what holds them, for the reason")
+    # (stream events with event or created times outside it are refused at ingest).
     # A store whose reads wait on the network may also offer
     #     async def aread(self, table, keys) -> list[StoredRow | None]
     # answering exactly what ``read`` answers without blocking the event loop (``online.engine``

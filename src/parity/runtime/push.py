@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import stat
 import struct
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from parity.connectors.event_log import log_dir
-from parity.errors import ConfigError, StoreError, WriterBusy
+from parity.errors import ConfigError, ParityError, StoreError, WriterBusy
 from parity.ingest.stream import MessageReport
 from parity.ports.stream import Incoming
 from parity.runtime.freshness import write_freshness
@@ -45,8 +46,10 @@ if TYPE_CHECKING:
     from parity.ingest.stream import StreamIngestor
     from parity.runtime.project import Project
 
+log = logging.getLogger("parity.push")
 MAX_FRAME = 64 << 20  # bytes: one push, or one answer
 FORWARD_DEADLINE = 5.0  # seconds to reach a writer (or become it) before a push is refused as unavailable
+FORWARD_TIMEOUT = 30.0  # seconds for a reached writer to answer (a commit, with its merge of segments)
 _IDLE_CONNECTIONS = 16
 _HEADER = struct.Struct(">I")
 
@@ -89,16 +92,16 @@ class PushWriter:
                  on_commit: Callable[[], None] | None = None) -> None:
         self.ingestor, self.executor, self.on_commit = ingestor, executor, on_commit
         self._pending: list[tuple[Incoming, asyncio.Future[MessageReport]]] = []
-        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None  # held: a task only the loop references can vanish
         self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
         self.path: str | None = None
 
     async def push(self, events: bytes | Sequence[object]) -> MessageReport:
         future: asyncio.Future[MessageReport] = asyncio.get_running_loop().create_future()
         self._pending.append((Incoming(events, received_us=now_micros(), atomic=True), future))  # type: ignore[arg-type]
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -120,9 +123,12 @@ class PushWriter:
                     if not future.done():
                         future.set_result(item)
                 if self.on_commit is not None:
-                    self.on_commit()
+                    try:
+                        self.on_commit()
+                    except Exception:  # freshness is informative: the pushes queued meanwhile still commit
+                        log.warning("writing the freshness of %r failed", self.ingestor.source.name, exc_info=True)
         finally:
-            self._draining = False
+            self._drainer = None
 
     async def listen(self, path: str) -> None:
         """Answer the pushes other processes forward to ``path`` (see the module's doc)."""
@@ -133,6 +139,7 @@ class PushWriter:
         self.path = path
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
         try:
             while True:
                 try:
@@ -142,17 +149,24 @@ class PushWriter:
                 answer: dict[str, object]
                 try:
                     answer = {"report": asdict(await self.push(payload))}
-                except Exception as exc:  # noqa: BLE001 - the forwarder raises it; this writer goes on
-                    answer = {"error": f"{type(exc).__name__}: {exc}"}
+                except ParityError as exc:  # ours, written to be read: the forwarder's caller gets it
+                    answer = {"error": str(exc)}
+                except Exception:  # anything else stays in this log; this writer goes on
+                    log.exception("a forwarded push into %r failed", self.ingestor.source.name)
+                    answer = {"error": "the writer failed the push; the error is in its log"}
                 writer.write(_frame(orjson.dumps(answer)))
                 await writer.drain()
         finally:
+            self._connections.discard(writer)
             writer.close()
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            for connection in list(self._connections):  # forwarders keep theirs open: closed here, or
+                connection.close()                     # wait_closed waits for them (Python ≥ 3.12.1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
             self._server = None
             with contextlib.suppress(FileNotFoundError):
                 if self.path is not None:
@@ -169,6 +183,10 @@ class PushRouter:
         self._executors: list[ThreadPoolExecutor] = []
         self._idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
         self._becoming: dict[str, asyncio.Lock] = {}
+        # A source a broker feeds is written by ``parity stream`` (it takes the pushes too): a
+        # server never takes its writer, or the consumer could not start while the server runs.
+        self._consumed = {name for name, source in project.catalog.stream_sources().items()
+                          if source.nats is not None or source.mqtt is not None}
 
     def writes(self, source: str) -> bool:
         return source in self._writers
@@ -184,7 +202,10 @@ class PushRouter:
         return writer
 
     async def try_to_write(self, source: str) -> bool:
-        """Take the source's writer if no process holds it (at start, and when its writer died)."""
+        """Take the source's writer if no process holds it (at start, and when its writer died);
+        never for a source a broker feeds (``parity stream`` writes it)."""
+        if source in self._consumed:
+            return False
         lock = self._becoming.setdefault(source, asyncio.Lock())
         async with lock:
             if source in self._writers:
@@ -196,6 +217,9 @@ class PushRouter:
             except WriterBusy:
                 executor.shutdown(wait=False)
                 return False
+            except BaseException:  # the store down during recovery, a bad socket folder: said by the caller
+                executor.shutdown(wait=False)
+                raise
             self._executors.append(executor)
             written = [0.0]
 
@@ -220,17 +244,28 @@ class PushRouter:
             if payload is None:
                 payload = orjson.dumps(events)
             try:
-                return await self._forward(source, payload)
+                return await asyncio.wait_for(self._forward(source, payload), FORWARD_TIMEOUT)
+            except TimeoutError:  # a writer that does not answer: a retry is safe (ids), but not here
+                self._drop_idle(source)
+                raise PushUnavailable(f"stream source {source!r}: its writer did not answer within "
+                                      f"{FORWARD_TIMEOUT:g} s; retry") from None
             except (OSError, asyncio.IncompleteReadError):
-                pass  # no writer answers: it may have died (its lock is free) or not be listening yet
+                self._drop_idle(source)  # one dead connection means the pool is the dead writer's
             if await self.try_to_write(source):
                 continue
             if time.monotonic() > deadline:
+                if source in self._consumed:
+                    raise PushUnavailable(f"stream source {source!r} is fed by a broker: its pushes go to its "
+                                          "`parity stream` consumer, which is not running; start it")
                 raise PushUnavailable(f"stream source {source!r}: another process holds its writer and does not "
                                       f"answer pushes (within {FORWARD_DEADLINE:g} s); is it a parity stream "
                                       "of an older version, or a Python process using project.push?")
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.2)
+
+    def _drop_idle(self, source: str) -> None:
+        for _, connection in self._idle.pop(source, []):
+            connection.close()
 
     async def _forward(self, source: str, payload: bytes) -> MessageReport:
         idle = self._idle.setdefault(source, [])

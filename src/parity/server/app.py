@@ -497,6 +497,9 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
             await asyncio.sleep(api.limits.audit_flush_interval)
             try:
                 api.flush_metrics()
+            except Exception:  # metrics are informative: said in the log, the server goes on
+                log.exception("the metrics could not be written")
+            try:
                 started = time.perf_counter()
                 written = await asyncio.to_thread(audit.flush)
                 if written:
@@ -513,8 +516,11 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         import parity.online.engine  # noqa: F401 - the engine's imports (~0.2 s) are not the first request's
 
         project.online_store()
-        for source in project.catalog.stream_sources():  # one worker becomes each source's writer
-            await api.pushes.try_to_write(source)
+        for source in project.catalog.stream_sources():  # one worker becomes each push-fed source's writer
+            try:
+                await api.pushes.try_to_write(source)
+            except (ParityError, OSError):  # the store down during its recovery: the first push tries again
+                log.warning("could not take the writer of stream source %r yet", source, exc_info=True)
         task = asyncio.create_task(flusher())
         # What startup made (modules, the catalog, plans, the store's caches) lives as long as the
         # worker: frozen out of the collector's sight, so a full collection scans only what requests

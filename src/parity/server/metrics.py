@@ -121,7 +121,7 @@ class Pending:
             (metric.labels(*labels) if labels else metric).inc(amount)
         for (metric, labels), (total, buckets) in observed.items():
             child = metric.labels(*labels) if labels else metric
-            child._sum.inc(total)  # what Histogram.observe does, once per flush (prometheus_client 0.2x)
+            child._sum.inc(total)  # what Histogram.observe does, once per flush (prometheus_client 0.x: pinned <1)
             for i, n in enumerate(buckets):
                 if n:
                     child._buckets[i].inc(n)
