@@ -130,7 +130,7 @@ class RedisOnlineStore:
             if not (-_LIMIT < ev < _LIMIT and -_LIMIT < cr < _LIMIT):
                 raise StoreError(f"Redis online store: time {ev}/{cr} µs is beyond what it stores exactly (2^53 µs)")
             keys.append(prefix + encode_key(key))
-            values.append(_HEADER.pack(ev, cr) + _packb(list(payload)))
+            values.append(_HEADER.pack(ev, cr) + _packb(payload))
             if len(keys) == _BATCH:
                 self._write(keys=keys, args=values, client=pipe)
                 keys, values, calls = [], [], calls + 1
@@ -220,7 +220,7 @@ class RedisOnlineStore:
     @staticmethod
     def _member(e: WindowEvent) -> bytes:
         crk = NO_CREATED if e[2] is None else e[2]
-        return _ORDER.pack(crk + _FLIP, e[3] + _FLIP) + _packb([e[2], e[4], e[5], list(e[6]), e[7]])
+        return _ORDER.pack(crk + _FLIP, e[3] + _FLIP) + _packb([e[2], e[4], e[5], e[6], e[7]])
 
     @staticmethod
     def _unmember(key: tuple[object, ...], ev: float, member: bytes) -> WindowEvent:

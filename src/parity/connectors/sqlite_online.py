@@ -127,7 +127,7 @@ class SQLiteOnlineStore:
         before = con.total_changes
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.executemany(sql, ((encode_key(k), ev, cr, _packb(list(v))) for k, (ev, cr, v) in rows))
+            con.executemany(sql, ((encode_key(k), ev, cr, _packb(v)) for k, (ev, cr, v) in rows))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -218,7 +218,7 @@ class SQLiteOnlineStore:
     def _window_rows(events: Iterable[WindowEvent]) -> Iterator[tuple[object, ...]]:
         for e in events:
             yield (encode_key(e[0]), e[1], NO_CREATED if e[2] is None else e[2], e[3], e[2], e[4], e[5],
-                   _packb(list(e[6])), e[7])
+                   _packb(e[6]), e[7])  # a tuple packs as the array a list would
 
     @_store_errors
     def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
