@@ -8,6 +8,7 @@ dict, side by side in one run.
         # needs bench/.venv-feast and wrk; --rates: open-loop tails (bench/open_loop.py), same rates for both
     .venv/bin/python bench/server.py soak [--minutes 10]   # 16 clients, RSS of every worker sampled
     .venv/bin/python bench/server.py push [--seconds 5] [--events 1 100]   # POST /v1/push vs project.push
+    .venv/bin/python bench/server.py logging [--seconds 8] [--repeat 2]   # the feature log off / 1 % / every query
 
 The load client is wrk (Debian's package ``wrk``: C, closed-loop, keep-alive; one thread) when it
 is installed, else a Python httpx client — whose own CPU then caps the figures for both servers
@@ -518,6 +519,44 @@ def push(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=1))
 
 
+def logging_overhead(args: argparse.Namespace) -> None:
+    """The served-value log's cost on the online path: parity serve with the log off, at the
+    default 1 % and at every query, alternated (``--repeat`` rounds) on the same wrk load."""
+    out: dict[str, object] = {"machine": machine(), "seconds": args.seconds,
+                              "request": "1 entity × 10 features (1 masked pii), SQLite, 16 clients, 2 workers"}
+    with tempfile.TemporaryDirectory() as tmp:
+        _project(tmp)
+        run = [sys.executable, "-m", "parity", "-C", tmp]
+        subprocess.run([*run, "materialize", "-q"], check=True)
+        token = subprocess.run([*run, "token", "create", "--principal", "bench", "--role", "scoring"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        config = os.path.join(tmp, "parity.toml")
+        with open(config) as fh:
+            base = fh.read()
+        cells: dict[str, list[dict[str, float]]] = {}
+        for _ in range(args.repeat):
+            for rate in (0.0, 0.01, 1.0):
+                with open(config, "w") as fh:
+                    fh.write(base + f"[feature_log]\nsample_rate = {rate}\n")
+                proc = subprocess.Popen([*run, "serve", "--port", "18434", "--workers", "2"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    _wait("http://127.0.0.1:18434/v1/health", proc)
+                    url = "http://127.0.0.1:18434/v1/query"
+                    _wrk(url, token, 4, 1.0, tmp)  # warm-up
+                    cells.setdefault(f"sample_rate {rate}", []).append(_wrk(url, token, 16, args.seconds, tmp))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+        for name, runs in cells.items():
+            out[name] = {"requests_per_s": [round(r["requests_per_s"]) for r in runs],
+                         "p99_ms": [r["p99_ms"] for r in runs], "errors": sum(r["errors"] for r in runs)}
+        from parity.connectors.feature_log_parquet import ParquetFeatureLog
+
+        out["rows in the feature log"] = ParquetFeatureLog(tmp).read().num_rows
+    print(json.dumps(out, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -541,6 +580,10 @@ def main() -> None:
     p.add_argument("--events", type=int, nargs="+", default=[1, 100])
     p.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     p.set_defaults(run=push)
+    p = sub.add_parser("logging")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--repeat", type=int, default=2)
+    p.set_defaults(run=logging_overhead)
     p = sub.add_parser("soak")
     p.add_argument("--minutes", type=float, default=10.0)
     p.set_defaults(run=soak)

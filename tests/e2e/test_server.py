@@ -69,7 +69,7 @@ def _parity(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     """The server over each online store: every test of this module runs against both."""
     root = tmp_path_factory.mktemp("served")
-    config = '[project]\nname = "served"\ndefinitions = "defs.py"\n'
+    config = '[project]\nname = "served"\ndefinitions = "defs.py"\n[feature_log]\nsample_rate = 1.0\npart_seconds = 0.5\n'
     if request.param == "redis":
         require_service("redis", "127.0.0.1", 6379)
         config += f'[online_store]\ntype = "redis"\nurl = "{REDIS_URL}"\nnamespace = "served-{uuid.uuid4().hex[:8]}"\n'
@@ -582,3 +582,29 @@ def test_request_time_postgres_features_are_granted_and_masked_like_any_other(se
     refused = _query(server, server["tokens"]["support"], body)
     assert refused.status_code == 403 and set(refused.json()["error"]["denied"]) == {"user.status", "user.phone"}
     assert "+49" not in refused.text and "active" not in refused.text
+
+
+def test_served_values_are_in_the_feature_log_under_the_request_id_of_the_trail(server):
+    import orjson
+
+    from parity.connectors.feature_log_parquet import ParquetFeatureLog
+
+    answer = _query(server, server["tokens"]["scoring"], QUERY)
+    assert answer.status_code == 200
+    request_id = answer.headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while True:  # each worker writes its buffer every second
+        log = ParquetFeatureLog(str(server["root"])).read().to_pylist()
+        mine = [r for r in log if r["request_id"] == request_id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(mine) == 2 and {r["principal"] for r in mine} == {"scoring-svc"}
+    served = answer.json()
+    for r in mine:  # the values and statuses as answered, masked included (logged without its value)
+        assert orjson.loads(r["values"]) == served["rows"][r["row"]]
+        assert orjson.loads(r["statuses"]) == {ref: d["status"] for ref, d in served["details"][r["row"]].items()}
+        assert orjson.loads(r["statuses"])["user.email"] == "masked"
+    time.sleep(0.3)
+    audited = [r for r in _records(server["root"], "--action", "query") if r.get("request") == request_id]
+    assert len(audited) == 1 and audited[0]["features"] == QUERY["features"]

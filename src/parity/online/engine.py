@@ -117,7 +117,7 @@ def _levels(steps: Sequence[Step]) -> list[list[int]]:
     return levels
 
 
-def _key_columns(entities: Entities) -> tuple[int, dict[str, list[object]]]:
+def key_columns(entities: Entities) -> tuple[int, dict[str, list[object]]]:
     """The request's key columns. A mapping of lists is columns; a mapping of single values is one
     entity (``{"txn_id": "t1"}`` is one key, not the characters of a string); a list is rows."""
     if isinstance(entities, Mapping):
@@ -242,7 +242,7 @@ class OnlineEngine:
 
     async def _run(self, compiled: _Compiled, entities: Entities, now_us: int, with_status: bool,
                    aread: bool = False) -> QueryResult:
-        n, given = _key_columns(entities)
+        n, given = key_columns(entities)
         if n == 0:  # asked for nothing: nothing to answer
             return QueryResult(tuple(ref for ref, _, _ in compiled.outputs), [], [] if with_status else None)
         cols = _key_rows(compiled, n, given)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from parity.connectors.http import HttpClient
     from parity.ingest.materialize import MaterializeReport, WindowReport
     from parity.ingest.stream import IngestReport, StreamIngestor
+    from parity.monitor.feature_log import FeatureLogger
     from parity.online.engine import Entities, OnlineEngine, StepObserver
     from parity.online.result import QueryResult
     from parity.plan.access import AccessPolicy, PlanAccess
@@ -74,6 +75,8 @@ class Project:
         self._ingestors: dict[str, StreamIngestor] = {}
         self._policy: AccessPolicy | None = None
         self._step_observer: StepObserver | None = None
+        self._feature_log: FeatureLogger | None = None
+        self._versions_of: dict[int, tuple[Plan, dict[str, str]]] = {}  # per plan: each output's version
 
     # -- construction --------------------------------------------------------------------
 
@@ -93,12 +96,14 @@ class Project:
         online_store_type: str = "sqlite",
         online_store_url: str | None = None,
         online_store_namespace: str = "parity",
+        feature_log_sample_rate: float = 0.0,
     ) -> Project:
-        """A project from objects in hand (notebooks, tests), without a parity.toml."""
+        """A project from objects in hand (notebooks, tests), without a parity.toml; its served
+        values are not logged unless ``feature_log_sample_rate`` says so (a deployment's are)."""
         settings = Settings(
             root=root, name="inline", definitions="", online_store_type=online_store_type,
             online_store_path=online_store_path, registry_path=registry_path, online_store_url=online_store_url,
-            online_store_namespace=online_store_namespace,
+            online_store_namespace=online_store_namespace, feature_log_sample_rate=feature_log_sample_rate,
         )
         return cls(Catalog(definitions), settings)
 
@@ -364,38 +369,92 @@ class Project:
 
     def query(
         self, entities: Entities, features: str | Sequence[str], *, now: dt.datetime | None = None,
-        with_status: bool = False, principal: Principal | None = None,
+        with_status: bool = False, principal: Principal | None = None, request_id: str | None = None,
     ) -> QueryResult:
         """Feature values for many entities at once, with now = ``now`` (default: the current time).
 
         ``entities`` is a mapping of key columns (``{"user_id": [1, 2]}``), a mapping of one
         entity's keys (``{"user_id": 1}``) or a list of key rows. With a ``principal``, features
         its roles do not grant refuse the request (AccessDenied, before anything is read) and
-        masked ones come back null with status masked (``define.access``).
+        masked ones come back null with status masked (``define.access``). A sampled query's
+        served values go to the feature log (``monitor.feature_log``) under ``request_id``.
         """
         now_us = now_micros() if now is None else to_micros(ensure_utc(now, what="query now"))
         engine, plan = self._online_engine(), self.plan(features)
         access = self._access(principal, plan)
+        logged = self._sampled()
+        statuses = with_status or logged
         if engine.needs_event_loop(plan):
-            result: QueryResult = self._loop.run(engine.aexecute(plan, entities, now_us, with_status))
+            result: QueryResult = self._loop.run(engine.aexecute(plan, entities, now_us, statuses))
         else:
-            result = engine.execute(plan, entities, now_us, with_status)
-        return result if access is None else result.for_principal(access.masked, calls.public)
+            result = engine.execute(plan, entities, now_us, statuses)
+        return self._served(plan, entities, now_us, result, access, principal, logged, with_status, request_id)
 
     async def aquery(
         self, entities: Entities, features: str | Sequence[str], *, now: dt.datetime | None = None,
-        with_status: bool = False, principal: Principal | None = None,
+        with_status: bool = False, principal: Principal | None = None, request_id: str | None = None,
     ) -> QueryResult:
         now_us = now_micros() if now is None else to_micros(ensure_utc(now, what="query now"))
         engine, plan = self._online_engine(), self.plan(features)
         access = self._access(principal, plan)
+        logged = self._sampled()
+        statuses = with_status or logged
         if engine.needs_event_loop(plan):
-            result: QueryResult = await self._loop.arun(engine.aexecute(plan, entities, now_us, with_status))
+            result: QueryResult = await self._loop.arun(engine.aexecute(plan, entities, now_us, statuses))
         elif engine.awaits_reads(plan):  # a network store: its round trip does not block the caller's loop
-            result = await engine.aexecute_reads(plan, entities, now_us, with_status)
+            result = await engine.aexecute_reads(plan, entities, now_us, statuses)
         else:
-            result = engine.execute(plan, entities, now_us, with_status)
-        return result if access is None else result.for_principal(access.masked, calls.public)
+            result = engine.execute(plan, entities, now_us, statuses)
+        return self._served(plan, entities, now_us, result, access, principal, logged, with_status, request_id)
+
+    # -- the served-value log --------------------------------------------------------------------
+
+    def feature_log(self) -> FeatureLogger | None:
+        """The served-value log's writer (``monitor.feature_log``), or None when its sample rate is 0."""
+        if self._feature_log is None and self.settings.feature_log_sample_rate > 0:
+            from parity.connectors.feature_log_parquet import ParquetFeatureLog
+            from parity.monitor.feature_log import FeatureLogger
+
+            self._feature_log = FeatureLogger(ParquetFeatureLog(self.settings.resolve("."),
+                                                                part_seconds=self.settings.feature_log_part_seconds),
+                                              sample_rate=self.settings.feature_log_sample_rate,
+                                              max_rows=self.settings.feature_log_max_rows)
+        return self._feature_log
+
+    def _sampled(self) -> bool:
+        found = self._feature_log if self._feature_log is not None else self.feature_log()
+        return found is not None and found.sampled()
+
+    def _served(self, plan: Plan, entities: Entities, now_us: int, result: QueryResult, access: PlanAccess | None,
+                principal: Principal | None, logged: bool, with_status: bool, request_id: str | None) -> QueryResult:
+        """The answer as the caller may see it — and, when the query was sampled, as the log keeps it."""
+        if access is not None:
+            result = result.for_principal(access.masked, calls.public)
+        if logged and self._feature_log is not None:
+            from parity.online.engine import key_columns
+            from parity.online.result import QueryResult
+
+            n, columns = key_columns(entities)
+            keys = [{k: v[r] for k, v in columns.items()} for r in range(n)]
+            statuses = None if result.details is None else [{ref: v.status for ref, v in row.items()}
+                                                            for row in result.details]
+            self._feature_log.record(keys, result.features, self._versions(plan), result.rows, statuses, now_us,
+                                     None if principal is None else principal.name, request_id)
+            if not with_status:
+                result = QueryResult(result.features, result.rows, None)
+        return result
+
+    def _versions(self, plan: Plan) -> dict[str, str]:
+        entry = self._versions_of.get(id(plan))
+        if entry is None or entry[0] is not plan:
+            from parity.registry.versions import Versions
+
+            versions = Versions(self.catalog)
+            if len(self._versions_of) >= PLAN_CACHE:
+                del self._versions_of[next(iter(self._versions_of))]
+            entry = self._versions_of[id(plan)] = (plan, {
+                ref: versions.version(self.catalog.feature_at(self.catalog.parse(ref))) for ref, _ in plan.outputs})
+        return entry[1]
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -443,6 +502,9 @@ class Project:
             except (ParityError, OSError, RuntimeError):  # closing is best effort; nothing is left half-written
                 pass
         self._readers.clear()
+        if self._feature_log is not None:  # what it buffered is written: a clean shutdown loses nothing
+            self._feature_log.close()
+            self._feature_log = None
         for ingestor in self._ingestors.values():
             ingestor.close()
         self._ingestors.clear()

@@ -3,7 +3,9 @@
 Environment wins over the file: ``PARITY_DEFINITIONS``, ``PARITY_ONLINE_STORE_TYPE``,
 ``PARITY_ONLINE_STORE_PATH``, ``PARITY_ONLINE_STORE_URL``, ``PARITY_REGISTRY_PATH``, ``PARITY_NATS_URL``,
 ``PARITY_MQTT_URL`` (the stream brokers, ``[streams] nats_url`` / ``mqtt_url``; a URL may be a
-reference such as ``env:NAME`` when it carries credentials).
+reference such as ``env:NAME`` when it carries credentials), ``PARITY_FEATURE_LOG_SAMPLE_RATE``
+(``[feature_log] sample_rate``, 0 to 1; ``max_rows`` bounds its buffer; ``part_seconds`` is how
+long a log file stays open).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class Settings:
     online_store_namespace: str = "parity"
     nats_url: str = "nats://127.0.0.1:4222"
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    feature_log_sample_rate: float = 0.01  # share of online queries whose served values are logged
+    feature_log_max_rows: int = 200_000  # rows buffered before a query's rows are dropped (and counted)
+    feature_log_part_seconds: float = 60.0  # a log part is closed (readable) this long after it opened
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
@@ -54,6 +59,20 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     online = _table(data, "online_store", path)
     registry = _table(data, "registry", path)
     streams = _table(data, "streams", path)
+    feature_log = _table(data, "feature_log", path)
+    rate = env.get("PARITY_FEATURE_LOG_SAMPLE_RATE", feature_log.get("sample_rate", 0.01))
+    try:
+        sample_rate = float(rate)
+    except (TypeError, ValueError):
+        sample_rate = -1.0
+    if not 0 <= sample_rate <= 1:
+        raise ConfigError(f"{path}: feature_log.sample_rate {rate!r} must be a number from 0 (off) to 1 (every query)")
+    part_seconds = feature_log.get("part_seconds", 60.0)
+    if not isinstance(part_seconds, int | float) or isinstance(part_seconds, bool) or not 0 < part_seconds <= 86_400:
+        raise ConfigError(f"{path}: feature_log.part_seconds {part_seconds!r} must be seconds, from above 0 to a day")
+    max_rows = feature_log.get("max_rows", 200_000)
+    if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
+        raise ConfigError(f"{path}: feature_log.max_rows {max_rows!r} must be a positive whole number")
     store_type = env.get("PARITY_ONLINE_STORE_TYPE", _text(online, "online_store", "type", path, "sqlite"))
     if store_type not in ("sqlite", "redis"):
         raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite' or 'redis'")
@@ -73,6 +92,9 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
         online_store_namespace=_text(online, "online_store", "namespace", path, name),
         nats_url=env.get("PARITY_NATS_URL", _text(streams, "streams", "nats_url", path, "nats://127.0.0.1:4222")),
         mqtt_url=env.get("PARITY_MQTT_URL", _text(streams, "streams", "mqtt_url", path, "mqtt://127.0.0.1:1883")),
+        feature_log_sample_rate=sample_rate,
+        feature_log_max_rows=max_rows,
+        feature_log_part_seconds=float(part_seconds),
     )
 
 

@@ -1,0 +1,1 @@
+"""Feature-level observability: the served-value log first (``feature_log``)."""
