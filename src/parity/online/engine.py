@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from parity.define.dtypes import DType
 from parity.define.features import Feature, FeatureView
@@ -40,6 +40,8 @@ T = TypeVar("T")
 # What each step of a query cost, for metrics: kind ("lookup", "window", "resolver", or "source" for
 # a request-time read of a view's source), its name, seconds, keys asked, keys that failed.
 StepObserver = Callable[[str, str, float, int, int], None]
+# True: a FeatureValue per value (``details``); "statuses": only each value's status (``statuses``).
+WithStatus = bool | Literal["statuses"]
 Entities = Mapping[str, Sequence[object]] | Sequence[Mapping[str, object]]
 # Request-time lookups fail fast for a while after repeated failures, so a dead database costs
 # one timeout per few seconds instead of one per request.
@@ -219,14 +221,15 @@ class OnlineEngine:
     def needs_event_loop(self, plan: Plan) -> bool:
         return self.compile(plan).has_async
 
-    def execute(self, plan: Plan, entities: Entities, now_us: int, with_status: bool = False) -> QueryResult:
+    def execute(self, plan: Plan, entities: Entities, now_us: int, with_status: WithStatus = False) -> QueryResult:
         """Run a plan that needs no event loop (no async resolver, no request-time lookup)."""
         compiled = self.compile(plan)
         if compiled.has_async:
             raise RuntimeError("this plan awaits I/O; run aexecute on an event loop")
         return _drive_sync(self._run(compiled, entities, now_us, with_status))
 
-    async def aexecute(self, plan: Plan, entities: Entities, now_us: int, with_status: bool = False) -> QueryResult:
+    async def aexecute(self, plan: Plan, entities: Entities, now_us: int,
+                       with_status: WithStatus = False) -> QueryResult:
         return await self._run(self.compile(plan), entities, now_us, with_status)
 
     def awaits_reads(self, plan: Plan) -> bool:
@@ -236,15 +239,16 @@ class OnlineEngine:
         return self._aread is not None and bool(self.compile(plan).lookups)
 
     async def aexecute_reads(self, plan: Plan, entities: Entities, now_us: int,
-                             with_status: bool = False) -> QueryResult:
+                             with_status: WithStatus = False) -> QueryResult:
         """Run a plan that needs no loop of its own on the caller's, awaiting its store reads."""
         return await self._run(self.compile(plan), entities, now_us, with_status, aread=True)
 
-    async def _run(self, compiled: _Compiled, entities: Entities, now_us: int, with_status: bool,
+    async def _run(self, compiled: _Compiled, entities: Entities, now_us: int, with_status: WithStatus,
                    aread: bool = False) -> QueryResult:
         n, given = key_columns(entities)
         if n == 0:  # asked for nothing: nothing to answer
-            return QueryResult(tuple(ref for ref, _, _ in compiled.outputs), [], [] if with_status else None)
+            return QueryResult(tuple(ref for ref, _, _ in compiled.outputs), [], [] if with_status is True else None,
+                               [] if with_status == "statuses" else None)
         cols = _key_rows(compiled, n, given)
         state = _State(n, cols, now_us, aread)
         steps = compiled.plan.steps
@@ -255,6 +259,9 @@ class OnlineEngine:
                 for i in level:
                     await self._step(compiled, i, steps[i], state)
         rows = [{ref: convert(cols[cid][r]) for ref, cid, convert in compiled.outputs} for r in range(n)]
+        if with_status == "statuses":  # the statuses alone, as texts (the feature log's; no objects, no times)
+            statuses = [{ref: state.status[cid][r] for ref, cid, _ in compiled.outputs} for r in range(n)]
+            return QueryResult(tuple(ref for ref, _, _ in compiled.outputs), rows, None, statuses)
         details = None
         if with_status:
             details = [

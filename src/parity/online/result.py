@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Status = Literal["present", "missing", "expired", "future", "error", "masked"]
@@ -36,6 +36,9 @@ class QueryResult:
     features: tuple[str, ...]
     rows: list[dict[str, object]]
     details: list[dict[str, FeatureValue]] | None = None
+    # Each value's status alone, when only that was asked for (what the feature log keeps); not part
+    # of the answer's identity.
+    statuses: list[dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
     def column(self, ref: str) -> list[object]:
         return [row[ref] for row in self.rows]
@@ -47,11 +50,13 @@ class QueryResult:
                 v.error is not None for row in self.details for v in row.values())):
             return self
         rows = [{ref: None if ref in masked else value for ref, value in row.items()} for row in self.rows]
+        statuses = None if self.statuses is None else [
+            {ref: "masked" if ref in masked else status for ref, status in row.items()} for row in self.statuses]
         details = None if self.details is None else [
             {ref: _MASKED if ref in masked else value if value.error is None else
              FeatureValue(value.value, value.status, value.event_time, public(value.error))
              for ref, value in row.items()} for row in self.details]
-        return QueryResult(self.features, rows, details)
+        return QueryResult(self.features, rows, details, statuses)
 
 
 _MASKED = FeatureValue(None, "masked")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from parity.ingest.materialize import MaterializeReport, WindowReport
     from parity.ingest.stream import IngestReport, StreamIngestor
     from parity.monitor.feature_log import FeatureLogger
-    from parity.online.engine import Entities, OnlineEngine, StepObserver
+    from parity.online.engine import Entities, OnlineEngine, StepObserver, WithStatus
     from parity.online.result import QueryResult
     from parity.plan.access import AccessPolicy, PlanAccess
 
@@ -383,7 +383,7 @@ class Project:
         engine, plan = self._online_engine(), self.plan(features)
         access = self._access(principal, plan)
         logged = self._sampled()
-        statuses = with_status or logged
+        statuses: WithStatus = True if with_status else "statuses" if logged else False
         if engine.needs_event_loop(plan):
             result: QueryResult = self._loop.run(engine.aexecute(plan, entities, now_us, statuses))
         else:
@@ -398,7 +398,7 @@ class Project:
         engine, plan = self._online_engine(), self.plan(features)
         access = self._access(principal, plan)
         logged = self._sampled()
-        statuses = with_status or logged
+        statuses: WithStatus = True if with_status else "statuses" if logged else False
         if engine.needs_event_loop(plan):
             result: QueryResult = await self._loop.arun(engine.aexecute(plan, entities, now_us, statuses))
         elif engine.awaits_reads(plan):  # a network store: its round trip does not block the caller's loop
@@ -436,8 +436,8 @@ class Project:
 
             n, columns = key_columns(entities)
             keys = [{k: v[r] for k, v in columns.items()} for r in range(n)]
-            statuses = None if result.details is None else [{ref: v.status for ref, v in row.items()}
-                                                            for row in result.details]
+            statuses = result.statuses if result.details is None else [{ref: v.status for ref, v in row.items()}
+                                                                       for row in result.details]
             self._feature_log.record(keys, result.features, self._versions(plan), result.rows, statuses, now_us,
                                      None if principal is None else principal.name, request_id)
             if not with_status:
