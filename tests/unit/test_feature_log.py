@@ -160,3 +160,43 @@ def test_the_log_is_partitioned_by_the_day_it_was_served(tmp_path):
     sink.close()
     assert [p.parent.name for p in (tmp_path / ".parity" / "feature_log").rglob("*.parquet")] == ["date=2026-12-01"]
     assert sink.read().num_rows == 2
+
+
+def test_only_the_plans_entity_keys_are_logged_not_other_fields_sent_along(tmp_path):
+    project = _project(tmp_path, 1.0)
+    project.query([{"user_id": 1, "contact": "someone@example.org"}], ["user.score"], now=at(2), request_id="r1")
+    project.close()
+    log = ParquetFeatureLog(str(tmp_path)).read().to_pylist()
+    assert [orjson.loads(r["entity"]) for r in log if r["request_id"] == "r1"] == [{"user_id": 1}]
+    assert "someone@example.org" not in repr(log)
+    assert project.feature_log() is None  # closed: no new writer starts behind its back
+
+
+def test_a_batch_the_sink_always_refuses_is_dropped_after_its_tries_and_logging_goes_on():
+    from parity.monitor.feature_log import RETRIES
+
+    sink = _Sink()
+    sink.fail = RETRIES
+    logger = FeatureLogger(sink, sample_rate=1.0, max_rows=100, flush_interval=3600)
+    _record(logger, 3, "poison")
+    for _ in range(RETRIES):
+        assert logger.flush() == 0
+    assert logger.stats()["dropped"] == 3 and logger.stats()["buffered"] == 0
+    _record(logger, 2, "next")
+    assert logger.flush() == 2 and sink.batches[0]["request_id"] == ["next", "next"]
+    logger.close()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("sample_rate = true", "feature_log.sample_rate True"),
+    ("sample_rte = 0.5", "no setting 'sample_rte'"),
+    ("part_seconds = 0", "feature_log.part_seconds"),
+    ("max_rows = 0", "feature_log.max_rows"),
+])
+def test_feature_log_settings_are_checked(tmp_path, text, message):
+    from parity.errors import ConfigError
+    from parity.runtime.settings import load_settings
+
+    (tmp_path / "parity.toml").write_text(f'[project]\ndefinitions = "d.py"\n[feature_log]\n{text}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_settings(str(tmp_path))

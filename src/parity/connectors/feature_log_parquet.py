@@ -4,10 +4,12 @@ parts back as one table."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
@@ -47,12 +49,25 @@ class ParquetFeatureLog:
         if self._writer is None:
             folder = os.path.join(self.dir, f"date={day}")
             os.makedirs(folder, exist_ok=True)
-            name = f"part-{os.getpid()}-{first}-{next(self._parts)}.parquet"
+            # unique across processes, hosts sharing the folder (pid 1 in every container) and projects
+            name = f"part-{first}-{os.getpid()}-{uuid.uuid4().hex[:12]}-{next(self._parts)}.parquet"
             self._tmp, self._final = os.path.join(folder, f".{name}.tmp"), os.path.join(folder, name)
             self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd")
             self._day, self._opened, self._rows = day, time.monotonic(), 0
-        self._writer.write_table(table)
+        try:
+            self._writer.write_table(table)
+        except BaseException:
+            self._abandon()  # a part that failed a write is not trusted with the next one
+            raise
         self._rows += table.num_rows
+
+    def _abandon(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        with contextlib.suppress(OSError):
+            os.remove(self._tmp)
 
     def idle(self) -> None:
         """Nothing to write this tick: close a part that is due, so it becomes readable."""
@@ -60,10 +75,18 @@ class ParquetFeatureLog:
             self.close()
 
     def close(self) -> None:
-        if self._writer is not None:
+        """Close the open part: footer, fsync, rename — readable whole, or (on an error) gone."""
+        if self._writer is None:
+            return
+        try:
             self._writer.close()
-            self._writer = None
+            with open(self._tmp, "rb") as handle:
+                os.fsync(handle.fileno())
             os.replace(self._tmp, self._final)
+            self._writer = None
+        except BaseException:
+            self._abandon()
+            raise
 
     def read(self) -> pa.Table:
         """Every closed part (the one being written is read once it is closed)."""

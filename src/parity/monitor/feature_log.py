@@ -14,7 +14,8 @@ buffer under a lock; a writer thread hands it to the sink every ``flush_interval
 sooner when half full) — small batches often, so the thread never holds the interpreter long
 enough to show in a query's tail (the Parquet sink appends each as a row group of an open file). A full buffer drops the query's rows and counts them — never blocks, never hides
 it (``stats()``, the server's metrics); ``close()`` flushes what is buffered, so a clean shutdown
-loses nothing. A sink that fails keeps its batch for the next flush, up to the buffer's bound.
+loses nothing. A sink that fails keeps its batch for the next flush, up to the buffer's bound and
+``RETRIES`` tries; then the batch is dropped and counted, and logging goes on.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import orjson
 from parity.ports.feature_log import FeatureLogSink
 from parity.semantics.wire import to_json
 
+RETRIES = 3  # flushes a batch is tried in before it is dropped (counted)
 COLUMNS = ("request_id", "request_time_us", "served_at_us", "principal", "row", "entity", "values", "statuses",
            "versions")
 
@@ -46,6 +48,7 @@ class FeatureLogger:
         # (what it holds the GIL for is what the event loop waits for).
         self._columns: list[list[object]] = [[] for _ in COLUMNS]
         self._written = self._dropped = self._failed_flushes = 0
+        self._failing = 0  # flushes of the buffered batch that failed in a row
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="parity-feature-log", daemon=True)
         self._thread.start()
@@ -59,7 +62,7 @@ class FeatureLogger:
                rows: Sequence[Mapping[str, object]], statuses: Sequence[Mapping[str, str]] | None,
                request_time_us: int, principal: str | None, request_id: str | None = None) -> str:
         """Buffer one answered query (its entities' keys, in row order); returns its request id."""
-        request_id = request_id or uuid.uuid4().hex
+        request_id = str(request_id) if request_id else uuid.uuid4().hex
         served = self._clock()
         n = len(rows)
         dumps = orjson.dumps
@@ -112,13 +115,24 @@ class FeatureLogger:
         except Exception:  # noqa: BLE001 - any sink failure: kept for the next flush, within the bound
             with self._lock:
                 self._failed_flushes += 1
+                self._failing += 1
+                if self._failing >= RETRIES:  # not the disk but the batch, or a disk that stays broken
+                    self._dropped += n
+                    self._failing = 0
+                    return 0
                 room = max(self.max_rows - len(self._columns[0]), 0)
                 self._dropped += max(n - room, 0)
                 self._columns = [old[:room] + new for old, new in zip(batch, self._columns)]
             return 0
         with self._lock:
             self._written += n
+            self._failing = 0
         return n
+
+    def drop(self, rows: int) -> None:
+        """Count rows that could not even be recorded (a value the log cannot write)."""
+        with self._lock:
+            self._dropped += rows
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

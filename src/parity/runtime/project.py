@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
@@ -76,6 +77,8 @@ class Project:
         self._policy: AccessPolicy | None = None
         self._step_observer: StepObserver | None = None
         self._feature_log: FeatureLogger | None = None
+        self._feature_log_lock = threading.Lock()
+        self._closed = False
         self._versions_of: dict[int, tuple[Plan, dict[str, str]]] = {}  # per plan: each output's version
 
     # -- construction --------------------------------------------------------------------
@@ -410,15 +413,18 @@ class Project:
     # -- the served-value log --------------------------------------------------------------------
 
     def feature_log(self) -> FeatureLogger | None:
-        """The served-value log's writer (``monitor.feature_log``), or None when its sample rate is 0."""
-        if self._feature_log is None and self.settings.feature_log_sample_rate > 0:
-            from parity.connectors.feature_log_parquet import ParquetFeatureLog
-            from parity.monitor.feature_log import FeatureLogger
+        """The served-value log's writer (``monitor.feature_log``), or None when its sample rate is 0
+        or the project is closed."""
+        if self._feature_log is None and self.settings.feature_log_sample_rate > 0 and not self._closed:
+            with self._feature_log_lock:  # queries on several threads start one writer, not one each
+                if self._feature_log is None and not self._closed:
+                    from parity.connectors.feature_log_parquet import ParquetFeatureLog
+                    from parity.monitor.feature_log import FeatureLogger
 
-            self._feature_log = FeatureLogger(ParquetFeatureLog(self.settings.resolve("."),
-                                                                part_seconds=self.settings.feature_log_part_seconds),
-                                              sample_rate=self.settings.feature_log_sample_rate,
-                                              max_rows=self.settings.feature_log_max_rows)
+                    sink = ParquetFeatureLog(self.settings.resolve("."),
+                                             part_seconds=self.settings.feature_log_part_seconds)
+                    self._feature_log = FeatureLogger(sink, sample_rate=self.settings.feature_log_sample_rate,
+                                                      max_rows=self.settings.feature_log_max_rows)
         return self._feature_log
 
     def _sampled(self) -> bool:
@@ -435,11 +441,16 @@ class Project:
             from parity.online.result import QueryResult
 
             n, columns = key_columns(entities)
-            keys = [{k: v[r] for k, v in columns.items()} for r in range(n)]
+            # the plan's entity keys only: a request's other fields (an email sent along) are not logged
+            names = [k for _, ks in plan.roots for k in ks if k in columns]
+            keys = [{k: columns[k][r] for k in names} for r in range(n)]
             statuses = result.statuses if result.details is None else [{ref: v.status for ref, v in row.items()}
                                                                        for row in result.details]
-            self._feature_log.record(keys, result.features, self._versions(plan), result.rows, statuses, now_us,
-                                     None if principal is None else principal.name, request_id)
+            try:
+                self._feature_log.record(keys, result.features, self._versions(plan), result.rows, statuses, now_us,
+                                         None if principal is None else principal.name, request_id)
+            except (TypeError, ValueError):  # a key or value the log cannot write: the answer stands, counted
+                self._feature_log.drop(n)
             if not with_status:
                 result = QueryResult(result.features, result.rows, None)
         return result
@@ -492,7 +503,12 @@ class Project:
         return self.ingestor(source).ingest([Incoming(events, received_us=now_micros())])
 
     def close(self) -> None:
-        """Close pools, the HTTP client, the I/O loop and the online store."""
+        """Close the feature log (what it buffered is written: a clean shutdown loses nothing), pools,
+        the HTTP client, the I/O loop and the online store."""
+        self._closed = True
+        if self._feature_log is not None:
+            self._feature_log.close()
+            self._feature_log = None
         closers: list[Any] = [r.aclose() for r in self._readers.values() if hasattr(r, "aclose")]
         if self._http is not None:
             closers.append(self._http.aclose())
@@ -502,9 +518,6 @@ class Project:
             except (ParityError, OSError, RuntimeError):  # closing is best effort; nothing is left half-written
                 pass
         self._readers.clear()
-        if self._feature_log is not None:  # what it buffered is written: a clean shutdown loses nothing
-            self._feature_log.close()
-            self._feature_log = None
         for ingestor in self._ingestors.values():
             ingestor.close()
         self._ingestors.clear()

@@ -60,13 +60,19 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     registry = _table(data, "registry", path)
     streams = _table(data, "streams", path)
     feature_log = _table(data, "feature_log", path)
-    rate = env.get("PARITY_FEATURE_LOG_SAMPLE_RATE", feature_log.get("sample_rate", 0.01))
+    unknown = sorted(set(feature_log) - {"sample_rate", "max_rows", "part_seconds"})
+    if unknown:
+        raise ConfigError(f"{path}: [feature_log] has no setting {unknown[0]!r}; known: max_rows, part_seconds, "
+                          "sample_rate")
+    from_env = "PARITY_FEATURE_LOG_SAMPLE_RATE" in env
+    rate = env["PARITY_FEATURE_LOG_SAMPLE_RATE"] if from_env else feature_log.get("sample_rate", 0.01)
     try:
-        sample_rate = float(rate)
+        sample_rate = -1.0 if isinstance(rate, bool) else float(rate)
     except (TypeError, ValueError):
         sample_rate = -1.0
     if not 0 <= sample_rate <= 1:
-        raise ConfigError(f"{path}: feature_log.sample_rate {rate!r} must be a number from 0 (off) to 1 (every query)")
+        where = "PARITY_FEATURE_LOG_SAMPLE_RATE" if from_env else f"{path}: feature_log.sample_rate"
+        raise ConfigError(f"{where} {rate!r} must be a number from 0 (off) to 1 (every query)")
     part_seconds = feature_log.get("part_seconds", 60.0)
     if not isinstance(part_seconds, int | float) or isinstance(part_seconds, bool) or not 0 < part_seconds <= 86_400:
         raise ConfigError(f"{path}: feature_log.part_seconds {part_seconds!r} must be seconds, from above 0 to a day")

@@ -53,8 +53,8 @@ from parity.server.openapi import DOCUMENT
 from parity.server.tokens import TokenStore
 
 log = logging.getLogger("parity.server")
-# Request ids unique across the workers and their restarts (pid, start time, a counter), without a
-# random draw per request: they join a trail record to its feature-log rows, they guard nothing.
+# Request ids unique across the workers and their restarts (pid, the time each is made, a counter),
+# without a random draw per request: they join a trail record to its feature-log rows, they guard nothing.
 _REQUEST_IDS = (f"{os.getpid():x}-{time.time_ns() // 1000:x}-{n:x}" for n in itertools.count())
 
 
@@ -99,6 +99,7 @@ class Api:
         self._in_flight = 0
         self._shapes: dict[int, _Shape] = {}
         self.pushes = PushRouter(project)
+        self._feature_log_seen: dict[str, int] = {}
 
     def _shape(self, plan: Plan) -> _Shape:
         """What a request's plan says about its wire and its audit record, derived once per plan
@@ -212,10 +213,15 @@ class Api:
         metrics.PENDING.flush()
         metrics.IN_FLIGHT.set(self._in_flight)
         feature_log = self.project.feature_log()
-        if feature_log is not None:
-            stats = feature_log.stats()
-            for outcome in ("written", "dropped", "buffered"):
-                metrics.FEATURE_LOG.labels(outcome).set(stats[outcome])
+        if feature_log is not None:  # the log's running totals, as counters: what changed since the last flush
+            stats, seen = feature_log.stats(), self._feature_log_seen
+            for outcome in ("written", "dropped"):
+                if stats[outcome] > seen.get(outcome, 0):
+                    metrics.FEATURE_LOG.labels(outcome).inc(stats[outcome] - seen.get(outcome, 0))
+            if stats["failed_flushes"] > seen.get("failed_flushes", 0):
+                metrics.FEATURE_LOG_FAILURES.inc(stats["failed_flushes"] - seen.get("failed_flushes", 0))
+            metrics.FEATURE_LOG_BUFFERED.set(stats["buffered"])
+            self._feature_log_seen = stats
 
     def _unknown(self, request: Request, exc: UnknownFeatureError) -> ApiError:
         """An unknown feature, with suggestions drawn only from what this principal may request."""

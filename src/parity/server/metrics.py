@@ -55,8 +55,11 @@ STEP_KEYS = Counter("parity_step_keys", "keys a step was asked for; source / loo
                     "lookup ratio", ["kind", "name"])
 STEP_FAILURES = Counter("parity_step_failures", "keys a step failed for (a resolver raised or timed out, a source "
                         "or the store was unavailable)", ["kind", "name"])
-FEATURE_LOG = Gauge("parity_feature_log_rows", "rows of the served-value log: written, dropped (its buffer was full), "
-                    "buffered now", ["outcome"], multiprocess_mode="livesum")
+FEATURE_LOG = Counter("parity_feature_log_rows", "rows of the served-value log: written, dropped (its buffer was "
+                      "full, or a batch failed every try)", ["outcome"])
+FEATURE_LOG_FAILURES = Counter("parity_feature_log_flush_failures", "writes of the served-value log that failed")
+FEATURE_LOG_BUFFERED = Gauge("parity_feature_log_buffered_rows", "rows of the served-value log waiting to be written",
+                             multiprocess_mode="livesum")
 IN_FLIGHT = Gauge("parity_requests_in_flight", "requests being answered", multiprocess_mode="livesum")
 
 
@@ -151,7 +154,8 @@ def exposition(state_dir: str) -> bytes:
         MultiProcessCollector(registry)
     else:
         for collector in (REQUESTS, LATENCY, ENTITIES, FEATURES, VALUES, AUDIT_RECORDS, AUDIT_FLUSH, AUDIT_FAILURES,
-                          IN_FLIGHT, PUSHED, STEP_LATENCY, STEP_KEYS, STEP_FAILURES, FEATURE_LOG):
+                          IN_FLIGHT, PUSHED, STEP_LATENCY, STEP_KEYS, STEP_FAILURES, FEATURE_LOG,
+                          FEATURE_LOG_FAILURES, FEATURE_LOG_BUFFERED):
             registry.register(collector)
     registry.register(_StreamFreshness(state_dir))
     return bytes(generate_latest(registry))
