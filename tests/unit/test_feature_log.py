@@ -200,3 +200,24 @@ def test_feature_log_settings_are_checked(tmp_path, text, message):
     (tmp_path / "parity.toml").write_text(f'[project]\ndefinitions = "d.py"\n[feature_log]\n{text}\n')
     with pytest.raises(ConfigError, match=message):
         load_settings(str(tmp_path))
+
+
+def test_a_batch_across_midnight_is_filed_under_each_rows_day_and_dead_writers_tmp_parts_go(tmp_path):
+    import os
+
+    folder = tmp_path / ".parity" / "feature_log" / "date=2026-11-30"
+    folder.mkdir(parents=True)
+    orphan, live = folder / ".part-1-2-x-0.parquet.tmp", folder / ".part-3-4-y-0.parquet.tmp"
+    orphan.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    sink = ParquetFeatureLog(str(tmp_path))
+    before = int(dt.datetime(2026, 12, 1, 23, 59, 59, tzinfo=dt.UTC).timestamp() * 1e6)
+    after = int(dt.datetime(2026, 12, 2, 0, 0, 1, tzinfo=dt.UTC).timestamp() * 1e6)
+    sink.write({name: [before, after] if name == "served_at_us" else [0, 1] if name in ("request_time_us", "row")
+                else ["{}", "{}"] for name in COLUMNS})
+    sink.close()
+    parts = sorted(p.parent.name for p in (tmp_path / ".parity" / "feature_log").rglob("part-*.parquet"))
+    assert parts == ["date=2026-12-01", "date=2026-12-02"]
+    assert not orphan.exists() and live.exists()  # a dead writer's leftover goes; a live one's stays
+    assert sorted(sink.read().column("row").to_pylist()) == [0, 1]

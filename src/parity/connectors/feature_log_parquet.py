@@ -20,6 +20,9 @@ SCHEMA = pa.schema([("request_id", pa.string()), ("request_time_us", pa.int64())
                     ("values", pa.string()), ("statuses", pa.string()), ("versions", pa.string())])
 
 
+_DAY_US = 86_400_000_000
+
+
 def log_dir(root: str) -> str:
     return os.path.join(root, ".parity", "feature_log")
 
@@ -38,8 +41,32 @@ class ParquetFeatureLog:
         self._day = ""
         self._opened = 0.0
         self._rows = 0
+        self._swept = False
 
     def write(self, columns: Mapping[str, Sequence[object]]) -> None:
+        if not self._swept:
+            self._sweep()
+        served = list(columns["served_at_us"])
+        days = [int(us) // _DAY_US for us in served]  # type: ignore[call-overload]
+        start = 0
+        for i in range(1, len(days) + 1):  # a batch across midnight: each day's rows in that day's part
+            if i == len(days) or days[i] != days[start]:
+                self._write_day({name: list(values)[start:i] for name, values in columns.items()})
+                start = i
+
+    def _sweep(self) -> None:
+        """Remove the temporary parts of writers that died (untouched far longer than a part stays open)."""
+        self._swept = True
+        cutoff = time.time() - max(2 * self.part_seconds, 3600.0)
+        for folder, _, names in os.walk(self.dir):
+            for name in names:
+                path = os.path.join(folder, name)
+                if name.startswith(".part-") and name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        if os.stat(path).st_mtime < cutoff:
+                            os.remove(path)
+
+    def _write_day(self, columns: Mapping[str, Sequence[object]]) -> None:
         table = pa.table({field.name: pa.array(columns[field.name], field.type) for field in SCHEMA}, schema=SCHEMA)
         first = table.column("served_at_us")[0].as_py()
         day = dt.datetime.fromtimestamp(first / 1e6, dt.UTC).date().isoformat()
