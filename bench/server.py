@@ -255,12 +255,15 @@ request = function()
   end
   return wrk.format(nil, nil, nil, BODY)
 end
-done = function(summary, latency, requests)
+"""
+# What every wrk script reports: one line the bench parses (``_run_wrk``).
+WRK_DONE = """done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %f %f %f %d\\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
     summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end
 """
+WRK_LUA += WRK_DONE
 
 
 def _wrk_shape(url: str, clients: int, seconds: float, tmp: str, *, entities: int, body: str,
@@ -269,12 +272,18 @@ def _wrk_shape(url: str, clients: int, seconds: float, tmp: str, *, entities: in
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
     with open(script, "w") as fh:
         fh.write(WRK_LUA.replace("AUTH", auth).replace("ENTITIES", str(entities)).replace("BODY", body))
+    return _run_wrk(script, url, clients, seconds)
+
+
+def _run_wrk(script: str, url: str, clients: int, seconds: float) -> dict[str, float]:
+    """wrk (1 thread, closed loop) with a script ending in ``WRK_DONE``: requests/s, latencies, errors."""
     out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "-s", script, url],
                          capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
     requests, duration_us, p50, p99, p999, errors = line.split()[1:]
-    return {"requests_per_s": int(requests) / (int(duration_us) / 1e6), "p50_ms": float(p50) / 1e3,
-            "p99_ms": float(p99) / 1e3, "p99.9_ms": float(p999) / 1e3, "errors": int(errors)}
+    return {"requests": int(requests), "requests_per_s": int(requests) / (int(duration_us) / 1e6),
+            "p50_ms": float(p50) / 1e3, "p99_ms": float(p99) / 1e3, "p99.9_ms": float(p999) / 1e3,
+            "errors": int(errors)}
 
 
 def _constant_rate(server: str, port: int, path: str, token: str, names: list[str], rate: float,
@@ -441,12 +450,7 @@ request = function()
   end
   return wrk.format(nil, nil, nil, '{"events":[' .. table.concat(events, ',') .. ']}')
 end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %f %f %f %d\\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-"""
+""" + WRK_DONE
 
 
 def push(args: argparse.Namespace) -> None:
@@ -497,16 +501,11 @@ def push(args: argparse.Namespace) -> None:
                     with open(script, "w") as fh:
                         fh.write(PUSH_LUA.replace("TOKEN", token).replace("EVENTS", str(events))
                                  .replace("RUN", f"http-{events}-{clients}-{uuid.uuid4().hex[:6]}-"))
-                    text = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{args.seconds:g}s", "-s", script,
-                                           "http://127.0.0.1:18433/v1/push/payments"],
-                                          capture_output=True, text=True, check=True).stdout
-                    line = next(ln for ln in text.splitlines() if ln.startswith("RESULT"))
-                    requests, duration_us, p50, p99, p999, errors = line.split()[1:]
-                    acknowledged += (int(requests) - int(errors)) * events
+                    got = _run_wrk(script, "http://127.0.0.1:18433/v1/push/payments", clients, args.seconds)
+                    acknowledged += int(got["requests"] - got["errors"]) * events
                     out[f"POST /v1/push, {events} events per push, {clients} clients"] = {
-                        "events_per_s": int(requests) * events / (int(duration_us) / 1e6),
-                        "pushes_per_s": int(requests) / (int(duration_us) / 1e6),
-                        "p50_ms": float(p50) / 1e3, "p99_ms": float(p99) / 1e3, "errors": int(errors)}
+                        "events_per_s": got["requests_per_s"] * events, "pushes_per_s": got["requests_per_s"],
+                        "p50_ms": got["p50_ms"], "p99_ms": got["p99_ms"], "errors": got["errors"]}
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.serving import start_server
 from tests.support_services import REDIS_URL, require_service
 
 DEFS = '''
@@ -45,13 +46,6 @@ def _parity(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "parity", "-C", str(root), *args], capture_output=True, text=True)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
 def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
@@ -64,21 +58,7 @@ def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     (root / "defs.py").write_text(textwrap.dedent(DEFS))
     tokens = {role: _parity(root, "token", "create", "--principal", f"{role}-svc", "--role", role).stdout.strip()
               for role in ("ingest", "scoring")}
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
-                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/v1/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"parity serve did not start: {proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.1)
+    proc, base = start_server(root)
     yield {"root": root, "base": base, "tokens": tokens, "proc": proc}
     proc.terminate()
     proc.wait(timeout=20)
@@ -330,22 +310,12 @@ def test_pushes_reach_a_parity_stream_consumer_that_holds_the_writer(tmp_path):
 
     published = [_event(600, 1.0, i) for i in range(200)]
     asyncio.run(publish(published[:100], True))
-    port = _free_port()  # the server first: it must not take the writer the consumer needs
-    serving = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
-                                "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serving, base = start_server(root)  # the server first: it must not take the writer the consumer needs
     consumer = None
     pushed = [_event(600, 2.0, 300 + i) for i in range(60)]
+    deadline = time.monotonic() + 30
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        early = httpx.post(f"http://127.0.0.1:{port}/v1/push/payments", json={"events": pushed[:1]},
+        early = httpx.post(f"{base}/v1/push/payments", json={"events": pushed[:1]},
                            headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert early.status_code == 503 and early.json()["error"]["code"] == "push_unavailable"
         assert "parity stream" in early.json()["error"]["message"]
@@ -357,7 +327,7 @@ def test_pushes_reach_a_parity_stream_consumer_that_holds_the_writer(tmp_path):
             time.sleep(0.1)
         with httpx.Client() as client:
             for i in range(0, 60, 6):
-                answer = client.post(f"http://127.0.0.1:{port}/v1/push/payments", json={"events": pushed[i:i + 6]},
+                answer = client.post(f"{base}/v1/push/payments", json={"events": pushed[i:i + 6]},
                                      headers={"Authorization": f"Bearer {token}"}, timeout=30)
                 assert answer.status_code == 200 and answer.json()["accepted"] == 6, answer.text
                 if i == 24:

@@ -4,7 +4,6 @@ decision, masked values, bad input as 4xx with codes, and revocation seen by eve
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import polars as pl
 import pytest
 
 from tests.support import at
+from tests.e2e.serving import free_port, start_server
 from tests.support_services import POSTGRES_URL, REDIS_URL, require_service
 
 DEFS = '''
@@ -54,11 +54,6 @@ sensors = pt.Role("sensors", grants=[pt.Grant(entity="reading")])
 support = pt.Role("support", grants=[pt.Grant(features=["user.country"])])
 '''
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _parity(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -98,21 +93,7 @@ def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         made = _parity(root, "token", "create", "--principal", f"{role}-svc", "--role", role)
         assert made.returncode == 0, made.stderr
         tokens[role] = made.stdout.strip()
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
-                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/v1/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"parity serve did not start: {proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.1)
+    proc, base = start_server(root)
     yield {"root": root, "base": base, "tokens": tokens}
     proc.terminate()
     proc.wait(timeout=20)
@@ -295,7 +276,7 @@ def test_kill_9_of_the_server_loses_only_the_last_group_commit_of_the_trail(tmp_
     pl.DataFrame({"day": [__import__("datetime").date(2024, 1, 1)], "at": [at(1)], "level": [0.5], "ts": [at(1)],
                   "value": [1.0]}).write_parquet(root / "r.parquet")
     token = _parity(root, "token", "create", "--principal", "p", "--role", "support").stdout.strip()
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "parity", "-C", str(root), "serve", "--port", str(port),
                              "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = {"base": f"http://127.0.0.1:{port}"}
@@ -370,7 +351,7 @@ def test_the_client_raises_the_servers_errors_typed(server):
         assert (unknown.value.status, unknown.value.code, unknown.value.field) == (400, "unknown_feature", "features")
     with pt.Client(server["base"], "pty_" + "A" * 36) as client, pytest.raises(AuthenticationError):
         client.query({"user_id": [1]}, ["user.country"])
-    with pt.Client(f"http://127.0.0.1:{_free_port()}", "t", retries=2, backoff=0.01) as client:
+    with pt.Client(f"http://127.0.0.1:{free_port()}", "t", retries=2, backoff=0.01) as client:
         with pytest.raises(RequestError) as unreachable:
             client.query({"user_id": [1]}, ["user.country"])
         assert unreachable.value.status == 0 and unreachable.value.code == "unreachable"

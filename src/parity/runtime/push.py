@@ -188,9 +188,6 @@ class PushRouter:
         self._consumed = {name for name, source in project.catalog.stream_sources().items()
                           if source.nats is not None or source.mqtt is not None}
 
-    def writes(self, source: str) -> bool:
-        return source in self._writers
-
     def _socket(self, source: str) -> str:
         return socket_path(log_dir(self.project.settings.resolve("."), source))
 
