@@ -91,8 +91,10 @@ def _values(server, user: int) -> dict[str, object]:  # type: ignore[no-untyped-
 def _log_ids(root: Path) -> list[str]:
     import polars as pl
 
-    folder = root / ".parity" / "events" / "payments"
-    paths = sorted(str(p) for p in folder.glob("seg-*.parquet"))
+    from parity.connectors.event_log import live_segments
+
+    # the log as its readers see it: a merge killed before removing its parts leaves them behind
+    paths = [p for _, _, p in live_segments(str(root / ".parity" / "events" / "payments"))]
     frame = pl.read_parquet(paths).sort("_parity_log_seq") if paths else None
     if frame is None:
         return []

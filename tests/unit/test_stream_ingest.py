@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 import parity as pt
-from parity.connectors.event_log import read_dead_letters
+from parity.connectors.event_log import FAN_IN, read_dead_letters
 from parity.errors import DefinitionError, StoreError
 
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -539,3 +539,30 @@ def test_a_compaction_that_fails_does_not_fail_the_commit_it_follows(tmp_path, m
     assert project.push("txns", [_event(10, T0)]).first_seq == 11  # contiguous; merged again now
     assert len(log.segments()) < 10 and log.read()["_parity_log_seq"].to_list() == list(range(1, 12))  # type: ignore[attr-defined]
     project.close()
+
+
+def test_merged_parts_stay_for_readers_then_go_and_a_killed_writers_leftovers_are_swept(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from parity.connectors import event_log
+    from parity.connectors.event_log import live_segments
+
+    project = _project(str(tmp_path))
+    log = project.ingestor("txns").log
+    folder = log.dir  # type: ignore[attr-defined]
+    listed_before_merge = [p for _, _, p in live_segments(folder)]
+    for i in range(FAN_IN):
+        project.push("txns", [_event(i, T0)])
+        listed_before_merge = listed_before_merge or [p for _, _, p in live_segments(folder)]
+    assert len(live_segments(folder)) == 1  # merged...
+    assert all(os.path.exists(p) for p in listed_before_merge)  # ...and a reader that listed before still reads
+    assert len([n for n in os.listdir(folder) if n.startswith("seg-")]) == FAN_IN + 1
+    assert log.read()["_parity_log_seq"].to_list() == list(range(1, FAN_IN + 1))  # type: ignore[attr-defined]
+    open(os.path.join(folder, ".seg-x.parquet.tmp"), "wb").close()  # a write killed before its rename
+    project.close()
+    monkeypatch.setattr(event_log, "RETIRE_AFTER_SECONDS", 0.0)  # as if the grace period had passed
+    reopened = _project(str(tmp_path))
+    reopened.ingestor("txns")  # the next writer removes what the killed one left and the retired parts
+    assert sorted(os.listdir(folder)) == [".writer.lock", f"seg-{1:020d}-{FAN_IN:020d}.parquet"]
+    assert reopened.push("txns", [_event(99, T0)]).first_seq == FAN_IN + 1
+    reopened.close()

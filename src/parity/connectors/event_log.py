@@ -8,7 +8,8 @@ commit. Each segment's metadata records the transport position it brings the con
 stream sequence) and the newest event time seen, so a consumer resumes exactly where the log
 ends. Compaction merges small segments into one covering their whole range; readers ignore any
 segment inside another's range, so a crash between writing the merge and removing its parts
-changes nothing. Merging is size-tiered (``EventLog.compact``).
+changes nothing, and the parts are removed only RETIRE_AFTER_SECONDS later, so a reader in another
+process never loses a file it has listed. Merging is size-tiered (``EventLog.compact``).
 
 The log is the offline source of the stream's features (``EventLogReader``): training sets read the
 events serving saw, each with the time it became servable.
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -39,6 +41,9 @@ from parity.semantics.time import now_micros
 log = logging.getLogger("parity.ingest")
 _SEGMENT = re.compile(r"^seg-(\d{20})-(\d{20})\.parquet$")
 FAN_IN = 8  # segments of one size tier merged into one: each event is rewritten O(log n) times
+# A merged segment's parts stay on disk this long: a reader in another process (a training set
+# while the stream runs) that listed the folder before the merge still finds every file it lists.
+RETIRE_AFTER_SECONDS = 300.0
 
 
 def log_dir(root: str, source: str) -> str:
@@ -62,6 +67,29 @@ class LogState:
     last_ingested_us: int | None = None
 
 
+def live_segments(directory: str) -> list[tuple[int, int, str]]:
+    """(first, last, path) of a log folder's live segments, in log order: a segment inside
+    another's range is a part left by a merge that crashed before removing it."""
+    live: list[tuple[int, int, str]] = []
+    for first, last, path in _all_segments(directory):
+        if live and last <= live[-1][1]:
+            continue  # inside a merged segment that already covers it
+        live.append((first, last, path))
+    return live
+
+
+def _all_segments(directory: str) -> list[tuple[int, int, str]]:
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for name in os.listdir(directory):
+        m = _SEGMENT.match(name)
+        if m:
+            found.append((int(m.group(1)), int(m.group(2)), os.path.join(directory, name)))
+    found.sort(key=lambda s: (s[0], -s[1]))
+    return found
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -82,20 +110,7 @@ class EventLog:
 
     def segments(self) -> list[tuple[int, int, str]]:
         """(first, last, path) of the live segments, in log order (merged parts left out)."""
-        if not os.path.isdir(self.dir):
-            return []
-        found = []
-        for name in os.listdir(self.dir):
-            m = _SEGMENT.match(name)
-            if m:
-                found.append((int(m.group(1)), int(m.group(2)), os.path.join(self.dir, name)))
-        found.sort(key=lambda s: (s[0], -s[1]))
-        live: list[tuple[int, int, str]] = []
-        for first, last, path in found:
-            if live and last <= live[-1][1]:
-                continue  # inside a merged segment that already covers it
-            live.append((first, last, path))
-        return live
+        return live_segments(self.dir)
 
     def state(self) -> LogState:
         live = self.segments()
@@ -168,6 +183,27 @@ class EventLog:
         lock.write(str(os.getpid()))
         lock.flush()
         self._lock = lock
+        # Only the writer writes temporary files: these are a killed writer's unfinished segments.
+        stale = [n for n in os.listdir(self.dir) if n.endswith(".tmp")]
+        for name in stale:
+            os.remove(os.path.join(self.dir, name))
+        self._retire()
+
+    def _retire(self) -> None:
+        """Remove the parts of merges older than RETIRE_AFTER_SECONDS (readers already ignore
+        them): those of this writer's merges, and those a writer killed mid-merge left behind."""
+        live = self.segments()
+        live_paths = {path for _, _, path in live}
+        retired = [seg for seg in _all_segments(self.dir) if seg[2] not in live_paths]
+        cutoff = time.time() - RETIRE_AFTER_SECONDS
+        removed = 0
+        for first, last, path in retired:
+            cover = next(p for f, la, p in live if f <= first and last <= la)
+            if os.stat(cover).st_mtime < cutoff:
+                os.remove(path)
+                removed += 1
+        if removed:
+            _fsync_dir(self.dir)
 
     def close(self) -> None:
         if self._lock is not None:
@@ -228,6 +264,7 @@ class EventLog:
             elif len(live) >= FAN_IN and len(set(tiers[-FAN_IN:])) == 1:
                 self._merge(live[-FAN_IN:])
             else:
+                self._retire()
                 return
 
     def _merge(self, parts: list[tuple[int, int, str]]) -> None:
@@ -237,9 +274,6 @@ class EventLog:
                     json.loads(meta.get(b"parity.positions", b"{}")),
                     json.loads(meta.get(b"parity.watermark", b"null")),
                     json.loads(meta.get(b"parity.ingested_at", b"null")))
-        for _, _, path in parts:
-            os.remove(path)
-        _fsync_dir(self.dir)
 
 
 def _tier(rows: int) -> int:
