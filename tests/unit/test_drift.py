@@ -171,3 +171,22 @@ def test_bins_are_fixed_by_the_baseline_and_round_trip() -> None:
     assert Bins.from_dict(numeric.to_dict()) == numeric and numeric.size == FINE_BINS + 2
     outside = profile(pl.Series([-1e9, 1e9, math.inf, math.nan]), numeric)
     assert outside.counts[0] == 1 and outside.counts[-1] == 2 and outside.nan == 1
+
+
+def test_spikes_constant_baselines_few_valued_times_and_infinities_are_handled() -> None:
+    import datetime as dt
+
+    spiky = pl.Series(np.concatenate([np.zeros(3000), np.random.default_rng(0).normal(5, 1, 2000)]))
+    bins = Bins.from_baseline(spiky, "Float64")
+    assert drift(bins, profile(spiky, bins), profile(spiky, bins)).status == "ok"  # a bin over a decile
+    empty = Bins.from_baseline(pl.Series([math.nan, math.nan]), "Float64")
+    assert drift(empty, profile(pl.Series([1.0] * 200), empty), profile(pl.Series([9.0] * 200), empty)).status \
+        == "insufficient_data"
+    days = pl.Series([dt.date(2024, 1, i) for i in range(1, 4)] * 50)
+    day_bins = Bins.from_baseline(days, "Date")
+    assert day_bins.kind == "categorical" and profile(days, day_bins).distinct() == 3
+    numeric = Bins.from_baseline(_numbers(1, 1000), "Float64")
+    with_inf = profile(pl.Series([5.0, math.inf, math.inf, math.inf]), numeric)
+    assert all(with_inf.quantile(numeric, q) == 5.0 for q in (0.1, 0.5, 0.9))
+    assert drift(numeric, profile(_numbers(1, 1000), numeric), profile(pl.Series([], dtype=pl.Float64), numeric),
+                 min_rows=0).status == "insufficient_data"

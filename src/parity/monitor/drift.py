@@ -75,7 +75,10 @@ def drift(bins: Bins, reference: Profile, current: Profile, *, method: str = "au
     limit = DEFAULT_THRESHOLDS[chosen] if threshold is None else threshold
     if bins.kind == "untracked":
         return DriftResult(chosen, "insufficient_data", None, limit, n_ref, n_cur, rule="not binned (a list feature)")
-    if min(n_ref, n_cur) < min_rows:
+    if bins.size <= 1:  # a baseline without one usable value: nothing to compare with
+        return DriftResult(chosen, "insufficient_data", None, limit, n_ref, n_cur,
+                           rule="the baseline has no values to bin; record a new baseline")
+    if min(n_ref, n_cur) < max(min_rows, 1):
         return DriftResult(chosen, "insufficient_data", None, limit, n_ref, n_cur,
                            rule=f"fewer than {min_rows} values in the {'current window' if n_cur < min_rows else 'reference'}")
     r, c = reference.counts.astype(np.float64), current.counts.astype(np.float64)
@@ -233,7 +236,8 @@ def _groups(bins: Bins, reference_counts: np.ndarray) -> np.ndarray:
         return np.arange(bins.size)
     cumulative = np.cumsum(reference_counts) / max(int(reference_counts.sum()), 1)
     before = np.concatenate([[0.0], cumulative[:-1]])
-    return np.minimum((before * COARSE_BINS).astype(np.int64), COARSE_BINS - 1)
+    deciles = np.minimum((before * COARSE_BINS).astype(np.int64), COARSE_BINS - 1)
+    return np.unique(deciles, return_inverse=True)[1].astype(np.int64)  # dense: a spike spans deciles
 
 
 def _group(counts: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -73,6 +73,8 @@ class Profile:
         before = int(cumulative[index - 1]) if index > 0 else 0
         inside = int(self.counts[index])
         share = (rank - before) / inside if inside else 0.0
+        if lo > hi:  # an outer bin holding infinities beyond the finite extremes
+            return hi if index > 0 else lo
         return lo + (hi - lo) * min(max(share, 0.0), 1.0)
 
     def merge(self, other: Profile) -> Profile:
@@ -127,8 +129,9 @@ def profile_buckets(values: pl.Series, buckets: np.ndarray, n_buckets: int, bins
         profiles[b].counts = counts[b]
     if bins.dtype in ("Int64", "Float64", "Timestamp", "Date"):
         _numeric_stats(numbers(present), where, profiles)
-    if bins.kind == "categorical":
-        _categorical_stats(present, where, profiles)
+    if bins.kind == "categorical":  # numbers as binned (times as µs): what the hash takes
+        numeric = bins.dtype in ("Int64", "Float64", "Timestamp", "Date")
+        _categorical_stats(numbers(present) + 0.0 if numeric else present, where, profiles)  # + 0.0: -0.0 is 0.0
     return profiles
 
 
