@@ -90,6 +90,8 @@ def test_a_planted_shift_is_found_with_the_bins_it_moved() -> None:
     assert shifted.contributors[0]["bin"].endswith("inf)")  # the top decile gained most  # type: ignore[union-attr]
     assert shifted.contributors[0]["current"] > shifted.contributors[0]["reference"]  # type: ignore[operator]
     assert drift(bins, base, profile(_numbers(3, 3_000), bins)).status == "ok"
+    one_outlier = pl.concat([_numbers(4, 3_000), pl.Series([1e6])])
+    assert drift(bins, base, profile(one_outlier, bins)).status == "ok"  # one value does not stretch the distance
     assert drift(bins, base, profile(_numbers(2, 3_000, mean=11.0), bins), method="psi").status == "drift"
     assert drift(bins, base, profile(_numbers(3, 3_000), bins), method="psi").status == "ok"
 
@@ -116,16 +118,19 @@ def test_healthy_windows_of_every_size_raise_no_alarm(kind: str) -> None:
 
 def test_small_references_alarm_on_healthy_data_at_most_at_their_p_value_rate() -> None:
     # A p-value test (a reference of ≤ 1000 values) alarms on a share alpha = 0.01 of healthy pairs
-    # by construction — 150 independent pairs give more than 5 with probability 0.0005.
+    # by construction — 150 independent pairs give more than 5 with probability 0.0005 — and finds
+    # every window whose values grew by a third.
     rng = np.random.default_rng(11)
-    alarms = 0
+    alarms = found = 0
     for n in rng.integers(100, 20_000, 150):
         reference = pl.Series(rng.lognormal(3, 0.5, 800))
         bins = Bins.from_baseline(reference, "Float64")
-        result = drift(bins, profile(reference, bins), profile(pl.Series(rng.lognormal(3, 0.5, int(n))), bins))
+        base = profile(reference, bins)
+        result = drift(bins, base, profile(pl.Series(rng.lognormal(3, 0.5, int(n))), bins))
         assert result.method == "ks"
         alarms += result.status == "drift"
-    assert alarms <= 5
+        found += drift(bins, base, profile(pl.Series(rng.lognormal(3, 0.5, int(n)) * 1.33), bins)).status == "drift"
+    assert alarms <= 5 and found == 150
 
 
 def test_small_windows_are_insufficient_data_not_drift() -> None:

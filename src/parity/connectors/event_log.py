@@ -69,9 +69,13 @@ class LogState:
 
 def live_segments(directory: str) -> list[tuple[int, int, str]]:
     """(first, last, path) of a log folder's live segments, in log order: a segment inside
-    another's range is a part left by a merge that crashed before removing it."""
+    another's range is a merge's part, kept a while for readers (RETIRE_AFTER_SECONDS)."""
+    return _live(_all_segments(directory))
+
+
+def _live(found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
     live: list[tuple[int, int, str]] = []
-    for first, last, path in _all_segments(directory):
+    for first, last, path in found:
         if live and last <= live[-1][1]:
             continue  # inside a merged segment that already covers it
         live.append((first, last, path))
@@ -189,12 +193,14 @@ class EventLog:
             os.remove(os.path.join(self.dir, name))
         self._retire()
 
-    def _retire(self) -> None:
+    def _retire(self, found: list[tuple[int, int, str]] | None = None) -> None:
         """Remove the parts of merges older than RETIRE_AFTER_SECONDS (readers already ignore
-        them): those of this writer's merges, and those a writer killed mid-merge left behind."""
-        live = self.segments()
+        them): those of this writer's merges, and those a writer killed mid-merge left behind.
+        ``found``: the folder's segments, when the caller has just listed them."""
+        found = _all_segments(self.dir) if found is None else found
+        live = _live(found)
         live_paths = {path for _, _, path in live}
-        retired = [seg for seg in _all_segments(self.dir) if seg[2] not in live_paths]
+        retired = [seg for seg in found if seg[2] not in live_paths]
         cutoff = time.time() - RETIRE_AFTER_SECONDS
         removed = 0
         for first, last, path in retired:
@@ -254,7 +260,8 @@ class EventLog:
 
         Crash-safe: see the module's doc."""
         while True:
-            live = self.segments()
+            found = _all_segments(self.dir)
+            live = _live(found)
             tiers = [_tier(last - first + 1) for first, last, _ in live]
             start = len(live) - 1
             while start > 0 and tiers[start - 1] < tiers[-1]:
@@ -264,7 +271,7 @@ class EventLog:
             elif len(live) >= FAN_IN and len(set(tiers[-FAN_IN:])) == 1:
                 self._merge(live[-FAN_IN:])
             else:
-                self._retire()
+                self._retire(found)
                 return
 
     def _merge(self, parts: list[tuple[int, int, str]]) -> None:

@@ -32,7 +32,7 @@ FEW_VALUES = 5
 COARSE_BINS = 10  # the quantile groups of the fine bins PSI and the contributing bins are shown on
 
 Kind = Literal["numeric", "categorical", "untracked"]
-_NUMERIC_DTYPES = ("Int64", "Float64", "Timestamp", "Date")
+NUMERIC_DTYPES = ("Int64", "Float64", "Timestamp", "Date")
 
 
 def numbers(values: pl.Series) -> pl.Series:
@@ -63,7 +63,7 @@ class Bins:
         present = values.drop_nulls()
         if dtype.startswith("List("):
             return cls("untracked", dtype)
-        if dtype in _NUMERIC_DTYPES:
+        if dtype in NUMERIC_DTYPES:
             finite = numbers(present)
             finite = finite.filter(finite.is_finite())
             distinct = finite.unique()

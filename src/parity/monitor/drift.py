@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,11 +61,6 @@ class DriftResult:
     rule: str = ""
     contributors: list[dict[str, object]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, object]:
-        return {"method": self.method, "status": self.status, "value": self.value, "threshold": self.threshold,
-                "n_reference": self.n_reference, "n_current": self.n_current, "psi": self.psi, "rule": self.rule,
-                "contributors": self.contributors}
-
 
 def drift(bins: Bins, reference: Profile, current: Profile, *, method: str = "auto", threshold: float | None = None,
           min_rows: int = MIN_ROWS) -> DriftResult:
@@ -89,9 +85,7 @@ def drift(bins: Bins, reference: Profile, current: Profile, *, method: str = "au
         p = _p_value(chosen, bins, r, c)
         status = "drift" if p < limit else "ok"
         return DriftResult(chosen, status, p, limit, n_ref, n_cur, psi, f"p < {limit:g}", contributors)
-    if chosen not in ("wasserstein", "jensenshannon", "psi"):
-        raise ValueError(f"drift method {chosen!r} does not apply to a {bins.kind} feature")
-    value = float(_distance(chosen, bins, reference, current)(r, c))
+    value = float(_distance(chosen, bins, reference)(r, c))
     floor = _noise_floor(chosen, bins, reference, n_cur)
     bar = max(limit, floor)
     rule = f"{chosen} > max({limit:g}, noise floor {floor:.3g} at these sizes)"
@@ -153,7 +147,10 @@ def _p_value(method: str, bins: Bins, r: np.ndarray, c: np.ndarray) -> float:
     return chi2_sf(statistic, table.shape[1] - 1)
 
 
-def _distance(method: str, bins: Bins, reference: Profile, current: Profile):  # type: ignore[no-untyped-def]
+Measure = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _distance(method: str, bins: Bins, reference: Profile) -> Measure:
     if method == "psi":
         coarse = _groups(bins, reference.counts)
         return lambda r, c: _psi(_group(r, coarse) / _total(r), _group(c, coarse) / _total(c))
@@ -161,7 +158,7 @@ def _distance(method: str, bins: Bins, reference: Profile, current: Profile):  #
         return _jensen_shannon
     if bins.kind != "numeric":
         raise ValueError("drift method 'wasserstein' applies to numeric features; use jensenshannon")
-    positions = _positions(bins, reference, current)
+    positions = _positions(bins, reference)
     sigma = reference.std or 0.0
     scale = sigma if sigma > 0 else (bins.edges[-1] - bins.edges[0]) or 1.0
     steps = np.diff(positions)
@@ -173,14 +170,13 @@ def _distance(method: str, bins: Bins, reference: Profile, current: Profile):  #
     return wasserstein
 
 
-def _positions(bins: Bins, reference: Profile, current: Profile) -> np.ndarray:
+def _positions(bins: Bins, reference: Profile) -> np.ndarray:
     """Where each fine bin's mass sits: its middle; the outer bins' between the edge and the
-    farthest value either profile saw."""
+    reference's extreme — the same for the window measured and the noise floor's samples, so one
+    outlier in a window cannot stretch its distance."""
     edges = np.asarray(bins.edges)
-    lows = [v for v in (reference.minimum, current.minimum) if v is not None and math.isfinite(v)]
-    highs = [v for v in (reference.maximum, current.maximum) if v is not None and math.isfinite(v)]
-    low = min([edges[0], *lows])
-    high = max([edges[-1], *highs])
+    low = min(edges[0], reference.minimum if reference.minimum is not None else edges[0])
+    high = max(edges[-1], reference.maximum if reference.maximum is not None else edges[-1])
     return np.concatenate([[(low + edges[0]) / 2], (edges[:-1] + edges[1:]) / 2, [(edges[-1] + high) / 2]])
 
 
@@ -211,11 +207,12 @@ def _noise_floor(method: str, bins: Bins, reference: Profile, n_cur: int) -> flo
     noisier: the floor is never too low); cached, since a run checks many windows of like sizes."""
     n_grid = max(1, int(2 ** (math.floor(math.log2(n_cur) * 4) / 4)))
     digest = hashlib.blake2b(reference.counts.tobytes(), digest_size=16)
+    digest.update(np.asarray(bins.edges, dtype=np.float64).tobytes())  # the positions Wasserstein uses
     digest.update(repr((method, reference.minimum, reference.maximum, reference.std, n_grid)).encode())
     key = digest.digest()
     floor = _FLOORS.get(key)
     if floor is None:
-        measure = _distance(method, bins, reference, reference)
+        measure = _distance(method, bins, reference)
         shares = reference.counts / reference.present
         rng = np.random.default_rng(int.from_bytes(key[:8], "little"))
         refs = rng.multinomial(reference.present, shares, size=NOISE_DRAWS).astype(np.float64)

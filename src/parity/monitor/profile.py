@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from parity.monitor.bins import Bins, numbers
+from parity.monitor.bins import NUMERIC_DTYPES, Bins, numbers
 from parity.semantics.windows import HLL_M, hll_estimate, hll_registers, value_hash
 
 TOP_VALUES = 20  # the most frequent values a categorical profile keeps for display
@@ -124,32 +124,26 @@ def profile_buckets(values: pl.Series, buckets: np.ndarray, n_buckets: int, bins
     if bins.kind == "untracked":
         return profiles
     present, where = values.filter(~values.is_null()), buckets[~null_mask]
+    if bins.dtype in NUMERIC_DTYPES:  # as binned: numbers (times as µs), NaN counted apart, -0.0 as 0.0
+        present = numbers(present)
+        _numeric_stats(present, where, profiles)
+        keep = ~present.is_nan().to_numpy()
+        present, where = present.filter(pl.Series(keep)) + 0.0, where[keep]
     counts = _bin_counts(present, where, n_buckets, bins)
     for b in range(n_buckets):
         profiles[b].counts = counts[b]
-    if bins.dtype in ("Int64", "Float64", "Timestamp", "Date"):
-        _numeric_stats(numbers(present), where, profiles)
-    if bins.kind == "categorical":  # numbers as binned (times as µs): what the hash takes
-        numeric = bins.dtype in ("Int64", "Float64", "Timestamp", "Date")
-        _categorical_stats(numbers(present) + 0.0 if numeric else present, where, profiles)  # + 0.0: -0.0 is 0.0
+    if bins.kind == "categorical":
+        _categorical_stats(present, where, profiles)
     return profiles
 
 
 def _bin_counts(present: pl.Series, where: np.ndarray, n_buckets: int, bins: Bins) -> np.ndarray:
     size = bins.size
     if bins.kind == "numeric":
-        array = numbers(present).to_numpy()
-        keep = ~np.isnan(array)
-        index = np.searchsorted(np.asarray(bins.edges), array[keep], side="right")
-        where = where[keep]
+        index = np.searchsorted(np.asarray(bins.edges), present.to_numpy(), side="right")
     else:
-        series = present
-        if bins.dtype in ("Int64", "Float64", "Timestamp", "Date"):
-            series = numbers(present)
-            keep = ~series.is_nan().to_numpy()
-            series, where = series.filter(pl.Series(keep)), where[keep]
-        index = series.replace_strict(list(bins.categories), list(range(len(bins.categories))),
-                                      default=len(bins.categories), return_dtype=pl.Int64).to_numpy()
+        index = present.replace_strict(list(bins.categories), list(range(len(bins.categories))),
+                                       default=len(bins.categories), return_dtype=pl.Int64).to_numpy()
     flat = np.bincount(where * size + index, minlength=n_buckets * size)
     return flat.reshape(n_buckets, size).astype(np.int64)
 
