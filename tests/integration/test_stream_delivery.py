@@ -6,17 +6,19 @@ training set agree with what was published — 0 lost, 0 double-counted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import random
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,14 +28,15 @@ import pytest
 import parity as pt
 from parity.connectors.event_log import EventLog
 from parity.semantics import windows as rule
+from tests.e2e.serving import free_port
 from tests.support_services import require_service
 
 KILLS = 20
 pytestmark = pytest.mark.integration
 
 
-def _project(tmp: Path, transport: str, name: str) -> Path:
-    (tmp / "parity.toml").write_text(f'[project]\nname = "{name}"\ndefinitions = "defs.py"\n')
+def _project(tmp: Path, transport: str, name: str, settings: str = "") -> Path:
+    (tmp / "parity.toml").write_text(f'[project]\nname = "{name}"\ndefinitions = "defs.py"\n{settings}')
     (tmp / "defs.py").write_text(textwrap.dedent(f"""
         import parity as pt
         card = pt.Entity("card", keys={{"card_id": pt.Int64}})
@@ -162,13 +165,45 @@ def test_kill_9_of_the_nats_consumer_loses_and_doubles_nothing(tmp_path: Path) -
         asyncio.run(cleanup())
 
 
+@contextlib.contextmanager
+def _mosquitto_as_parity_needs_it(tmp: Path) -> Iterator[int]:
+    """A broker of our own with the settings the README asks for. Mosquitto's defaults queue at
+    most 1,000 messages for an offline session and drop the rest ("Outgoing messages are being
+    dropped"), which no consumer can get back: with them, a consumer that takes longer than a
+    second or two to restart on a loaded machine loses messages the broker never delivered."""
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_inflight_messages 5000\nmax_queued_messages 200000\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert broker.poll() is None and time.monotonic() < deadline, broker.stderr.read() if broker.stderr else ""
+                time.sleep(0.05)
+        yield port
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
 def test_kill_9_of_the_mqtt_consumer_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    require_service("mosquitto", "127.0.0.1", 1883)
+    require_service("mosquitto", "127.0.0.1", 1883)  # installed: the test starts its own on another port
+    with _mosquitto_as_parity_needs_it(tmp_path) as port:
+        _kill_mqtt_consumers(tmp_path, port)
+
+
+def _kill_mqtt_consumers(tmp_path: Path, port: int) -> None:
     import paho.mqtt.client as mqtt
 
     run = uuid.uuid4().hex[:10]
     topic = f"parity/test/{run}/txns"
-    root = _project(tmp_path, f'mqtt=pt.MqttTopic("{topic}")', f"kill{run}")
+    root = _project(tmp_path, f'mqtt=pt.MqttTopic("{topic}")', f"kill{run}",
+                    f'[streams]\nmqtt_url = "mqtt://127.0.0.1:{port}"\n')
     # The first consumer creates the persistent session; from then on the broker queues for it.
     first = subprocess.run([sys.executable, "-m", "parity", "-C", str(root), "stream", "--idle-exit", "0.5", "-q"],
                            capture_output=True, text=True, timeout=60)
@@ -178,15 +213,13 @@ def test_kill_9_of_the_mqtt_consumer_loses_and_doubles_nothing(tmp_path: Path) -
     events = [_event(i, now) for i in range(8_000)]
     def publish() -> None:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{run}")
-        client.connect("127.0.0.1", 1883)
+        client.connect("127.0.0.1", port)
         client.loop_start()
         for i, event in enumerate(events):
             client.publish(topic, json.dumps(event), qos=1).wait_for_publish(5)
             if i % 500 == 499:
                 client.publish(topic, json.dumps(events[i - 250]), qos=1).wait_for_publish(5)  # a re-send
-            # Paced below what Mosquitto queues for an offline session (max_queued_messages 1000)
-            # while a consumer restarts: the broker would drop the rest, which no consumer can get back.
-            time.sleep(0.0025)
+            time.sleep(0.0025)  # spread over the kills
         client.loop_stop()
         client.disconnect()
 
