@@ -1,5 +1,5 @@
 """``parity``: init, apply, features, explain, training-set, materialize, query, stream, push,
-freshness, dead-letters.
+freshness, skew, dead-letters, token, audit, serve.
 
 Every command works on the project in the current folder (or ``-C DIR``). Errors print one clear
 line and exit with status 2; long work prints progress to stderr.
@@ -376,6 +376,21 @@ def cmd_freshness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_skew(args: argparse.Namespace) -> int:
+    project = _project(args)
+    try:
+        report = project.skew(sample=None if args.sample == 0 else args.sample, seed=args.seed,
+                              since=_time(args.since, "--since"), until=_time(args.until, "--until"),
+                              examples=args.examples, progress=_Progress(args.quiet))
+    finally:
+        project.close()
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print("\n".join(report.lines()))
+    return 1 if args.fail and report.mismatches else 0
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from parity.connectors.event_log import read_dead_letters
 
@@ -583,6 +598,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("freshness", help="event-to-servable lag (p50/p99) and consumer lag per stream source")
     p.add_argument("--source", action="append")
     p.set_defaults(run=cmd_freshness)
+
+    p = sub.add_parser("skew", help="replay logged online requests through the offline engine: mismatch rate and "
+                                    "likely cause per feature")
+    p.add_argument("--sample", type=int, default=10_000, help="logged rows to replay, drawn by --seed (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--since", help="served at or after this ISO-8601 time")
+    p.add_argument("--until", help="served before this ISO-8601 time")
+    p.add_argument("--examples", type=int, default=3, help="examples shown per feature")
+    p.add_argument("--json", action="store_true", help="the report as one JSON object")
+    p.add_argument("--fail", action="store_true", help="exit 1 when any value differs (for a scheduled check)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=cmd_skew)
 
     p = sub.add_parser("token", help="API tokens for the server: create (shown once), list, revoke")
     actions = p.add_subparsers(dest="action", required=True)

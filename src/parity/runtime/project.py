@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from parity.ingest.materialize import MaterializeReport, WindowReport
     from parity.ingest.stream import IngestReport, StreamIngestor
     from parity.monitor.feature_log import FeatureLogger
+    from parity.monitor.skew import SkewReport
     from parity.online.engine import Entities, OnlineEngine, StepObserver, WithStatus
     from parity.online.result import QueryResult
     from parity.plan.access import AccessPolicy, PlanAccess
@@ -454,6 +455,19 @@ class Project:
             if not with_status:
                 result = QueryResult(result.features, result.rows, None)
         return result
+
+    def skew(self, *, sample: int | None = 10_000, seed: int = 0, since: dt.datetime | None = None,
+             until: dt.datetime | None = None, examples: int = 3, progress: Progress = _quiet) -> SkewReport:
+        """Train/serve skew measured on the served-value log: a seeded sample of the logged rows
+        served in [since, until), replayed through the offline engine at their request times, with
+        per feature the mismatch rate, the likely causes and examples (``monitor.skew``)."""
+        from parity.connectors.feature_log_parquet import ParquetFeatureLog
+        from parity.runtime.skew import replay
+
+        log = ParquetFeatureLog(self.settings.resolve(".")).read()
+        return replay(self, log, sample=sample, seed=seed, examples=examples, progress=progress,
+                      since_us=None if since is None else to_micros(ensure_utc(since, what="skew since")),
+                      until_us=None if until is None else to_micros(ensure_utc(until, what="skew until")))
 
     def _versions(self, plan: Plan) -> dict[str, str]:
         entry = self._versions_of.get(id(plan))
