@@ -54,3 +54,5 @@ fi
 
 echo "== server: parity serve, queried with parity.Client and curl; a masked pii feature, a denied role, the audit trail verified"
 ../.venv/bin/python serve.py
+echo "== observability: served values logged, parity skew quiet on healthy serving, a planted skew and a planted drift found"
+../.venv/bin/python observe.py
