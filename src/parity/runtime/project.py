@@ -30,7 +30,7 @@ from parity.runtime.loader import load_definitions
 from parity.runtime.loop import BackgroundLoop
 from parity.runtime.settings import Settings, load_settings
 from parity.semantics import calls
-from parity.semantics.time import ensure_utc, now_micros, to_micros
+from parity.semantics.time import ensure_utc, from_micros, now_micros, to_micros
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from parity.online.engine import Entities, OnlineEngine, StepObserver, WithStatus
     from parity.online.result import QueryResult
     from parity.plan.access import AccessPolicy, PlanAccess
+    from parity.ports.monitor_store import Baseline, MonitorStore
 
 Progress = Callable[[str], None]
 STATUS_SUFFIX = ":status"
@@ -51,6 +52,10 @@ PLAN_CACHE = 4096
 
 def _quiet(message: str) -> None:
     return None
+
+
+def _iso(micros: object) -> str:
+    return from_micros(micros).isoformat() if isinstance(micros, int) else "none"
 
 
 def _names(value: str | Sequence[str], what: str) -> list[str]:
@@ -78,6 +83,7 @@ class Project:
         self._policy: AccessPolicy | None = None
         self._step_observer: StepObserver | None = None
         self._feature_log: FeatureLogger | None = None
+        self._monitor: MonitorStore | None = None
         self._feature_log_lock = threading.Lock()
         self._closed = False
         self._versions_of: dict[int, tuple[Plan, dict[str, str]]] = {}  # per plan: each output's version
@@ -101,13 +107,17 @@ class Project:
         online_store_url: str | None = None,
         online_store_namespace: str = "parity",
         feature_log_sample_rate: float = 0.0,
+        record_baselines: bool = False,
+        monitor_path: str = ".parity/monitor.db",
     ) -> Project:
         """A project from objects in hand (notebooks, tests), without a parity.toml; its served
-        values are not logged unless ``feature_log_sample_rate`` says so (a deployment's are)."""
+        values are not logged unless ``feature_log_sample_rate`` says so, and its training sets
+        record no baselines unless ``record_baselines`` (a deployment's do both)."""
         settings = Settings(
             root=root, name="inline", definitions="", online_store_type=online_store_type,
             online_store_path=online_store_path, registry_path=registry_path, online_store_url=online_store_url,
             online_store_namespace=online_store_namespace, feature_log_sample_rate=feature_log_sample_rate,
+            record_baselines=record_baselines, monitor_path=monitor_path,
         )
         return cls(Catalog(definitions), settings)
 
@@ -300,12 +310,35 @@ class Project:
             if with_status:
                 at = table.schema.get_field_index(ref + STATUS_SUFFIX)
                 table = table.set_column(at, ref + STATUS_SUFFIX, pa.array(["masked"] * table.num_rows, pa.string()))
+        if self.settings.record_baselines and table.num_rows:
+            from parity.runtime.baselines import record_baselines
+
+            profiled = [ref for ref in refs if not (access and ref in access.masked)]
+            times = spine_data.times_us
+            record_baselines(self.monitor_store(), table, profiled,
+                             {ref: repr(self.catalog.feature_at(self.catalog.parse(ref)).dtype) for ref in profiled},
+                             self._versions(plan), f"training set of {table.num_rows:,} rows, spine times "
+                             f"{_iso(times.min())} to {_iso(times.max())}")
         metadata = dict(table.schema.metadata or {})
         metadata[b"parity.fallbacks"] = json.dumps(fallbacks).encode()
         metadata[b"parity.no_event_time"] = json.dumps(result.no_event_time).encode()
         return table.combine_chunks().replace_schema_metadata(metadata)
 
     # -- online --------------------------------------------------------------------------
+
+    def monitor_store(self) -> MonitorStore:
+        """Baselines and monitor results (``ports.monitor_store``; ``.parity/monitor.db``)."""
+        if self._monitor is None:
+            self._monitor = wiring.monitor_store(self.settings.resolve(self.settings.monitor_path))
+        return self._monitor
+
+    def baselines(self, feature: str) -> list[Baseline]:
+        """The feature's baselines at its current version, oldest first (each training set records one)."""
+        ref = self.catalog.parse(feature)
+        from parity.registry.versions import Versions
+
+        version = Versions(self.catalog).version(self.catalog.feature_at(ref))
+        return self.monitor_store().baselines(ref.text, version)
 
     def online_store(self) -> OnlineStore:
         if self._store is None:
@@ -541,6 +574,9 @@ class Project:
             self._store.close()
             self._store = None
             self._online = None
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
 
     def __enter__(self) -> Self:
         return self

@@ -35,6 +35,8 @@ class Settings:
     feature_log_sample_rate: float = 0.01  # share of online queries whose served values are logged
     feature_log_max_rows: int = 200_000  # rows buffered before a query's rows are dropped (and counted)
     feature_log_part_seconds: float = 60.0  # a log part is closed (readable) this long after it opened
+    monitor_path: str = ".parity/monitor.db"  # baselines and monitor results
+    record_baselines: bool = True  # every training set profiles its features as a baseline
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
@@ -79,6 +81,13 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     max_rows = feature_log.get("max_rows", 200_000)
     if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
         raise ConfigError(f"{path}: feature_log.max_rows {max_rows!r} must be a positive whole number")
+    monitor = _table(data, "monitor", path)
+    unknown = sorted(set(monitor) - {"path", "baselines"})
+    if unknown:
+        raise ConfigError(f"{path}: [monitor] has no setting {unknown[0]!r}; known: baselines, path")
+    baselines = monitor.get("baselines", True)
+    if not isinstance(baselines, bool):
+        raise ConfigError(f"{path}: monitor.baselines {baselines!r} must be true or false")
     store_type = env.get("PARITY_ONLINE_STORE_TYPE", _text(online, "online_store", "type", path, "sqlite"))
     if store_type not in ("sqlite", "redis"):
         raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite' or 'redis'")
@@ -101,6 +110,8 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
         feature_log_sample_rate=sample_rate,
         feature_log_max_rows=max_rows,
         feature_log_part_seconds=float(part_seconds),
+        monitor_path=env.get("PARITY_MONITOR_PATH", _text(monitor, "monitor", "path", path, ".parity/monitor.db")),
+        record_baselines=baselines,
     )
 
 

@@ -14,6 +14,7 @@ from parity.define.sources import (
     StreamSource,
 )
 from parity.errors import ConfigError
+from parity.ports.monitor_store import MonitorStore
 from parity.ports.online_store import OnlineStore
 from parity.ports.source import SourceReader
 
@@ -64,6 +65,12 @@ def online_store(kind: str, path: str, url: str | None = None, root: str = ".", 
             raise ConfigError("online_store.type is 'redis': set online_store.url (e.g. 'redis://127.0.0.1:6379/0' or 'env:NAME')")
         return RedisOnlineStore(connection(url, root=root, what="online_store.url"), namespace=namespace)
     raise ConfigError(f"unknown online store type {kind!r}; use 'sqlite' or 'redis'")
+
+
+def monitor_store(path: str) -> MonitorStore:
+    from parity.connectors.monitor_sqlite import SQLiteMonitorStore
+
+    return SQLiteMonitorStore(path)
 
 
 def http_client() -> HttpClient:
