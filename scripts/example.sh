@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,http,nats,mqtt,server]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgres,http,nats,mqtt,server,report]" 2>&1 | { grep -v "^WARNING: Location" || true; }
 PARITY="$PWD/.venv/bin/parity"
 
 rm -rf example-run

@@ -1,5 +1,5 @@
 """``parity``: init, apply, features, explain, training-set, materialize, query, stream, push,
-freshness, skew, dead-letters, token, audit, serve.
+freshness, skew, monitor, dead-letters, token, audit, serve.
 
 Every command works on the project in the current folder (or ``-C DIR``). Errors print one clear
 line and exit with status 2; long work prints progress to stderr.
@@ -391,6 +391,69 @@ def cmd_skew(args: argparse.Namespace) -> int:
     return 1 if args.fail and report.mismatches else 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from parity.connectors.feature_log_parquet import ParquetFeatureLog
+    from parity.define.windows import parse_width
+    from parity.runtime.monitoring import watch_log
+
+    bucket = parse_width(args.bucket, "--bucket")
+    if bucket is None:
+        raise ParityError("--bucket: give a length of time such as 1h or 30m, not lifetime")
+    since = None if args.since is None else _micros(args.since, "--since")
+    until = None if args.until is None else _micros(args.until, "--until")
+    project = _project(args)
+    try:
+        run = watch_log(project, ParquetFeatureLog(project.settings.resolve(".")).read(), since_us=since,
+                        until_us=until, bucket_us=bucket, features=_features(args.features) if args.features else None,
+                        record=not args.no_record)
+        skew = None
+        if args.skew:
+            skew = project.skew(sample=args.skew_sample, since=None if since is None else _time(args.since, "--since"),
+                                until=None if until is None else _time(args.until, "--until")).to_dict()
+        if args.html:
+            from parity.monitor.report import render
+
+            text = render(run.watches, title=f"parity monitor: {project.settings.name}",
+                          generated_at=dt.datetime.now(dt.UTC), skew=skew, freshness=_freshness(project))
+            tmp = f"{args.html}.partial-{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, args.html)
+    finally:
+        project.close()
+    if args.json:
+        print(json.dumps({"since_us": run.since_us, "until_us": run.until_us, "bucket_us": run.bucket_us,
+                          "rows": run.rows, "features": [{"feature": w.feature, "version": w.version,
+                                                          "status": w.status, "served": w.served,
+                                                          "alarms": [{"metric": m, "window": list(win),
+                                                                      "value": r.value, "threshold": r.threshold}
+                                                                     for m, win, r in w.alarms()]}
+                                                         for w in run.watches], "skew": skew}))
+    else:
+        print("\n".join(run.lines()))
+        if skew is not None:
+            print(f"skew: {skew['mismatches']:,} mismatches in {skew['rows']:,} replayed rows")
+        if args.html:
+            print(f"report: {args.html}")
+    breached = any(w.status == "drift" for w in run.watches) or bool(skew and skew["mismatches"])
+    return 1 if args.fail and breached else 0
+
+
+def _freshness(project: Project) -> dict[str, dict[str, object]]:
+    from parity.runtime.freshness import freshness_path
+
+    found = {}
+    used = [v.source for v in project.catalog.views.values()] + [v.source for v in project.catalog.window_views.values()]
+    for source in used:
+        if not isinstance(source, StreamSource):
+            continue
+        path = freshness_path(project.settings.root, source.name)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                found[source.name] = json.load(handle)
+    return found
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from parity.connectors.event_log import read_dead_letters
 
@@ -610,6 +673,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail", action="store_true", help="exit 1 when any value differs (for a scheduled check)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=cmd_skew)
+
+    p = sub.add_parser("monitor", help="served values against their baselines: drift and null bursts per bucket, "
+                                       "kept as a time series; an HTML report on request")
+    p.add_argument("--since", help="served at or after this ISO-8601 time")
+    p.add_argument("--until", help="served before this ISO-8601 time")
+    p.add_argument("--bucket", default="1h", help="bucket length (default 1h)")
+    p.add_argument("--features", action="append", default=[], help="only these features (comma-separated)")
+    p.add_argument("--html", help="write the self-contained HTML report here (needs parity[report])")
+    p.add_argument("--skew", action="store_true", help="also replay a sample of the log (parity skew)")
+    p.add_argument("--skew-sample", type=int, default=10_000)
+    p.add_argument("--no-record", action="store_true", help="do not keep the results in the monitoring store")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--fail", action="store_true", help="exit 1 on drift, a null burst or skew")
+    p.set_defaults(run=cmd_monitor)
 
     p = sub.add_parser("token", help="API tokens for the server: create (shown once), list, revoke")
     actions = p.add_subparsers(dest="action", required=True)

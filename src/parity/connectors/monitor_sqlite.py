@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, metric TEXT NOT NULL,
                                    version TEXT NOT NULL, window_start_us INTEGER NOT NULL,
                                    window_end_us INTEGER NOT NULL, value REAL, threshold REAL,
                                    status TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS points_by_window ON points (metric, feature, version, window_start_us,
+                                                             window_end_us);
 CREATE INDEX IF NOT EXISTS points_by_time ON points (window_end_us);
 CREATE INDEX IF NOT EXISTS points_by_feature ON points (feature, metric, window_end_us);
 """
@@ -70,7 +72,7 @@ class SQLiteMonitorStore:
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
-                    "INSERT INTO points (metric, feature, version, window_start_us, window_end_us, value, threshold, "
+                    "INSERT OR REPLACE INTO points (metric, feature, version, window_start_us, window_end_us, value, threshold, "
                     "status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(p.metric, p.feature, p.version, p.window_start_us, p.window_end_us, p.value, p.threshold,
                       p.status, json.dumps(dict(p.detail))) for p in points])

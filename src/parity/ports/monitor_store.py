@@ -52,7 +52,9 @@ class MonitorStore(Protocol):
         """The feature's baselines (of one version, or all), oldest first."""
         ...
 
-    def record(self, points: Sequence[Point]) -> None: ...
+    def record(self, points: Sequence[Point]) -> None:
+        """Keep ``points``; a point of the same metric, feature version and window replaces the old one."""
+        ...
 
     def points(self, *, metric: str | None = None, feature: str | None = None, since_us: int | None = None,
                until_us: int | None = None) -> list[Point]:

@@ -1,0 +1,121 @@
+"""``parity monitor``: the served-value log watched against each feature version's baseline.
+
+The log's rows served in [since, until) are read (closed parts), each logged value is decoded by its
+feature's dtype (``semantics.wire``) and filed under the feature version it was served at; each
+version is bucketed and checked against its latest baseline on its fixed bins (``monitor.watch``),
+the verdicts are kept in the monitoring store as result points (one per metric, feature version and
+bucket: a run over the same buckets replaces them), and ``monitor.report`` renders the HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from parity.errors import DataError, ParityError
+from parity.monitor.bins import Bins
+from parity.monitor.profile import Profile
+from parity.monitor.skew import NOT_COMPARED
+from parity.monitor.watch import FeatureWatch, watch_feature
+from parity.runtime.project import Project
+from parity.semantics.values import polars_type
+from parity.semantics.wire import from_json
+
+HOUR_US = 3_600_000_000
+
+
+@dataclass
+class MonitorRun:
+    since_us: int
+    until_us: int
+    bucket_us: int
+    rows: int
+    watches: list[FeatureWatch] = field(default_factory=list)
+    undefined: dict[str, int] = field(default_factory=dict)  # logged features no longer defined: values
+
+    def lines(self) -> list[str]:
+        out = [(f"{self.rows:,} logged rows, {len(self.watches)} feature versions, buckets of "
+               f"{self.bucket_us / HOUR_US:g} h")]
+        width = max((len(w.feature) for w in self.watches), default=0)
+        for w in self.watches:
+            drifts = sum(r.status == "drift" for r in w.drift)
+            bursts = sum(r.status == "drift" for r in w.nulls)
+            quiet = sum(r.status == "insufficient_data" for r in w.drift)
+            detail = ("no baseline: build a training set with it" if w.bins is None else
+                      f"drift in {drifts}/{len(w.drift)} buckets, null bursts in {bursts}, "
+                      f"{quiet} with too few values")
+            out.append(f"  {w.feature:<{width}} @{w.version}  {w.status:<17} {w.served:>8,} values  {detail}")
+            for what, (start, _), result in w.alarms()[:3]:
+                moved = ", ".join(str(c["bin"]) for c in result.contributors)
+                out.append(f"      {what} from {_hour(start)}: {result.method} {result.value:.3g} > "
+                           f"{result.threshold:.3g} (moved most: {moved})")
+        for ref, n in sorted(self.undefined.items()):
+            out.append(f"  {ref}: {n:,} logged values not watched: no longer defined")
+        return out
+
+
+def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, until_us: int | None = None,
+              bucket_us: int = HOUR_US, features: Sequence[str] | None = None, record: bool = True) -> MonitorRun:
+    if bucket_us <= 0:
+        raise DataError("monitor bucket: give a positive length of time, e.g. 1h")
+    frame = pl.from_arrow(log)
+    assert isinstance(frame, pl.DataFrame)
+    if since_us is not None:
+        frame = frame.filter(pl.col("served_at_us") >= since_us)
+    if until_us is not None:
+        frame = frame.filter(pl.col("served_at_us") < until_us)
+    if frame.height == 0:
+        start = since_us if since_us is not None else 0
+        return MonitorRun(start, until_us if until_us is not None else start, bucket_us, 0)
+    first, last = int(frame["served_at_us"].min()), int(frame["served_at_us"].max())  # type: ignore[arg-type]
+    start = since_us if since_us is not None else first - first % bucket_us
+    end = until_us if until_us is not None else last - last % bucket_us + bucket_us
+    wanted = None if features is None else set(features)
+    served: dict[tuple[str, str], tuple[list[object], list[int]]] = {}
+    run = MonitorRun(start, end, bucket_us, frame.height)
+    for (versions_text,), group in frame.group_by("versions", maintain_order=True):
+        logged = orjson.loads(str(versions_text))
+        values = [orjson.loads(text) for text in group["values"]]
+        statuses = [None if text is None else orjson.loads(text) for text in group["statuses"]]
+        times = group["served_at_us"].to_list()
+        for ref, version in logged.items():
+            if wanted is not None and ref not in wanted:
+                continue
+            try:
+                wire = repr(project.catalog.feature_at(project.catalog.parse(ref)).dtype)
+            except ParityError:
+                run.undefined[ref] = run.undefined.get(ref, 0) + group.height
+                continue
+            entry = served.setdefault((ref, str(version)), ([], []))
+            for i, row in enumerate(values):
+                status = statuses[i]
+                if status is not None and status.get(ref) == NOT_COMPARED:
+                    continue  # logged masked, without its value
+                entry[0].append(from_json(row.get(ref), wire))
+                entry[1].append(times[i])
+    store = project.monitor_store()
+    for (ref, version), (found, when) in sorted(served.items()):
+        dtype = project.catalog.feature_at(project.catalog.parse(ref)).dtype
+        fixed = store.bins(ref, version)
+        baselines = store.baselines(ref, version)
+        bins = None if fixed is None else Bins.from_dict(dict(fixed))
+        baseline = Profile.from_dict(dict(baselines[-1].profile)) if baselines else None
+        column = pl.Series(ref, found, dtype=polars_type(dtype))
+        watched = watch_feature(ref, version, repr(dtype), column, np.asarray(when, dtype=np.int64),
+                                since_us=start, until_us=end, bucket_us=bucket_us, bins=bins, baseline=baseline,
+                                baseline_origin=baselines[-1].origin if baselines else "")
+        run.watches.append(watched)
+        if record:
+            store.record(watched.points())
+    return run
+
+
+def _hour(micros: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M")
