@@ -160,6 +160,10 @@ def test_the_log_is_partitioned_by_the_day_it_was_served(tmp_path):
     sink.close()
     assert [p.parent.name for p in (tmp_path / ".parity" / "feature_log").rglob("*.parquet")] == ["date=2026-12-01"]
     assert sink.read().num_rows == 2
+    next_day = day + 60_000_000
+    assert sink.read(since_us=next_day).num_rows == 0  # that day's folder is not even opened
+    assert sink.read(since_us=day - 1, until_us=day + 1).num_rows == 2
+    assert sink.read(until_us=day - 86_400_000_000).num_rows == 0
 
 
 def test_only_the_plans_entity_keys_are_logged_not_other_fields_sent_along(tmp_path):

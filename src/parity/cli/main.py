@@ -403,12 +403,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     until = None if args.until is None else _micros(args.until, "--until")
     project = _project(args)
     try:
-        run = watch_log(project, ParquetFeatureLog(project.settings.resolve(".")).read(), since_us=since,
+        run = watch_log(project, ParquetFeatureLog(project.settings.resolve(".")).read(since, until), since_us=since,
                         until_us=until, bucket_us=bucket, features=_features(args.features) if args.features else None,
                         record=not args.no_record)
         skew = None
         if args.skew:
-            skew = project.skew(sample=args.skew_sample, since=None if since is None else _time(args.since, "--since"),
+            skew = project.skew(sample=args.skew_sample or None, since=None if since is None else _time(args.since, "--since"),
                                 until=None if until is None else _time(args.until, "--until")).to_dict()
         if args.html:
             from parity.monitor.report import render
@@ -682,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", action="append", default=[], help="only these features (comma-separated)")
     p.add_argument("--html", help="write the self-contained HTML report here (needs parity[report])")
     p.add_argument("--skew", action="store_true", help="also replay a sample of the log (parity skew)")
-    p.add_argument("--skew-sample", type=int, default=10_000)
+    p.add_argument("--skew-sample", type=int, default=10_000, help="logged rows the skew replay samples (0: all)")
     p.add_argument("--no-record", action="store_true", help="do not keep the results in the monitoring store")
     p.add_argument("--json", action="store_true")
     p.add_argument("--fail", action="store_true", help="exit 1 on drift, a null burst or skew")

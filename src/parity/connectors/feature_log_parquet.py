@@ -115,10 +115,25 @@ class ParquetFeatureLog:
             self._abandon()
             raise
 
-    def read(self) -> pa.Table:
-        """Every closed part (the one being written is read once it is closed)."""
+    def read(self, since_us: int | None = None, until_us: int | None = None) -> pa.Table:
+        """Every closed part (the one being written is read once it is closed); with a range, only
+        the days that can hold rows served in [since, until) (rows are still filtered by the reader)."""
+        first = None if since_us is None else _day(since_us)
+        last = None if until_us is None else _day(until_us - 1)
         paths = sorted(os.path.join(folder, name) for folder, _, names in os.walk(self.dir)
-                       for name in names if name.endswith(".parquet") and not name.startswith("."))
+                       for name in names if name.endswith(".parquet") and not name.startswith(".")
+                       and _within(os.path.basename(folder), first, last))
         if not paths:
             return SCHEMA.empty_table()
         return pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in paths])
+
+
+def _day(micros: int) -> str:
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).date().isoformat()
+
+
+def _within(folder: str, first: str | None, last: str | None) -> bool:
+    if not folder.startswith("date="):
+        return True  # not a day's folder: read, the reader filters
+    day = folder[5:]
+    return (first is None or day >= first) and (last is None or day <= last)

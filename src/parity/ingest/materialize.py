@@ -139,5 +139,6 @@ def materialize_window_view(view: WindowView, table: str, reader: SourceReader, 
     scan = reader.scan(window_scan(view, window=Window(until_us=until_us)))
     events = windows.sorted_events(scan.rows, list(view.entity.keys), uses_created=visibility.uses_created(view.source))
     held = rebuild(view, table, store, events)
+    store.set_watermark(table, until_us)  # the index holds every event visible at until (skew reads it)
     progress(f"{view.name}: {held:,} events indexed for windows")
     return WindowReport(view.name, table, until_us, held, scan.no_event_time)

@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from parity.semantics import visibility
 from parity.semantics.time import from_micros
 from parity.semantics.values import same_value
 from parity.semantics.wire import to_json
@@ -76,6 +77,13 @@ class SourceRows:
     uses_created: bool  # whether the created time takes part in visibility
     values: Sequence[object] | None = None  # the feature's own column, when the feature is read from this view
     synced_us: int | None = None  # when the online store last held this key's value current (its watermark)
+    tracks_sync: bool = True  # False: the store keeps no such mark for this view (a window index)
+
+    def visible_at(self, i: int) -> int:
+        """When row ``i`` became visible, by the source's own rule (``semantics.visibility``)."""
+        created = self.created_us[i]
+        return visibility.stored_visible_at(self.events_us[i], self.events_us[i] if created is None else created,
+                                            self.uses_created)
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class SkewReport:
     seconds: float = 0.0
     features: dict[str, FeatureSkew] = field(default_factory=dict)
     undefined: Counter[str] = field(default_factory=Counter)  # logged features no longer defined: rows
+    unreplayable: int = 0  # logged rows whose entity no longer fits the definitions' keys
 
     @property
     def mismatches(self) -> int:
@@ -139,7 +148,7 @@ class SkewReport:
 
     def to_dict(self) -> dict[str, object]:
         return {"rows": self.rows, "requests": self.requests, "seconds": self.seconds,
-                "mismatches": self.mismatches, "undefined": dict(self.undefined),
+                "mismatches": self.mismatches, "undefined": dict(self.undefined), "unreplayable": self.unreplayable,
                 "features": [self.features[ref].to_dict() for ref in sorted(self.features)]}
 
     def lines(self) -> list[str]:
@@ -155,6 +164,9 @@ class SkewReport:
                        + (f"  [{causes}]" if causes else ""))
         for ref, n in sorted(self.undefined.items()):
             out.append(f"  {ref}: {n:,} logged rows not replayed: no longer defined")
+        if self.unreplayable:
+            out.append(f"  {self.unreplayable:,} logged rows not replayed: their entity keys no longer fit the "
+                       "definitions (a key added or retyped since)")
         for ref in sorted(self.features):
             for m in self.features[ref].examples:
                 out.append(f"  e.g. {ref} {to_json(dict(m.entity))} at {_iso(m.request_time_us)}: served "
@@ -191,8 +203,7 @@ def diagnose(served: Served, current_version: str | None, sources: Sequence[Sour
     for src in sources:
         if src.values is None:
             continue
-        visible = [i for i, (e, c) in enumerate(zip(src.events_us, src.created_us))
-                   if e <= t and not (src.uses_created and c is not None and c > t)]
+        visible = [i for i in range(len(src.events_us)) if src.visible_at(i) <= t]
         if not visible:
             if served.status == "present":
                 return "source_rewritten", (f"{src.view}: the source has no row of this key at or before the "
@@ -209,15 +220,18 @@ def diagnose(served: Served, current_version: str | None, sources: Sequence[Sour
         return "source_rewritten", (f"{src.view}: no row of this key at or before the request time holds the "
                                     f"served value {to_json(served.value)!r} (newest row at {newest})")
     for src in sources:  # a computed feature: an input's view the online store did not hold current
+        if not src.tracks_sync:
+            continue
         mark = -1 if src.synced_us is None else src.synced_us
-        unheld = [e for e, c in zip(src.events_us, src.created_us)
-                  if mark < e <= t and not (src.uses_created and c is not None and c > t)]
+        unheld = [e for i, e in enumerate(src.events_us) if mark < e and src.visible_at(i) <= t]
         if unheld:
             when = "never" if src.synced_us is None else f"through {_iso(src.synced_us)}"
             return "store_behind", (f"{src.view}: the online store held this key {when}, and the source has "
                                     f"{len(unheld):,} row(s) of it after that, at or before the request time "
                                     f"(newest at {_iso(max(unheld))})")
-    return "unexplained", "none of the feature's sources shows why; report it with this example"
+    return "unexplained", ("none of the feature's sources shows why now: the online store may have caught up "
+                           "since serving, or the cause is in a source reached through a relationship (not "
+                           "searched); if neither, report it with this example")
 
 
 def _iso(micros: int) -> str:

@@ -152,8 +152,10 @@ class OfflineEngine:
                 for wout in step.outputs:
                     columns[wout.column_id] = aggregated[wout.column_id]
                     dtypes[wout.column_id] = wout.dtype
-                    if with_status:
-                        result.statuses[wout.column_id] = pl.Series(wout.column_id, ["present"] * len(probes))
+                    if with_status:  # a null key (a relationship with no parent) has no window: missing, as online
+                        no_key = pl.any_horizontal([pl.col(k).is_null() for k in step.keys.key_names])
+                        status = pl.when(no_key).then(pl.lit("missing")).otherwise(pl.lit("present"))
+                        result.statuses[wout.column_id] = probes.select(status.alias(wout.column_id)).to_series()
                 self.progress(f"step {i}/{len(plan.steps)}: aggregated {step.view} for {len(probes):,} rows")
             else:
                 self._compute(step, result, dtypes, times_us, probes, with_status)

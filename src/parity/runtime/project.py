@@ -235,6 +235,10 @@ class Project:
 
     # -- offline -------------------------------------------------------------------------
 
+    def reader(self, source: Source) -> SourceReader:
+        """The connector reading ``source`` (one per source, kept open)."""
+        return self._reader(source)
+
     def _reader(self, source: Source) -> SourceReader:
         # One reader per source for the life of the project: it owns the source's connection pool.
         reader = self._readers.get(source.name)
@@ -497,10 +501,15 @@ class Project:
         from parity.connectors.feature_log_parquet import ParquetFeatureLog
         from parity.runtime.skew import replay
 
-        log = ParquetFeatureLog(self.settings.resolve(".")).read()
+        since_us = None if since is None else to_micros(ensure_utc(since, what="skew since"))
+        until_us = None if until is None else to_micros(ensure_utc(until, what="skew until"))
+        log = ParquetFeatureLog(self.settings.resolve(".")).read(since_us, until_us)
         return replay(self, log, sample=sample, seed=seed, examples=examples, progress=progress,
-                      since_us=None if since is None else to_micros(ensure_utc(since, what="skew since")),
-                      until_us=None if until is None else to_micros(ensure_utc(until, what="skew until")))
+                      since_us=since_us, until_us=until_us)
+
+    def feature_versions(self, plan: Plan) -> dict[str, str]:
+        """Each output of ``plan`` (as requested) and its definition version now."""
+        return dict(self._versions(plan))
 
     def _versions(self, plan: Plan) -> dict[str, str]:
         entry = self._versions_of.get(id(plan))

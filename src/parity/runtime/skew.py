@@ -1,18 +1,21 @@
 """``parity skew``: replay logged online requests through the offline engine and measure the skew.
 
 A sample of the served-value log (``monitor.feature_log``) is grouped by what each request asked
-(its features and their versions when served); each group becomes one spine — the logged entity
-keys at the logged request times — and one ``Project.training_set`` with statuses, which is what
-training on those requests would have seen. ``monitor.skew`` compares value by value and, for the
-values that differ, reads the rows of each source in the feature's lineage for those entity keys
-(one scan per source, without a visibility bound: rows created after serving are evidence) to name
-the likely cause.
+(its features and their versions when served, in any order); each group becomes one spine — the
+logged entity keys at the logged request times — and one ``Project.training_set`` with statuses,
+which is what training on those requests would have seen. ``monitor.skew`` compares value by value.
+For the values that differ, the rows of each source in the feature's lineage are read for those
+entity keys — one scan per source for the whole replay, filtered to the keys in Polars, without a
+visibility bound (rows created after serving are evidence) — to name the likely cause.
+
+A logged row that cannot be replayed as it was served — its entity lacks a key the definitions now
+have, or holds a key of another type — is counted as not replayable, never a reason to stop.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -20,15 +23,15 @@ import polars as pl
 import pyarrow as pa
 
 from parity.define.dtypes import DType
+from parity.define.sources import StreamSource
 from parity.errors import DataError, ParityError
 from parity.monitor.skew import NOT_COMPARED, Mismatch, Served, SkewReport, SourceRows, diagnose, differs
 from parity.plan.nodes import Compute, Lookup, Plan, Step, WindowRead
 from parity.ports.source import view_scan, window_scan
-from parity.registry.versions import Versions
 from parity.runtime.project import STATUS_SUFFIX, Project
 from parity.semantics import keys as key_rule
 from parity.semantics import ordering, visibility
-from parity.semantics.values import arrow_type, from_storage
+from parity.semantics.values import arrow_type, storage_polars_type
 from parity.semantics.wire import from_json
 
 _TIME = "_parity_request_time"  # the replay spine's time column (no entity key is named so)
@@ -39,7 +42,9 @@ class _Pending:
     served: Served
     offline: object
     offline_status: str | None
-    key: tuple[object, ...]  # the entity's root keys in canonical storage form, for finding its source rows
+    keys: dict[str, tuple[object, ...]]  # per root entity, its keys in canonical storage form
+    lineage: list[tuple[Lookup | WindowRead, str | None]]
+    version: str | None  # the feature's version now
 
 
 def replay(project: Project, log: pa.Table, *, sample: int | None = 10_000, seed: int = 0,
@@ -61,17 +66,35 @@ def replay(project: Project, log: pa.Table, *, sample: int | None = 10_000, seed
         frame = frame.sample(n=sample, seed=seed)
     frame = frame.sort("served_at_us", "request_id", "row")
     report = SkewReport(rows=frame.height, requests=frame["request_id"].n_unique() if frame.height else 0)
-    versions = Versions(project.catalog)
-    for (versions_text,), group in frame.group_by("versions", maintain_order=True):
-        _replay_group(project, versions, str(versions_text), group, report, examples, progress)
+    canonical: dict[str, str] = {}  # a request's features in any order are one group
+    for text in frame["versions"].unique().to_list():
+        canonical[text] = orjson.dumps(_json(text, "versions"), option=orjson.OPT_SORT_KEYS).decode()
+    frame = frame.with_columns(pl.col("versions").replace_strict(canonical).alias("_group"))
+    pending: list[_Pending] = []
+    for (group_text,), group in frame.group_by("_group", maintain_order=True):
+        pending.extend(_replay_group(project, str(group_text), group, report, progress))
+    if pending:
+        _diagnose(project, pending, report, examples)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _replay_group(project: Project, versions: Versions, versions_text: str, group: pl.DataFrame,
-                  report: SkewReport, examples: int, progress: Callable[[str], None]) -> None:
+def _json(text: str | None, column: str) -> dict[str, object]:
+    try:
+        value = orjson.loads(text or "null")
+    except orjson.JSONDecodeError:
+        raise DataError(f"the feature log's {column} column holds {text!r:.60}, which is not JSON: "
+                        "a part file was written by something else; move it out of .parity/feature_log") from None
+    if not isinstance(value, dict):
+        raise DataError(f"the feature log's {column} column holds {text!r:.60}, not a JSON object; "
+                        "move that part file out of .parity/feature_log")
+    return value
+
+
+def _replay_group(project: Project, group_text: str, group: pl.DataFrame, report: SkewReport,
+                  progress: Callable[[str], None]) -> list[_Pending]:
     catalog = project.catalog
-    logged_versions: dict[str, str | None] = orjson.loads(versions_text)
+    logged_versions = _json(group_text, "versions")
     known, dtypes = [], {}
     for ref in logged_versions:
         try:
@@ -80,25 +103,41 @@ def _replay_group(project: Project, versions: Versions, versions_text: str, grou
         except ParityError:
             report.undefined[ref] += group.height
     if not known:
-        return
+        return []
     plan = project.plan(known)
-    key_types = {k: d for root, _ in plan.roots for k, d in catalog.entities[root].keys.items()}
-    entities = [orjson.loads(text) for text in group["entity"]]
-    key_values = {k: [from_json(e.get(k), repr(d)) for e in entities] for k, d in key_types.items()}
-    spine = pa.table({**{k: pa.array(v, arrow_type(key_types[k])) for k, v in key_values.items()},
+    roots = {root: {k: catalog.entities[root].keys[k] for k in names} for root, names in plan.roots}
+    entities, storage_keys, rows = [], [], []
+    for i, text in enumerate(group["entity"]):
+        entity = _json(text, "entity")
+        keys = _storage_keys(entity, roots)
+        if keys is None:
+            report.unreplayable += 1
+            continue
+        entities.append(entity)
+        storage_keys.append(keys)
+        rows.append(i)
+    if not rows:
+        return []
+    group = group[rows]
+    key_types = {k: d for keys in roots.values() for k, d in keys.items()}
+    spine = pa.table({**{k: pa.array([from_json(e[k], repr(d)) for e in entities], arrow_type(d))
+                         for k, d in key_types.items()},
                       _TIME: group["request_time_us"].to_arrow().cast(pa.timestamp("us", tz="UTC"))})
     progress(f"replaying {group.height:,} logged rows of {', '.join(known)}")
     table = project.training_set(spine, known, timestamp_column=_TIME, with_status=True)
-    values = [orjson.loads(text) for text in group["values"]]
-    statuses = [None if text is None else orjson.loads(text) for text in group["statuses"]]
+    values = [_json(text, "values") for text in group["values"]]
+    statuses = [None if text is None else _json(text, "statuses") for text in group["statuses"]]
     ids, times, served_at = group["request_id"].to_list(), group["request_time_us"].to_list(), group["served_at_us"].to_list()
-    current = {ref: versions.version(catalog.feature_at(catalog.parse(ref))) for ref in known}
-    pending: dict[str, list[_Pending]] = {}
+    current = project.feature_versions(plan)
+    outputs = dict(plan.outputs)
+    pending = []
     for ref in known:
         feature = report.feature(ref)
         wire = repr(dtypes[ref])
         offline, offline_status = table.column(ref).to_pylist(), table.column(ref + STATUS_SUFFIX).to_pylist()
-        version = logged_versions.get(ref)
+        logged_version = logged_versions.get(ref)
+        version = None if logged_version is None else str(logged_version)
+        lineage: list[tuple[Lookup | WindowRead, str | None]] | None = None
         for i in range(group.height):
             logged = statuses[i]
             status = None if logged is None else logged.get(ref)
@@ -107,37 +146,44 @@ def _replay_group(project: Project, versions: Versions, versions_text: str, grou
                 continue
             feature.compared += 1
             value = from_json(values[i].get(ref), wire)
-            if differs(value, status, offline[i], offline_status[i]):
-                served = Served(ref, ids[i], entities[i], times[i], served_at[i], value, status, version)
-                pending.setdefault(ref, []).append(_Pending(served, offline[i], offline_status[i], tuple(
-                    key_rule.request_key(d, key_values[k][i], k) for k, d in key_types.items())))
-    if not pending:
-        return
-    histories = _histories(project, plan, {key_rule.encode(p.key): p.key for found in pending.values() for p in found})
-    for ref, found in pending.items():
-        feature = report.feature(ref)
-        lineage = _lineage(plan, dict(plan.outputs)[ref])
-        for p in found:
-            sources = [_rows_of(histories, tag, key_rule.encode(p.key), own) for tag, own in lineage]
-            cause, detail = diagnose(p.served, current[ref], sources)
-            feature.mismatches += 1
-            feature.causes[cause] += 1
-            if len(feature.examples) < examples:
-                feature.examples.append(Mismatch(ref, p.served.request_id, p.served.entity, p.served.request_time_us,
-                                                 p.served.served_at_us, p.served.value, p.served.status, p.offline,
-                                                 p.offline_status, cause, detail))
+            if differs(value, status if isinstance(status, str) else None, offline[i], offline_status[i]):
+                if lineage is None:
+                    lineage = _lineage(plan, outputs[ref])
+                served = Served(ref, ids[i], entities[i], times[i], served_at[i], value,
+                                status if isinstance(status, str) else None, version)
+                pending.append(_Pending(served, offline[i], offline_status[i], storage_keys[i], lineage,
+                                        current.get(ref)))
+    return pending
 
 
-def _lineage(plan: Plan, column_id: str) -> list[tuple[str, str | None]]:
-    """The views a column is computed from, on the root's own keys: (view, the column's own source
-    column when the column is read straight from that view)."""
+def _storage_keys(entity: Mapping[str, object], roots: Mapping[str, Mapping[str, DType]]
+                  ) -> dict[str, tuple[object, ...]] | None:
+    """The logged entity's keys per root, checked and canonical; None when it cannot be replayed
+    (a key missing, or of another type than the definitions now say)."""
+    out = {}
+    for root, keys in roots.items():
+        found = []
+        for name, dtype in keys.items():
+            if entity.get(name) is None:
+                return None
+            try:
+                found.append(key_rule.request_key(dtype, from_json(entity[name], repr(dtype)), name))
+            except ParityError:
+                return None
+        out[root] = tuple(found)
+    return out
+
+
+def _lineage(plan: Plan, column_id: str) -> list[tuple[Lookup | WindowRead, str | None]]:
+    """The views a column is computed from, on a root's own keys: (step, the column's own feature
+    in that view when the column is read straight from it)."""
     producer: dict[str, Step] = {}
     for made in plan.steps:
         if isinstance(made, Compute):
             producer.update({cid: made for _, cid, _ in made.outputs})
         else:
             producer.update({o.column_id: made for o in made.outputs})
-    found: list[tuple[str, str | None]] = []
+    found: list[tuple[Lookup | WindowRead, str | None]] = []
     seen: set[str] = set()
     todo = [column_id]
     while todo:
@@ -151,9 +197,8 @@ def _lineage(plan: Plan, column_id: str) -> list[tuple[str, str | None]]:
         elif not step.keys.hops:  # a relationship's rows are keyed by another entity: not searched
             own = next((o.feature for o in step.outputs if o.column_id == cid), None) \
                 if isinstance(step, Lookup) and cid == column_id else None
-            entry = (_tag(step), own)
-            if entry not in found:
-                found.append(entry)
+            if all(s.view != step.view or type(s) is not type(step) or o != own for s, o in found):
+                found.append((step, own))
     return found
 
 
@@ -163,66 +208,78 @@ class _ViewRows:
 
     uses_created: bool
     by_key: dict[bytes, tuple[list[int], list[int | None], dict[str, list[object]]]]
-    synced: dict[bytes, int | None]  # when the online store last held each key's value current
+    synced: dict[bytes, int | None] | None  # when the online store last held each key current; None: untracked
 
 
-def _histories(project: Project, plan: Plan, wanted: Mapping[bytes, tuple[object, ...]]) -> dict[str, _ViewRows]:
-    """The rows of every lineage view of ``plan`` for the ``wanted`` entity keys (encoded, and in
-    canonical storage form), in the row order: one scan per view, with no visibility bound (a row
-    created after serving is evidence). The scans' key columns are in canonical storage form, as
-    request keys are, so both encode alike."""
-    out: dict[str, _ViewRows] = {}
+def _diagnose(project: Project, pending: list[_Pending], report: SkewReport, examples: int) -> None:
+    wanted: dict[str, tuple[Lookup | WindowRead, set[str], dict[bytes, tuple[object, ...]]]] = {}
+    for p in pending:
+        for step, own in p.lineage:
+            entry = wanted.setdefault(_tag(step), (step, set(), {}))
+            if own is not None:
+                entry[1].add(own)
+            key = p.keys[step.keys.root]
+            entry[2][key_rule.encode(key)] = key
+    histories = {tag: _history(project, step, columns, keys) for tag, (step, columns, keys) in wanted.items()}
+    for p in pending:
+        sources = [_rows_of(histories[_tag(step)], step.view, key_rule.encode(p.keys[step.keys.root]), own)
+                   for step, own in p.lineage]
+        cause, detail = diagnose(p.served, p.version, sources)
+        feature = report.feature(p.served.feature)
+        feature.mismatches += 1
+        feature.causes[cause] += 1
+        if len(feature.examples) < examples:
+            s = p.served
+            feature.examples.append(Mismatch(s.feature, s.request_id, s.entity, s.request_time_us, s.served_at_us,
+                                             s.value, s.status, p.offline, p.offline_status, cause, detail))
+
+
+def _history(project: Project, step: Lookup | WindowRead, columns: set[str],
+             wanted: Mapping[bytes, tuple[object, ...]]) -> _ViewRows:
+    """One view's rows for the ``wanted`` keys, in the row order."""
     catalog = project.catalog
-    for step in plan.steps:
-        if isinstance(step, Compute) or step.keys.hops:
-            continue
-        tag = _tag(step)
-        if tag in out:
-            continue
-        if isinstance(step, Lookup):
-            view = catalog.views[step.view]
-            source, dtypes = view.source, {f.name: f.dtype for f in view.features}
-            rows = project._reader(source).scan(view_scan(view, list(dtypes))).rows
-        else:
-            window = catalog.window_views[step.view]
-            source, dtypes = window.source, {}
-            rows = project._reader(source).scan(window_scan(window, [])).rows
-        rows = rows.sort(ordering.row_order(rows.columns))
-        columns = {name: _python(rows[name], dtype) for name, dtype in dtypes.items()}
-        events, created = rows[ordering.EVENT].to_list(), rows[ordering.CREATED].to_list()
-        synced: dict[bytes, int | None] = {}
-        if isinstance(step, Lookup):  # a window index has no per-key mark
-            encoded = list(wanted)
-            marks = project.online_store().read_synced(project.table_of[step.view], [wanted[k] for k in encoded])
-            synced = dict(zip(encoded, marks))
-        found = out[tag] = _ViewRows(visibility.uses_created(source), {}, synced)
-        for i, key in enumerate(key_rule.encode(k) for k in rows.select(list(step.keys.key_names)).iter_rows()):
-            if key not in wanted:
-                continue
-            entry = found.by_key.get(key)
-            if entry is None:
-                entry = found.by_key[key] = ([], [], {name: [] for name in dtypes})
-            entry[0].append(events[i])
-            entry[1].append(created[i])
-            for name, values in entry[2].items():
-                values.append(columns[name][i])
-    return out
+    if isinstance(step, Lookup):
+        view = catalog.views[step.view]
+        source, key_types = view.source, view.entity.keys
+        rows = project.reader(source).scan(view_scan(view, sorted(columns))).rows
+    else:
+        window = catalog.window_views[step.view]
+        source, key_types = window.source, window.entity.keys
+        rows = project.reader(source).scan(window_scan(window, [])).rows
+    names = list(key_types)
+    # keys as every store keys them (Polars types read by the scan → storage form, canonical)
+    rows = rows.with_columns([key_rule.canonical_expr(d, pl.col(k).cast(storage_polars_type(d))).alias(k)
+                              for k, d in key_types.items()])
+    keys_frame = pl.DataFrame([list(col) for col in zip(*wanted.values())], schema={
+        k: rows.schema[k] for k in names}, orient="col") if wanted else rows.select(names).clear()
+    rows = rows.join(keys_frame, on=names, how="semi", nulls_equal=False).sort(ordering.row_order(rows.columns))
+    found = _ViewRows(visibility.uses_created(source), {}, None)
+    events, created = rows[ordering.EVENT].to_list(), rows[ordering.CREATED].to_list()
+    values = {name: rows[name].to_list() for name in columns}
+    for i, key in enumerate(key_rule.encode(k) for k in rows.select(names).iter_rows()):
+        entry = found.by_key.get(key)
+        if entry is None:
+            entry = found.by_key[key] = ([], [], {name: [] for name in columns})
+        entry[0].append(events[i])
+        entry[1].append(created[i])
+        for name, column in entry[2].items():
+            column.append(values[name][i])
+    store, table = project.online_store(), project.table_of[step.view]
+    if isinstance(step, Lookup):
+        encoded = list(wanted)
+        found.synced = dict(zip(encoded, store.read_synced(table, [wanted[k] for k in encoded])))
+    elif not isinstance(source, StreamSource):  # an index rebuilt by materialize holds its events through a time
+        mark = store.get_watermark(table)
+        found.synced = None if mark is None else dict.fromkeys(wanted, mark)
+    return found
 
 
 def _tag(step: Lookup | WindowRead) -> str:
-    return ("L:" if isinstance(step, Lookup) else "W:") + step.view
+    return ("view " if isinstance(step, Lookup) else "window view ") + step.view
 
 
-def _rows_of(histories: Mapping[str, _ViewRows], tag: str, key: bytes, own: str | None) -> SourceRows:
-    view = histories[tag]
+def _rows_of(view: _ViewRows, name: str, key: bytes, own: str | None) -> SourceRows:
     events, created, columns = view.by_key.get(key, ([], [], {}))
-    return SourceRows(tag[2:], events, created, view.uses_created, None if own is None else columns.get(own, []),
-                      view.synced.get(key))
-
-
-def _python(series: pl.Series, dtype: DType) -> Sequence[object]:
-    """A scanned column as the Python values a query gives."""
-    if series.dtype.is_integer() and dtype.name in ("Timestamp", "Date"):
-        convert = from_storage(dtype)
-        return [convert(v) for v in series.to_list()]
-    return series.to_list()
+    tracked = view.synced is not None
+    return SourceRows(name, events, created, view.uses_created, None if own is None else columns.get(own, []),
+                      view.synced.get(key) if view.synced is not None else None, tracked)

@@ -1,0 +1,116 @@
+"""parity skew at the edges: keys of every dtype, requests across two root entities, logged rows the
+definitions no longer fit, windows through a relationship with no parent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import polars as pl
+import pytest
+from tests.support import at
+
+import parity as pt
+
+KEYS = {
+    "Float64": (pt.Float64, [-0.0, math.nan, 1.5], [0.0, math.nan, 1.5]),  # -0.0 and 0.0 are one key
+    "Timestamp": (pt.Timestamp, [at(1, 1), at(1, 2), at(1, 3)], None),
+    "Date": (pt.Date, [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)], None),
+    "Bool": (pt.Bool, [True, False], None),
+    "String": (pt.String, ["é", "日本", "a"], None),
+}
+
+
+def _project(root, defs, rate: float = 0.0) -> pt.Project:  # type: ignore[no-untyped-def]
+    return pt.Project.from_definitions(defs, root=str(root), online_store_path=str(root / "o.db"),
+                                       feature_log_sample_rate=rate)
+
+
+@pytest.mark.parametrize("name", list(KEYS))
+def test_keys_of_every_dtype_find_their_source_rows(tmp_path, name):
+    dtype, source_keys, request_keys = KEYS[name]
+    entity = pt.Entity("e", keys={"k": dtype})
+    view = pt.FeatureView("v", entity=entity, source=pt.ParquetSource("u", path="u.parquet", event_time="ts"),
+                          features=[pt.Feature("x", pt.Float64)])
+    n = len(source_keys)
+    pl.DataFrame({"k": source_keys, "ts": [at(1)] * n, "x": [float(i) for i in range(n)]}).write_parquet(
+        tmp_path / "u.parquet")
+    with _project(tmp_path, [entity, view]) as project:
+        project.materialize(until=at(2), incremental=False)
+    pl.DataFrame({"k": source_keys * 2, "ts": [at(1)] * n + [at(3)] * n,
+                  "x": [float(i) for i in range(n)] + [100.0 + i for i in range(n)]}).write_parquet(tmp_path / "u.parquet")
+    with _project(tmp_path, [entity, view], 1.0) as project:
+        project.query({"k": request_keys or source_keys}, ["e.x"], now=at(4))
+    with _project(tmp_path, [entity, view]) as project:
+        report = project.skew(sample=None)
+    assert dict(report.features["e.x"].causes) == {"store_behind": n}, "\n".join(report.lines())
+
+
+def _two_roots() -> list[object]:
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    merchant = pt.Entity("merchant", keys={"merchant_id": pt.String})
+    users = pt.FeatureView("uv", entity=user, source=pt.ParquetSource("u", path="u.parquet", event_time="ts"),
+                           features=[pt.Feature("score", pt.Float64)])
+    merchants = pt.FeatureView("mv", entity=merchant, source=pt.ParquetSource("m", path="m.parquet", event_time="ts"),
+                               features=[pt.Feature("risk", pt.Float64)])
+    return [user, merchant, users, merchants]
+
+
+def test_a_request_across_two_root_entities_finds_each_roots_rows(tmp_path):
+    pl.DataFrame({"user_id": [1, 2], "ts": [at(1)] * 2, "score": [1.0, 2.0]}).write_parquet(tmp_path / "u.parquet")
+    pl.DataFrame({"merchant_id": ["é", "b"], "ts": [at(1)] * 2, "risk": [0.1, 0.2]}).write_parquet(tmp_path / "m.parquet")
+    with _project(tmp_path, _two_roots()) as project:
+        project.materialize(until=at(2), incremental=False)
+    pl.DataFrame({"user_id": [1, 2, 1], "ts": [at(1), at(1), at(3)], "score": [1.0, 2.0, 9.0]}).write_parquet(
+        tmp_path / "u.parquet")  # a newer user row, never materialized
+    pl.DataFrame({"merchant_id": ["é", "b"], "ts": [at(1)] * 2, "risk": [0.1, 0.25]}).write_parquet(
+        tmp_path / "m.parquet")  # merchant b rewritten in place
+    with _project(tmp_path, _two_roots(), 1.0) as project:
+        project.query({"user_id": [1, 2], "merchant_id": ["é", "b"]}, ["user.score", "merchant.risk"], now=at(4))
+    with _project(tmp_path, _two_roots()) as project:
+        report = project.skew(sample=None)
+    assert dict(report.features["user.score"].causes) == {"store_behind": 1}
+    assert dict(report.features["merchant.risk"].causes) == {"source_rewritten": 1}
+
+
+def test_logged_rows_the_definitions_no_longer_fit_are_counted_not_fatal(tmp_path):
+    pl.DataFrame({"user_id": [1, 2], "region": ["a", "b"], "ts": [at(1)] * 2, "x": [1.0, 2.0]}).write_parquet(
+        tmp_path / "u.parquet")
+
+    def defs(keys: dict[str, pt.DType]) -> list[object]:
+        user = pt.Entity("user", keys=keys)
+        return [user, pt.FeatureView("v", entity=user, source=pt.ParquetSource("u", path="u.parquet", event_time="ts"),
+                                     features=[pt.Feature("x", pt.Float64)])]
+
+    with _project(tmp_path, defs({"user_id": pt.Int64}), 1.0) as project:
+        project.materialize(until=at(2), incremental=False)
+        project.query({"user_id": [1, 2]}, ["user.x"], now=at(3))
+    for keys in ({"user_id": pt.Int64, "region": pt.String}, {"user_id": pt.String}):  # a key added; retyped
+        with _project(tmp_path, defs(keys)) as project:
+            report = project.skew(sample=None)
+        assert (report.rows, report.unreplayable, report.mismatches) == (2, 2, 0)
+        assert "2 logged rows not replayed: their entity keys no longer fit" in "\n".join(report.lines())
+
+
+def test_a_window_through_a_relationship_with_no_parent_is_missing_on_both_paths(tmp_path):
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    order = pt.Entity("order", keys={"order_id": pt.String}, relationships={"user": pt.HasOne(user, via="user_id")})
+    windows = pt.WindowView("w", entity=user, source=pt.ParquetSource("ev", path="ev.parquet", event_time="ts"),
+                            columns={"amount": pt.Float64}, windows=["1d", "lifetime"],
+                            features=[pt.Aggregate("n", pt.agg.count()), pt.Aggregate("s", pt.agg.sum("amount"))])
+    orders = pt.FeatureView("ov", entity=order, source=pt.ParquetSource("o", path="o.parquet", event_time="ts"),
+                            features=[pt.Feature("user_id", pt.Int64)])
+    defs = [user, order, windows, orders]
+    pl.DataFrame({"user_id": [1, 1, 2], "ts": [at(1), at(1, 12), at(1, 3)], "amount": [1.0, -0.0, 2.5]}).write_parquet(
+        tmp_path / "ev.parquet")
+    pl.DataFrame({"order_id": ["a", "b"], "ts": [at(1)] * 2, "user_id": [1, None]}).write_parquet(tmp_path / "o.parquet")
+    with _project(tmp_path, defs) as project:
+        project.materialize(until=at(2), incremental=False)
+    with _project(tmp_path, defs, 1.0) as project:
+        project.query({"order_id": ["a", "b", "zz"]}, ["order.user.n[1d]", "order.user.s[lifetime]"], now=at(2))
+    with _project(tmp_path, defs) as project:
+        report = project.skew(sample=None)
+        table = project.training_set(pl.DataFrame({"order_id": ["a", "b", "zz"], "timestamp": [at(2)] * 3}),
+                                     ["order.user.n[1d]"], with_status=True)
+    assert report.mismatches == 0, "\n".join(report.lines())
+    assert table.column("order.user.n[1d]:status").to_pylist() == ["present", "missing", "missing"]
