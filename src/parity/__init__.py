@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from parity.define.access import Grant, Principal, Role
 from parity.define.dtypes import Bool, Date, Float64, Int64, List, String, Timestamp
 from parity.define.entities import Entity, HasOne
+from parity.define.expectations import expect
 from parity.define.expressions import col
 from parity.define.features import Feature, FeatureView
 from parity.define.resolvers import CircuitBreaker, resolver
@@ -65,6 +66,7 @@ __all__ = [
     "WindowView",
     "agg",
     "col",
+    "expect",
     "resolver",
 ]
 __version__ = "0.1.0"

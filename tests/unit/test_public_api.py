@@ -8,7 +8,7 @@ def test_public_names_are_a_decision():
     assert parity.__all__ == [
         "Aggregate", "AsyncClient", "Bool", "CircuitBreaker", "Client", "Date", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64",
         "Grant", "HasOne", "Int64", "List", "MqttTopic", "MySQLSource", "NatsSubject", "ParityError", "ParquetSource",
-        "PostgresSource", "Principal", "Project", "Role", "SQLiteSource", "StreamSource", "String", "Timestamp", "WindowView", "agg", "col",
+        "PostgresSource", "Principal", "Project", "Role", "SQLiteSource", "StreamSource", "String", "Timestamp", "WindowView", "agg", "col", "expect",
         "resolver",
     ]
     assert parity.__all__ == sorted(parity.__all__)

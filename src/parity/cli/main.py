@@ -204,7 +204,15 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         mode = "full" if r.incremental_from_us is None else "incremental"
         skipped = f", {r.no_event_time:,} rows without an event time skipped" if r.no_event_time else ""
         why = f" (read in full: {r.full_because})" if r.full_because and not args.full else ""
-        print(f"{r.view}: {mode}, {r.rows_read:,} rows read, {r.keys:,} keys, {r.written:,} written{skipped}{why}")
+        print(f"{r.view}: {mode}, {r.rows_read:,} rows read, {r.keys:,} keys, {r.written:,} written{skipped}{why}"
+              + (" — QUARANTINED, nothing written" if r.quarantined else ""))
+        for v in r.violations:
+            print(f"  expectation broken: {v.describe()}")
+    quarantined = [r.view for r in reports if not isinstance(r, WindowReport) and r.quarantined]
+    if quarantined:
+        print(f"error: quarantined {', '.join(quarantined)}: their batches broke expectations and were not "
+              "written; fix the source and rerun", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -414,7 +422,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             from parity.monitor.report import render
 
             text = render(run.watches, title=f"parity monitor: {project.settings.name}",
-                          generated_at=dt.datetime.now(dt.UTC), skew=skew, freshness=_freshness(project))
+                          generated_at=dt.datetime.now(dt.UTC), skew=skew, freshness=_freshness(project),
+                          views=run.freshness)
             tmp = f"{args.html}.partial-{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -435,7 +444,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             print(f"skew: {skew['mismatches']:,} mismatches in {skew['rows']:,} replayed rows")
         if args.html:
             print(f"report: {args.html}")
-    breached = any(w.status == "drift" for w in run.watches) or bool(skew and skew["mismatches"])
+    breached = (any(w.status in ("drift", "breach") for w in run.watches) or any(f[4] for f in run.freshness)
+                or bool(skew and skew["mismatches"]))
     return 1 if args.fail and breached else 0
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from parity.define.dtypes import DType
 from parity.define.entities import Entity
+from parity.define.expectations import Expectation, check_expectations
 from parity.define.location import caller_location
 from parity.define.sources import Source, check_column_name
 from parity.errors import DefinitionError
@@ -21,7 +22,8 @@ class Feature:
     resolver output it names what the function returns. ``max_age`` (source-backed only) overrides
     the view's: a value older than that at query time is null offline and "expired" online.
     ``default`` is served online (with status "error" and the reason) when the value cannot be
-    resolved because its source or resolver failed or timed out.
+    resolved because its source or resolver failed or timed out. ``expect`` lists what its values
+    must look like (``define.expectations``).
     """
 
     name: str
@@ -32,6 +34,7 @@ class Feature:
     tags: tuple[str, ...] = ()
     max_age: dt.timedelta | None = None
     default: object = None
+    expect: tuple[Expectation, ...] = ()
     location: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -47,6 +50,8 @@ class Feature:
                 location=self.location,
             )
         object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "expect", check_expectations(self.expect, self.dtype.name,
+                                                              f"feature {self.name!r}", self.location))
         if self.max_age is not None and self.max_age < dt.timedelta(0):
             raise DefinitionError(f"feature {self.name!r}: max_age must not be negative", location=self.location)
 
@@ -62,7 +67,7 @@ class Feature:
         feature = object.__new__(cls)
         for attr, value in (("name", f"{name}[{width}]"), ("dtype", dtype), ("column", None),
                             ("description", description), ("owner", owner), ("tags", tags), ("max_age", None),
-                            ("default", None), ("location", location)):
+                            ("default", None), ("expect", ()), ("location", location)):
             object.__setattr__(feature, attr, value)
         return feature
 
@@ -81,6 +86,9 @@ class FeatureView:
     (PostgreSQL, MySQL): online, a stored value synced less than ``max_staleness`` ago is served;
     otherwise the source is asked at request time (within ``timeout`` seconds) and the answer is
     written back. ``timedelta(0)`` always asks the source; None (the default) serves the online store.
+
+    ``freshness``, ``unique_key_time`` and ``on_violation`` declare what the view's data must meet
+    and what materialization does when it does not (``define.expectations``).
     """
 
     name: str
@@ -94,6 +102,9 @@ class FeatureView:
     tags: tuple[str, ...] = ()
     max_staleness: dt.timedelta | None = None
     timeout: float = 1.0
+    freshness: dt.timedelta | None = None
+    unique_key_time: bool = False
+    on_violation: str = "warn"
     location: str = ""
 
     def __init__(
@@ -110,6 +121,9 @@ class FeatureView:
         tags: Sequence[str] = (),
         max_staleness: dt.timedelta | None = None,
         timeout: float = 1.0,
+        freshness: dt.timedelta | None = None,
+        unique_key_time: bool = False,
+        on_violation: str = "warn",
     ) -> None:
         location = caller_location()
         set_ = object.__setattr__
@@ -124,7 +138,17 @@ class FeatureView:
         set_(self, "tags", tuple(tags))
         set_(self, "max_staleness", max_staleness)
         set_(self, "timeout", timeout)
+        set_(self, "freshness", freshness)
+        set_(self, "unique_key_time", unique_key_time)
+        set_(self, "on_violation", on_violation)
         set_(self, "location", location)
+        if on_violation not in ("warn", "quarantine"):
+            raise DefinitionError(f"feature view {name!r}: on_violation={on_violation!r}; expected 'warn' or "
+                                  "'quarantine'", location=location)
+        if freshness is not None and (not isinstance(freshness, dt.timedelta) or freshness <= dt.timedelta(0)):
+            raise DefinitionError(f"feature view {name!r}: freshness must be a positive timedelta", location=location)
+        if not isinstance(unique_key_time, bool):
+            raise DefinitionError(f"feature view {name!r}: unique_key_time must be True or False", location=location)
         if max_staleness is not None and not source.answers_point_lookups:
             raise DefinitionError(
                 f"feature view {name!r}: max_staleness needs a source that answers lookups at request time "

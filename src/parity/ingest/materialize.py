@@ -27,7 +27,8 @@ from parity.define.windows import WindowView
 from parity.ingest.window_index import rebuild
 from parity.ports.online_store import OnlineStore, StoredRow
 from parity.ports.source import SourceReader, view_scan, window_scan
-from parity.semantics import asof, values, visibility, windows
+from parity.semantics import asof, expectations, values, visibility, windows
+from parity.semantics.expectations import Violation
 from parity.semantics.ordering import CREATED, EVENT
 from parity.semantics.visibility import Window
 
@@ -45,6 +46,8 @@ class MaterializeReport:
     written: int
     no_event_time: int = 0  # rows skipped: no event time, never visible
     full_because: str | None = None  # why an incremental run read everything
+    violations: tuple[Violation, ...] = ()  # expectations the batch broke (define.expectations)
+    quarantined: bool = False  # the view asked for quarantine: nothing of this batch was written
 
 
 def incremental_safe(source: Source) -> bool:
@@ -100,11 +103,34 @@ def materialize_view(
         pl.col(CREATED),
         *(pl.col(f.name).cast(values.storage_polars_type(f.dtype)) for f in view.features),
     )
+    violations = _violations(view, rows, chosen, keys, until_us, checked_freshness=watermark is None or rows.height > 0)
+    for v in violations:
+        progress(f"{view.name}: expectation broken: {v.describe()}")
+    data_broken = [v for v in violations if not v.expectation.startswith("an event within")]
+    if data_broken and view.on_violation == "quarantine":  # stale data is still the best there is: warned only
+        progress(f"{view.name}: batch quarantined: nothing written, the watermark stays (fix the source and rerun)")
+        return MaterializeReport(view.name, table, watermark, until_us, rows.height, storage.height, 0,
+                                 scan.no_event_time, full_because, tuple(violations), True)
     written = store.write(table, _rows(storage, keys, [f.name for f in view.features]))
     store.set_watermark(table, until_us)
     progress(f"{view.name}: {storage.height:,} keys, {written:,} written (older rows kept out)")
     return MaterializeReport(view.name, table, watermark, until_us, rows.height, storage.height, written,
-                             scan.no_event_time, full_because)
+                             scan.no_event_time, full_because, tuple(violations))
+
+
+def _violations(view: FeatureView, rows: pl.DataFrame, chosen: pl.DataFrame, keys: list[str], until_us: int, *,
+                checked_freshness: bool) -> list[Violation]:
+    """What the batch breaks: the view's rows for uniqueness, the values about to be served for
+    the features' expectations, the newest event for freshness (when this run read the view whole
+    or found new rows: an incremental run with nothing new says nothing about it)."""
+    found = expectations.check_view_rows(rows, view, keys)
+    for f in view.features:
+        if f.expect:
+            found += expectations.check_values(chosen[f.name], f.expect, f"feature {view.entity.name}.{f.name}")
+    if checked_freshness:
+        newest = rows[EVENT].max() if rows.height else None
+        found += expectations.check_freshness(view, None if newest is None else int(newest), until_us)  # type: ignore[arg-type]
+    return found
 
 
 def materialize(

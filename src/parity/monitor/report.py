@@ -22,6 +22,7 @@ import numpy as np
 from parity.errors import ConfigError
 from parity.monitor.bins import Bins
 from parity.monitor.watch import FeatureWatch
+from parity.semantics.expectations import Violation
 
 BASELINE, SERVED, ALARM, THRESHOLD = "#1f77b4", "#ff7f0e", "#d62728", "#7f7f7f"
 GROUPS = 50  # numeric distributions are drawn on this many groups of fine bins
@@ -40,7 +41,9 @@ def _pyplot() -> Any:
 
 
 def render(watches: Sequence[FeatureWatch], *, title: str, generated_at: dt.datetime,
-           skew: Mapping[str, Any] | None = None, freshness: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+           skew: Mapping[str, Any] | None = None, freshness: Mapping[str, Mapping[str, Any]] | None = None,
+           views: Sequence[tuple[str, int | None, float, int, Sequence[Violation]]] = ()) -> str:
+    """The report; ``freshness`` is the stream sources' lag, ``views`` the views' freshness checks."""
     plt = _pyplot()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
@@ -50,15 +53,25 @@ def render(watches: Sequence[FeatureWatch], *, title: str, generated_at: dt.date
     for w in watches:
         parts.append(f"<tr><td><a href='#{_anchor(w)}'>{html.escape(w.feature)}</a></td><td>{html.escape(w.version)}"
                      f"</td><td class='{w.status}'>{w.status}</td><td>{w.served:,}</td>"
-                     f"<td>{html.escape(w.baseline_origin or 'none recorded')}</td><td>{len(w.alarms())}</td></tr>")
+                     f"<td>{html.escape(w.baseline_origin or 'none recorded')}</td>"
+                     f"<td>{len(w.alarms()) + sum(len(b) for b in w.breaches)}</td></tr>")
     parts.append("</table>")
     if skew is not None:
         parts.append(_skew_section(skew))
+    if views:
+        parts.append(_views_section(views))
     if freshness:
         parts.append(_freshness_section(freshness))
     for w in watches:
         parts.append(f"<section id='{_anchor(w)}'><h2>{html.escape(w.feature)} <small>@{html.escape(w.version)}</small>"
                      f" <span class='{w.status}'>{w.status}</span></h2>")
+        broken = [(window, v) for window, found in zip(w.windows, w.breaches) for v in found]
+        if broken:
+            parts.append("<ul class='alarms'>")
+            for (start, end), v in broken:
+                parts.append(f"<li><b class='breach'>expectation</b> {_when(start)} – {_when(end)}: "
+                             f"{html.escape(v.describe())}</li>")
+            parts.append("</ul>")
         if w.bins is None or w.baseline is None:
             parts.append("<p>No baseline for this version: build a training set with this feature to record one.</p>"
                          "</section>")
@@ -168,6 +181,17 @@ def _skew_section(skew: Mapping[str, Any]) -> str:
     return (f"<h2>Train/serve skew</h2><p>{skew.get('rows', 0):,} logged rows replayed through the offline engine: "
             f"{skew.get('mismatches', 0):,} mismatches.</p><table><tr><th>feature</th><th>mismatches</th>"
             f"<th>compared</th><th>rate</th><th>causes</th></tr>{rows}</table>")
+
+
+def _views_section(views: Sequence[tuple[str, int | None, float, int, Sequence[Violation]]]) -> str:
+    rows = []
+    for view, newest, limit, at_us, broken in views:
+        age = "no event" if newest is None else f"{(at_us - newest) / 1e6:,.0f} s"
+        status = "breach" if broken else "ok"
+        rows.append(f"<tr><td>{html.escape(view)}</td><td>{age}</td><td>{limit:,.0f} s</td>"
+                    f"<td class='{status}'>{status}</td></tr>")
+    return ("<h2>Freshness of feature views</h2><table><tr><th>view</th><th>newest event's age</th>"
+            f"<th>expected within</th><th>status</th></tr>{''.join(rows)}</table>")
 
 
 def _freshness_section(freshness: Mapping[str, Mapping[str, Any]]) -> str:

@@ -15,10 +15,12 @@ from functools import reduce
 import numpy as np
 import polars as pl
 
+from parity.define.expectations import Expectation
 from parity.monitor.bins import Bins
 from parity.monitor.drift import DriftResult, drift, null_rate_shift
 from parity.monitor.profile import Profile, profile_buckets
 from parity.ports.monitor_store import Point
+from parity.semantics.expectations import Violation, check_values
 
 
 @dataclass
@@ -34,6 +36,7 @@ class FeatureWatch:
     drift: list[DriftResult] = field(default_factory=list)
     nulls: list[DriftResult] = field(default_factory=list)
     served: int = 0  # served values watched (masked ones are not)
+    breaches: list[list[Violation]] = field(default_factory=list)  # per bucket, the expectations broken
 
     @property
     def period(self) -> Profile | None:
@@ -42,11 +45,13 @@ class FeatureWatch:
 
     @property
     def status(self) -> str:
-        if self.bins is None:
-            return "no_baseline"
         verdicts = {r.status for r in [*self.drift, *self.nulls]}
         if "drift" in verdicts:
             return "drift"
+        if any(self.breaches):
+            return "breach"
+        if self.bins is None:
+            return "no_baseline"
         return "ok" if "ok" in verdicts else "insufficient_data"
 
     def alarms(self) -> list[tuple[str, tuple[int, int], DriftResult]]:
@@ -56,7 +61,9 @@ class FeatureWatch:
         return sorted(found, key=lambda a: (a[1], a[0]))
 
     def points(self) -> list[Point]:
-        out = []
+        out = [Point("expectation", self.feature, self.version, start, end, float(sum(v.bad for v in broken)), None,
+                     "breach" if broken else "ok", {"broken": [v.describe() for v in broken]})
+               for (start, end), broken in zip(self.windows, self.breaches)]
         for (start, end), d, n in zip(self.windows, self.drift, self.nulls):
             out.append(Point("drift", self.feature, self.version, start, end, d.value, d.threshold, d.status,
                              {"method": d.method, "psi": d.psi, "n_current": d.n_current, "rule": d.rule,
@@ -68,14 +75,19 @@ class FeatureWatch:
 
 def watch_feature(feature: str, version: str, dtype: str, values: pl.Series, served_at_us: np.ndarray, *,
                   since_us: int, until_us: int, bucket_us: int, bins: Bins | None, baseline: Profile | None,
-                  baseline_origin: str = "") -> FeatureWatch:
-    """Bucket ``values`` (served at ``served_at_us``) over [since, until) and check each bucket."""
+                  baseline_origin: str = "", expectations: tuple[Expectation, ...] = ()) -> FeatureWatch:
+    """Bucket ``values`` (served at ``served_at_us``) over [since, until) and check each bucket:
+    its expectations always, drift and nulls against the baseline when there is one."""
     watched = FeatureWatch(feature, version, dtype, bins, baseline, baseline_origin, served=len(values))
-    if bins is None or baseline is None:
-        return watched
     n = max(1, -(-(until_us - since_us) // bucket_us))
     watched.windows = [(since_us + i * bucket_us, min(since_us + (i + 1) * bucket_us, until_us)) for i in range(n)]
     buckets = (np.asarray(served_at_us, dtype=np.int64) - since_us) // bucket_us
+    if expectations:
+        where = f"feature {feature} (served)"
+        watched.breaches = [check_values(values.filter(pl.Series(buckets == b)), expectations, where)
+                            for b in range(n)]
+    if bins is None or baseline is None:
+        return watched
     watched.profiles = profile_buckets(values, buckets, n, bins)
     watched.drift = [drift(bins, baseline, p) for p in watched.profiles]
     watched.nulls = [null_rate_shift(baseline, p) for p in watched.profiles]

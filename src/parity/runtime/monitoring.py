@@ -22,7 +22,12 @@ from parity.monitor.bins import Bins
 from parity.monitor.profile import Profile
 from parity.monitor.skew import NOT_COMPARED
 from parity.monitor.watch import FeatureWatch, watch_feature
+from parity.ports.monitor_store import Point
+from parity.ports.source import view_scan
 from parity.runtime.project import Project
+from parity.semantics import ordering
+from parity.semantics.expectations import Violation, check_freshness
+from parity.semantics.time import now_micros
 from parity.semantics.values import polars_type
 from parity.semantics.wire import from_json
 
@@ -36,6 +41,7 @@ class MonitorRun:
     bucket_us: int
     rows: int
     watches: list[FeatureWatch] = field(default_factory=list)
+    freshness: list[tuple[str, int | None, float, int, list[Violation]]] = field(default_factory=list)
     undefined: dict[str, int] = field(default_factory=dict)  # logged features no longer defined: values
 
     def lines(self) -> list[str]:
@@ -54,13 +60,21 @@ class MonitorRun:
                 moved = ", ".join(str(c["bin"]) for c in result.contributors)
                 out.append(f"      {what} from {_hour(start)}: {result.method} {result.value:.3g} > "
                            f"{result.threshold:.3g} (moved most: {moved})")
+            for bucket, broken in enumerate(w.breaches):
+                for v in broken[:2]:
+                    out.append(f"      breach from {_hour(w.windows[bucket][0])}: {v.describe()}")
         for ref, n in sorted(self.undefined.items()):
             out.append(f"  {ref}: {n:,} logged values not watched: no longer defined")
+        for view, _newest, _limit, _at, broken in self.freshness:
+            out.append(f"  freshness of {view}: " + ("; ".join(v.describe() for v in broken) if broken else "ok"))
         return out
 
 
 def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, until_us: int | None = None,
-              bucket_us: int = HOUR_US, features: Sequence[str] | None = None, record: bool = True) -> MonitorRun:
+              bucket_us: int = HOUR_US, features: Sequence[str] | None = None, record: bool = True,
+              now_us: int | None = None) -> MonitorRun:
+    """Watch the log's rows served in [since, until); sources' freshness is judged at ``now_us``
+    (default: now)."""
     if bucket_us <= 0:
         raise DataError("monitor bucket: give a positive length of time, e.g. 1h")
     frame = pl.from_arrow(log)
@@ -71,7 +85,9 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         frame = frame.filter(pl.col("served_at_us") < until_us)
     if frame.height == 0:
         start = since_us if since_us is not None else 0
-        return MonitorRun(start, until_us if until_us is not None else start, bucket_us, 0)
+        run = MonitorRun(start, until_us if until_us is not None else start, bucket_us, 0)
+        run.freshness = check_freshness_of(project, now_us if now_us is not None else now_micros())
+        return run
     first, last = int(frame["served_at_us"].min()), int(frame["served_at_us"].max())  # type: ignore[arg-type]
     start = since_us if since_us is not None else first - first % bucket_us
     end = until_us if until_us is not None else last - last % bucket_us + bucket_us
@@ -100,7 +116,8 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
                 entry[1].append(times[i])
     store = project.monitor_store()
     for (ref, version), (found, when) in sorted(served.items()):
-        dtype = project.catalog.feature_at(project.catalog.parse(ref)).dtype
+        definition = project.catalog.feature_at(project.catalog.parse(ref))
+        dtype = definition.dtype
         fixed = store.bins(ref, version)
         baselines = store.baselines(ref, version)
         bins = None if fixed is None else Bins.from_dict(dict(fixed))
@@ -108,11 +125,32 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         column = pl.Series(ref, found, dtype=polars_type(dtype))
         watched = watch_feature(ref, version, repr(dtype), column, np.asarray(when, dtype=np.int64),
                                 since_us=start, until_us=end, bucket_us=bucket_us, bins=bins, baseline=baseline,
-                                baseline_origin=baselines[-1].origin if baselines else "")
+                                baseline_origin=baselines[-1].origin if baselines else "",
+                                expectations=definition.feature.expect)
         run.watches.append(watched)
         if record:
             store.record(watched.points())
+    run.freshness = check_freshness_of(project, now_us if now_us is not None else now_micros())
+    if record and run.freshness:
+        store.record([Point("freshness", f"view {view}", "", at_us, at_us,
+                            None if newest is None else (at_us - newest) / 1e6, limit, "breach" if broken else "ok",
+                            {"broken": [v.describe() for v in broken]})
+                      for view, newest, limit, at_us, broken in run.freshness])
     return run
+
+
+def check_freshness_of(project: Project, at_us: int) -> list[tuple[str, int | None, float, int, list[Violation]]]:
+    """Per view declaring a freshness: (view, newest event, the limit in seconds, when, what broke)."""
+    out = []
+    for name, view in sorted(project.catalog.views.items()):
+        if view.freshness is None:
+            continue
+        rows = project.reader(view.source).scan(view_scan(view, [])).rows
+        newest = rows[ordering.EVENT].max() if rows.height else None
+        newest_us = None if newest is None else int(newest)  # type: ignore[arg-type]
+        out.append((name, newest_us, view.freshness.total_seconds(), at_us,
+                    check_freshness(view, newest_us, at_us)))
+    return out
 
 
 def _hour(micros: int) -> str:

@@ -1,0 +1,85 @@
+"""Checking expectations (``define.expectations``): one rule, for materialization and served traffic.
+
+Over a column of values: ``not_null`` fails when the share of present values is below its rate;
+``between`` when a present value lies outside the bounds (NaN is outside every bound); ``one_of``
+when a present value is not among the allowed ones (nulls are ``not_null``'s business). Over a
+view's rows: ``unique_key_time`` fails when two rows of a key share an event time, and
+``freshness`` when the newest event time is older than the declared freshness at the check's time.
+Each failure names the feature or view, the expectation, how many values broke it and an example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from parity.define.expectations import Expectation
+from parity.define.features import FeatureView
+from parity.semantics.ordering import EVENT
+from parity.semantics.time import from_micros
+
+
+@dataclass(frozen=True)
+class Violation:
+    where: str  # "feature user.amount", "view user_profile"
+    expectation: str  # what was expected, as declared
+    bad: int  # values (or rows) that broke it
+    checked: int
+    example: str = ""
+
+    def describe(self) -> str:
+        return (f"{self.where}: expected {self.expectation}; {self.bad:,} of {self.checked:,} broke it"
+                + (f" (e.g. {self.example})" if self.example else ""))
+
+
+def check_values(values: pl.Series, expectations: tuple[Expectation, ...], where: str) -> list[Violation]:
+    out: list[Violation] = []
+    n = len(values)
+    if n == 0:
+        return out
+    present = values.drop_nulls()
+    for e in expectations:
+        if e.kind == "not_null":
+            nulls = n - len(present)
+            if (n - nulls) / n < e.min_rate:
+                out.append(Violation(where, e.describe(), nulls, n, f"{nulls / n:.2%} null"))
+        elif e.kind == "between":
+            numbers = present.cast(pl.Float64)
+            inside = pl.lit(True)
+            if e.low is not None:
+                inside = inside & (pl.col("v") >= e.low)
+            if e.high is not None:
+                inside = inside & (pl.col("v") <= e.high)
+            bad = numbers.to_frame("v").filter(~inside.fill_null(False) | pl.col("v").is_nan())["v"]
+            if len(bad):
+                out.append(Violation(where, e.describe(), len(bad), n, repr(bad[0])))
+        else:
+            bad = present.filter(~present.is_in(pl.Series(list(e.values), dtype=present.dtype, strict=False).implode()))
+            if len(bad):
+                out.append(Violation(where, e.describe(), len(bad), n, repr(bad[0])))
+    return out
+
+
+def check_view_rows(rows: pl.DataFrame, view: FeatureView, keys: list[str]) -> list[Violation]:
+    """The view-level expectations over rows read from its source (keys, ``EVENT``)."""
+    if not view.unique_key_time or rows.height == 0:
+        return []
+    dupes = rows.filter(pl.struct([*keys, EVENT]).is_duplicated())
+    if dupes.height == 0:
+        return []
+    first = dupes.row(0, named=True)
+    key = ", ".join(f"{k}={first[k]!r}" for k in keys)
+    return [Violation(f"view {view.name}", "one row per key and event time", dupes.height, rows.height,
+                      f"{key} at {from_micros(first[EVENT]).isoformat()}")]
+
+
+def check_freshness(view: FeatureView, newest_event_us: int | None, at_us: int) -> list[Violation]:
+    if view.freshness is None:
+        return []
+    limit_us = int(view.freshness.total_seconds() * 1_000_000)
+    if newest_event_us is not None and at_us - newest_event_us <= limit_us:
+        return []
+    newest = "no event at all" if newest_event_us is None else f"newest event {from_micros(newest_event_us).isoformat()}"
+    return [Violation(f"view {view.name}", f"an event within {view.freshness}", 1, 1,
+                      f"{newest}, checked at {from_micros(at_us).isoformat()}")]
