@@ -57,8 +57,8 @@ def test_a_bad_batch_is_quarantined_and_never_served_then_goes_in_once_fixed(tmp
         assert broken == [
             "feature user.amount: expected between 0.0 and 1000.0; 1 of 10 broke it (e.g. 5000.0)",
             "feature user.country: expected one of 'DE', 'FR'; 1 of 10 broke it (e.g. 'XX')",
-            "view profile: expected one row per key and event time; 2 of 21 broke it "
-            "(e.g. user_id=7 at 2024-01-03T00:00:00+00:00)",
+            ("view profile: expected one row per key and event time; 2 of 21 broke it "
+            "(e.g. user_id=7 at 2024-01-03T00:00:00+00:00)"),
         ]
         assert _amounts(project, at(4)) == [float(i) for i in range(10)]  # nothing of the bad batch served
         pl.concat([GOOD, newer]).write_parquet(tmp_path / "u.parquet")  # fixed at the source
