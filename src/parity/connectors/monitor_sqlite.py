@@ -41,7 +41,9 @@ class SQLiteMonitorStore:
         self._lock = threading.Lock()
 
     def bins(self, feature: str, version: str) -> Mapping[str, Any] | None:
-        row = self._db.execute("SELECT bins FROM bins WHERE feature = ? AND version = ?", (feature, version)).fetchone()
+        with self._lock:  # never inside another thread's open transaction
+            row = self._db.execute("SELECT bins FROM bins WHERE feature = ? AND version = ?",
+                                   (feature, version)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     def fix_bins(self, feature: str, version: str, bins: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -64,8 +66,9 @@ class SQLiteMonitorStore:
         params: tuple[object, ...] = (feature,)
         if version is not None:
             query, params = query + " AND version = ?", (feature, version)
-        return [Baseline(f, v, o, at, rows, json.loads(p)) for f, v, o, at, rows, p in
-                self._db.execute(query + " ORDER BY id", params)]
+        with self._lock:
+            found = self._db.execute(query + " ORDER BY id", params).fetchall()
+        return [Baseline(f, v, o, at, rows, json.loads(p)) for f, v, o, at, rows, p in found]
 
     def record(self, points: Sequence[Point]) -> None:
         with self._lock:
@@ -89,9 +92,10 @@ class SQLiteMonitorStore:
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        rows = self._db.execute(
-            "SELECT metric, feature, version, window_start_us, window_end_us, value, threshold, status, detail "
-            f"FROM points WHERE {' AND '.join(where)} ORDER BY window_end_us, id", params)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT metric, feature, version, window_start_us, window_end_us, value, threshold, status, detail "
+                f"FROM points WHERE {' AND '.join(where)} ORDER BY window_end_us, id", params).fetchall()
         return [Point(m, f, v, s, e, value, t, status, json.loads(d)) for m, f, v, s, e, value, t, status, d in rows]
 
     def close(self) -> None:

@@ -29,22 +29,22 @@ GROUPS = 50  # numeric distributions are drawn on this many groups of fine bins
 CATEGORIES = 20
 
 
-def _pyplot() -> Any:
+def _matplotlib() -> Any:
+    """Matplotlib's object API (a ``Figure`` per plot, no pyplot: the caller's backend and global
+    state are left alone)."""
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise ConfigError('the HTML report draws its plots with Matplotlib: pip install "parity[report]"') from None
-    return plt
+    return matplotlib, Figure
 
 
 def render(watches: Sequence[FeatureWatch], *, title: str, generated_at: dt.datetime,
            skew: Mapping[str, Any] | None = None, freshness: Mapping[str, Mapping[str, Any]] | None = None,
            views: Sequence[tuple[str, int | None, float, int, Sequence[Violation]]] = ()) -> str:
     """The report; ``freshness`` is the stream sources' lag, ``views`` the views' freshness checks."""
-    plt = _pyplot()
+    plt = _matplotlib()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              f"<p class='meta'>generated {html.escape(generated_at.isoformat())}</p>",
@@ -95,16 +95,16 @@ def render(watches: Sequence[FeatureWatch], *, title: str, generated_at: dt.date
 
 
 def _img(plt: Any, draw: Any, w: FeatureWatch, alt: str) -> str:
-    figure, axes = plt.subplots(figsize=(7.5, 2.6), dpi=80)
-    try:
+    matplotlib, figure_class = plt
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"text.parse_math": False}):  # a served "$x_$" is text, not TeX
+        figure = figure_class(figsize=(7.5, 2.6), dpi=80)
+        axes = figure.subplots()
         draw(axes, w)
         axes.set_title(f"{w.feature}: {alt}", fontsize=9)
         axes.tick_params(labelsize=7)
         figure.tight_layout()
-        buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
-    finally:
-        plt.close(figure)
     data = base64.b64encode(buffer.getvalue()).decode()
     return f"<img class='plot' data-plot='{html.escape(alt)}' alt='{html.escape(w.feature + ': ' + alt)}' " \
            f"src='data:image/png;base64,{data}'>"

@@ -84,8 +84,11 @@ def watch_feature(feature: str, version: str, dtype: str, values: pl.Series, ser
     buckets = (np.asarray(served_at_us, dtype=np.int64) - since_us) // bucket_us
     if expectations:
         where = f"feature {feature} (served)"
-        watched.breaches = [check_values(values.filter(pl.Series(buckets == b)), expectations, where)
-                            for b in range(n)]
+        order = np.argsort(buckets, kind="stable")  # each bucket's values once, not a pass per bucket
+        bounds = np.searchsorted(buckets[order], np.arange(n + 1))
+        ordered = values.gather(pl.Series(order))
+        watched.breaches = [check_values(ordered.slice(int(bounds[b]), int(bounds[b + 1] - bounds[b])), expectations,
+                                         where) for b in range(n)]
     if bins is None or baseline is None:
         return watched
     watched.profiles = profile_buckets(values, buckets, n, bins)

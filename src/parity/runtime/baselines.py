@@ -6,7 +6,9 @@ the same bins, so every profile of the version compares bin for bin. A training 
 ``SAMPLE_ROWS`` is profiled on a seeded sample of that many rows (the same table gives the same
 baseline): a distribution is known to well under a percent from it, and a 1M-row training set of 10
 features costs a tenth of a second more instead of a second. Masked columns (all null for the
-principal) are not profiled.
+principal) are not profiled, nor are features tagged ``pii`` (a profile keeps frequent values and
+bin edges: the monitoring store would hold personal data), nor a column with no value to bin (all
+null: the bins are fixed by the first training set that has values).
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def record_baselines(store: MonitorStore, table: pa.Table, features: Sequence[st
         version = versions[ref]
         fixed: Mapping[str, Any] | None = store.bins(ref, version)
         if fixed is None:
-            fixed = store.fix_bins(ref, version, Bins.from_baseline(frame[ref], dtypes[ref]).to_dict())
+            first = Bins.from_baseline(frame[ref], dtypes[ref])
+            if first.kind != "untracked" and first.size <= 1:
+                continue  # no value to bin (all null): bins fixed now would hold nothing forever
+            fixed = store.fix_bins(ref, version, first.to_dict())
         bins = Bins.from_dict(dict(fixed))
         baseline = Baseline(ref, version, origin, now_us, rows, profile(frame[ref], bins).to_dict())
         store.add_baseline(baseline)

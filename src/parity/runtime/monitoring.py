@@ -17,18 +17,21 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from parity.define.dtypes import DType
+from parity.define.dtypes import parse as parse_dtype
 from parity.errors import DataError, ParityError
 from parity.monitor.bins import Bins
 from parity.monitor.profile import Profile
 from parity.monitor.skew import NOT_COMPARED
 from parity.monitor.watch import FeatureWatch, watch_feature
-from parity.ports.monitor_store import Point
+from parity.ports.monitor_store import MonitorStore, Point
 from parity.ports.source import view_scan
+from parity.registry.versions import Versions
 from parity.runtime.project import Project
 from parity.semantics import ordering
 from parity.semantics.expectations import Violation, check_freshness
 from parity.semantics.time import now_micros
-from parity.semantics.values import polars_type
+from parity.semantics.values import polars_type, to_storage
 from parity.semantics.wire import from_json
 
 HOUR_US = 3_600_000_000
@@ -43,6 +46,7 @@ class MonitorRun:
     watches: list[FeatureWatch] = field(default_factory=list)
     freshness: list[tuple[str, int | None, float, int, list[Violation]]] = field(default_factory=list)
     undefined: dict[str, int] = field(default_factory=dict)  # logged features no longer defined: values
+    undecodable: dict[str, int] = field(default_factory=dict)  # logged values their dtype cannot read
 
     def lines(self) -> list[str]:
         out = [(f"{self.rows:,} logged rows, {len(self.watches)} feature versions, buckets of "
@@ -64,7 +68,10 @@ class MonitorRun:
                 for v in broken[:2]:
                     out.append(f"      breach from {_hour(w.windows[bucket][0])}: {v.describe()}")
         for ref, n in sorted(self.undefined.items()):
-            out.append(f"  {ref}: {n:,} logged values not watched: no longer defined")
+            out.append(f"  {ref}: {n:,} logged values not watched: no longer defined, or an old version "
+                       "without a baseline")
+        for ref, n in sorted(self.undecodable.items()):
+            out.append(f"  {ref}: {n:,} logged values not watched: not readable as the feature's dtype")
         for view, _newest, _limit, _at, broken in self.freshness:
             out.append(f"  freshness of {view}: " + ("; ".join(v.describe() for v in broken) if broken else "ok"))
         return out
@@ -77,6 +84,8 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
     (default: now)."""
     if bucket_us <= 0:
         raise DataError("monitor bucket: give a positive length of time, e.g. 1h")
+    if since_us is not None and until_us is not None and until_us <= since_us:
+        raise DataError("monitor: --until must be after --since")
     frame = pl.from_arrow(log)
     assert isinstance(frame, pl.DataFrame)
     if since_us is not None:
@@ -89,35 +98,47 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         run.freshness = check_freshness_of(project, now_us if now_us is not None else now_micros())
         return run
     first, last = int(frame["served_at_us"].min()), int(frame["served_at_us"].max())  # type: ignore[arg-type]
-    start = since_us if since_us is not None else first - first % bucket_us
-    end = until_us if until_us is not None else last - last % bucket_us + bucket_us
+    # buckets lie on multiples of their length from the epoch, whatever the range, so runs over
+    # overlapping ranges produce the same windows (and replace each other's points)
+    start = (since_us if since_us is not None else first) // bucket_us * bucket_us
+    end = -(-(until_us if until_us is not None else last + 1) // bucket_us) * bucket_us
     wanted = None if features is None else set(features)
     served: dict[tuple[str, str], tuple[list[object], list[int]]] = {}
     run = MonitorRun(start, end, bucket_us, frame.height)
+    store = project.monitor_store()
+    current: dict[str, str] = {}
+    decoders: dict[tuple[str, str], DType | None] = {}
     for (versions_text,), group in frame.group_by("versions", maintain_order=True):
-        logged = orjson.loads(str(versions_text))
-        values = [orjson.loads(text) for text in group["values"]]
-        statuses = [None if text is None else orjson.loads(text) for text in group["statuses"]]
+        logged = _object(versions_text, "versions")
+        values = [_object(text, "values") for text in group["values"]]
+        statuses = [None if text is None else _object(text, "statuses") for text in group["statuses"]]
         times = group["served_at_us"].to_list()
-        for ref, version in logged.items():
+        for ref, logged_version in logged.items():
             if wanted is not None and ref not in wanted:
                 continue
-            try:
-                wire = repr(project.catalog.feature_at(project.catalog.parse(ref)).dtype)
-            except ParityError:
+            version = str(logged_version)
+            dtype = _dtype_of(project, store, ref, version, decoders, current)
+            if dtype is None:  # no longer defined, or an old version whose dtype is not known
                 run.undefined[ref] = run.undefined.get(ref, 0) + group.height
                 continue
-            entry = served.setdefault((ref, str(version)), ([], []))
+            wire = repr(dtype)
+            entry = served.setdefault((ref, version), ([], []))
             for i, row in enumerate(values):
                 status = statuses[i]
                 if status is not None and status.get(ref) == NOT_COMPARED:
                     continue  # logged masked, without its value
-                entry[0].append(from_json(row.get(ref), wire))
+                try:  # the one reading of a wire value (semantics.wire), checked by the dtype's rule
+                    value = from_json(row.get(ref), wire)
+                    to_storage(dtype, value, where=ref)
+                except (DataError, TypeError, ValueError):
+                    run.undecodable[ref] = run.undecodable.get(ref, 0) + 1
+                    continue
+                entry[0].append(value)
                 entry[1].append(times[i])
-    store = project.monitor_store()
     for (ref, version), (found, when) in sorted(served.items()):
         definition = project.catalog.feature_at(project.catalog.parse(ref))
-        dtype = definition.dtype
+        dtype = decoders[(ref, version)]
+        assert dtype is not None
         fixed = store.bins(ref, version)
         baselines = store.baselines(ref, version)
         bins = None if fixed is None else Bins.from_dict(dict(fixed))
@@ -126,7 +147,7 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         watched = watch_feature(ref, version, repr(dtype), column, np.asarray(when, dtype=np.int64),
                                 since_us=start, until_us=end, bucket_us=bucket_us, bins=bins, baseline=baseline,
                                 baseline_origin=baselines[-1].origin if baselines else "",
-                                expectations=definition.feature.expect)
+                                expectations=definition.feature.expect if current.get(ref) == version else ())
         run.watches.append(watched)
         if record:
             store.record(watched.points())
@@ -137,6 +158,38 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
                             {"broken": [v.describe() for v in broken]})
                       for view, newest, limit, at_us, broken in run.freshness])
     return run
+
+
+def _object(text: object, column: str) -> dict[str, object]:
+    try:
+        value = orjson.loads(str(text) if text is not None else "null")
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise DataError(f"the feature log's {column} column holds {str(text)!r:.60}, not a JSON object: a part file "
+                        "was written by something else; move it out of .parity/feature_log")
+    return value
+
+
+def _dtype_of(project: Project, store: MonitorStore, ref: str, version: str,
+              known: dict[tuple[str, str], DType | None], current: dict[str, str]) -> DType | None:
+    """The dtype values of ``ref`` were served in at ``version``: the definition's at its current
+    version, the one its bins were fixed with at an older one (None: not known, not watched)."""
+    if (ref, version) not in known:
+        found: DType | None = None
+        try:
+            fd = project.catalog.feature_at(project.catalog.parse(ref))
+        except ParityError:
+            fd = None
+        if fd is not None:
+            current[ref] = Versions(project.catalog).version(fd)
+            if current[ref] == version:
+                found = fd.dtype
+            else:
+                fixed = store.bins(ref, version)
+                found = None if fixed is None else parse_dtype(str(fixed["dtype"]))
+        known[(ref, version)] = found
+    return known[(ref, version)]
 
 
 def check_freshness_of(project: Project, at_us: int) -> list[tuple[str, int | None, float, int, list[Violation]]]:

@@ -317,7 +317,8 @@ class Project:
         if self.settings.record_baselines and table.num_rows:
             from parity.runtime.baselines import record_baselines
 
-            profiled = [ref for ref in refs if not (access and ref in access.masked)]
+            profiled = [ref for ref in refs if not (access and ref in access.masked)
+                        and "pii" not in self.catalog.feature_at(self.catalog.parse(ref)).feature.tags]
             times = spine_data.times_us
             record_baselines(self.monitor_store(), table, profiled,
                              {ref: repr(self.catalog.feature_at(self.catalog.parse(ref)).dtype) for ref in profiled},
