@@ -48,6 +48,6 @@ def test_the_document_is_served_and_names_every_route(server):  # noqa: F811
     document = httpx.get(server["base"] + "/v1/openapi.json").json()
     assert document == DOCUMENT
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == {"/v1/health", "/v1/ready", "/v1/query", "/v1/catalog", "/v1/metrics",
+    assert set(document["paths"]) == {"/v1/health", "/v1/ready", "/v1/query", "/v1/catalog", "/v1/metrics", "/v1/monitor",
                                       "/v1/training-sets", "/v1/training-sets/{job}", "/v1/training-sets/{job}/result",
                                       "/v1/openapi.json", "/v1/push/{source}"}

@@ -98,5 +98,12 @@ class SQLiteMonitorStore:
                 f"FROM points WHERE {' AND '.join(where)} ORDER BY window_end_us, id", params).fetchall()
         return [Point(m, f, v, s, e, value, t, status, json.loads(d)) for m, f, v, s, e, value, t, status, d in rows]
 
+    def latest(self) -> list[Point]:
+        with self._lock:  # SQLite gives a bare column the row of its group's MAX
+            rows = self._db.execute(
+                "SELECT metric, feature, version, window_start_us, MAX(window_end_us), value, threshold, status, detail "
+                "FROM points GROUP BY metric, feature, version ORDER BY metric, feature, version").fetchall()
+        return [Point(m, f, v, s, e, value, t, status, json.loads(d)) for m, f, v, s, e, value, t, status, d in rows]
+
     def close(self) -> None:
         self._db.close()

@@ -37,6 +37,9 @@ class Settings:
     feature_log_part_seconds: float = 60.0  # a log part is closed (readable) this long after it opened
     monitor_path: str = ".parity/monitor.db"  # baselines and monitor results
     record_baselines: bool = True  # every training set profiles its features as a baseline
+    monitor_interval_seconds: float | None = None  # parity serve runs the monitors this often (None: never)
+    monitor_bucket: str = "1h"
+    monitor_webhook: str | None = None  # a reference (env:/file:) to the URL breaches are POSTed to
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
@@ -82,9 +85,18 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
         raise ConfigError(f"{path}: feature_log.max_rows {max_rows!r} must be a positive whole number")
     monitor = _table(data, "monitor", path)
-    unknown = sorted(set(monitor) - {"path", "baselines"})
+    unknown = sorted(set(monitor) - {"path", "baselines", "interval", "bucket", "webhook"})
     if unknown:
-        raise ConfigError(f"{path}: [monitor] has no setting {unknown[0]!r}; known: baselines, path")
+        raise ConfigError(f"{path}: [monitor] has no setting {unknown[0]!r}; known: baselines, bucket, interval, "
+                          "path, webhook")
+    interval = _seconds(monitor.get("interval"), f"{path}: monitor.interval")
+    bucket = monitor.get("bucket", "1h")
+    if _seconds(bucket, f"{path}: monitor.bucket") is None:
+        raise ConfigError(f"{path}: monitor.bucket must be a length of time such as \"1h\"")
+    webhook = monitor.get("webhook")
+    if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("env:", "file:"))):
+        raise ConfigError(f"{path}: monitor.webhook must be a reference such as \"env:PARITY_MONITOR_WEBHOOK\" (a "
+                          "webhook URL often carries a token: never in the file)")
     baselines = monitor.get("baselines", True)
     if not isinstance(baselines, bool):
         raise ConfigError(f"{path}: monitor.baselines {baselines!r} must be true or false")
@@ -112,7 +124,26 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
         feature_log_part_seconds=float(part_seconds),
         monitor_path=env.get("PARITY_MONITOR_PATH", _text(monitor, "monitor", "path", path, ".parity/monitor.db")),
         record_baselines=baselines,
+        monitor_interval_seconds=interval,
+        monitor_bucket=str(bucket),
+        monitor_webhook=webhook,
     )
+
+
+def _seconds(value: object, what: str) -> float | None:
+    """A length of time written as the windows write widths ("30s", "10m", "1h"); None when unset."""
+    if value is None:
+        return None
+    from parity.define.windows import parse_width
+    from parity.errors import DefinitionError
+
+    try:
+        width = parse_width(value, what)
+    except DefinitionError:
+        width = None
+    if width is None or width <= 0:
+        raise ConfigError(f"{what} {value!r} must be a length of time such as \"10m\" or \"1h\"")
+    return width / 1e6
 
 
 def _table(data: dict[str, Any], name: str, path: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import difflib
 import gc
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -386,14 +387,59 @@ class Api:
     async def metrics(self, request: Request) -> Response:
         self.project.access_policy().check_metrics(self._principal(request))
         self.flush_metrics()  # this worker's own counts are current; the others' at most one flush late
-        return Response(metrics.exposition(self.project.settings.resolve(".parity")),
+        return Response(metrics.exposition(self.project.settings.resolve(".parity"), self.project.monitor_store()),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def monitor(self, request: Request) -> Response:
+        """Monitor results as a time series, for roles that may read metrics, of the features the
+        principal may see (a point's detail can name values)."""
+        principal = self._principal(request)
+        self.project.access_policy().check_metrics(principal)
+        params = request.query_params
+        unknown = sorted(set(params) - {"metric", "feature", "since", "until", "limit"})
+        if unknown:
+            raise ApiError(400, "invalid_field", f"unknown parameter {unknown[0]!r}; expected metric, feature, since, "
+                           "until, limit", unknown[0])
+        bounds = {}
+        for name in ("since", "until"):
+            text = params.get(name)
+            if text is not None:
+                try:
+                    value = parse_iso(text) if len(text) <= 64 else None
+                except ValueError:
+                    value = None
+                if not isinstance(value, dt.datetime) or value.tzinfo is None:
+                    raise ApiError(400, "invalid_field", f"{name}: give an ISO-8601 time with a zone", name)
+                bounds[name] = int(value.timestamp() * 1_000_000)
+        limit_text = params.get("limit", "1000")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10_000:
+            raise ApiError(400, "invalid_field", "limit: a whole number from 1 to 10000", "limit")
+        visible = {str(f["feature"]) for f in self.project.catalog_for(principal)}
+        views = {f"view {name}" for name, view in self.project.catalog.views.items()  # freshness is a view's
+                 if any(f"{view.entity.name}.{f.name}" in visible for f in view.features)}
+        points = await asyncio.to_thread(self.project.monitor_store().points, metric=params.get("metric"),
+                                         feature=params.get("feature"), since_us=bounds.get("since"),
+                                         until_us=bounds.get("until"))
+        shown = [p for p in points if p.feature in visible or p.feature in views][-int(limit_text):]
+        return _json({"points": [{"metric": p.metric, "feature": p.feature, "version": p.version,
+                                  "window_start": _micros_iso(p.window_start_us),
+                                  "window_end": _micros_iso(p.window_end_us), "value": _finite(p.value),
+                                  "threshold": _finite(p.threshold), "status": p.status}
+                                 for p in shown]})
 
     async def catalog(self, request: Request) -> Response:
         principal = self._principal(request)
         features = self.project.catalog_for(principal)
         return _json({"features": features, **self.project.entities_and_sources_for(features, principal),
                       "policy_version": self.project.access_policy().version})
+
+
+def _micros_iso(micros: int) -> str:
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
 
 
 PARQUET = "application/vnd.apache.parquet"
@@ -507,6 +553,15 @@ def _now(value: object, field: str) -> dt.datetime | None:
 
 def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Limits | None = None) -> Starlette:
     jobs = TrainingJobs(project.settings.resolve(".parity"), project.settings.root)
+    monitors = None
+    if project.settings.monitor_interval_seconds is not None:
+        from parity.runtime.secrets import resolve as resolve_secret
+        from parity.server.monitors import Monitors
+
+        webhook = None if project.settings.monitor_webhook is None else resolve_secret(
+            project.settings.monitor_webhook, root=project.settings.root, what="monitor.webhook")
+        monitors = Monitors(project.settings.root, project.settings.monitor_interval_seconds,
+                            project.settings.monitor_bucket, webhook)
     api = Api(project, tokens, audit, limits or Limits(), jobs)
 
     async def flusher() -> None:
@@ -539,6 +594,9 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
             except (ParityError, OSError):  # the store down during its recovery: the first push tries again
                 log.warning("could not take the writer of stream source %r yet", source, exc_info=True)
         task = asyncio.create_task(flusher())
+        scheduled = None
+        if monitors is not None:
+            scheduled = asyncio.create_task(monitors.loop())
         # What startup made (modules, the catalog, plans, the store's caches) lives as long as the
         # worker: frozen out of the collector's sight, so a full collection scans only what requests
         # made — measured: gen-2 pauses of 28-51 ms every few seconds became the p99 otherwise.
@@ -547,6 +605,11 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if scheduled is not None and monitors is not None:
+            scheduled.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduled
+            monitors.close()
         await api.pushes.close()
         await asyncio.to_thread(jobs.close)
         audit.close()
@@ -565,6 +628,7 @@ def create_app(project: Project, tokens: TokenStore, audit: AuditLog, limits: Li
         Route("/v1/catalog", api._guarded("catalog", api.catalog), methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/metrics", api._guarded("metrics", api.metrics), methods=["GET"]),
+        Route("/v1/monitor", api._guarded("monitor", api.monitor), methods=["GET"]),
         Route("/v1/push/{source}", api._guarded("push", api.push), methods=["POST"]),
         Route("/v1/training-sets", api._guarded("training_set", api.submit_training_set), methods=["POST"]),
         Route("/v1/training-sets/{job}", api._guarded("training_set.status", api.training_set_status),

@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from parity.ports.monitor_store import MonitorStore
+
 _BOUNDS: dict[Any, tuple[float, ...]] = {}  # each histogram's bucket bounds, +Inf last (``Pending.observe``)
 
 
@@ -61,6 +63,9 @@ FEATURE_LOG_FAILURES = Counter("parity_feature_log_flush_failures", "writes of t
 FEATURE_LOG_BUFFERED = Gauge("parity_feature_log_buffered_rows", "rows of the served-value log waiting to be written",
                              multiprocess_mode="livesum")
 IN_FLIGHT = Gauge("parity_requests_in_flight", "requests being answered", multiprocess_mode="livesum")
+MONITOR_RUNS = Counter("parity_monitor_runs", "scheduled monitor runs, by outcome (ok, failed)", ["outcome"])
+MONITOR_WEBHOOKS = Counter("parity_monitor_webhooks", "breaches POSTed to the webhook, by outcome (delivered, failed)",
+                           ["outcome"])
 
 
 class _StreamFreshness:
@@ -89,6 +94,26 @@ class _StreamFreshness:
                     servable.add_metric([source, quantile], float(value) / 1e3)
         yield lag
         yield servable
+
+
+class _MonitorResults:
+    """The newest result of each monitor (metric, feature version) from the monitoring store."""
+
+    def __init__(self, store: MonitorStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Any]:
+        alarm = GaugeMetricFamily("parity_monitor_alarm", "1 when a monitor's newest window breached (drift, null "
+                                  "burst, expectation, freshness), else 0", labels=["metric", "feature", "version"])
+        value = GaugeMetricFamily("parity_monitor_value", "a monitor's newest value (a distance, p-value, null rate, "
+                                  "broken values or age in seconds)", labels=["metric", "feature", "version"])
+        for point in self.store.latest():
+            labels = [point.metric, point.feature, point.version]
+            alarm.add_metric(labels, 1.0 if point.status in ("drift", "breach") else 0.0)
+            if point.value is not None:
+                value.add_metric(labels, float(point.value))
+        yield alarm
+        yield value
 
 
 class Pending:
@@ -146,7 +171,7 @@ class StepMetrics:
             PENDING.count(STEP_FAILURES, labels, failed)
 
 
-def exposition(state_dir: str) -> bytes:
+def exposition(state_dir: str, monitor: MonitorStore | None = None) -> bytes:
     """The text a scrape gets: every worker's metrics summed (or this process's alone, when the
     server runs without a multiprocess directory), and stream freshness."""
     registry = CollectorRegistry()
@@ -155,7 +180,9 @@ def exposition(state_dir: str) -> bytes:
     else:
         for collector in (REQUESTS, LATENCY, ENTITIES, FEATURES, VALUES, AUDIT_RECORDS, AUDIT_FLUSH, AUDIT_FAILURES,
                           IN_FLIGHT, PUSHED, STEP_LATENCY, STEP_KEYS, STEP_FAILURES, FEATURE_LOG,
-                          FEATURE_LOG_FAILURES, FEATURE_LOG_BUFFERED):
+                          FEATURE_LOG_FAILURES, FEATURE_LOG_BUFFERED, MONITOR_RUNS, MONITOR_WEBHOOKS):
             registry.register(collector)
     registry.register(_StreamFreshness(state_dir))
+    if monitor is not None:
+        registry.register(_MonitorResults(monitor))
     return bytes(generate_latest(registry))

@@ -114,6 +114,13 @@ DOCUMENT: dict[str, Any] = {
                                "late_applied": {"type": "integer"},
                                "first_seq": {"type": ["integer", "null"], "description": "the log sequences given"},
                                "last_seq": {"type": ["integer", "null"]}}},
+            "MonitorPoints": {"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": {
+                "type": "object", "required": ["metric", "feature", "version", "window_start", "window_end", "value",
+                                               "threshold", "status"],
+                "properties": {"metric": {"type": "string"}, "feature": {"type": "string"}, "version": {"type": "string"},
+                               "window_start": {"type": "string"}, "window_end": {"type": "string"},
+                               "value": {"type": ["number", "null"]}, "threshold": {"type": ["number", "null"]},
+                               "status": {"type": "string"}}}}}},
             "Catalog": {
                 "type": "object", "required": ["features", "entities", "sources", "policy_version"],
                 "additionalProperties": False,
@@ -173,6 +180,19 @@ DOCUMENT: dict[str, Any] = {
             "operationId": "metrics", "summary": "Prometheus metrics, summed over the workers", "security": [{"token": []}],
             "responses": {"200": {"description": "the text exposition format", "content": {
                 "text/plain": {"schema": {"type": "string"}}}}, **_errors(401, 403, 405, 503)}}},
+        "/v1/monitor": {"get": {
+            "operationId": "monitor", "summary": "monitor results as a time series (drift, null rate, expectations, "
+                                                 "freshness), of the features the principal may see",
+            "security": [{"token": []}],
+            "parameters": [
+                {"name": "metric", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "feature", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+                {"name": "until", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
+            "responses": {"200": {"description": "points, oldest first", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/MonitorPoints"}}}}, **_errors(400, 401, 403, 405, 503)}}},
         "/v1/push/{source}": {"post": {
             "operationId": "push", "summary": "events into a stream source: all or none, answered after the commit "
                                               "that logged them; idempotent by event id",
