@@ -138,3 +138,54 @@ def test_served_values_that_break_an_expectation_are_found_in_their_hour(tmp_pat
 def test_bad_expectations_are_definition_errors_naming_them(make, message):
     with pytest.raises(DefinitionError, match=message):
         make()
+
+
+def test_stream_events_that_break_an_expectation_are_dead_lettered_and_never_counted(tmp_path):
+    from parity.connectors.event_log import read_dead_letters
+
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    card = pt.Entity("card", keys={"card_id": pt.Int64})
+    source = pt.StreamSource(name="txns", schema={"id": pt.String, "card_id": pt.Int64, "amount": pt.Float64,
+                                                  "channel": pt.String, "ts": pt.Timestamp},
+                             event_time="ts", event_id="id",
+                             expect={"amount": [pt.expect.between(0, 10_000)], "channel": [pt.expect.not_null(),
+                                                                                          pt.expect.one_of(["web", "pos"])]})
+    view = pt.WindowView("v", entity=card, source=source, columns={"amount": pt.Float64}, windows=["1h"],
+                         features=[pt.Aggregate("n", pt.agg.count()), pt.Aggregate("s", pt.agg.sum("amount"))])
+    with pt.Project.from_definitions([card, view], root=str(tmp_path), online_store_path=str(tmp_path / "o.db")) \
+            as project:
+        events = [{"id": f"e{i}", "card_id": 1, "amount": amount, "channel": channel, "ts": t0.isoformat()}
+                  for i, (amount, channel) in enumerate([(10.0, "web"), (-1.0, "web"), (float("nan"), "pos"),
+                                                         (5.0, None), (5.0, "atm"), (20.0, "pos")])]
+        report = project.push("txns", events)
+        assert (report.accepted, report.dead) == (2, 4)
+        served = project.query({"card_id": 1}, ["card.n[1h]", "card.s[1h]"]).rows[0]
+        assert served == {"card.n[1h]": 2, "card.s[1h]": 30.0}  # the bad events never reached the index
+    reasons = [str(letter["reason"]) for letter in read_dead_letters(str(tmp_path), "txns")]
+    assert reasons == ["field 'amount': -1.0 breaks the expectation between 0.0 and 10000.0",
+                       "field 'amount': nan breaks the expectation between 0.0 and 10000.0",
+                       "field 'channel': None breaks the expectation not null",
+                       "field 'channel': 'atm' breaks the expectation one of 'web', 'pos'"]
+
+
+def test_the_event_rule_and_the_column_rule_agree():
+    from parity.semantics.expectations import breaks, check_values
+
+    cases = [(pt.expect.between(0, 10), [0.0, 10.0, -0.0, 10.5, float("nan"), float("inf"), None, 3.0]),
+             (pt.expect.between(high=5), [-1e300, 5.0, 5.000001, None]),
+             (pt.expect.one_of(["a", "b"]), ["a", "c", None, "b", ""]),
+             (pt.expect.not_null(), [1.0, None])]
+    for e, values in cases:
+        series = pl.Series(values, dtype=pl.String if isinstance(values[0], str) else pl.Float64)
+        column = check_values(series, (e,), "f")
+        bad = sum(breaks(e, v) for v in values)
+        assert (column[0].bad if column else 0) == bad, (e, values)
+
+
+def test_stream_expectations_are_checked_when_defined():
+    with pytest.raises(DefinitionError, match="expect names 'nope', which is not a column"):
+        pt.StreamSource(name="s", schema={"id": pt.String, "ts": pt.Timestamp}, event_time="ts", event_id="id",
+                        expect={"nope": [pt.expect.not_null()]})
+    with pytest.raises(DefinitionError, match="expect.not_null takes no rate here"):
+        pt.StreamSource(name="s", schema={"id": pt.String, "ts": pt.Timestamp}, event_time="ts", event_id="id",
+                        expect={"id": [pt.expect.not_null(0.5)]})

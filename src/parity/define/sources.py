@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from parity.define.dtypes import DType
+from parity.define.expectations import Expectation, check_expectations
 from parity.define.location import caller_location
 from parity.errors import DefinitionError
 
@@ -194,7 +195,9 @@ class StreamSource(Source):
     (``created_time`` may name a trusted created-time column of the schema instead; with
     ``as_of="event_time"`` ingestion time is ignored). ``max_lateness``: an event whose event time is
     further behind the newest event time seen is dead-lettered with its reason instead of applied
-    (None: any lateness is applied).
+    (None: any lateness is applied). ``expect`` maps columns to expectations
+    (``define.expectations``); an event that breaks one is dead-lettered with the reason — it never
+    reaches the log or the online store.
     """
 
     schema: dict[str, DType] = field(default_factory=dict)
@@ -202,6 +205,7 @@ class StreamSource(Source):
     max_lateness: dt.timedelta | None = None
     nats: NatsSubject | None = None
     mqtt: MqttTopic | None = None
+    expect: dict[str, list[Expectation]] = field(default_factory=dict)
     kind = "stream"
 
     def __post_init__(self) -> None:
@@ -234,6 +238,18 @@ class StreamSource(Source):
                                   location=self.location)
         if self.max_lateness is not None and self.max_lateness < dt.timedelta(0):
             raise DefinitionError(f"{what}: max_lateness must not be negative", location=self.location)
+        checked: dict[str, list[Expectation]] = {}
+        for column, expectations in dict(self.expect).items():
+            if column not in self.schema:
+                raise DefinitionError(f"{what}: expect names {column!r}, which is not a column of its schema",
+                                      location=self.location)
+            found = list(check_expectations(expectations, self.schema[column].name, f"{what} column {column!r}",
+                                            self.location))
+            if any(e.kind == "not_null" and e.min_rate != 1.0 for e in found):
+                raise DefinitionError(f"{what} column {column!r}: an event is checked alone, so expect.not_null "
+                                      "takes no rate here", location=self.location)
+            checked[column] = found
+        object.__setattr__(self, "expect", checked)
         if self.nats is not None and self.mqtt is not None:
             raise DefinitionError(f"{what}: give nats= or mqtt=, not both (define two sources)", location=self.location)
         if self.mqtt is not None and self.mqtt.qos not in (1, 2):

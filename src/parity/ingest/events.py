@@ -21,7 +21,7 @@ import orjson
 from parity.define.dtypes import DType
 from parity.define.sources import StreamSource
 from parity.errors import ConfigError
-from parity.semantics import time, values
+from parity.semantics import expectations, time, values
 
 _FIRST_US = time.to_micros(dt.datetime(1, 1, 2, tzinfo=dt.UTC))
 _LAST_US = time.to_micros(dt.datetime(9999, 12, 31, tzinfo=dt.UTC))
@@ -88,6 +88,8 @@ class EventSchema:
             indexed = column in (source.event_time, source.created_time)
             self._fields.append((column, _converter(dtype, zone, time_range if indexed else None), required))
         self._dtypes = dict(source.schema)
+        position = {column: i for i, column in enumerate(source.schema)}
+        self._expected = [(position[column], column, e) for column, found in source.expect.items() for e in found]
 
     def row(self, event: Mapping[str, object]) -> list[object]:
         row: list[object] = []
@@ -104,6 +106,9 @@ class EventSchema:
                 append(convert(value))
             except BadEvent as exc:
                 raise BadEvent(f"field {column!r}: {exc} (a {self._dtypes[column]!r} column)") from None
+        for i, column, e in self._expected:  # the declared expectations: none, for most sources
+            if expectations.breaks(e, row[i]):
+                raise BadEvent(f"field {column!r}: {event.get(column)!r} breaks the expectation {e.describe()}")
         return row
 
 

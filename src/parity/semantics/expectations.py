@@ -10,6 +10,7 @@ Each failure names the feature or view, the expectation, how many values broke i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import polars as pl
@@ -31,6 +32,19 @@ class Violation:
     def describe(self) -> str:
         return (f"{self.where}: expected {self.expectation}; {self.bad:,} of {self.checked:,} broke it"
                 + (f" (e.g. {self.example})" if self.example else ""))
+
+
+def breaks(e: Expectation, value: object) -> bool:
+    """Whether one value breaks ``e`` — the rule ``check_values`` applies to a column, for a single
+    event at stream ingest (``not_null`` there takes no rate: one event is all there is)."""
+    if value is None:
+        return e.kind == "not_null"
+    if e.kind == "between":
+        number = float(value)  # type: ignore[arg-type]
+        return math.isnan(number) or (e.low is not None and number < e.low) or (e.high is not None and number > e.high)
+    if e.kind == "one_of":
+        return value not in e.values
+    return False
 
 
 def check_values(values: pl.Series, expectations: tuple[Expectation, ...], where: str) -> list[Violation]:
