@@ -156,3 +156,28 @@ def test_parity_monitor_on_the_cli_writes_the_report_and_fails_on_request(tmp_pa
     assert (only["feature"], only["status"], only["alarms"]) == ("user.country", "ok", [])
     assert main(["-C", str(tmp_path), "monitor", "--bucket", "soon"]) == 2
     assert "--bucket" in capsys.readouterr().err
+
+
+def test_a_past_window_of_served_values_can_be_the_reference(tmp_path, capsys):
+    _deployment(tmp_path, hours=12, planted=True)
+    frame = pl.from_arrow(ParquetFeatureLog(str(tmp_path)).read())
+    assert isinstance(frame, pl.DataFrame)
+    past = frame.filter(pl.col("served_at_us") < START_US + 6 * HOUR_US)  # hours 0-5: healthy
+    with _project(tmp_path) as project:
+        run = watch_log(project, frame.to_arrow(), since_us=START_US + 6 * HOUR_US, reference=past, record=False)
+    amount = next(w for w in run.watches if w.feature == "user.amount")
+    assert amount.baseline is not None and amount.baseline.rows == 6 * PER_HOUR
+    assert "reference window" in amount.baseline_origin
+    assert _alarm_hours(run, "user.amount", "drift") == [2, 3]  # hours 8 and 9, counted from hour 6
+    assert _alarm_hours(run, "user.country", "drift") == []
+    (tmp_path / "parity.toml").write_text('[project]\nname = "t"\ndefinitions = "defs.py"\n'
+                                          '[online_store]\npath = "o.db"\n')
+    (tmp_path / "defs.py").write_text("from tests.unit.test_monitor import definitions\n\n"
+                                      "user, profile = definitions()\n")
+    iso = lambda us: dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat()  # noqa: E731
+    assert main(["-C", str(tmp_path), "monitor", "--since", iso(START_US + 6 * HOUR_US), "--reference-since",
+                 iso(START_US), "--reference-until", iso(START_US + 6 * HOUR_US), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    amount_alarms = next(f for f in out["features"] if f["feature"] == "user.amount")["alarms"]
+    assert sorted({(a["window"][0] - START_US) // HOUR_US for a in amount_alarms if a["metric"] == "drift"}) == [8, 9]
+    assert main(["-C", str(tmp_path), "monitor", "--reference-since", iso(START_US)]) == 2

@@ -409,11 +409,26 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise ParityError("--bucket: give a length of time such as 1h or 30m, not lifetime")
     since = None if args.since is None else _micros(args.since, "--since")
     until = None if args.until is None else _micros(args.until, "--until")
+    reference = None
+    if args.reference_since or args.reference_until:
+        if not (args.reference_since and args.reference_until):
+            raise ParityError("--reference-since and --reference-until go together: the past window to compare with")
+        reference = (_micros(args.reference_since, "--reference-since"), _micros(args.reference_until, "--reference-until"))
+        if reference[1] <= reference[0]:
+            raise ParityError("--reference-until must be after --reference-since")
     project = _project(args)
     try:
-        run = watch_log(project, ParquetFeatureLog(project.settings.resolve(".")).read(since, until), since_us=since,
+        import polars as pl
+
+        log = ParquetFeatureLog(project.settings.resolve("."))
+        past = None
+        if reference is not None:
+            frame = pl.from_arrow(log.read(*reference))
+            assert isinstance(frame, pl.DataFrame)
+            past = frame.filter(pl.col("served_at_us").is_between(reference[0], reference[1], closed="left"))
+        run = watch_log(project, log.read(since, until), since_us=since,
                         until_us=until, bucket_us=bucket, features=_features(args.features) if args.features else None,
-                        record=not args.no_record)
+                        record=not args.no_record and reference is None, reference=past)
         skew = None
         if args.skew:
             skew = project.skew(sample=args.skew_sample or None, since=None if since is None else _time(args.since, "--since"),
@@ -691,6 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", default="1h", help="bucket length (default 1h)")
     p.add_argument("--features", action="append", default=[], help="only these features (comma-separated)")
     p.add_argument("--html", help="write the self-contained HTML report here (needs parity[report])")
+    p.add_argument("--reference-since", help="compare with the values served from this time (a past window) "
+                                             "instead of the training set's baseline")
+    p.add_argument("--reference-until", help="... until this time")
     p.add_argument("--skew", action="store_true", help="also replay a sample of the log (parity skew)")
     p.add_argument("--skew-sample", type=int, default=10_000, help="logged rows the skew replay samples (0: all)")
     p.add_argument("--no-record", action="store_true", help="do not keep the results in the monitoring store")

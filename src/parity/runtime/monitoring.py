@@ -21,7 +21,7 @@ from parity.define.dtypes import DType
 from parity.define.dtypes import parse as parse_dtype
 from parity.errors import DataError, ParityError
 from parity.monitor.bins import Bins
-from parity.monitor.profile import Profile
+from parity.monitor.profile import Profile, profile
 from parity.monitor.skew import NOT_COMPARED
 from parity.monitor.watch import FeatureWatch, watch_feature
 from parity.ports.monitor_store import MonitorStore, Point
@@ -79,9 +79,10 @@ class MonitorRun:
 
 def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, until_us: int | None = None,
               bucket_us: int = HOUR_US, features: Sequence[str] | None = None, record: bool = True,
-              now_us: int | None = None) -> MonitorRun:
-    """Watch the log's rows served in [since, until); sources' freshness is judged at ``now_us``
-    (default: now)."""
+              now_us: int | None = None, reference: pl.DataFrame | None = None) -> MonitorRun:
+    """Watch the log's rows served in [since, until) against each version's latest training-set
+    baseline, or against ``reference`` (log rows of a past window) when given; sources' freshness
+    is judged at ``now_us`` (default: now)."""
     if bucket_us <= 0:
         raise DataError("monitor bucket: give a positive length of time, e.g. 1h")
     if since_us is not None and until_us is not None and until_us <= since_us:
@@ -103,11 +104,51 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
     start = (since_us if since_us is not None else first) // bucket_us * bucket_us
     end = -(-(until_us if until_us is not None else last + 1) // bucket_us) * bucket_us
     wanted = None if features is None else set(features)
-    served: dict[tuple[str, str], tuple[list[object], list[int]]] = {}
     run = MonitorRun(start, end, bucket_us, frame.height)
     store = project.monitor_store()
     current: dict[str, str] = {}
     decoders: dict[tuple[str, str], DType | None] = {}
+    served = _served(project, frame, wanted, run, store, decoders, current)
+    past = None if reference is None else _served(project, reference, wanted, run, store, decoders, current)
+    for (ref, version), (found, when) in sorted(served.items()):
+        definition = project.catalog.feature_at(project.catalog.parse(ref))
+        dtype = decoders[(ref, version)]
+        assert dtype is not None
+        fixed = store.bins(ref, version)
+        baselines = store.baselines(ref, version)
+        bins = None if fixed is None else Bins.from_dict(dict(fixed))
+        baseline = Profile.from_dict(dict(baselines[-1].profile)) if baselines else None
+        origin = baselines[-1].origin if baselines else ""
+        column = pl.Series(ref, found, dtype=polars_type(dtype))
+        if past is not None:  # a past window of served values is the reference instead
+            before = pl.Series(ref, past.get((ref, version), ([], []))[0], dtype=polars_type(dtype))
+            if bins is None and len(before):
+                fitted = Bins.from_baseline(before, repr(dtype))
+                bins = Bins.from_dict(dict(store.fix_bins(ref, version, fitted.to_dict()))) if fitted.size > 1 else None
+            baseline = None if bins is None else profile(before, bins)
+            origin = f"served values of the reference window ({len(before):,})"
+        watched = watch_feature(ref, version, repr(dtype), column, np.asarray(when, dtype=np.int64),
+                                since_us=start, until_us=end, bucket_us=bucket_us, bins=bins, baseline=baseline,
+                                baseline_origin=origin,
+                                expectations=definition.feature.expect if current.get(ref) == version else ())
+        run.watches.append(watched)
+        if record:
+            store.record(watched.points())
+    run.freshness = check_freshness_of(project, now_us if now_us is not None else now_micros())
+    if record and run.freshness:
+        store.record([Point("freshness", f"view {view}", "", at_us, at_us,
+                            None if newest is None else (at_us - newest) / 1e6, limit, "breach" if broken else "ok",
+                            {"broken": [v.describe() for v in broken]})
+                      for view, newest, limit, at_us, broken in run.freshness])
+    return run
+
+
+def _served(project: Project, frame: pl.DataFrame, wanted: set[str] | None, run: MonitorRun, store: MonitorStore,
+            decoders: dict[tuple[str, str], DType | None], current: dict[str, str]
+            ) -> dict[tuple[str, str], tuple[list[object], list[int]]]:
+    """Every logged value of ``frame`` per (feature, version), decoded by that version's dtype, with
+    when it was served; masked, undecodable and unknown ones counted in ``run``."""
+    served: dict[tuple[str, str], tuple[list[object], list[int]]] = {}
     for (versions_text,), group in frame.group_by("versions", maintain_order=True):
         logged = _object(versions_text, "versions")
         values = [_object(text, "values") for text in group["values"]]
@@ -135,29 +176,7 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
                     continue
                 entry[0].append(value)
                 entry[1].append(times[i])
-    for (ref, version), (found, when) in sorted(served.items()):
-        definition = project.catalog.feature_at(project.catalog.parse(ref))
-        dtype = decoders[(ref, version)]
-        assert dtype is not None
-        fixed = store.bins(ref, version)
-        baselines = store.baselines(ref, version)
-        bins = None if fixed is None else Bins.from_dict(dict(fixed))
-        baseline = Profile.from_dict(dict(baselines[-1].profile)) if baselines else None
-        column = pl.Series(ref, found, dtype=polars_type(dtype))
-        watched = watch_feature(ref, version, repr(dtype), column, np.asarray(when, dtype=np.int64),
-                                since_us=start, until_us=end, bucket_us=bucket_us, bins=bins, baseline=baseline,
-                                baseline_origin=baselines[-1].origin if baselines else "",
-                                expectations=definition.feature.expect if current.get(ref) == version else ())
-        run.watches.append(watched)
-        if record:
-            store.record(watched.points())
-    run.freshness = check_freshness_of(project, now_us if now_us is not None else now_micros())
-    if record and run.freshness:
-        store.record([Point("freshness", f"view {view}", "", at_us, at_us,
-                            None if newest is None else (at_us - newest) / 1e6, limit, "breach" if broken else "ok",
-                            {"broken": [v.describe() for v in broken]})
-                      for view, newest, limit, at_us, broken in run.freshness])
-    return run
+    return served
 
 
 def _object(text: object, column: str) -> dict[str, object]:
