@@ -12,8 +12,12 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 
+import orjson
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from parity.errors import DataError
 
 SCHEMA = pa.schema([("request_id", pa.string()), ("request_time_us", pa.int64()), ("served_at_us", pa.int64()),
                     ("principal", pa.string()), ("row", pa.int32()), ("entity", pa.string()),
@@ -21,6 +25,28 @@ SCHEMA = pa.schema([("request_id", pa.string()), ("request_time_us", pa.int64())
 
 
 _DAY_US = 86_400_000_000
+
+
+def served_in(frame: pl.DataFrame, since_us: int | None, until_us: int | None) -> pl.DataFrame:
+    """The log rows served in [since, until) (None: unbounded)."""
+    if since_us is not None:
+        frame = frame.filter(pl.col("served_at_us") >= since_us)
+    if until_us is not None:
+        frame = frame.filter(pl.col("served_at_us") < until_us)
+    return frame
+
+
+def cell(text: object, column: str) -> dict[str, object]:
+    """One JSON cell of the log (``entity``, ``values``, ``statuses``, ``versions``) as the object it
+    holds, or a one-line error naming the column: a part file written by something else."""
+    try:
+        value = orjson.loads(str(text) if text is not None else "null")
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise DataError(f"the feature log's {column} column holds {str(text)!r:.60}, not a JSON object: a part file "
+                        "was written by something else; move it out of .parity/feature_log")
+    return value
 
 
 def log_dir(root: str) -> str:

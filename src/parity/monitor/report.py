@@ -21,7 +21,7 @@ import numpy as np
 
 from parity.errors import ConfigError
 from parity.monitor.bins import Bins
-from parity.monitor.watch import FeatureWatch
+from parity.monitor.watch import FeatureWatch, window_label
 from parity.semantics.expectations import Violation
 
 BASELINE, SERVED, ALARM, THRESHOLD = "#1f77b4", "#ff7f0e", "#d62728", "#7f7f7f"
@@ -69,7 +69,7 @@ def render(watches: Sequence[FeatureWatch], *, title: str, generated_at: dt.date
         if broken:
             parts.append("<ul class='alarms'>")
             for (start, end), v in broken:
-                parts.append(f"<li><b class='breach'>expectation</b> {_when(start)} – {_when(end)}: "
+                parts.append(f"<li><b class='breach'>expectation</b> {window_label(start)} – {window_label(end)}: "
                              f"{html.escape(v.describe())}</li>")
             parts.append("</ul>")
         if w.bins is None or w.baseline is None:
@@ -82,7 +82,7 @@ def render(watches: Sequence[FeatureWatch], *, title: str, generated_at: dt.date
             for what, (start, end), result in alarms:
                 moved = "; ".join(f"{c['bin']}: {_share(c['reference'])} → {_share(c['current'])}"
                                   for c in result.contributors)
-                parts.append(f"<li><b>{what}</b> {_when(start)} – {_when(end)}: {result.method} "
+                parts.append(f"<li><b>{what}</b> {window_label(start)} – {window_label(end)}: {result.method} "
                              f"{_num(result.value)} &gt; {_num(result.threshold)} ({html.escape(result.rule)}); "
                              f"moved most: {html.escape(moved)}</li>")
             parts.append("</ul>")
@@ -206,10 +206,6 @@ def _freshness_section(freshness: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _anchor(w: FeatureWatch) -> str:
     return "f-" + "".join(c if c.isalnum() else "-" for c in f"{w.feature}-{w.version}")
-
-
-def _when(micros: int) -> str:
-    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _num(value: object) -> str:

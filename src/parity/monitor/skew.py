@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from parity.semantics import visibility
-from parity.semantics.time import from_micros
+from parity.semantics.time import iso_micros
 from parity.semantics.values import same_value
 from parity.semantics.wire import to_json
 
@@ -102,7 +102,7 @@ class Mismatch:
 
     def to_dict(self) -> dict[str, object]:
         return {"feature": self.feature, "request_id": self.request_id, "entity": to_json(dict(self.entity)),
-                "request_time": _iso(self.request_time_us), "served_at": _iso(self.served_at_us),
+                "request_time": iso_micros(self.request_time_us), "served_at": iso_micros(self.served_at_us),
                 "served": to_json(self.served), "served_status": self.served_status,
                 "offline": to_json(self.offline), "offline_status": self.offline_status,
                 "cause": self.cause, "detail": self.detail}
@@ -169,7 +169,7 @@ class SkewReport:
                        "definitions (a key added or retyped since)")
         for ref in sorted(self.features):
             for m in self.features[ref].examples:
-                out.append(f"  e.g. {ref} {to_json(dict(m.entity))} at {_iso(m.request_time_us)}: served "
+                out.append(f"  e.g. {ref} {to_json(dict(m.entity))} at {iso_micros(m.request_time_us)}: served "
                            f"{to_json(m.served)!r} ({m.served_status}), training gives {to_json(m.offline)!r} "
                            f"({m.offline_status}) — {m.cause}: {m.detail}")
         return out
@@ -198,8 +198,8 @@ def diagnose(served: Served, current_version: str | None, sources: Sequence[Sour
         late = [c for e, c in zip(src.events_us, src.created_us) if e <= t and c is not None and c > s]
         if late:
             return "late_data", (f"{src.view}: {len(late):,} row(s) of this key with an event time at or before the "
-                                 f"request were created after serving (first {_iso(min(late))}, served "
-                                 f"{_iso(s)}); declare as_of='visible' to train on what serving could see")
+                                 f"request were created after serving (first {iso_micros(min(late))}, served "
+                                 f"{iso_micros(s)}); declare as_of='visible' to train on what serving could see")
     for src in sources:
         if src.values is None:
             continue
@@ -209,13 +209,13 @@ def diagnose(served: Served, current_version: str | None, sources: Sequence[Sour
                 return "source_rewritten", (f"{src.view}: the source has no row of this key at or before the "
                                             "request time any more: deleted after serving")
             continue
-        newest = _iso(src.events_us[visible[-1]])
+        newest = iso_micros(src.events_us[visible[-1]])
         if served.value is None:
             return "store_behind", (f"{src.view}: the online store had no value for this key; the source's newest "
                                     f"row at the request time is at {newest}")
         held = [i for i in visible if same_value(src.values[i], served.value)]
         if held:
-            return "store_behind", (f"{src.view}: served the value of the row at {_iso(src.events_us[held[-1]])}; "
+            return "store_behind", (f"{src.view}: served the value of the row at {iso_micros(src.events_us[held[-1]])}; "
                                     f"the source's newest row at the request time is at {newest}")
         return "source_rewritten", (f"{src.view}: no row of this key at or before the request time holds the "
                                     f"served value {to_json(served.value)!r} (newest row at {newest})")
@@ -225,14 +225,10 @@ def diagnose(served: Served, current_version: str | None, sources: Sequence[Sour
         mark = -1 if src.synced_us is None else src.synced_us
         unheld = [e for i, e in enumerate(src.events_us) if mark < e and src.visible_at(i) <= t]
         if unheld:
-            when = "never" if src.synced_us is None else f"through {_iso(src.synced_us)}"
+            when = "never" if src.synced_us is None else f"through {iso_micros(src.synced_us)}"
             return "store_behind", (f"{src.view}: the online store held this key {when}, and the source has "
                                     f"{len(unheld):,} row(s) of it after that, at or before the request time "
-                                    f"(newest at {_iso(max(unheld))})")
+                                    f"(newest at {iso_micros(max(unheld))})")
     return "unexplained", ("none of the feature's sources shows why now: the online store may have caught up "
                            "since serving, or the cause is in a source reached through a relationship (not "
                            "searched); if neither, report it with this example")
-
-
-def _iso(micros: int) -> str:
-    return from_micros(micros).isoformat().replace("+00:00", "Z")

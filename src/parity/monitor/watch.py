@@ -21,6 +21,7 @@ from parity.monitor.drift import DriftResult, drift, null_rate_shift
 from parity.monitor.profile import Profile, profile_buckets
 from parity.ports.monitor_store import Point
 from parity.semantics.expectations import Violation, check_values
+from parity.semantics.time import from_micros
 
 
 @dataclass
@@ -71,6 +72,11 @@ class FeatureWatch:
             out.append(Point("null_rate", self.feature, self.version, start, end, n.value, n.threshold, n.status,
                              {"rows": n.n_current, "rule": n.rule}))
         return out
+
+
+def window_label(micros: int) -> str:
+    """A bucket's start as people read it in a summary or the report (UTC, to the minute)."""
+    return from_micros(micros).strftime("%Y-%m-%d %H:%M")
 
 
 def watch_feature(feature: str, version: str, dtype: str, values: pl.Series, served_at_us: np.ndarray, *,

@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
 import polars as pl
 import pyarrow as pa
 
+from parity.connectors.feature_log_parquet import cell, served_in
 from parity.define.dtypes import DType
 from parity.define.dtypes import parse as parse_dtype
 from parity.errors import DataError, ParityError
 from parity.monitor.bins import Bins
 from parity.monitor.profile import Profile, profile
 from parity.monitor.skew import NOT_COMPARED
-from parity.monitor.watch import FeatureWatch, watch_feature
+from parity.monitor.watch import FeatureWatch, watch_feature, window_label
 from parity.ports.monitor_store import MonitorStore, Point
 from parity.ports.source import view_scan
 from parity.registry.versions import Versions
@@ -62,11 +62,11 @@ class MonitorRun:
             out.append(f"  {w.feature:<{width}} @{w.version}  {w.status:<17} {w.served:>8,} values  {detail}")
             for what, (start, _), result in w.alarms()[:3]:
                 moved = ", ".join(str(c["bin"]) for c in result.contributors)
-                out.append(f"      {what} from {_hour(start)}: {result.method} {result.value:.3g} > "
+                out.append(f"      {what} from {window_label(start)}: {result.method} {result.value:.3g} > "
                            f"{result.threshold:.3g} (moved most: {moved})")
             for bucket, broken in enumerate(w.breaches):
                 for v in broken[:2]:
-                    out.append(f"      breach from {_hour(w.windows[bucket][0])}: {v.describe()}")
+                    out.append(f"      breach from {window_label(w.windows[bucket][0])}: {v.describe()}")
         for ref, n in sorted(self.undefined.items()):
             out.append(f"  {ref}: {n:,} logged values not watched: no longer defined, or an old version "
                        "without a baseline")
@@ -89,10 +89,7 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         raise DataError("monitor: --until must be after --since")
     frame = pl.from_arrow(log)
     assert isinstance(frame, pl.DataFrame)
-    if since_us is not None:
-        frame = frame.filter(pl.col("served_at_us") >= since_us)
-    if until_us is not None:
-        frame = frame.filter(pl.col("served_at_us") < until_us)
+    frame = served_in(frame, since_us, until_us)
     if frame.height == 0:
         start = since_us if since_us is not None else 0
         run = MonitorRun(start, until_us if until_us is not None else start, bucket_us, 0)
@@ -150,9 +147,9 @@ def _served(project: Project, frame: pl.DataFrame, wanted: set[str] | None, run:
     when it was served; masked, undecodable and unknown ones counted in ``run``."""
     served: dict[tuple[str, str], tuple[list[object], list[int]]] = {}
     for (versions_text,), group in frame.group_by("versions", maintain_order=True):
-        logged = _object(versions_text, "versions")
-        values = [_object(text, "values") for text in group["values"]]
-        statuses = [None if text is None else _object(text, "statuses") for text in group["statuses"]]
+        logged = cell(versions_text, "versions")
+        values = [cell(text, "values") for text in group["values"]]
+        statuses = [None if text is None else cell(text, "statuses") for text in group["statuses"]]
         times = group["served_at_us"].to_list()
         for ref, logged_version in logged.items():
             if wanted is not None and ref not in wanted:
@@ -177,17 +174,6 @@ def _served(project: Project, frame: pl.DataFrame, wanted: set[str] | None, run:
                 entry[0].append(value)
                 entry[1].append(times[i])
     return served
-
-
-def _object(text: object, column: str) -> dict[str, object]:
-    try:
-        value = orjson.loads(str(text) if text is not None else "null")
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise DataError(f"the feature log's {column} column holds {str(text)!r:.60}, not a JSON object: a part file "
-                        "was written by something else; move it out of .parity/feature_log")
-    return value
 
 
 def _dtype_of(project: Project, store: MonitorStore, ref: str, version: str,
@@ -223,9 +209,3 @@ def check_freshness_of(project: Project, at_us: int) -> list[tuple[str, int | No
         out.append((name, newest_us, view.freshness.total_seconds(), at_us,
                     check_freshness(view, newest_us, at_us)))
     return out
-
-
-def _hour(micros: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M")

@@ -22,6 +22,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from parity.connectors.feature_log_parquet import cell, served_in
 from parity.define.dtypes import DType
 from parity.define.sources import StreamSource
 from parity.errors import DataError, ParityError
@@ -58,17 +59,14 @@ def replay(project: Project, log: pa.Table, *, sample: int | None = 10_000, seed
     started = time.perf_counter()
     frame = pl.from_arrow(log)
     assert isinstance(frame, pl.DataFrame)
-    if since_us is not None:
-        frame = frame.filter(pl.col("served_at_us") >= since_us)
-    if until_us is not None:
-        frame = frame.filter(pl.col("served_at_us") < until_us)
+    frame = served_in(frame, since_us, until_us)
     if sample is not None and frame.height > sample:
         frame = frame.sample(n=sample, seed=seed)
     frame = frame.sort("served_at_us", "request_id", "row")
     report = SkewReport(rows=frame.height, requests=frame["request_id"].n_unique() if frame.height else 0)
     canonical: dict[str, str] = {}  # a request's features in any order are one group
     for text in frame["versions"].unique().to_list():
-        canonical[text] = orjson.dumps(_json(text, "versions"), option=orjson.OPT_SORT_KEYS).decode()
+        canonical[text] = orjson.dumps(cell(text, "versions"), option=orjson.OPT_SORT_KEYS).decode()
     frame = frame.with_columns(pl.col("versions").replace_strict(canonical).alias("_group"))
     pending: list[_Pending] = []
     for (group_text,), group in frame.group_by("_group", maintain_order=True):
@@ -79,22 +77,10 @@ def replay(project: Project, log: pa.Table, *, sample: int | None = 10_000, seed
     return report
 
 
-def _json(text: str | None, column: str) -> dict[str, object]:
-    try:
-        value = orjson.loads(text or "null")
-    except orjson.JSONDecodeError:
-        raise DataError(f"the feature log's {column} column holds {text!r:.60}, which is not JSON: "
-                        "a part file was written by something else; move it out of .parity/feature_log") from None
-    if not isinstance(value, dict):
-        raise DataError(f"the feature log's {column} column holds {text!r:.60}, not a JSON object; "
-                        "move that part file out of .parity/feature_log")
-    return value
-
-
 def _replay_group(project: Project, group_text: str, group: pl.DataFrame, report: SkewReport,
                   progress: Callable[[str], None]) -> list[_Pending]:
     catalog = project.catalog
-    logged_versions = _json(group_text, "versions")
+    logged_versions = cell(group_text, "versions")
     known, dtypes = [], {}
     for ref in logged_versions:
         try:
@@ -108,7 +94,7 @@ def _replay_group(project: Project, group_text: str, group: pl.DataFrame, report
     roots = {root: {k: catalog.entities[root].keys[k] for k in names} for root, names in plan.roots}
     entities, storage_keys, rows = [], [], []
     for i, text in enumerate(group["entity"]):
-        entity = _json(text, "entity")
+        entity = cell(text, "entity")
         keys = _storage_keys(entity, roots)
         if keys is None:
             report.unreplayable += 1
@@ -125,8 +111,8 @@ def _replay_group(project: Project, group_text: str, group: pl.DataFrame, report
                       _TIME: group["request_time_us"].to_arrow().cast(pa.timestamp("us", tz="UTC"))})
     progress(f"replaying {group.height:,} logged rows of {', '.join(known)}")
     table = project.training_set(spine, known, timestamp_column=_TIME, with_status=True)
-    values = [_json(text, "values") for text in group["values"]]
-    statuses = [None if text is None else _json(text, "statuses") for text in group["statuses"]]
+    values = [cell(text, "values") for text in group["values"]]
+    statuses = [None if text is None else cell(text, "statuses") for text in group["statuses"]]
     ids, times, served_at = group["request_id"].to_list(), group["request_time_us"].to_list(), group["served_at_us"].to_list()
     current = project.feature_versions(plan)
     outputs = dict(plan.outputs)

@@ -64,6 +64,11 @@ def from_micros(us: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=us)
 
 
+def iso_micros(us: int) -> str:
+    """An instant as ISO-8601 text in UTC with a ``Z`` (reports, the HTTP API, webhooks)."""
+    return from_micros(us).isoformat().replace("+00:00", "Z")
+
+
 def now_micros() -> int:
     # The same instant as to_micros(datetime.now(UTC)), without building a datetime: consumers
     # stamp every message they receive with it.

@@ -45,7 +45,7 @@ from parity.plan.catalog import Catalog
 from parity.plan.nodes import Plan
 from parity.runtime.project import PLAN_CACHE, Project
 from parity.runtime.push import PushRouter, PushUnavailable
-from parity.semantics.time import parse_iso
+from parity.semantics.time import iso_micros, parse_iso
 from parity.semantics.wire import from_json, to_json
 from parity.server import metrics
 from parity.server.audit import AuditLog, AuditUnavailable, hashed_keys
@@ -422,8 +422,8 @@ class Api:
                                          until_us=bounds.get("until"))
         shown = [p for p in points if p.feature in visible or p.feature in views][-int(limit_text):]
         return _json({"points": [{"metric": p.metric, "feature": p.feature, "version": p.version,
-                                  "window_start": _micros_iso(p.window_start_us),
-                                  "window_end": _micros_iso(p.window_end_us), "value": _finite(p.value),
+                                  "window_start": iso_micros(p.window_start_us),
+                                  "window_end": iso_micros(p.window_end_us), "value": _finite(p.value),
                                   "threshold": _finite(p.threshold), "status": p.status}
                                  for p in shown]})
 
@@ -432,10 +432,6 @@ class Api:
         features = self.project.catalog_for(principal)
         return _json({"features": features, **self.project.entities_and_sources_for(features, principal),
                       "policy_version": self.project.access_policy().version})
-
-
-def _micros_iso(micros: int) -> str:
-    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _finite(value: float | None) -> float | None:

@@ -25,7 +25,7 @@ from parity.errors import ParityError
 from parity.ports.secret import Secret
 from parity.runtime.monitoring import watch_log
 from parity.runtime.project import Project
-from parity.semantics.time import from_micros, now_micros
+from parity.semantics.time import iso_micros, now_micros
 from parity.server import metrics
 
 log = logging.getLogger("parity.server.monitors")
@@ -77,12 +77,12 @@ class Monitors:
                       for window, broken in zip(w.windows, w.breaches) if broken]
             for metric, (start, end), detail in found:
                 fresh.append({"metric": metric, "feature": w.feature, "version": w.version,
-                              "window_start": _iso(start), "window_end": _iso(end), "start_us": start, **detail})
+                              "window_start": iso_micros(start), "window_end": iso_micros(end), "start_us": start, **detail})
         for view, newest, limit, at_us, broken in run.freshness:
             if broken:
                 fresh.append({"metric": "freshness", "feature": f"view {view}", "version": "",
-                              "window_start": _iso(at_us), "window_end": _iso(at_us), "start_us": at_us // self.bucket_us,
-                              "newest_event": None if newest is None else _iso(newest), "expected_within_s": limit,
+                              "window_start": iso_micros(at_us), "window_end": iso_micros(at_us), "start_us": at_us // self.bucket_us,
+                              "newest_event": None if newest is None else iso_micros(newest), "expected_within_s": limit,
                               "broken": [v.describe() for v in broken]})
         new = [b for b in fresh if (b["metric"], b["feature"], b["version"], b["start_us"]) not in self._notified]
         self._notified.update((b["metric"], b["feature"], b["version"], b["start_us"]) for b in new)
@@ -134,7 +134,3 @@ class Monitors:
                 fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
-
-
-def _iso(micros: int) -> str:
-    return from_micros(micros).isoformat().replace("+00:00", "Z")
