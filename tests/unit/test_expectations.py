@@ -168,6 +168,48 @@ def test_stream_events_that_break_an_expectation_are_dead_lettered_and_never_cou
                        "field 'channel': 'atm' breaks the expectation one of 'web', 'pos'"]
 
 
+def test_warn_mode_applies_stream_events_that_break_an_expectation_and_counts_each_once(tmp_path):
+    from parity.connectors.event_log import read_dead_letters
+    from parity.ports.stream import Incoming
+
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    card = pt.Entity("card", keys={"card_id": pt.Int64})
+    source = pt.StreamSource(name="txns", schema={"id": pt.String, "card_id": pt.Int64, "amount": pt.Float64,
+                                                  "channel": pt.String, "ts": pt.Timestamp},
+                             event_time="ts", event_id="id", on_violation="warn",
+                             expect={"amount": [pt.expect.between(0, 10_000)], "channel": [pt.expect.not_null(),
+                                                                                          pt.expect.one_of(["web", "pos"])]})
+    view = pt.WindowView("v", entity=card, source=source, columns={"amount": pt.Float64}, windows=["1h"],
+                         features=[pt.Aggregate("n", pt.agg.count()), pt.Aggregate("s", pt.agg.sum("amount"))])
+
+    def event(i: int, amount: float, channel: str | None) -> dict[str, object]:
+        return {"id": f"e{i}", "card_id": 1, "amount": amount, "channel": channel, "ts": t0.isoformat()}
+
+    with pt.Project.from_definitions([card, view], root=str(tmp_path), online_store_path=str(tmp_path / "o.db")) \
+            as project:
+        events = [event(i, amount, channel) for i, (amount, channel) in
+                  enumerate([(10.0, "web"), (-1.0, "web"), (5.0, None), (5.0, "atm"), (20.0, "pos")])]
+        report = project.push("txns", events)
+        assert (report.accepted, report.dead, report.warned) == (5, 0, 3)
+        assert report.warnings[0] == "event 'e1': amount: between 0.0 and 10000.0"
+        # a duplicate of a broken event is not counted again; an atomic message refused whole
+        # (its second event is malformed) counts nothing of its first, broken one
+        ingestor = project.ingestor("txns")
+        again = ingestor.ingest([Incoming([event(1, -1.0, "web")]),
+                                 Incoming([event(9, -5.0, "web"), {"id": "e10", "card_id": 1}], atomic=True),
+                                 Incoming([event(11, 7.0, "atm")])], itemize=True)
+        assert (again.accepted, again.duplicates, again.warned) == (1, 1, 1)
+        assert [m.warned for m in again.messages or []] == [0, 0, 1]
+        assert ingestor.freshness()["expectations_broken"] == {
+            "amount: between 0.0 and 10000.0": 1, "channel: not null": 1, "channel: one of 'web', 'pos'": 2}
+        served = project.query({"card_id": 1}, ["card.n[1h]", "card.s[1h]"]).rows[0]
+        assert served == {"card.n[1h]": 6, "card.s[1h]": 46.0}  # warned about, and applied
+    assert [str(letter["reason"]) for letter in read_dead_letters(str(tmp_path), "txns")] == []
+    with pytest.raises(DefinitionError, match="on_violation='drop'; expected 'quarantine'"):
+        pt.StreamSource(name="s", schema={"id": pt.String, "ts": pt.Timestamp}, event_time="ts", event_id="id",
+                        on_violation="drop")
+
+
 def test_the_event_rule_and_the_column_rule_agree():
     from parity.semantics.expectations import breaks, check_values
 

@@ -333,7 +333,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         for source, total in zip(sources, totals):
             print(f"{source.name}: {total['accepted']:,} accepted, {total['duplicates']:,} duplicates, "
                   f"{total['dead']:,} dead-lettered ({total['late_dead']:,} too late), "
-                  f"{total['late_applied']:,} late applied")
+                  f"{total['late_applied']:,} late applied"
+                  + (f", {total['warned']:,} applied that broke an expectation" if total["warned"] else ""))
     finally:
         loop.close()
         project.close()
@@ -379,6 +380,8 @@ def cmd_freshness(args: argparse.Namespace) -> int:
             lag = stats.get("consumer_lag")
             parts.append(f"consumer lag {lag if lag is not None else 'unknown'}")
             print(f"{name}: " + ", ".join(parts) + f" (log at {stats.get('last_seq')})")
+            for what, n in sorted((stats.get("expectations_broken") or {}).items()):
+                print(f"  {n:,} applied events broke {what} (on_violation='warn')")
     finally:
         project.close()
     return 0

@@ -196,8 +196,11 @@ class StreamSource(Source):
     ``as_of="event_time"`` ingestion time is ignored). ``max_lateness``: an event whose event time is
     further behind the newest event time seen is dead-lettered with its reason instead of applied
     (None: any lateness is applied). ``expect`` maps columns to expectations
-    (``define.expectations``); an event that breaks one is dead-lettered with the reason — it never
-    reaches the log or the online store.
+    (``define.expectations``); with ``on_violation="quarantine"`` (the default) an event that breaks
+    one is dead-lettered with the reason — it never reaches the log or the online store; with
+    ``"warn"`` it is applied, and counted and reported per expectation. (A view's batch defaults to
+    warn because quarantine holds back every row of it; an event is refused alone, so refusing
+    costs nothing but the event.)
     """
 
     schema: dict[str, DType] = field(default_factory=dict)
@@ -206,6 +209,7 @@ class StreamSource(Source):
     nats: NatsSubject | None = None
     mqtt: MqttTopic | None = None
     expect: dict[str, list[Expectation]] = field(default_factory=dict)
+    on_violation: str = "quarantine"
     kind = "stream"
 
     def __post_init__(self) -> None:
@@ -238,6 +242,10 @@ class StreamSource(Source):
                                   location=self.location)
         if self.max_lateness is not None and self.max_lateness < dt.timedelta(0):
             raise DefinitionError(f"{what}: max_lateness must not be negative", location=self.location)
+        if self.on_violation not in ("warn", "quarantine"):
+            raise DefinitionError(f"{what}: on_violation={self.on_violation!r}; expected 'quarantine' (dead-letter "
+                                  f"an event that breaks an expectation) or 'warn' (apply it, and count it)",
+                                  location=self.location)
         checked: dict[str, list[Expectation]] = {}
         for column, expectations in dict(self.expect).items():
             if column not in self.schema:
@@ -259,4 +267,7 @@ class StreamSource(Source):
         out = super().describe()
         out["schema"] = {c: repr(d) for c, d in self.schema.items()}
         out["max_lateness_s"] = None if self.max_lateness is None else self.max_lateness.total_seconds()
+        if self.expect:
+            out["expect"] = {c: [e.describe() for e in found] for c, found in self.expect.items()}
+            out["on_violation"] = self.on_violation
         return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -89,7 +89,11 @@ class EventSchema:
             self._fields.append((column, _converter(dtype, zone, time_range if indexed else None), required))
         self._dtypes = dict(source.schema)
         position = {column: i for i, column in enumerate(source.schema)}
-        self._expected = [(position[column], column, e) for column, found in source.expect.items() for e in found]
+        expected = [(position[column], column, e) for column, found in source.expect.items() for e in found]
+        # quarantine: ``row`` refuses an event that breaks one; warn: ``broken`` names them, after
+        # the ingestor accepted the event (a duplicate or too-late one is not counted)
+        self.warned = expected if source.on_violation == "warn" else []
+        self._expected = [] if self.warned else expected
 
     def row(self, event: Mapping[str, object]) -> list[object]:
         row: list[object] = []
@@ -110,6 +114,10 @@ class EventSchema:
             if expectations.breaks(e, row[i]):
                 raise BadEvent(f"field {column!r}: {event.get(column)!r} breaks the expectation {e.describe()}")
         return row
+
+    def broken(self, row: Sequence[object]) -> list[str]:
+        """The warn-mode expectations an accepted event's ``row`` breaks, as 'column: expectation'."""
+        return [f"{column}: {e.describe()}" for i, column, e in self.warned if expectations.breaks(e, row[i])]
 
 
 def _converter(dtype: DType, zone: Any, time_range: TimeRange | None = None) -> Converter:

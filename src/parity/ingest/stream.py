@@ -53,9 +53,11 @@ class IngestReport:
     dead: int = 0
     late_applied: int = 0
     late_dead: int = 0
+    warned: int = 0  # accepted events that broke a warn-mode expectation (``StreamSource.on_violation``)
     first_seq: int | None = None
     last_seq: int | None = None
     reasons: list[str] = field(default_factory=list)  # the first few dead-letter reasons
+    warnings: list[str] = field(default_factory=list)  # the first few broken warn-mode expectations
     messages: list[MessageReport] | None = None  # per message, when asked (``ingest(itemize=True)``)
 
 
@@ -69,6 +71,7 @@ class MessageReport:
     dead: int = 0
     late_applied: int = 0
     late_dead: int = 0
+    warned: int = 0
     refused: bool = False
     errors: list[tuple[int, str]] = field(default_factory=list)
     first_seq: int | None = None
@@ -111,6 +114,7 @@ class StreamIngestor:
         self.horizon_us = int(dedup_horizon / dt.timedelta(microseconds=1))
         self.seen: set[object] = log.ids_since(self.clock() - self.horizon_us) if state.last_seq else set()
         self.lags_us: list[int] = []  # event → servable, per accepted event (the newest samples)
+        self.broke: dict[str, int] = {}  # warn-mode expectation ('column: expectation') → events since start
         self.commit_lags_us: list[int] = []  # receive → servable, per message
         self._behind = False  # an apply failed after its commit: the next commit recovers first
         self.recovered = self._recover()
@@ -161,6 +165,8 @@ class StreamIngestor:
         position = None
         received: list[int] = []
         seen, to_row, lateness = self.seen, self.schema.row, self.lateness_us
+        warned_checks = bool(self.schema.warned)
+        warned: list[tuple[int, list[str]]] = []  # (row, the warn-mode expectations it broke)
         itemized = report.messages = [] if itemize else None
         for message in messages:
             if message.position is not None:
@@ -198,11 +204,20 @@ class StreamIngestor:
                         continue
                     report.late_applied += 1
                 seen.add(event_id)
+                if warned_checks:
+                    broken = self.schema.broken(row)
+                    if broken:
+                        warned.append((len(rows), broken))
                 rows.append(row)
                 if ev <= horizon and (watermark is None or ev > watermark):
                     watermark = ev
-            if itemized is not None and self._itemize(message, itemized, report, rows, letters, before, id_index):
-                watermark = before[5]  # taken back: as if the message had not come
+            if itemized is not None:
+                if self._itemize(message, itemized, report, rows, letters, before, id_index):
+                    watermark = before[5]  # taken back: as if the message had not come
+                    while warned and warned[-1][0] >= len(rows):
+                        warned.pop()
+                else:
+                    itemized[-1].warned = sum(1 for row, _ in warned if row >= before[0])
         report.dead = len(letters)
         report.reasons = [str(letter["reason"]) for letter in letters[:5]]
         self.dead_letters(letters)
@@ -222,6 +237,12 @@ class StreamIngestor:
             raise
         report.accepted = frame.height
         report.first_seq, report.last_seq = self.last_seq - frame.height + 1, self.last_seq
+        if warned:
+            report.warned = len(warned)
+            report.warnings = [f"event {rows[i][id_index]!r}: {'; '.join(broken)}" for i, broken in warned[:5]]
+            for _, broken in warned:
+                for what in broken:
+                    self.broke[what] = self.broke.get(what, 0) + 1
         next_seq = report.first_seq
         for item in itemized or ():  # the accepted rows are in message order
             if item.accepted:
@@ -359,7 +380,7 @@ class StreamIngestor:
                     "samples": float(arr.size)}
         return {"source": self.source.name, "event_to_servable": pct(self.lags_us),
                 "receive_to_servable": pct(self.commit_lags_us), "last_seq": self.last_seq,
-                "position": self.positions.get("committed")}
+                "position": self.positions.get("committed"), "expectations_broken": dict(self.broke)}
 
     def close(self) -> None:
         self.log.close()

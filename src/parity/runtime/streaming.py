@@ -56,7 +56,7 @@ async def consume(project: Project, source: StreamSource, *, idle_exit: float | 
     """Consume one source until ``idle_exit`` seconds pass without a message (None: forever)."""
     ingestor = project.ingestor(source.name)
     transport = transport_for(project, source)
-    totals = {"accepted": 0, "duplicates": 0, "dead": 0, "late_applied": 0, "late_dead": 0}
+    totals = {"accepted": 0, "duplicates": 0, "dead": 0, "late_applied": 0, "late_dead": 0, "warned": 0}
     if ingestor.recovered and progress:
         progress(f"{source.name}: re-applied {ingestor.recovered:,} logged events the online store had not seen")
     await transport.start(ingestor.positions.get("committed"))
@@ -74,6 +74,9 @@ async def consume(project: Project, source: StreamSource, *, idle_exit: float | 
             await transport.ack(batch)
             for name in totals:
                 totals[name] += getattr(report, name)
+            if report.warnings and progress:
+                progress(f"{source.name}: {report.warned:,} applied events broke an expectation, e.g. "
+                         f"{report.warnings[0]}")
             now = time.monotonic()
             if now - written > 1.0:
                 written = now

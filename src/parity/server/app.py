@@ -381,7 +381,7 @@ class Api:
         metrics.PENDING.count(metrics.PUSHED, (source, "accepted"), report.accepted)
         metrics.PENDING.count(metrics.PUSHED, (source, "duplicate"), report.duplicates)
         return _json({"accepted": report.accepted, "duplicates": report.duplicates,
-                      "late_applied": report.late_applied, "first_seq": report.first_seq,
+                      "late_applied": report.late_applied, "warned": report.warned, "first_seq": report.first_seq,
                       "last_seq": report.last_seq})
 
     async def metrics(self, request: Request) -> Response:

@@ -79,6 +79,9 @@ class _StreamFreshness:
                                 labels=["source"])
         servable = GaugeMetricFamily("parity_stream_event_to_servable_seconds",
                                      "event time → servable, over the newest events", labels=["source", "quantile"])
+        broken = GaugeMetricFamily("parity_stream_expectations_broken",
+                                   "applied events that broke a warn-mode expectation since the consumer started",
+                                   labels=["source", "expectation"])
         for path in sorted(glob.glob(os.path.join(self.folder, "*.json"))):
             try:
                 with open(path) as fh:
@@ -92,8 +95,11 @@ class _StreamFreshness:
                 value = (stats.get("event_to_servable") or {}).get(key)
                 if value is not None:
                     servable.add_metric([source, quantile], float(value) / 1e3)
+            for what, n in (stats.get("expectations_broken") or {}).items():
+                broken.add_metric([source, str(what)], float(n))
         yield lag
         yield servable
+        yield broken
 
 
 class _MonitorResults:

@@ -112,6 +112,8 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {"accepted": {"type": "integer"},
                                "duplicates": {"type": "integer", "description": "events whose id the log holds"},
                                "late_applied": {"type": "integer"},
+                               "warned": {"type": "integer", "description": "applied events that broke a "
+                                          "warn-mode expectation of the source"},
                                "first_seq": {"type": ["integer", "null"], "description": "the log sequences given"},
                                "last_seq": {"type": ["integer", "null"]}}},
             "MonitorPoints": {"type": "object", "required": ["points"], "properties": {"points": {"type": "array", "items": {
