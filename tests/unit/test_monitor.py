@@ -20,7 +20,8 @@ from parity.connectors.feature_log_parquet import ParquetFeatureLog
 from parity.monitor.feature_log import FeatureLogger
 from parity.monitor.report import ALARM, BASELINE, SERVED, render
 from parity.registry.versions import Versions
-from parity.runtime.monitoring import HOUR_US, watch_log
+from parity.errors import DataError
+from parity.runtime.monitoring import HOUR_US, reference_column, watch_log
 
 pytest.importorskip("matplotlib", reason='the report needs parity[report]: pip install -e ".[report]"')
 import matplotlib.image
@@ -105,6 +106,50 @@ def test_healthy_days_raise_no_alarm(tmp_path):
         run = watch_log(project, ParquetFeatureLog(str(tmp_path)).read())
     assert {w.feature: w.status for w in run.watches} == {"user.amount": "ok", "user.country": "ok"}
     assert all(not w.alarms() for w in run.watches) and all(len(w.drift) == 24 for w in run.watches)
+
+
+def test_a_fixed_reference_file_can_be_the_reference(tmp_path, capsys):
+    _deployment(tmp_path, hours=12, planted=True)
+    rng = np.random.default_rng(5)
+    healthy = pl.DataFrame({"user.amount": rng.normal(50, 10, 20_000),
+                            "user.country": rng.choice(["DE", "FR", "NL", "IT"], 20_000, p=[0.4, 0.3, 0.2, 0.1])})
+    with _project(tmp_path) as project:
+        log = ParquetFeatureLog(str(tmp_path)).read()
+        run = watch_log(project, log, fixed_reference=(healthy, "ref.parquet"), record=False)
+        amount = next(w for w in run.watches if w.feature == "user.amount")
+        assert amount.baseline is not None and amount.baseline.rows == 20_000
+        assert amount.baseline_origin == "ref.parquet (20,000 rows)"
+        assert _alarm_hours(run, "user.amount", "drift") == [8, 9]
+        assert _alarm_hours(run, "user.country", "drift") == []
+        # the reference is what is compared with: one centred where hours 8-9 are finds the others
+        shifted = healthy.with_columns(pl.col("user.amount") + 5).drop("user.country")
+        run = watch_log(project, log, fixed_reference=(shifted, "shifted.parquet"), record=False)
+        assert _alarm_hours(run, "user.amount", "drift") == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11]
+        country = next(w for w in run.watches if w.feature == "user.country")
+        assert country.baseline is None and country.baseline_origin == "not a column of shifted.parquet"
+        assert not project.monitor_store().points(feature="user.amount")  # nothing recorded against a file
+    (tmp_path / "parity.toml").write_text('[project]\nname = "t"\ndefinitions = "defs.py"\n'
+                                          '[online_store]\npath = "o.db"\n')
+    (tmp_path / "defs.py").write_text("from tests.unit.test_monitor import definitions\n\n"
+                                      "user, profile = definitions()\n")
+    healthy.write_parquet(tmp_path / "ref.parquet")
+    assert main(["-C", str(tmp_path), "monitor", "--reference-file", str(tmp_path / "ref.parquet"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    alarms = next(f for f in out["features"] if f["feature"] == "user.amount")["alarms"]
+    assert sorted({(a["window"][0] - START_US) // HOUR_US for a in alarms if a["metric"] == "drift"}) == [8, 9]
+    healthy.with_columns(pl.col("user.amount").cast(pl.String)).write_parquet(tmp_path / "bad.parquet")
+    pl.DataFrame({"amount": [1.0]}).write_parquet(tmp_path / "unnamed.parquet")
+    for args, message in [(["--reference-file", str(tmp_path / "bad.parquet")], "column 'user.amount' (feature user.amount)"),
+                          (["--reference-file", str(tmp_path / "unnamed.parquet")], "no column named by a watched"),
+                          (["--reference-file", str(tmp_path / "nope.parquet")], "cannot read it as Parquet"),
+                          (["--reference-file", "r.parquet", "--reference-since", "2024-02-01T00:00:00Z",
+                            "--reference-until", "2024-02-01T06:00:00Z"], "not both")]:
+        assert main(["-C", str(tmp_path), "monitor", *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+    # a value its feature's dtype cannot hold is named by its row, by the one reading rule
+    with pytest.raises(DataError, match=r"ref.parquet, column 'user.n', row 1: 2.5 does not fit feature user.n \(Int64\)"):
+        reference_column(pl.DataFrame({"user.n": [1.0, 2.5]}), "user.n", pt.Int64, "ref.parquet")
+    assert reference_column(pl.DataFrame({"user.n": [1.0, None]}), "user.n", pt.Int64, "r").to_list() == [1, None]
 
 
 def _images(report: str) -> dict[str, np.ndarray]:

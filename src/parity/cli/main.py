@@ -21,6 +21,8 @@ from parity.define.sources import StreamSource
 from parity.errors import ParityError, one_line
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from parity.define.dtypes import DType
     from parity.runtime.project import Project
 
@@ -419,6 +421,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         reference = (_micros(args.reference_since, "--reference-since"), _micros(args.reference_until, "--reference-until"))
         if reference[1] <= reference[0]:
             raise ParityError("--reference-until must be after --reference-since")
+    if args.reference_file and reference is not None:
+        raise ParityError("give --reference-file or --reference-since/--reference-until, not both")
     project = _project(args)
     try:
         import polars as pl
@@ -429,9 +433,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             frame = pl.from_arrow(log.read(*reference))
             assert isinstance(frame, pl.DataFrame)
             past = frame.filter(pl.col("served_at_us").is_between(reference[0], reference[1], closed="left"))
+        fixed = None
+        if args.reference_file:
+            fixed = (_read_reference(args.reference_file), f"reference file {args.reference_file}")
         run = watch_log(project, log.read(since, until), since_us=since,
                         until_us=until, bucket_us=bucket, features=_features(args.features) if args.features else None,
-                        record=not args.no_record and reference is None, reference=past)
+                        record=not args.no_record and reference is None and fixed is None, reference=past,
+                        fixed_reference=fixed)
         skew = None
         if args.skew:
             skew = project.skew(sample=args.skew_sample or None, since=None if since is None else _time(args.since, "--since"),
@@ -465,6 +473,17 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     breached = (any(w.status in ("drift", "breach") for w in run.watches) or any(f[4] for f in run.freshness)
                 or bool(skew and skew["mismatches"]))
     return 1 if args.fail and breached else 0
+
+
+def _read_reference(path: str) -> pl.DataFrame:
+    """A fixed drift reference: a Parquet file (a training set's, or any table) or a CSV file."""
+    import polars as pl
+
+    try:
+        return pl.read_csv(path, try_parse_dates=True) if path.endswith(".csv") else pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ParityError(f"--reference-file {path}: cannot read it as {'CSV' if path.endswith('.csv') else 'Parquet'}"
+                          f" ({one_line(str(exc))})") from None
 
 
 def _freshness(project: Project) -> dict[str, dict[str, object]]:
@@ -709,6 +728,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", default="1h", help="bucket length (default 1h)")
     p.add_argument("--features", action="append", default=[], help="only these features (comma-separated)")
     p.add_argument("--html", help="write the self-contained HTML report here (needs parity[report])")
+    p.add_argument("--reference-file", help="compare with a fixed reference: a Parquet (or .csv) file whose columns "
+                   "are named by feature, e.g. a training set written by `parity training-set --out`")
     p.add_argument("--reference-since", help="compare with the values served from this time (a past window) "
                                              "instead of the training set's baseline")
     p.add_argument("--reference-until", help="... until this time")

@@ -28,7 +28,7 @@ from parity.ports.monitor_store import MonitorStore, Point
 from parity.ports.source import view_scan
 from parity.registry.versions import Versions
 from parity.runtime.project import Project
-from parity.semantics import ordering
+from parity.semantics import ordering, reading
 from parity.semantics.expectations import Violation, check_freshness
 from parity.semantics.time import now_micros
 from parity.semantics.values import polars_type, to_storage
@@ -79,10 +79,14 @@ class MonitorRun:
 
 def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, until_us: int | None = None,
               bucket_us: int = HOUR_US, features: Sequence[str] | None = None, record: bool = True,
-              now_us: int | None = None, reference: pl.DataFrame | None = None) -> MonitorRun:
+              now_us: int | None = None, reference: pl.DataFrame | None = None,
+              fixed_reference: tuple[pl.DataFrame, str] | None = None) -> MonitorRun:
     """Watch the log's rows served in [since, until) against each version's latest training-set
-    baseline, or against ``reference`` (log rows of a past window) when given; sources' freshness
-    is judged at ``now_us`` (default: now)."""
+    baseline, or against ``reference`` (log rows of a past window), or against ``fixed_reference``
+    (a table whose columns are named by feature, as a training set's are, and what it is called);
+    sources' freshness is judged at ``now_us`` (default: now)."""
+    if reference is not None and fixed_reference is not None:
+        raise DataError("monitor: give a past window or a reference file to compare with, not both")
     if bucket_us <= 0:
         raise DataError("monitor bucket: give a positive length of time, e.g. 1h")
     if since_us is not None and until_us is not None and until_us <= since_us:
@@ -107,6 +111,10 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
     decoders: dict[tuple[str, str], DType | None] = {}
     served = _served(project, frame, wanted, run, store, decoders, current)
     past = None if reference is None else _served(project, reference, wanted, run, store, decoders, current)
+    if fixed_reference is not None and not {ref for ref, _ in served} & set(fixed_reference[0].columns):
+        raise DataError(f"{fixed_reference[1]} has no column named by a watched feature (its columns: "
+                        f"{fixed_reference[0].columns[:10]}; watched: {sorted({ref for ref, _ in served})[:10]}); "
+                        "name its columns by feature, as a training set's are")
     for (ref, version), (found, when) in sorted(served.items()):
         definition = project.catalog.feature_at(project.catalog.parse(ref))
         dtype = decoders[(ref, version)]
@@ -119,11 +127,16 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         column = pl.Series(ref, found, dtype=polars_type(dtype))
         if past is not None:  # a past window of served values is the reference instead
             before = pl.Series(ref, past.get((ref, version), ([], []))[0], dtype=polars_type(dtype))
-            if bins is None and len(before):
-                fitted = Bins.from_baseline(before, repr(dtype))
-                bins = Bins.from_dict(dict(store.fix_bins(ref, version, fitted.to_dict()))) if fitted.size > 1 else None
-            baseline = None if bins is None else profile(before, bins)
+            bins, baseline = _against(store, ref, version, dtype, bins, before)
             origin = f"served values of the reference window ({len(before):,})"
+        elif fixed_reference is not None:  # a fixed reference: its column of this feature, read as its dtype
+            table, name = fixed_reference
+            fixed_column = reference_column(table, ref, dtype, name)
+            if fixed_column is None:
+                baseline, origin = None, f"not a column of {name}"
+            else:
+                bins, baseline = _against(store, ref, version, dtype, bins, fixed_column)
+                origin = f"{name} ({len(fixed_column):,} rows)"
         watched = watch_feature(ref, version, repr(dtype), column, np.asarray(when, dtype=np.int64),
                                 since_us=start, until_us=end, bucket_us=bucket_us, bins=bins, baseline=baseline,
                                 baseline_origin=origin,
@@ -138,6 +151,33 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
                             {"broken": [v.describe() for v in broken]})
                       for view, newest, limit, at_us, broken in run.freshness])
     return run
+
+
+def reference_column(table: pl.DataFrame, ref: str, dtype: DType, name: str) -> pl.Series | None:
+    """A fixed reference's values of feature ``ref`` as its dtype, read by the one reading rule
+    (``semantics.reading``: what a source column may hold), or None when it has no such column."""
+    if ref not in table.columns:
+        return None
+    where = f"{name}, column {ref!r}"
+    raw = table.schema[ref]
+    wire = reading.check_readable(reading.wire_of_polars(raw), dtype, where=f"{where} (feature {ref})", raw=raw)
+    vector = reading.vector_reader(wire, dtype, raw, pl.col(ref), reading.Context(where, None))
+    read = table.select(vector.value.alias(ref), *([] if vector.bad is None else [vector.bad.alias("bad")]))
+    if vector.bad is not None and read["bad"].any():
+        row = int(read["bad"].arg_max())  # type: ignore[arg-type]
+        raise DataError(f"{where}, row {row}: {table[ref][row]!r} does not fit feature {ref} ({dtype!r}); "
+                        "fix the file, or compare with a training set's own file")
+    return read[ref]
+
+
+def _against(store: MonitorStore, ref: str, version: str, dtype: DType, bins: Bins | None,
+             before: pl.Series) -> tuple[Bins | None, Profile | None]:
+    """A reference's profile on the version's fixed bins (fixed by the reference when the version
+    has none yet, as a first baseline would)."""
+    if bins is None and len(before):
+        fitted = Bins.from_baseline(before, repr(dtype))
+        bins = Bins.from_dict(dict(store.fix_bins(ref, version, fitted.to_dict()))) if fitted.size > 1 else None
+    return bins, None if bins is None else profile(before, bins)
 
 
 def _served(project: Project, frame: pl.DataFrame, wanted: set[str] | None, run: MonitorRun, store: MonitorStore,
