@@ -115,10 +115,10 @@ def test_planted_skews_are_found_with_their_causes(tmp_path):
     }, "\n".join(report.lines())
     assert report.features["user.tier"].rate == 10 / (2 * len(USERS))
     example = report.features["user.score"].examples[0]
-    assert example.entity == {"user_id": 1} and example.request_id == "r2-1" and example.offline == 1000.5
-    assert example.served == 10.5 and "row at 2024-01-02T00:00:00Z" in example.detail
-    deleted = [m for m in report.features["user.limit"].examples if m.entity == {"user_id": 11}]
-    assert [(m.served, m.served_status, m.offline, m.offline_status) for m in deleted] == [
+    assert example.logged.entity == {"user_id": 1} and example.logged.request_id == "r2-1"
+    assert example.offline == 1000.5 and example.logged.value == 10.5 and "row at 2024-01-02T00:00:00Z" in example.detail
+    deleted = [m for m in report.features["user.limit"].examples if m.logged.entity == {"user_id": 11}]
+    assert [(m.logged.value, m.logged.status, m.offline, m.offline_status) for m in deleted] == [
         (None, "present", None, "missing")] * len(deleted)
     assert "held this key through 2024-01-03T00:00:00Z" in report.features["user.double"].examples[0].detail
 

@@ -88,22 +88,19 @@ class SourceRows:
 
 @dataclass(frozen=True)
 class Mismatch:
-    feature: str
-    request_id: str
-    entity: Mapping[str, object]
-    request_time_us: int
-    served_at_us: int
-    served: object
-    served_status: str | None
+    """A logged value that training does not reproduce: what was served, what training gives, why."""
+
+    logged: Served
     offline: object
     offline_status: str | None
     cause: str
     detail: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"feature": self.feature, "request_id": self.request_id, "entity": to_json(dict(self.entity)),
-                "request_time": iso_micros(self.request_time_us), "served_at": iso_micros(self.served_at_us),
-                "served": to_json(self.served), "served_status": self.served_status,
+        s = self.logged
+        return {"feature": s.feature, "request_id": s.request_id, "entity": to_json(dict(s.entity)),
+                "request_time": iso_micros(s.request_time_us), "served_at": iso_micros(s.served_at_us),
+                "served": to_json(s.value), "served_status": s.status,
                 "offline": to_json(self.offline), "offline_status": self.offline_status,
                 "cause": self.cause, "detail": self.detail}
 
@@ -169,8 +166,9 @@ class SkewReport:
                        "definitions (a key added or retyped since)")
         for ref in sorted(self.features):
             for m in self.features[ref].examples:
-                out.append(f"  e.g. {ref} {to_json(dict(m.entity))} at {iso_micros(m.request_time_us)}: served "
-                           f"{to_json(m.served)!r} ({m.served_status}), training gives {to_json(m.offline)!r} "
+                s = m.logged
+                out.append(f"  e.g. {ref} {to_json(dict(s.entity))} at {iso_micros(s.request_time_us)}: served "
+                           f"{to_json(s.value)!r} ({s.status}), training gives {to_json(m.offline)!r} "
                            f"({m.offline_status}) — {m.cause}: {m.detail}")
         return out
 

@@ -215,9 +215,7 @@ def _diagnose(project: Project, pending: list[_Pending], report: SkewReport, exa
         feature.mismatches += 1
         feature.causes[cause] += 1
         if len(feature.examples) < examples:
-            s = p.served
-            feature.examples.append(Mismatch(s.feature, s.request_id, s.entity, s.request_time_us, s.served_at_us,
-                                             s.value, s.status, p.offline, p.offline_status, cause, detail))
+            feature.examples.append(Mismatch(p.served, p.offline, p.offline_status, cause, detail))
 
 
 def _history(project: Project, step: Lookup | WindowRead, columns: set[str],
