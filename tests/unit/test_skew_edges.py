@@ -114,3 +114,60 @@ def test_a_window_through_a_relationship_with_no_parent_is_missing_on_both_paths
                                      ["order.user.n[1d]"], with_status=True)
     assert report.mismatches == 0, "\n".join(report.lines())
     assert table.column("order.user.n[1d]:status").to_pylist() == ["present", "missing", "missing"]
+
+
+def test_skew_through_a_relationship_is_explained_by_the_parent_and_the_related_rows(tmp_path):
+    """Features of an order's user: the related rows are searched under the user the relationship
+    led to at the request time, and a skew in the relationship's own key is found in its view."""
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    order = pt.Entity("order", keys={"order_id": pt.String}, relationships={"user": pt.HasOne(user, via="user_id")})
+    profile = pt.FeatureView("profile", entity=user, source=pt.ParquetSource("p", path="p.parquet", event_time="ts"),
+                             features=[pt.Feature("tier", pt.String)])
+    limits = pt.FeatureView("limits", entity=user,
+                            source=pt.ParquetSource("l", path="l.parquet", event_time="ts", created_time="created",
+                                                    as_of="event_time"),
+                            features=[pt.Feature("limit", pt.Int64)])
+    orders = pt.FeatureView("ov", entity=order,
+                            source=pt.ParquetSource("o", path="o.parquet", event_time="ts", created_time="created",
+                                                    as_of="event_time"),
+                            features=[pt.Feature("user_id", pt.Int64)])
+    defs = [user, order, profile, limits, orders]
+    users = [1, 2, 3, 4]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    pl.DataFrame({"user_id": users, "ts": [at(1)] * 4, "tier": [f"t{u}" for u in users]}).write_parquet(
+        tmp_path / "p.parquet")
+    limit_rows = pl.DataFrame({"user_id": users, "ts": [at(1)] * 4, "created": [at(1)] * 4,
+                               "limit": [u * 100 for u in users]})
+    limit_rows.write_parquet(tmp_path / "l.parquet")
+    order_rows = pl.DataFrame({"order_id": ["a", "b", "c", "d", "e"], "ts": [at(1)] * 5, "created": [at(1)] * 5,
+                               "user_id": [1, 2, 3, 4, None]})
+    order_rows.write_parquet(tmp_path / "o.parquet")
+    refs = ["order.user.tier", "order.user.limit"]
+    with _project(tmp_path, defs) as project:
+        project.materialize(until=at(2), incremental=False)
+    with _project(tmp_path, defs, 1.0) as project:
+        project.query({"order_id": ["a", "b", "c", "d", "e"]}, refs, now=at(3))
+    with _project(tmp_path, defs) as project:
+        assert project.skew(sample=None).mismatches == 0
+    # user 1 (order a): a newer tier never materialized; user 2 (order b): its limit arrives late,
+    # dated before the request; order c now points at user 4 (its own row rewritten in place);
+    # order d is moved to user 3 by a row that arrives late (found in the relationship's own view)
+    pl.DataFrame({"user_id": users + [1], "ts": [at(1)] * 4 + [at(2, 12)],
+                  "tier": [f"t{u}" for u in users] + ["t1-new"]}).write_parquet(tmp_path / "p.parquet")
+    late = pl.DataFrame({"user_id": [2], "ts": [at(2, 6)], "created": [later], "limit": [-2]})
+    pl.concat([limit_rows, late]).write_parquet(tmp_path / "l.parquet")
+    moved = pl.DataFrame({"order_id": ["d"], "ts": [at(2, 6)], "created": [later], "user_id": [3]})
+    pl.concat([order_rows.with_columns(user_id=pl.when(pl.col("order_id") == "c").then(4).otherwise(pl.col("user_id"))),
+               moved]).write_parquet(tmp_path / "o.parquet")
+    with _project(tmp_path, defs) as project:
+        report = project.skew(sample=None, examples=10)
+    causes = {ref: (f.mismatches, dict(f.causes)) for ref, f in report.features.items()}
+    assert causes == {"order.user.tier": (3, {"store_behind": 1, "source_rewritten": 1, "late_data": 1}),
+                      "order.user.limit": (3, {"late_data": 2, "source_rewritten": 1})}, "\n".join(report.lines())
+    by_order = {(m.logged.feature, m.logged.entity["order_id"]): m.cause
+                for f in report.features.values() for m in f.examples}
+    assert by_order == {("order.user.tier", "a"): "store_behind", ("order.user.tier", "c"): "source_rewritten",
+                        ("order.user.tier", "d"): "late_data", ("order.user.limit", "b"): "late_data",
+                        ("order.user.limit", "c"): "source_rewritten", ("order.user.limit", "d"): "late_data"}
+    moved_detail = next(m.detail for m in report.features["order.user.tier"].examples if m.logged.entity["order_id"] == "d")
+    assert moved_detail.startswith("ov: 1 row(s) of this key")

@@ -27,7 +27,7 @@ Each mismatch is given the first cause that explains it:
 - ``unexplained``: none of the feature's sources shows why (a bug to report).
 
 The causes are read from the rows of each source in the feature's lineage for the served entity
-key (``SourceRows``); a source reached through a relationship is not searched.
+key (``SourceRows``) — through a relationship, under the key it led to at the request time.
 """
 
 from __future__ import annotations
@@ -228,5 +228,4 @@ def diagnose(served: Served, current_version: str | None, sources: Sequence[Sour
                                     f"{len(unheld):,} row(s) of it after that, at or before the request time "
                                     f"(newest at {iso_micros(max(unheld))})")
     return "unexplained", ("none of the feature's sources shows why now: the online store may have caught up "
-                           "since serving, or the cause is in a source reached through a relationship (not "
-                           "searched); if neither, report it with this example")
+                           "since serving; if not, report it with this example")

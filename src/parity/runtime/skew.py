@@ -6,7 +6,10 @@ logged entity keys at the logged request times — and one ``Project.training_se
 which is what training on those requests would have seen. ``monitor.skew`` compares value by value.
 For the values that differ, the rows of each source in the feature's lineage are read for those
 entity keys — one scan per source for the whole replay, filtered to the keys in Polars, without a
-visibility bound (rows created after serving are evidence) — to name the likely cause.
+visibility bound (rows created after serving are evidence) — to name the likely cause. Through a
+relationship, the rows are those of the key it led to at the request time, as the offline engine
+resolves it (``_resolve_paths``: a training set of the relationship's key columns over the
+mismatched rows), and the relationship's own view is in the lineage.
 
 A logged row that cannot be replayed as it was served — its entity lacks a key the definitions now
 have, or holds a key of another type — is counted as not replayable, never a reason to stop.
@@ -27,7 +30,7 @@ from parity.define.dtypes import DType
 from parity.define.sources import StreamSource
 from parity.errors import DataError, ParityError
 from parity.monitor.skew import NOT_COMPARED, Mismatch, Served, SkewReport, SourceRows, diagnose, differs
-from parity.plan.nodes import Compute, Lookup, Plan, Step, WindowRead
+from parity.plan.nodes import Compute, Keys, Lookup, Plan, Step, WindowRead
 from parity.ports.source import view_scan, window_scan
 from parity.runtime.project import STATUS_SUFFIX, Project
 from parity.semantics import keys as key_rule
@@ -43,7 +46,9 @@ class _Pending:
     served: Served
     offline: object
     offline_status: str | None
-    keys: dict[str, tuple[object, ...]]  # per root entity, its keys in canonical storage form
+    # per path (root, hops) its keys in canonical storage form: the root's as logged; a
+    # relationship's as the offline engine resolved them at the request time (None: no parent)
+    keys: dict[tuple[str, tuple[str, ...]], tuple[object, ...] | None]
     lineage: list[tuple[Lookup | WindowRead, str | None]]
     version: str | None  # the feature's version now
 
@@ -137,7 +142,8 @@ def _replay_group(project: Project, group_text: str, group: pl.DataFrame, report
                     lineage = _lineage(plan, outputs[ref])
                 served = Served(ref, ids[i], entities[i], times[i], served_at[i], value,
                                 status if isinstance(status, str) else None, version)
-                pending.append(_Pending(served, offline[i], offline_status[i], storage_keys[i], lineage,
+                pending.append(_Pending(served, offline[i], offline_status[i],
+                                        {(root, ()): key for root, key in storage_keys[i].items()}, lineage,
                                         current.get(ref)))
     return pending
 
@@ -180,12 +186,49 @@ def _lineage(plan: Plan, column_id: str) -> list[tuple[Lookup | WindowRead, str 
         seen.add(cid)
         if isinstance(step, Compute):
             todo.extend(c for _, c in step.inputs)
-        elif not step.keys.hops:  # a relationship's rows are keyed by another entity: not searched
+        else:
+            # through a relationship, the parent's key is a column too: its views are lineage
+            todo.extend(c for c in step.keys.columns if "." in c)
             own = next((o.feature for o in step.outputs if o.column_id == cid), None) \
                 if isinstance(step, Lookup) and cid == column_id else None
-            if all(s.view != step.view or type(s) is not type(step) or o != own for s, o in found):
+            if all(s.view != step.view or s.keys.hops != step.keys.hops or type(s) is not type(step) or o != own
+                   for s, o in found):
                 found.append((step, own))
     return found
+
+
+def _resolve_paths(project: Project, pending: list[_Pending]) -> None:
+    """The keys each relationship in a mismatch's lineage led to at its request time, as the
+    offline engine resolves them (one training set per root over the mismatched rows only)."""
+    catalog = project.catalog
+    by_root: dict[str, tuple[dict[tuple[str, ...], Keys], list[_Pending]]] = {}
+    for p in pending:
+        for step, _ in p.lineage:
+            if step.keys.hops:
+                paths, rows = by_root.setdefault(step.keys.root, ({}, []))
+                paths[step.keys.hops] = step.keys
+                if not rows or rows[-1] is not p:
+                    rows.append(p)
+    for root, (paths, rows) in by_root.items():
+        key_types = catalog.entities[root].keys
+        refs = sorted({c for keys in paths.values() for c in keys.columns if "." in c})
+        spine = pa.table({**{k: pa.array([from_json(p.served.entity[k], repr(d)) for p in rows], arrow_type(d))
+                             for k, d in key_types.items()},
+                          _TIME: pa.array([p.served.request_time_us for p in rows], pa.timestamp("us", tz="UTC"))})
+        table = project.training_set(spine, refs, timestamp_column=_TIME) if refs else spine
+        columns = {c: table.column(c).to_pylist() for c in refs}
+        for i, p in enumerate(rows):
+            root_keys = p.keys[(root, ())]
+            assert root_keys is not None
+            for hops, keys in sorted(paths.items(), key=lambda item: len(item[0])):
+                entity = catalog.entities[keys.entity]
+                found: list[object] = []
+                for name, column in zip(keys.key_names, keys.columns):
+                    value = columns[column][i] if "." in column else root_keys[list(key_types).index(column)]
+                    if value is None:
+                        break
+                    found.append(key_rule.request_key(entity.keys[name], value, name))
+                p.keys[(root, hops)] = tuple(found) if len(found) == len(keys.key_names) else None
 
 
 @dataclass
@@ -198,17 +241,19 @@ class _ViewRows:
 
 
 def _diagnose(project: Project, pending: list[_Pending], report: SkewReport, examples: int) -> None:
+    _resolve_paths(project, pending)
     wanted: dict[str, tuple[Lookup | WindowRead, set[str], dict[bytes, tuple[object, ...]]]] = {}
     for p in pending:
         for step, own in p.lineage:
             entry = wanted.setdefault(_tag(step), (step, set(), {}))
             if own is not None:
                 entry[1].add(own)
-            key = p.keys[step.keys.root]
-            entry[2][key_rule.encode(key)] = key
+            key = p.keys[(step.keys.root, step.keys.hops)]
+            if key is not None:
+                entry[2][key_rule.encode(key)] = key
     histories = {tag: _history(project, step, columns, keys) for tag, (step, columns, keys) in wanted.items()}
     for p in pending:
-        sources = [_rows_of(histories[_tag(step)], step.view, key_rule.encode(p.keys[step.keys.root]), own)
+        sources = [_rows_of(histories[_tag(step)], step.view, _encoded(p.keys[(step.keys.root, step.keys.hops)]), own)
                    for step, own in p.lineage]
         cause, detail = diagnose(p.served, p.version, sources)
         feature = report.feature(p.served.feature)
@@ -262,8 +307,13 @@ def _tag(step: Lookup | WindowRead) -> str:
     return ("view " if isinstance(step, Lookup) else "window view ") + step.view
 
 
-def _rows_of(view: _ViewRows, name: str, key: bytes, own: str | None) -> SourceRows:
-    events, created, columns = view.by_key.get(key, ([], [], {}))
+def _encoded(key: tuple[object, ...] | None) -> bytes | None:
+    return None if key is None else key_rule.encode(key)
+
+
+def _rows_of(view: _ViewRows, name: str, key: bytes | None, own: str | None) -> SourceRows:
+    """The view's rows of one key (None: a relationship with no parent at the request time: none)."""
+    events, created, columns = view.by_key.get(key, ([], [], {})) if key is not None else ([], [], {})
     tracked = view.synced is not None
     return SourceRows(name, events, created, view.uses_created, None if own is None else columns.get(own, []),
-                      view.synced.get(key) if view.synced is not None else None, tracked)
+                      view.synced.get(key) if view.synced is not None and key is not None else None, tracked)
