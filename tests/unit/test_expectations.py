@@ -231,3 +231,20 @@ def test_stream_expectations_are_checked_when_defined():
     with pytest.raises(DefinitionError, match="expect.not_null takes no rate here"):
         pt.StreamSource(name="s", schema={"id": pt.String, "ts": pt.Timestamp}, event_time="ts", event_id="id",
                         expect={"id": [pt.expect.not_null(0.5)]})
+
+
+def test_on_violation_is_policy_and_leaves_versions_as_they_were():
+    from parity.registry.versions import window_version
+
+    card = pt.Entity("card", keys={"card_id": pt.Int64})
+
+    def version(**kwargs: object) -> str:
+        source = pt.StreamSource(name="txns", schema={"id": pt.String, "card_id": pt.Int64, "amount": pt.Float64,
+                                                      "ts": pt.Timestamp}, event_time="ts", event_id="id", **kwargs)
+        return window_version(pt.WindowView("v", entity=card, source=source, columns={"amount": pt.Float64},
+                                            windows=["1h"], features=[pt.Aggregate("n", pt.agg.count())]))
+
+    # the version a stream view had before on_violation existed: an upgrade must not rebuild its index
+    assert version() == version(on_violation="warn") == "314a372b86cb9d0e"
+    expect = {"amount": [pt.expect.between(0, 10)]}
+    assert version(expect=expect) == version(expect=expect, on_violation="warn") == "d33cee7341498d49"

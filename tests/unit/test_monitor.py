@@ -146,6 +146,26 @@ def test_a_fixed_reference_file_can_be_the_reference(tmp_path, capsys):
                             "--reference-until", "2024-02-01T06:00:00Z"], "not both")]:
         assert main(["-C", str(tmp_path), "monitor", *args]) == 2, args
         assert message in capsys.readouterr().err, args
+    # only a training set fixes a version's bins: a reference compared before any is fitted for its run
+    fresh = pt.Project.from_definitions(definitions(), root=str(tmp_path), online_store_path=str(tmp_path / "o.db"),
+                                        monitor_path=str(tmp_path / "fresh.db"))
+    with fresh:
+        run = watch_log(fresh, ParquetFeatureLog(str(tmp_path)).read(), fixed_reference=(healthy, "ref.parquet"))
+        assert _alarm_hours(run, "user.amount", "drift") == [8, 9]
+        version = Versions(fresh.catalog).version(fresh.catalog.feature_at(fresh.catalog.parse("user.amount")))
+        assert fresh.monitor_store().bins("user.amount", version) is None
+        # an older version in the log is not compared with a file of the definitions now
+        fresh.monitor_store().fix_bins("user.amount", "v-old", run.watches[0].bins.to_dict())  # type: ignore[union-attr]
+        logger = FeatureLogger(ParquetFeatureLog(str(tmp_path / "old")), sample_rate=1.0, clock=lambda: START_US)
+        for i in range(200):
+            logger.record([{"user_id": i}], ["user.amount"], {"user.amount": "v-old"}, [{"user.amount": 50.0 + i % 7}],
+                          [{"user.amount": "present"}], START_US, "svc")
+        logger.close()
+        old = watch_log(fresh, ParquetFeatureLog(str(tmp_path / "old")).read(), fixed_reference=(healthy, "ref.parquet"),
+                        record=False)
+        (watched,) = old.watches
+        assert (watched.version, watched.baseline) == ("v-old", None)
+        assert watched.baseline_origin == "an older version: ref.parquet is compared with the current one only"
     # a value its feature's dtype cannot hold is named by its row, by the one reading rule
     with pytest.raises(DataError, match=r"ref.parquet, column 'user.n', row 1: 2.5 does not fit feature user.n \(Int64\)"):
         reference_column(pl.DataFrame({"user.n": [1.0, 2.5]}), "user.n", pt.Int64, "ref.parquet")

@@ -171,3 +171,35 @@ def test_skew_through_a_relationship_is_explained_by_the_parent_and_the_related_
                         ("order.user.limit", "c"): "source_rewritten", ("order.user.limit", "d"): "late_data"}
     moved_detail = next(m.detail for m in report.features["order.user.tier"].examples if m.logged.entity["order_id"] == "d")
     assert moved_detail.startswith("ov: 1 row(s) of this key")
+
+
+@pytest.mark.parametrize("name", ["Date", "Timestamp", "Float64"])
+def test_a_relationship_via_a_root_key_of_every_dtype_is_searched_and_records_no_baseline(tmp_path, name):
+    dtype, keys, _ = KEYS[name]
+    keys = keys[:2] if name != "Float64" else [-0.0, 1.5]
+    day = pt.Entity("day", keys={"d": dtype})
+    visit = pt.Entity("visit", keys={"d": dtype, "user_id": pt.Int64}, relationships={"daily": pt.HasOne(day, via="d")})
+    weather = pt.FeatureView("weather", entity=day, source=pt.ParquetSource("w", path="w.parquet", event_time="ts"),
+                             features=[pt.Feature("temp", pt.Float64)])
+    defs = [day, visit, weather]
+
+    def project(rate: float = 0.0) -> pt.Project:
+        return pt.Project.from_definitions(defs, root=str(tmp_path), online_store_path=str(tmp_path / "o.db"),
+                                           feature_log_sample_rate=rate, record_baselines=True,
+                                           monitor_path=str(tmp_path / "m.db"))
+
+    pl.DataFrame({"d": keys, "ts": [at(1)] * 2, "temp": [1.0, 2.0]}).write_parquet(tmp_path / "w.parquet")
+    with project() as p:
+        p.materialize(until=at(2), incremental=False)
+        p.training_set(pl.DataFrame({"d": keys, "user_id": [1, 2], "timestamp": [at(3)] * 2}), ["visit.daily.temp"])
+    with project(1.0) as p:
+        p.query({"d": keys, "user_id": [1, 2]}, ["visit.daily.temp"], now=at(3))
+    pl.DataFrame({"d": keys, "ts": [at(1)] * 2, "temp": [1.5, 2.0]}).write_parquet(tmp_path / "w.parquet")
+    with project() as p:
+        before = p.monitor_store().baselines("visit.daily.temp", p.feature_versions(p.plan(["visit.daily.temp"]))[
+            "visit.daily.temp"])
+        report = p.skew(sample=None)
+        after = p.monitor_store().baselines("visit.daily.temp", p.feature_versions(p.plan(["visit.daily.temp"]))[
+            "visit.daily.temp"])
+    assert dict(report.features["visit.daily.temp"].causes) == {"source_rewritten": 1}
+    assert len(before) == len(after) == 1  # a replay is not what a model trained on: no baseline

@@ -476,14 +476,16 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _read_reference(path: str) -> pl.DataFrame:
-    """A fixed drift reference: a Parquet file (a training set's, or any table) or a CSV file."""
+    """A fixed drift reference: a Parquet file (a training set's, or any table). Parquet only: its
+    columns carry their types, where a CSV's would be guessed (a String feature of '001' read as
+    a number)."""
     import polars as pl
 
     try:
-        return pl.read_csv(path, try_parse_dates=True) if path.endswith(".csv") else pl.read_parquet(path)
+        return pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ParityError(f"--reference-file {path}: cannot read it as {'CSV' if path.endswith('.csv') else 'Parquet'}"
-                          f" ({one_line(str(exc))})") from None
+        raise ParityError(f"--reference-file {path}: cannot read it as Parquet ({one_line(str(exc))}); "
+                          "give a Parquet file, e.g. one written by `parity training-set --out`") from None
 
 
 def _freshness(project: Project) -> dict[str, dict[str, object]]:
@@ -728,7 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", default="1h", help="bucket length (default 1h)")
     p.add_argument("--features", action="append", default=[], help="only these features (comma-separated)")
     p.add_argument("--html", help="write the self-contained HTML report here (needs parity[report])")
-    p.add_argument("--reference-file", help="compare with a fixed reference: a Parquet (or .csv) file whose columns "
+    p.add_argument("--reference-file", help="compare with a fixed reference: a Parquet file whose columns "
                    "are named by feature, e.g. a training set written by `parity training-set --out`")
     p.add_argument("--reference-since", help="compare with the values served from this time (a past window) "
                                              "instead of the training set's baseline")

@@ -175,6 +175,7 @@ class StreamIngestor:
                 received.append(message.received_us)
             if itemized is not None:
                 before = (len(rows), len(letters), report.duplicates, report.late_applied, report.late_dead, watermark)
+                warned_before = len(warned)
             for index, (event, problem) in enumerate(parse(message.payload)):
                 if problem is None and message.fields:
                     event = {**message.fields, **event}  # type: ignore[dict-item]
@@ -214,10 +215,9 @@ class StreamIngestor:
             if itemized is not None:
                 if self._itemize(message, itemized, report, rows, letters, before, id_index):
                     watermark = before[5]  # taken back: as if the message had not come
-                    while warned and warned[-1][0] >= len(rows):
-                        warned.pop()
+                    del warned[warned_before:]
                 else:
-                    itemized[-1].warned = sum(1 for row, _ in warned if row >= before[0])
+                    itemized[-1].warned = len(warned) - warned_before
         report.dead = len(letters)
         report.reasons = [str(letter["reason"]) for letter in letters[:5]]
         self.dead_letters(letters)

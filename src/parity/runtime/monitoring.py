@@ -111,7 +111,7 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
     decoders: dict[tuple[str, str], DType | None] = {}
     served = _served(project, frame, wanted, run, store, decoders, current)
     past = None if reference is None else _served(project, reference, wanted, run, store, decoders, current)
-    if fixed_reference is not None and not {ref for ref, _ in served} & set(fixed_reference[0].columns):
+    if fixed_reference is not None and served and not {ref for ref, _ in served} & set(fixed_reference[0].columns):
         raise DataError(f"{fixed_reference[1]} has no column named by a watched feature (its columns: "
                         f"{fixed_reference[0].columns[:10]}; watched: {sorted({ref for ref, _ in served})[:10]}); "
                         "name its columns by feature, as a training set's are")
@@ -127,15 +127,17 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         column = pl.Series(ref, found, dtype=polars_type(dtype))
         if past is not None:  # a past window of served values is the reference instead
             before = pl.Series(ref, past.get((ref, version), ([], []))[0], dtype=polars_type(dtype))
-            bins, baseline = _against(store, ref, version, dtype, bins, before)
+            bins, baseline = _against(dtype, bins, before)
             origin = f"served values of the reference window ({len(before):,})"
         elif fixed_reference is not None:  # a fixed reference: its column of this feature, read as its dtype
             table, name = fixed_reference
-            fixed_column = reference_column(table, ref, dtype, name)
-            if fixed_column is None:
-                baseline, origin = None, f"not a column of {name}"
+            fixed_column = reference_column(table, ref, dtype, name) if current.get(ref) == version else None
+            if fixed_column is None:  # a file is of the definitions now: an older version is not compared with it
+                baseline = None
+                origin = f"not a column of {name}" if current.get(ref) == version else \
+                    f"an older version: {name} is compared with the current one only"
             else:
-                bins, baseline = _against(store, ref, version, dtype, bins, fixed_column)
+                bins, baseline = _against(dtype, bins, fixed_column)
                 origin = f"{name} ({len(fixed_column):,} rows)"
         watched = watch_feature(ref, version, repr(dtype), column, np.asarray(when, dtype=np.int64),
                                 since_us=start, until_us=end, bucket_us=bucket_us, bins=bins, baseline=baseline,
@@ -170,13 +172,13 @@ def reference_column(table: pl.DataFrame, ref: str, dtype: DType, name: str) -> 
     return read[ref]
 
 
-def _against(store: MonitorStore, ref: str, version: str, dtype: DType, bins: Bins | None,
-             before: pl.Series) -> tuple[Bins | None, Profile | None]:
-    """A reference's profile on the version's fixed bins (fixed by the reference when the version
-    has none yet, as a first baseline would)."""
+def _against(dtype: DType, bins: Bins | None, before: pl.Series) -> tuple[Bins | None, Profile | None]:
+    """A reference's profile on the version's fixed bins — or, when the version has none yet, on
+    bins fitted to the reference for this run only (only a training set fixes a version's bins:
+    an arbitrary file or window must not decide how its later baselines are counted)."""
     if bins is None and len(before):
         fitted = Bins.from_baseline(before, repr(dtype))
-        bins = Bins.from_dict(dict(store.fix_bins(ref, version, fitted.to_dict()))) if fitted.size > 1 else None
+        bins = fitted if fitted.size > 1 else None
     return bins, None if bins is None else profile(before, bins)
 
 

@@ -262,6 +262,7 @@ class Project:
         with_status: bool = False,
         progress: Progress = _quiet,
         principal: Principal | None = None,
+        record_baseline: bool = True,
     ) -> pa.Table:
         """A point-in-time-correct training set as a ``pyarrow.Table``.
 
@@ -272,7 +273,9 @@ class Project:
         columns (status masked), as online. Rows whose resolver call failed hold
         the feature's default, as online; the table's metadata ``parity.fallbacks`` counts them per
         feature with the first error, and ``parity.no_event_time`` counts source rows skipped
-        because their event time is null.
+        because their event time is null. When the project records baselines, the table's profile
+        is kept as its features' baseline — unless ``record_baseline=False`` (a replay or an
+        evaluation set that is not what the model trained on).
         """
         import pyarrow as pa
 
@@ -314,7 +317,7 @@ class Project:
             if with_status:
                 at = table.schema.get_field_index(ref + STATUS_SUFFIX)
                 table = table.set_column(at, ref + STATUS_SUFFIX, pa.array(["masked"] * table.num_rows, pa.string()))
-        if self.settings.record_baselines and table.num_rows:
+        if record_baseline and self.settings.record_baselines and table.num_rows:
             from parity.runtime.baselines import record_baselines
 
             profiled = [ref for ref in refs if not (access and ref in access.masked)

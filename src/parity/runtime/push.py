@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -286,7 +286,8 @@ class PushRouter:
             raise StoreError(f"stream source {source!r}: its writer failed the push: {answer['error']}")
         report = answer["report"]
         report["errors"] = [tuple(e) for e in report["errors"]]
-        return MessageReport(**report)
+        known = {f.name for f in fields(MessageReport)}  # a writer of another version may say more
+        return MessageReport(**{name: value for name, value in report.items() if name in known})
 
     async def close(self) -> None:
         for connections in self._idle.values():

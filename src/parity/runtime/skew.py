@@ -115,7 +115,7 @@ def _replay_group(project: Project, group_text: str, group: pl.DataFrame, report
                          for k, d in key_types.items()},
                       _TIME: group["request_time_us"].to_arrow().cast(pa.timestamp("us", tz="UTC"))})
     progress(f"replaying {group.height:,} logged rows of {', '.join(known)}")
-    table = project.training_set(spine, known, timestamp_column=_TIME, with_status=True)
+    table = project.training_set(spine, known, timestamp_column=_TIME, with_status=True, record_baseline=False)
     values = [cell(text, "values") for text in group["values"]]
     statuses = [None if text is None else cell(text, "statuses") for text in group["statuses"]]
     ids, times, served_at = group["request_id"].to_list(), group["request_time_us"].to_list(), group["served_at_us"].to_list()
@@ -215,7 +215,7 @@ def _resolve_paths(project: Project, pending: list[_Pending]) -> None:
         spine = pa.table({**{k: pa.array([from_json(p.served.entity[k], repr(d)) for p in rows], arrow_type(d))
                              for k, d in key_types.items()},
                           _TIME: pa.array([p.served.request_time_us for p in rows], pa.timestamp("us", tz="UTC"))})
-        table = project.training_set(spine, refs, timestamp_column=_TIME) if refs else spine
+        table = project.training_set(spine, refs, timestamp_column=_TIME, record_baseline=False) if refs else spine
         columns = {c: table.column(c).to_pylist() for c in refs}
         for i, p in enumerate(rows):
             root_keys = p.keys[(root, ())]
@@ -224,7 +224,10 @@ def _resolve_paths(project: Project, pending: list[_Pending]) -> None:
                 entity = catalog.entities[keys.entity]
                 found: list[object] = []
                 for name, column in zip(keys.key_names, keys.columns):
-                    value = columns[column][i] if "." in column else root_keys[list(key_types).index(column)]
+                    if "." not in column:  # a root key: already in canonical storage form
+                        found.append(root_keys[list(key_types).index(column)])
+                        continue
+                    value = columns[column][i]
                     if value is None:
                         break
                     found.append(key_rule.request_key(entity.keys[name], value, name))
