@@ -100,6 +100,29 @@ def test_a_planted_drift_and_null_burst_are_found_in_their_hours_and_kept_as_a_t
         assert "user.amount" in text and "drift in 2/12 buckets, null bursts in 1" in text
 
 
+def test_a_small_later_training_set_does_not_displace_the_reference_baseline(tmp_path):
+    from parity.ports.monitor_store import Baseline
+    from parity.runtime.baselines import reference_baseline
+
+    _deployment(tmp_path, hours=12, planted=True)
+    with _project(tmp_path) as project:  # a debugging set of 20 rows, built after the real one
+        project.training_set(pl.DataFrame({"user_id": np.arange(20), "timestamp": [BASE + dt.timedelta(days=1)] * 20}),
+                             FEATURES)
+        assert [b.rows for b in project.baselines("user.amount")] == [N, 20]
+        run = watch_log(project, ParquetFeatureLog(str(tmp_path)).read(), record=False)
+    amount = next(w for w in run.watches if w.feature == "user.amount")
+    assert amount.baseline is not None and amount.baseline.rows == N
+    assert _alarm_hours(run, "user.amount", "drift") == [8, 9]
+
+    def made(*rows: int) -> list[Baseline]:
+        return [Baseline("f", "v", f"set {i}", i, n, {}) for i, n in enumerate(rows)]
+
+    assert reference_baseline(made(190_000, 25, 20)).origin == "set 0"  # type: ignore[union-attr]
+    assert reference_baseline(made(190_000, 5_000, 20)).origin == "set 1"  # type: ignore[union-attr]
+    assert reference_baseline(made(50, 300, 300)).origin == "set 2"  # type: ignore[union-attr]
+    assert reference_baseline([]) is None
+
+
 def test_healthy_days_raise_no_alarm(tmp_path):
     _deployment(tmp_path, hours=24, planted=False, seed=11)
     with _project(tmp_path) as project:

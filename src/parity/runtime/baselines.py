@@ -25,6 +25,18 @@ from parity.monitor.profile import profile
 from parity.ports.monitor_store import Baseline, MonitorStore
 
 SAMPLE_ROWS = 100_000
+# A training set smaller than this (a debugging set, a handful of rows checked by hand) says too
+# little about a distribution to judge drift by: it is kept, but a larger one stays the reference.
+MIN_REFERENCE_ROWS = 1_000
+
+
+def reference_baseline(baselines: Sequence[Baseline]) -> Baseline | None:
+    """The baseline drift is judged against: the newest of at least ``MIN_REFERENCE_ROWS`` rows,
+    else the largest (``baselines`` oldest first, as the monitoring store lists them)."""
+    for baseline in reversed(baselines):
+        if baseline.rows >= MIN_REFERENCE_ROWS:
+            return baseline
+    return max(reversed(baselines), key=lambda b: b.rows, default=None)
 
 
 def record_baselines(store: MonitorStore, table: pa.Table, features: Sequence[str], dtypes: Mapping[str, str],

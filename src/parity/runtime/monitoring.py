@@ -2,7 +2,8 @@
 
 The log's rows served in [since, until) are read (closed parts), each logged value is decoded by its
 feature's dtype (``semantics.wire``) and filed under the feature version it was served at; each
-version is bucketed and checked against its latest baseline on its fixed bins (``monitor.watch``),
+version is bucketed and checked against its reference baseline (``runtime.baselines.reference_baseline``: the newest
+of at least 1,000 rows) on its fixed bins (``monitor.watch``),
 the verdicts are kept in the monitoring store as result points (one per metric, feature version and
 bucket: a run over the same buckets replaces them), and ``monitor.report`` renders the HTML.
 """
@@ -27,6 +28,7 @@ from parity.monitor.watch import FeatureWatch, watch_feature, window_label
 from parity.ports.monitor_store import MonitorStore, Point
 from parity.ports.source import view_scan
 from parity.registry.versions import Versions
+from parity.runtime.baselines import reference_baseline
 from parity.runtime.project import Project
 from parity.semantics import ordering, reading
 from parity.semantics.expectations import Violation, check_freshness
@@ -81,8 +83,8 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
               bucket_us: int = HOUR_US, features: Sequence[str] | None = None, record: bool = True,
               now_us: int | None = None, reference: pl.DataFrame | None = None,
               fixed_reference: tuple[pl.DataFrame, str] | None = None) -> MonitorRun:
-    """Watch the log's rows served in [since, until) against each version's latest training-set
-    baseline, or against ``reference`` (log rows of a past window), or against ``fixed_reference``
+    """Watch the log's rows served in [since, until) against each version's reference training-set
+    baseline (the newest of at least 1,000 rows, else the largest), or against ``reference`` (log rows of a past window), or against ``fixed_reference``
     (a table whose columns are named by feature, as a training set's are, and what it is called);
     sources' freshness is judged at ``now_us`` (default: now)."""
     if reference is not None and fixed_reference is not None:
@@ -120,10 +122,10 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         dtype = decoders[(ref, version)]
         assert dtype is not None
         fixed = store.bins(ref, version)
-        baselines = store.baselines(ref, version)
+        chosen = reference_baseline(store.baselines(ref, version))
         bins = None if fixed is None else Bins.from_dict(dict(fixed))
-        baseline = Profile.from_dict(dict(baselines[-1].profile)) if baselines else None
-        origin = baselines[-1].origin if baselines else ""
+        baseline = None if chosen is None else Profile.from_dict(dict(chosen.profile))
+        origin = "" if chosen is None else chosen.origin
         column = pl.Series(ref, found, dtype=polars_type(dtype))
         if past is not None:  # a past window of served values is the reference instead
             before = pl.Series(ref, past.get((ref, version), ([], []))[0], dtype=polars_type(dtype))
