@@ -62,3 +62,18 @@ def small_definitions(root: str, *, max_age: dt.timedelta | None = dt.timedelta(
     return [user, payment, profile, facts, share_of_limit]
 
 
+
+
+def assert_same_table(got: object, want: object, what: str = "") -> None:
+    """Two Arrow tables equal bit for bit: the same schema and, cell by cell, the same value by
+    ``semantics.values.same_value`` (NaN equal to NaN, -0.0 not 0.0; Arrow's own ``equals`` holds
+    NaN unequal to itself)."""
+    import pyarrow as pa
+
+    from parity.semantics.values import same_value
+
+    assert isinstance(got, pa.Table) and isinstance(want, pa.Table)
+    assert got.schema.remove_metadata() == want.schema.remove_metadata(), what
+    for name in want.column_names:
+        for row, (g, w) in enumerate(zip(got.column(name).to_pylist(), want.column(name).to_pylist())):
+            assert same_value(g, w) and repr(g) == repr(w), f"{what}: row {row}, {name}: {g!r} != {w!r}"

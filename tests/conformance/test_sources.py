@@ -21,7 +21,8 @@ import parity as pt
 from parity.errors import DataError, MissingColumnError, NaiveTimestampError
 from parity.semantics.values import same_value
 from tests.conformance import writers
-from tests.conformance.source_cases import CASES, ERROR, NULL_EVENT, AWARE_WITH_ZONE, Case, T, expected
+from tests.conformance.source_cases import AWARE_WITH_ZONE, CASES, ERROR, NULL_EVENT, Case, T, expected
+from tests.support import assert_same_table
 from tests.support_services import REDIS_URL, require_service
 
 PATHS = ["scan", "materialize-sqlite", "materialize-redis", "lookup"]
@@ -60,6 +61,11 @@ def _answers_scan(tmp: str, case: Case, source: pt.Source) -> list[dict[str, obj
                              schema={"key": writers.NATIVE["int" if case.key[1] == pt.Int64 else "string"]["polars"],
                                      "timestamp": pl.Datetime("us", "UTC")})
         table = project.training_set(spine, _refs(case))
+        # the partitioned engine reads every source by key partition: the same table, and the
+        # same count of rows without an event time
+        partitioned = project.training_set(spine, _refs(case), partitions=3)
+        assert_same_table(partitioned, table, f"{source.name}: 3 partitions")
+        assert partitioned.schema.metadata[b"parity.no_event_time"] == table.schema.metadata[b"parity.no_event_time"]
         if case is NULL_EVENT:
             assert json.loads(table.schema.metadata[b"parity.no_event_time"]) == {"v": 3}
         return [{name: table.column(f"e.{name}")[i].as_py() for name, _, _ in case.features}

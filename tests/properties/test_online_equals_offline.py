@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 import parity as pt
 from parity.errors import DataError
 from parity.semantics.values import same_value
+from tests.support import assert_same_table
 
 UTC = dt.UTC
 BASE = dt.datetime(2024, 3, 1, tzinfo=UTC)
@@ -293,6 +294,9 @@ def project_at(tmp: str, defs: list[object], store: str, log_rate: float = 0.0) 
 
 def training_rows(project: pt.Project, t: dt.datetime) -> list[dict]:  # type: ignore[type-arg]
     table = project.training_set(spine(t), REFS, timestamp_column="timestamp")
+    for partitions in (2, 3):  # the partitioned engine, through the relationship too: the same table
+        assert_same_table(project.training_set(spine(t), REFS, timestamp_column="timestamp", partitions=partitions),
+                          table, f"{partitions} partitions")
     assert table.num_rows == len(SPINE_USERS)
     assert table.column("order_id").to_pylist() == SPINE_ORDERS
     return table.to_pylist()

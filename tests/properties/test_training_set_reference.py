@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 import parity as pt
 from parity.semantics.values import same_value
+from tests.support import assert_same_table
 
 UTC = dt.UTC
 BASE = dt.datetime(2024, 6, 1, tzinfo=UTC)
@@ -214,8 +215,12 @@ def test_training_set_equals_reference(raw_rows, names, cuts, key_type, has_crea
         refs = ["thing.v_int", "thing.v_float", "thing.value_str", "thing.v_row"]
         try:
             table = project.training_set(spine_table, refs, key_columns={"k": "thing_key"}, timestamp_column="at")
+            # the partitioned engine: the same table, bit for bit, whatever the number of partitions
+            partitioned = project.training_set(spine_table, refs, key_columns={"k": "thing_key"}, timestamp_column="at",
+                                               partitions=2 + len(spine) % 5)
         finally:
             project.close()
+    assert_same_table(partitioned, table, "the partitioned engine")
 
     # Shape: one row per spine row, in spine order, spine columns unchanged, then the features.
     assert table.column_names == [*spine_table.column_names, *refs]

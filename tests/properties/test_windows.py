@@ -105,6 +105,9 @@ def test_offline_windows_equal_the_exact_reference(rows: list[tuple], probe_seco
         refs = [f"card.{f.name}[{w}]" for f in view.features for w in WIDTHS]
         table = pl.from_arrow(project.training_set(spine, refs))
         assert isinstance(table, pl.DataFrame)
+        # the partitioned engine: the same table, bit for bit (approximate aggregates included)
+        partitioned = pl.from_arrow(project.training_set(spine, refs, partitions=2 + len(rows) % 3))
+        assert isinstance(partitioned, pl.DataFrame) and partitioned.equals(table, null_equal=True)
         for row, (key, second) in enumerate(zip(keys, probe_seconds)):
             t = T0 + second * SECOND
             for f in view.features:

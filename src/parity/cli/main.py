@@ -173,7 +173,7 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     try:
         table = project.training_set(
             args.spine, features, timestamp_column=args.timestamp_column, key_columns=key_columns,
-            timezone=args.timezone, with_status=args.with_status, progress=progress,
+            timezone=args.timezone, with_status=args.with_status, progress=progress, partitions=args.partitions,
         )
     finally:
         project.close()
@@ -608,6 +608,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of 1 or more")
+    return value
+
+
 def _micros(text: str, flag: str) -> int:
     from parity.semantics.time import parse_iso, to_micros
 
@@ -675,6 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-column", action="append", default=[], metavar="KEY=COLUMN",
                    help="spine column holding an entity key, when the names differ")
     p.add_argument("--timezone", help="zone of a naive spine timestamp column")
+    p.add_argument("--partitions", type=_positive_int, help="key partitions to run in, one in memory at a time "
+                   "(default: [offline] partitions, else enough to keep the largest source in [offline] memory_budget)")
     p.add_argument("--with-status", action="store_true",
                    help="add a '<feature>:status' column per feature (present, missing, expired, error)")
     p.add_argument("-q", "--quiet", action="store_true")

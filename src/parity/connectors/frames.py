@@ -17,7 +17,7 @@ from parity.define.sources import Source
 from parity.errors import DataError, MissingColumnError, NaiveTimestampError, one_line
 from parity.ports.source import Scan, ScanRequest
 from parity.semantics import keys as pkeys
-from parity.semantics import reading, visibility
+from parity.semantics import partitions, reading, visibility
 from parity.semantics.ordering import CREATED, EVENT, EVENT_WALL, SEQUENCE
 
 _BAD = "__parity_bad_"
@@ -102,6 +102,8 @@ def normalize(
             vec = reading.Vector(pkeys.canonical_expr(dtype, vec.value), vec.bad)
         add(vec, name, col, dtype)
     frame = raw.select(exprs)
+    if request.partition is not None:  # keys are canonical here: the rule the probes are split by
+        frame = frame.filter(partitions.member_of({k: request.columns[k][1] for k in request.keys}, request.partition))
     window = request.window
     if window.after_us is not None or window.until_us is not None:
         # Rows without an event time are kept through the window only to be counted below.

@@ -45,6 +45,15 @@ class ParquetReader:
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise DataError(f"{self.describe()}: cannot read it as Parquet: {one_line(str(exc))}") from None
 
+    def estimate_rows(self) -> int:
+        """The rows of the files, from their footers (no row is read)."""
+        import pyarrow.parquet as pq
+
+        try:
+            return sum(pq.ParquetFile(path).metadata.num_rows for path in self._files())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.describe()}: cannot read it as Parquet: {one_line(str(exc))}") from None
+
     def check(self, request: ScanRequest) -> None:
         _, schema = self._frame()
         check_columns(schema.names(), self.source, request, self.describe())

@@ -14,6 +14,7 @@ each time column is compared with a parameter in its own type (``semantics.time`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -327,7 +328,7 @@ class SQLSourceBase(ABC):
         """The request as the scan's frame names its columns (aliases), and their wire types."""
         columns = {name: (plan.values[name].alias, dtype) for name, (_, dtype) in request.columns.items()}
         wires = {sel.alias: sel.wire for sel in plan.selected()}
-        return ScanRequest(columns, request.keys, request.window, request.where), wires
+        return dataclasses.replace(request, columns=columns), wires
 
     def check(self, request: ScanRequest) -> None:
         self._resolve(request, self._load_columns_cached(refresh=True), self.scan_style)

@@ -24,7 +24,7 @@ from parity.errors import DataError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Keys, Lookup, Plan, WindowRead
 from parity.ports.source import ScanRequest, SourceReader, view_scan, window_scan
-from parity.semantics import asof, calls, max_age, values, visibility
+from parity.semantics import asof, calls, max_age, partitions, values, visibility
 from parity.semantics import windows as window_rule
 from parity.semantics.ordering import EVENT
 from parity.semantics.time import from_micros
@@ -34,6 +34,8 @@ Progress = Callable[[str], None]
 T = TypeVar("T")
 RunAsync = Callable[[Coroutine[Any, Any, Any]], Any]
 _CHUNK = 1000  # async calls scheduled at once (each still under its policy's concurrency limit)
+_STATUS = "\x00status"  # a kernel's status column beside its value column (no column id holds a NUL)
+_POSITION = "\x00position"
 
 
 def _no_progress(message: str) -> None:
@@ -115,52 +117,117 @@ class OfflineEngine:
                                                      uses_created=visibility.uses_created(view.source))
         return events
 
-    def run(self, plan: Plan, spine_keys: pl.DataFrame, times_us: pl.Series, *, with_status: bool = False) -> OfflineResult:
+    def run(self, plan: Plan, spine_keys: pl.DataFrame, times_us: pl.Series, *, with_status: bool = False,
+            partitions: int = 1) -> OfflineResult:
         """Values of every column the plan computes, aligned with the spine.
 
         ``spine_keys`` holds each root entity's key columns (checked and canonical, ``semantics.keys``);
-        ``times_us`` is each row's time in UTC µs.
+        ``times_us`` is each row's time in UTC µs. ``partitions`` > 1 runs each lookup and window
+        step one key partition at a time (``semantics.partitions``): a view's rows are scanned one
+        partition per pass, so at most one partition of a source is in memory; the kernels and the
+        answers are the same.
         """
+        if partitions < 1:
+            raise DataError(f"partitions={partitions}: give 1 or more")
         result = OfflineResult({c: spine_keys[c] for c in spine_keys.columns})
         until = times_us.max() if len(times_us) else None
-        prepared = self._prepared_views(plan, until, result)  # type: ignore[arg-type]
-        events = self._window_events(plan, until, result)  # type: ignore[arg-type]
+        whole = partitions == 1
+        prepared = self._prepared_views(plan, until, result) if whole else {}  # type: ignore[arg-type]
+        events = self._window_events(plan, until, result) if whole else {}  # type: ignore[arg-type]
         columns = result.columns
         dtypes: dict[str, DType] = {}
         for i, step in enumerate(plan.steps, 1):
             probes = self._probes(step.keys, columns, times_us)
-            if isinstance(step, Lookup):
-                frame = prepared[step.view]
-                chosen = asof.choose(frame, probes, step.keys.key_names)
-                got = asof.gather(frame, chosen, [EVENT, *(o.feature for o in step.outputs)])
-                got = got.with_columns(times_us.alias(asof.PROBE_TIME))
+            if isinstance(step, Lookup | WindowRead):
+                if whole:
+                    made = (self._lookup(step, prepared[step.view], probes, with_status) if isinstance(step, Lookup)
+                            else self._aggregate(step, events[step.view], probes, with_status))
+                else:
+                    made = self._partitioned(step, probes, partitions, until, result, with_status)  # type: ignore[arg-type]
                 for out in step.outputs:
-                    expired = max_age.expired_expr(pl.col(asof.PROBE_TIME), pl.col(EVENT), out.max_age)
-                    value = pl.when(expired).then(None).otherwise(pl.col(out.feature))
-                    columns[out.column_id] = got.select(value.alias(out.column_id)).to_series()
+                    columns[out.column_id] = made[out.column_id]
                     dtypes[out.column_id] = out.dtype
                     if with_status:
-                        status = (pl.when(pl.col(EVENT).is_null()).then(pl.lit("missing"))
-                                  .when(expired).then(pl.lit("expired")).otherwise(pl.lit("present")))
-                        result.statuses[out.column_id] = got.select(status.alias(out.column_id)).to_series()
-                self.progress(f"step {i}/{len(plan.steps)}: looked up {step.view} for {len(probes):,} rows")
-            elif isinstance(step, WindowRead):
-                from parity.offline.windows import window_values
-
-                view = self.catalog.window_views[step.view]
-                aggregated = window_values(view, events[step.view], probes, step.outputs)
-                for wout in step.outputs:
-                    columns[wout.column_id] = aggregated[wout.column_id]
-                    dtypes[wout.column_id] = wout.dtype
-                    if with_status:  # a null key (a relationship with no parent) has no window: missing, as online
-                        no_key = pl.any_horizontal([pl.col(k).is_null() for k in step.keys.key_names])
-                        status = pl.when(no_key).then(pl.lit("missing")).otherwise(pl.lit("present"))
-                        result.statuses[wout.column_id] = probes.select(status.alias(wout.column_id)).to_series()
-                self.progress(f"step {i}/{len(plan.steps)}: aggregated {step.view} for {len(probes):,} rows")
+                        result.statuses[out.column_id] = made[out.column_id + _STATUS]
+                what = "looked up" if isinstance(step, Lookup) else "aggregated"
+                self.progress(f"step {i}/{len(plan.steps)}: {what} {step.view} for {len(probes):,} rows")
             else:
                 self._compute(step, result, dtypes, times_us, probes, with_status)
                 self.progress(f"step {i}/{len(plan.steps)}: ran resolver {step.resolver} on {len(probes):,} rows")
         return result
+
+    @staticmethod
+    def _lookup(step: Lookup, frame: asof.Prepared, probes: pl.DataFrame, with_status: bool) -> dict[str, pl.Series]:
+        """The as-of kernel of one lookup step over one set of rows and its probes (aligned)."""
+        chosen = asof.choose(frame, probes, step.keys.key_names)
+        got = asof.gather(frame, chosen, [EVENT, *(o.feature for o in step.outputs)])
+        got = got.with_columns(probes[asof.PROBE_TIME])
+        made = {}
+        for out in step.outputs:
+            expired = max_age.expired_expr(pl.col(asof.PROBE_TIME), pl.col(EVENT), out.max_age)
+            value = pl.when(expired).then(None).otherwise(pl.col(out.feature))
+            made[out.column_id] = got.select(value.alias(out.column_id)).to_series()
+            if with_status:
+                status = (pl.when(pl.col(EVENT).is_null()).then(pl.lit("missing"))
+                          .when(expired).then(pl.lit("expired")).otherwise(pl.lit("present")))
+                made[out.column_id + _STATUS] = got.select(status.alias(out.column_id)).to_series()
+        return made
+
+    def _aggregate(self, step: WindowRead, events: pl.DataFrame, probes: pl.DataFrame,
+                   with_status: bool) -> dict[str, pl.Series]:
+        """The window kernel of one window step over one set of events and its probes (aligned)."""
+        from parity.offline.windows import window_values
+
+        view = self.catalog.window_views[step.view]
+        made = dict(window_values(view, events, probes, step.outputs))
+        if with_status:  # a null key (a relationship with no parent) has no window: missing, as online
+            no_key = pl.any_horizontal([pl.col(k).is_null() for k in step.keys.key_names])
+            status = pl.when(no_key).then(pl.lit("missing")).otherwise(pl.lit("present"))
+            for wout in step.outputs:
+                made[wout.column_id + _STATUS] = probes.select(status.alias(wout.column_id)).to_series()
+        return made
+
+    def _partitioned(self, step: Lookup | WindowRead, probes: pl.DataFrame, count: int, until_us: int | None,
+                     result: OfflineResult, with_status: bool) -> dict[str, pl.Series]:
+        """One step, one key partition at a time: the probes split by the partition of their key,
+        the view's rows scanned one partition per pass, the results put back in probe order."""
+        from parity.define.windows import feature_columns
+
+        names = step.keys.key_names
+        if isinstance(step, Lookup):
+            view = self.catalog.views[step.view]
+            key_types = dict(view.entity.keys)
+            source = view.source
+        else:
+            window = self.catalog.window_views[step.view]
+            key_types = dict(window.entity.keys)
+            source = window.source
+            wanted = {o.feature for o in step.outputs}
+            columns = set().union(*(feature_columns(a) for a in window.features if a.name in wanted))
+        of_probe = probes.select(partitions.partition_of(dict(zip(names, key_types.values())), count)).to_series()
+        pieces: list[pl.DataFrame] = []
+        skipped = 0
+        for index in range(count):
+            positions = of_probe.arg_true() if count == 1 else (of_probe == index).arg_true()
+            part = partitions.Partition(count, index)
+            if isinstance(step, Lookup):
+                request = dataclasses.replace(view_scan(view, [o.feature for o in step.outputs],
+                                                        Window(until_us=until_us)), partition=part)
+            else:
+                request = dataclasses.replace(window_scan(window, columns, Window(until_us=until_us)), partition=part)
+            scan = self.reader_for(source).scan(request)
+            skipped += scan.no_event_time
+            sub = probes[positions]
+            if isinstance(step, Lookup):
+                made = self._lookup(step, asof.prepare(scan.rows, list(key_types),
+                                                       uses_created=visibility.uses_created(source)), sub, with_status)
+            else:
+                made = self._aggregate(step, window_rule.sorted_events(
+                    scan.rows, list(key_types), uses_created=visibility.uses_created(source)), sub, with_status)
+            pieces.append(pl.DataFrame(made).with_columns(positions.alias(_POSITION)))
+            self.progress(f"{step.view}: partition {index + 1}/{count}: {scan.rows.height:,} rows, {len(sub):,} probes")
+        result.no_event_time[step.view] = skipped
+        return dict(pl.concat(pieces).sort(_POSITION).drop(_POSITION).to_dict())
 
     @staticmethod
     def _probes(keys: Keys, columns: dict[str, pl.Series], times_us: pl.Series) -> pl.DataFrame:

@@ -12,6 +12,7 @@ from parity.define.dtypes import DType
 from parity.define.features import FeatureView
 from parity.define.windows import WindowView
 from parity.ports.online_store import StoredRow
+from parity.semantics.partitions import Partition
 from parity.semantics.visibility import Window
 
 
@@ -29,6 +30,8 @@ class ScanRequest:
     keys: tuple[str, ...] = ()  # which outputs are entity keys
     window: Window = field(default_factory=Window)
     where: str = ""  # the feature view asking, for error messages
+    # only the rows whose key is in this partition (``semantics.partitions``); None: every row
+    partition: Partition | None = None
 
     @property
     def key_columns(self) -> list[str]:

@@ -263,6 +263,7 @@ class Project:
         progress: Progress = _quiet,
         principal: Principal | None = None,
         record_baseline: bool = True,
+        partitions: int | None = None,
     ) -> pa.Table:
         """A point-in-time-correct training set as a ``pyarrow.Table``.
 
@@ -275,11 +276,14 @@ class Project:
         feature with the first error, and ``parity.no_event_time`` counts source rows skipped
         because their event time is null. When the project records baselines, the table's profile
         is kept as its features' baseline — unless ``record_baseline=False`` (a replay or an
-        evaluation set that is not what the model trained on).
+        evaluation set that is not what the model trained on). ``partitions`` runs it in that many
+        key partitions, one in memory at a time (default: ``[offline] partitions``, else as many as
+        keep the largest source within ``[offline] memory_budget``); the answer is the same.
         """
         import pyarrow as pa
 
         from parity.offline.engine import OfflineEngine
+        from parity.offline.partitioning import partitions_for
         from parity.offline.spine import read_spine
         from parity.semantics.values import arrow_type
 
@@ -295,7 +299,12 @@ class Project:
         progress(f"spine: {spine_data.table.num_rows:,} rows; plan: {len(plan.steps)} steps")
         engine = OfflineEngine(self.catalog, self._reader, progress, http_client=wiring.http_client,
                                run_async=self._loop.run)
-        result = engine.run(plan, spine_data.keys, spine_data.times_us, with_status=with_status)
+        if partitions is None:
+            partitions = self.settings.offline_partitions or partitions_for(
+                plan, self.catalog, self._reader, self.settings.offline_memory_budget)
+        if partitions > 1:
+            progress(f"running in {partitions} key partitions")
+        result = engine.run(plan, spine_data.keys, spine_data.times_us, with_status=with_status, partitions=partitions)
         table = spine_data.table
         fallbacks: dict[str, dict[str, object]] = {}
         for ref, cid in plan.outputs:

@@ -40,6 +40,8 @@ class Settings:
     monitor_interval_seconds: float | None = None  # parity serve runs the monitors this often (None: never)
     monitor_bucket: str = "1h"
     monitor_webhook: str | None = None  # a reference (env:/file:) to the URL breaches are POSTed to
+    offline_memory_budget: int | None = None  # bytes a training set's source rows may take (None: from the machine)
+    offline_partitions: int | None = None  # key partitions of a training set (None: from the budget)
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
@@ -100,6 +102,16 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     baselines = monitor.get("baselines", True)
     if not isinstance(baselines, bool):
         raise ConfigError(f"{path}: monitor.baselines {baselines!r} must be true or false")
+    offline = _table(data, "offline", path)
+    unknown = sorted(set(offline) - {"memory_budget", "partitions"})
+    if unknown:
+        raise ConfigError(f"{path}: [offline] has no setting {unknown[0]!r}; known: memory_budget, partitions")
+    budget = offline.get("memory_budget")
+    budget_bytes = None if budget is None else _bytes(budget, f"{path}: offline.memory_budget")
+    partitions = offline.get("partitions")
+    if partitions is not None and (not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1):
+        raise ConfigError(f"{path}: offline.partitions {partitions!r} must be a whole number of 1 or more (or unset: "
+                          "derived from the memory budget)")
     store_type = env.get("PARITY_ONLINE_STORE_TYPE", _text(online, "online_store", "type", path, "sqlite"))
     if store_type not in ("sqlite", "redis"):
         raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite' or 'redis'")
@@ -127,7 +139,30 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
         monitor_interval_seconds=interval,
         monitor_bucket=str(bucket),
         monitor_webhook=webhook,
+        offline_memory_budget=budget_bytes,
+        offline_partitions=partitions,
     )
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
+          "TIB": 2**40}
+
+
+def _bytes(value: object, what: str) -> int:
+    """A size written as "512MB", "4GiB" or a whole number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().upper().replace(" ", "")
+        number = text.rstrip("KMGTIB")
+        unit = text[len(number):] or "B"
+        try:
+            size = float(number) * _UNITS[unit]
+        except (KeyError, ValueError):
+            size = 0.0
+        if size >= 1:
+            return int(size)
+    raise ConfigError(f"{what} {value!r} must be a size such as \"4GB\" or \"512MiB\"")
 
 
 def _seconds(value: object, what: str) -> float | None:

@@ -1,0 +1,48 @@
+"""Key partitions: which of ``count`` partitions an entity key belongs to — the one rule that the
+partitioned offline engine, its scans and its probes share, so a key's source rows and the spine
+rows that ask for it always meet in the same partition.
+
+A key is hashed in its canonical storage form (``semantics.keys``: -0.0 as 0.0, one NaN; times as
+µs, dates as days), so two spellings of one key can never land apart. The hash is Polars' with a
+fixed seed: stable within a process, which is all a partitioned run needs (both sides are hashed by
+the same run). A key with a null part (a relationship with no parent) is hashed like any other: it
+matches nothing in whichever partition it lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from parity.define.dtypes import DType
+from parity.semantics import keys as key_rule
+from parity.semantics.values import storage_polars_type
+
+_SEED = 0x5EED
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One of ``count`` key partitions of a scan: the rows whose key hashes to ``index``."""
+
+    count: int
+    index: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"partition {self.index} of {self.count}")
+
+
+def partition_of(columns: Mapping[str, DType], count: int) -> pl.Expr:
+    """Each row's partition (UInt64 in [0, count)) from its key ``columns`` (name → key dtype)."""
+    parts = [key_rule.canonical_expr(dtype, pl.col(name).cast(storage_polars_type(dtype))).alias(name)
+             for name, dtype in columns.items()]
+    hashed = parts[0].hash(_SEED) if len(parts) == 1 else pl.struct(parts).hash(_SEED)
+    return hashed % count
+
+
+def member_of(columns: Mapping[str, DType], partition: Partition) -> pl.Expr:
+    """Whether a row's key belongs to ``partition``."""
+    return partition_of(columns, partition.count) == partition.index
