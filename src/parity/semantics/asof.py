@@ -98,7 +98,7 @@ _COMPOSITE = "__parity_key_time"
 def _sort_by_key_and_time(frame: pl.DataFrame, keys: Sequence[str], time: str, then: Sequence[str]) -> pl.DataFrame:
     """``frame`` sorted by (keys, time, *then).
 
-    For one integer key whose range times the time range fits in 62 bits, the key and time are
+    For one integer key whose range times the time range fits in 64 bits, the key and time are
     folded into a single integer first: the order is the same, and sorting one column instead of
     two takes about half the time on wide sources.
     """
@@ -109,11 +109,22 @@ def _sort_by_key_and_time(frame: pl.DataFrame, keys: Sequence[str], time: str, t
             pl.col(time).min().alias("t0"), pl.col(time).max().alias("t1"),
         ).row(0)
         k0, k1, t0, t1 = bounds
-        if None not in bounds and (int(k1) - int(k0) + 1) * (int(t1) - int(t0) + 1) < 2**62:
-            span = int(t1) - int(t0) + 1
-            folded = (pl.col(key).cast(pl.Int64) - k0) * span + (pl.col(time) - t0)
+        if None not in bounds and _fits(int(k0), int(k1), int(t1) - int(t0) + 1):
+            folded = _folded(pl.col(key), pl.col(time), int(k0), int(t0), int(t1) - int(t0) + 1)
             return frame.with_columns(folded.alias(_COMPOSITE)).sort([_COMPOSITE, *then]).drop(_COMPOSITE)
     return frame.sort([*keys, time, *then])
+
+
+def _fits(k0: int, k1: int, span: int) -> bool:
+    """Whether every (key, time) folds into one unsigned 64-bit integer (a million keys over two
+    months of microseconds does: 5.2e18 < 1.8e19 — not in 62 bits)."""
+    return k1 - k0 < 2**63 and (k1 - k0 + 1) * span < 2**64
+
+
+def _folded(key: pl.Expr, time: pl.Expr, k0: int, t0: int, span: int) -> pl.Expr:
+    """(key − k0)·span + (time − t0), as UInt64: ordered as (key, time) when ``_fits``."""
+    return ((key.cast(pl.Int64) - k0).cast(pl.UInt64) * pl.lit(span, pl.UInt64)
+            + (time.cast(pl.Int64) - t0).cast(pl.UInt64))
 
 
 def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str]) -> tuple[int, int, int] | None:
@@ -134,7 +145,7 @@ def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str])
     k0, k1 = min(a[0], b[0]), max(a[1], b[1])
     t0, t1 = min(a[2], b[2]), max(a[3], b[3])
     span = int(t1) - int(t0) + 1
-    return (int(k0), int(t0), span) if (int(k1) - int(k0) + 1) * span < 2**62 else None
+    return (int(k0), int(t0), span) if _fits(int(k0), int(k1), span) else None
 
 
 def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
@@ -149,9 +160,9 @@ def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.
         # column, then a check that the match belongs to the probe's own key.
         k0, t0, span = fold
         key = keys[0]
-        right = index.select(((pl.col(key).cast(pl.Int64) - k0) * span + (pl.col(VISIBLE_AT) - t0)).alias(_COMPOSITE),
+        right = index.select(_folded(pl.col(key), pl.col(VISIBLE_AT), k0, t0, span).alias(_COMPOSITE),
                              pl.col(key).alias("__parity_match_key"), _ROW)
-        left = left.with_columns(((pl.col(key).cast(pl.Int64) - k0) * span + (pl.col(PROBE_TIME) - t0)).alias(_COMPOSITE))
+        left = left.with_columns(_folded(pl.col(key), pl.col(PROBE_TIME), k0, t0, span).alias(_COMPOSITE))
         joined = left.sort(_COMPOSITE).join_asof(right, on=_COMPOSITE, strategy="backward", check_sortedness=False)
         joined = joined.with_columns(pl.when(pl.col("__parity_match_key") == pl.col(key)).then(pl.col(_ROW)).alias(_ROW))
     else:
