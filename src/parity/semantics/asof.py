@@ -110,7 +110,7 @@ def _sort_by_key_and_time(frame: pl.DataFrame, keys: Sequence[str], time: str, t
         ).row(0)
         k0, k1, t0, t1 = bounds
         if None not in bounds and _fits(int(k0), int(k1), int(t1) - int(t0) + 1):
-            folded = _folded(pl.col(key), pl.col(time), int(k0), int(t0), int(t1) - int(t0) + 1)
+            folded = _folded(pl.col(key), pl.col(time), int(k0), int(t0), int(t1) - int(t0) + 1, int(k1))
             return frame.with_columns(folded.alias(_COMPOSITE)).sort([_COMPOSITE, *then]).drop(_COMPOSITE)
     return frame.sort([*keys, time, *then])
 
@@ -121,14 +121,18 @@ def _fits(k0: int, k1: int, span: int) -> bool:
     return k1 - k0 < 2**63 and (k1 - k0 + 1) * span < 2**64
 
 
-def _folded(key: pl.Expr, time: pl.Expr, k0: int, t0: int, span: int) -> pl.Expr:
-    """(key − k0)·span + (time − t0), as UInt64: ordered as (key, time) when ``_fits``."""
+def _folded(key: pl.Expr, time: pl.Expr, k0: int, t0: int, span: int, k1: int) -> pl.Expr:
+    """(key − k0)·span + (time − t0): ordered as (key, time) when ``_fits``. Int64 when it fits in
+    62 bits, else UInt64 (the medium benchmark ran ~6 % slower with UInt64 everywhere: 4.56 s against
+    4.30 s, six alternated runs each)."""
+    if (k1 - k0 + 1) * span < 2**62:
+        return (key.cast(pl.Int64) - k0) * span + (time.cast(pl.Int64) - t0)
     return ((key.cast(pl.Int64) - k0).cast(pl.UInt64) * pl.lit(span, pl.UInt64)
             + (time.cast(pl.Int64) - t0).cast(pl.UInt64))
 
 
-def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str]) -> tuple[int, int, int] | None:
-    """(key origin, time origin, time span) folding (key, time) of both sides into one integer
+def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str]) -> tuple[int, int, int, int] | None:
+    """(key origin, time origin, time span, highest key) folding (key, time) of both sides into one integer
     with the same order, or None when that is not possible (several or non-integer keys, overflow)."""
     if len(keys) != 1 or not index.height or not probes.height or not index.schema[keys[0]].is_integer():
         return None
@@ -145,7 +149,7 @@ def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str])
     k0, k1 = min(a[0], b[0]), max(a[1], b[1])
     t0, t1 = min(a[2], b[2]), max(a[3], b[3])
     span = int(t1) - int(t0) + 1
-    return (int(k0), int(t0), span) if _fits(int(k0), int(k1), span) else None
+    return (int(k0), int(t0), span, int(k1)) if _fits(int(k0), int(k1), span) else None
 
 
 def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
@@ -158,11 +162,11 @@ def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.
     if fold is not None:
         # One integer per (key, time), same order on both sides: a plain as-of join on one sorted
         # column, then a check that the match belongs to the probe's own key.
-        k0, t0, span = fold
+        k0, t0, span, k1 = fold
         key = keys[0]
-        right = index.select(_folded(pl.col(key), pl.col(VISIBLE_AT), k0, t0, span).alias(_COMPOSITE),
+        right = index.select(_folded(pl.col(key), pl.col(VISIBLE_AT), k0, t0, span, k1).alias(_COMPOSITE),
                              pl.col(key).alias("__parity_match_key"), _ROW)
-        left = left.with_columns(_folded(pl.col(key), pl.col(PROBE_TIME), k0, t0, span).alias(_COMPOSITE))
+        left = left.with_columns(_folded(pl.col(key), pl.col(PROBE_TIME), k0, t0, span, k1).alias(_COMPOSITE))
         joined = left.sort(_COMPOSITE).join_asof(right, on=_COMPOSITE, strategy="backward", check_sortedness=False)
         joined = joined.with_columns(pl.when(pl.col("__parity_match_key") == pl.col(key)).then(pl.col(_ROW)).alias(_ROW))
     else:
