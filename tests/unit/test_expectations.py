@@ -42,16 +42,18 @@ def _amounts(project: pt.Project, now: dt.datetime) -> list[object]:
     return [r["user.amount"] for r in project.query({"user_id": list(range(10))}, ["user.amount"], now=now).rows]
 
 
-def test_a_bad_batch_is_quarantined_and_never_served_then_goes_in_once_fixed(tmp_path):
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_bad_batch_is_quarantined_and_never_served_then_goes_in_once_fixed(tmp_path, partitions):
+    # in key partitions, the batch is still judged whole: counts summed over partitions, one verdict
     GOOD.write_parquet(tmp_path / "u.parquet")
     with _project(tmp_path, definitions()) as project:
-        (good,) = project.materialize(until=at(2), incremental=False)
+        (good,) = project.materialize(until=at(2), incremental=False, partitions=partitions)
         assert not good.violations and not good.quarantined and good.written == 10
         newer = GOOD.with_columns(ts=pl.lit(at(3)), amount=pl.col("amount") + 100)
         bad = newer.with_columns(amount=pl.when(pl.col("user_id") == 3).then(5_000.0).otherwise(pl.col("amount")),
                                  country=pl.when(pl.col("user_id") == 4).then(pl.lit("XX")).otherwise(pl.col("country")))
         pl.concat([GOOD, bad, bad.filter(pl.col("user_id") == 7)]).write_parquet(tmp_path / "u.parquet")
-        (report,) = project.materialize(until=at(4), incremental=False)
+        (report,) = project.materialize(until=at(4), incremental=False, partitions=partitions)
         assert report.quarantined and report.written == 0
         broken = sorted(v.describe() for v in report.violations)
         assert broken == [
@@ -62,7 +64,7 @@ def test_a_bad_batch_is_quarantined_and_never_served_then_goes_in_once_fixed(tmp
         ]
         assert _amounts(project, at(4)) == [float(i) for i in range(10)]  # nothing of the bad batch served
         pl.concat([GOOD, newer]).write_parquet(tmp_path / "u.parquet")  # fixed at the source
-        (fixed,) = project.materialize(until=at(4), incremental=False)
+        (fixed,) = project.materialize(until=at(4), incremental=False, partitions=partitions)
         assert not fixed.quarantined and fixed.written == 10
         assert _amounts(project, at(4)) == [i + 100.0 for i in range(10)]
 

@@ -16,6 +16,7 @@ created) with the key's stored value, and the store lets the later write win a t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from parity.ports.source import SourceReader, view_scan, window_scan
 from parity.semantics import asof, expectations, values, visibility, windows
 from parity.semantics.expectations import Violation
 from parity.semantics.ordering import CREATED, EVENT
+from parity.semantics.partitions import Partition
 from parity.semantics.visibility import Window
 
 Progress = Callable[[str], None]
@@ -64,6 +66,55 @@ def _rows(frame: pl.DataFrame, key_names: list[str], feature_names: list[str]) -
         yield tuple(k[i] for k in keys), (evs[i], crs[i], tuple(f[i] for f in feats))
 
 
+@dataclass
+class _Batch:
+    """What one read of a view gives, merged over its key partitions: each key's chosen row, and
+    what the expectations need of the rows read (per-partition counts add up: a key's rows are
+    all in one partition)."""
+
+    chosen: pl.DataFrame
+    rows_read: int
+    no_event_time: int
+    null_created: int
+    newest_event_us: int | None
+    duplicates: list[Violation]
+
+
+def _read(view: FeatureView, reader: SourceReader, window: Window, until_us: int, partitions: int,
+          progress: Progress) -> _Batch:
+    keys = list(view.entity.keys)
+    chosen, duplicates = [], []
+    rows_read = no_event = null_created = 0
+    newest: int | None = None
+    for index in range(partitions):
+        part = None if partitions == 1 else Partition(partitions, index)
+        scan = reader.scan(dataclasses.replace(view_scan(view, window=window), partition=part))
+        rows = scan.rows
+        rows_read += rows.height
+        no_event += scan.no_event_time
+        null_created += rows[CREATED].null_count()
+        if rows.height:
+            top = int(rows[EVENT].max())  # type: ignore[arg-type]
+            newest = top if newest is None else max(newest, top)
+        duplicates += expectations.check_view_rows(rows, view, keys)
+        chosen.append(asof.latest(rows, keys, uses_created=visibility.uses_created(view.source), t_us=until_us))
+        if part is not None:
+            progress(f"{view.name}: partition {index + 1}/{partitions}: {rows.height:,} rows")
+    # every row read was checked for uniqueness, in the partitions that broke nothing too
+    duplicates = [dataclasses.replace(v, checked=rows_read) for v in _merged(duplicates)]
+    return _Batch(pl.concat(chosen), rows_read, no_event, null_created, newest, duplicates)
+
+
+def _merged(found: list[Violation]) -> list[Violation]:
+    """Partitions' violations of one expectation as one: the rows that broke it summed, the first
+    example kept."""
+    merged: dict[tuple[str, str], Violation] = {}
+    for v in found:
+        held = merged.get((v.where, v.expectation))
+        merged[(v.where, v.expectation)] = v if held is None else dataclasses.replace(held, bad=held.bad + v.bad)
+    return list(merged.values())
+
+
 def materialize_view(
     view: FeatureView,
     table: str,
@@ -73,7 +124,10 @@ def materialize_view(
     until_us: int,
     incremental: bool,
     progress: Progress,
+    partitions: int = 1,
 ) -> MaterializeReport:
+    """``partitions`` > 1 reads the source one key partition at a time (``semantics.partitions``):
+    at most one partition of its rows is in memory, with every key's chosen row."""
     full_because = None
     if incremental and not incremental_safe(view.source):
         full_because = ("the source has no created time" if view.source.created_time is None
@@ -85,51 +139,47 @@ def materialize_view(
         progress(f"{view.name}: already materialized up to the cutoff")
         return MaterializeReport(view.name, table, watermark, until_us, 0, 0, 0)
     keys = list(view.entity.keys)
-    scan = reader.scan(view_scan(view, window=Window(after_us=watermark, until_us=until_us)))
-    if watermark is not None and scan.rows[CREATED].null_count():
-        full_because = (f"{scan.rows[CREATED].null_count():,} rows have no created time, so when they arrived is "
-                        f"unknown")
+    batch = _read(view, reader, Window(after_us=watermark, until_us=until_us), until_us, partitions, progress)
+    if watermark is not None and batch.null_created:
+        full_because = f"{batch.null_created:,} rows have no created time, so when they arrived is unknown"
         watermark = None
-        scan = reader.scan(view_scan(view, window=Window(until_us=until_us)))
-    rows = scan.rows
-    skipped = f"; {scan.no_event_time:,} rows without an event time skipped (never visible)" if scan.no_event_time else ""
-    progress(f"{view.name}: read {rows.height:,} rows from {reader.describe()}{skipped}")
+        batch = _read(view, reader, Window(until_us=until_us), until_us, partitions, progress)
+    skipped = f"; {batch.no_event_time:,} rows without an event time skipped (never visible)" if batch.no_event_time else ""
+    progress(f"{view.name}: read {batch.rows_read:,} rows from {reader.describe()}{skipped}")
     if full_because:
         progress(f"{view.name}: read in full: {full_because}")
-    chosen = asof.latest(rows, keys, uses_created=visibility.uses_created(view.source), t_us=until_us)
+    chosen = batch.chosen
     storage = chosen.select(
         *(pl.col(k).cast(values.storage_polars_type(d)) for k, d in view.entity.keys.items()),
         pl.col(EVENT),
         pl.col(CREATED),
         *(pl.col(f.name).cast(values.storage_polars_type(f.dtype)) for f in view.features),
     )
-    violations = _violations(view, rows, chosen, keys, until_us, checked_freshness=watermark is None or rows.height > 0)
+    violations = _violations(view, batch, until_us, checked_freshness=watermark is None or batch.rows_read > 0)
     for v in violations:
         progress(f"{view.name}: expectation broken: {v.describe()}")
     data_broken = [v for v in violations if not v.expectation.startswith("an event within")]
     if data_broken and view.on_violation == "quarantine":  # stale data is still the best there is: warned only
         progress(f"{view.name}: batch quarantined: nothing written, the watermark stays (fix the source and rerun)")
-        return MaterializeReport(view.name, table, watermark, until_us, rows.height, storage.height, 0,
-                                 scan.no_event_time, full_because, tuple(violations), True)
+        return MaterializeReport(view.name, table, watermark, until_us, batch.rows_read, storage.height, 0,
+                                 batch.no_event_time, full_because, tuple(violations), True)
     written = store.write(table, _rows(storage, keys, [f.name for f in view.features]))
     store.set_watermark(table, until_us)
     progress(f"{view.name}: {storage.height:,} keys, {written:,} written (older rows kept out)")
-    return MaterializeReport(view.name, table, watermark, until_us, rows.height, storage.height, written,
-                             scan.no_event_time, full_because, tuple(violations))
+    return MaterializeReport(view.name, table, watermark, until_us, batch.rows_read, storage.height, written,
+                             batch.no_event_time, full_because, tuple(violations))
 
 
-def _violations(view: FeatureView, rows: pl.DataFrame, chosen: pl.DataFrame, keys: list[str], until_us: int, *,
-                checked_freshness: bool) -> list[Violation]:
+def _violations(view: FeatureView, batch: _Batch, until_us: int, *, checked_freshness: bool) -> list[Violation]:
     """What the batch breaks: the view's rows for uniqueness, the values about to be served for
     the features' expectations, the newest event for freshness (when this run read the view whole
     or found new rows: an incremental run with nothing new says nothing about it)."""
-    found = expectations.check_view_rows(rows, view, keys)
+    found = list(batch.duplicates)
     for f in view.features:
         if f.expect:
-            found += expectations.check_values(chosen[f.name], f.expect, f"feature {view.entity.name}.{f.name}")
+            found += expectations.check_values(batch.chosen[f.name], f.expect, f"feature {view.entity.name}.{f.name}")
     if checked_freshness:
-        newest = rows[EVENT].max() if rows.height else None
-        found += expectations.check_freshness(view, None if newest is None else int(newest), until_us)  # type: ignore[arg-type]
+        found += expectations.check_freshness(view, batch.newest_event_us, until_us)
     return found
 
 
@@ -142,10 +192,11 @@ def materialize(
     until_us: int,
     incremental: bool,
     progress: Progress,
+    partitions: Callable[[FeatureView], int] = lambda view: 1,
 ) -> list[MaterializeReport]:
     return [
         materialize_view(v, table_of[v.name], reader_for(v.source), store, until_us=until_us,
-                         incremental=incremental, progress=progress)
+                         incremental=incremental, progress=progress, partitions=partitions(v))
         for v in views
     ]
 

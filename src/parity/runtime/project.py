@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from parity.define.access import Principal
+from parity.define.features import FeatureView
 from parity.define.sources import Source, StreamSource
 from parity.errors import ConfigError, DataError, ParityError, StoreError
 from parity.plan.catalog import Catalog
@@ -283,8 +284,8 @@ class Project:
         import pyarrow as pa
 
         from parity.offline.engine import OfflineEngine
-        from parity.offline.partitioning import partitions_for
         from parity.offline.spine import read_spine
+        from parity.runtime.partitioning import partitions_for
         from parity.semantics.values import arrow_type
 
         refs = _names(features, "features")
@@ -372,10 +373,20 @@ class Project:
         until: dt.datetime | None = None,
         views: str | Sequence[str] | None = None,
         progress: Progress = _quiet,
+        partitions: int | None = None,
     ) -> list[MaterializeReport | WindowReport]:
         """Load each key's as-of value at ``until`` (default: now) into the online store, and
-        rebuild the window indexes of window views from their sources' events."""
+        rebuild the window indexes of window views from their sources' events. A feature view's
+        source is read in ``partitions`` key partitions, one in memory at a time (default:
+        ``[offline] partitions``, else as many as keep it within ``[offline] memory_budget``)."""
         from parity.ingest.materialize import materialize, materialize_window_view
+        from parity.runtime.partitioning import partitions_for_sources
+
+        def partitions_of(view: FeatureView) -> int:
+            if partitions is not None:
+                return partitions
+            return self.settings.offline_partitions or partitions_for_sources(
+                [view.source], self._reader, self.settings.offline_memory_budget)
 
         until_us = now_micros() if until is None else to_micros(ensure_utc(until, what="materialize until"))
         known = [*self.catalog.views, *self.catalog.window_views]
@@ -387,6 +398,7 @@ class Project:
         reports.extend(materialize(
             [self.catalog.views[n] for n in names if n in self.catalog.views], self.table_of, self._reader,
             self.online_store(), until_us=until_us, incremental=incremental, progress=progress,
+            partitions=partitions_of,
         ))
         for name in names:
             view = self.catalog.window_views.get(name)

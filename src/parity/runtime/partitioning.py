@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from parity.define.sources import Source
 from parity.plan.catalog import Catalog
@@ -41,14 +41,14 @@ def estimated_rows(reader: SourceReader) -> int | None:
 def partitions_for(plan: Plan, catalog: Catalog, reader_for: Callable[[Source], SourceReader],
                    budget: int | None = None) -> int:
     """The key partitions that keep the largest source of ``plan`` within ``budget`` bytes."""
+    sources = [catalog.views[step.view].source if isinstance(step, Lookup) else catalog.window_views[step.view].source
+               for step in plan.steps if isinstance(step, Lookup | WindowRead)]
+    return partitions_for_sources(sources, reader_for, budget)
+
+
+def partitions_for_sources(sources: Sequence[Source], reader_for: Callable[[Source], SourceReader],
+                           budget: int | None = None) -> int:
+    """The key partitions that keep the largest of ``sources`` within ``budget`` bytes."""
     budget = budget or machine_budget()
-    largest = 0
-    for step in plan.steps:
-        if isinstance(step, Lookup):
-            source = catalog.views[step.view].source
-        elif isinstance(step, WindowRead):
-            source = catalog.window_views[step.view].source
-        else:
-            continue
-        largest = max(largest, estimated_rows(reader_for(source)) or 0)
+    largest = max((estimated_rows(reader_for(source)) or 0 for source in sources), default=0)
     return max(1, min(MAX_PARTITIONS, math.ceil(largest * BYTES_PER_ROW / budget)))
