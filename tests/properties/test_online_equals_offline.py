@@ -294,9 +294,11 @@ def project_at(tmp: str, defs: list[object], store: str, log_rate: float = 0.0) 
 
 def training_rows(project: pt.Project, t: dt.datetime) -> list[dict]:  # type: ignore[type-arg]
     table = project.training_set(spine(t), REFS, timestamp_column="timestamp")
-    for partitions in (2, 3):  # the partitioned engine, through the relationship too: the same table
-        assert_same_table(project.training_set(spine(t), REFS, timestamp_column="timestamp", partitions=partitions),
-                          table, f"{partitions} partitions")
+    # the partitioned engine, through the relationship too: the same table, statuses included
+    statuses = project.training_set(spine(t), REFS, timestamp_column="timestamp", with_status=True)
+    for partitions in (2, 3):
+        assert_same_table(project.training_set(spine(t), REFS, timestamp_column="timestamp", with_status=True,
+                                               partitions=partitions), statuses, f"{partitions} partitions")
     assert table.num_rows == len(SPINE_USERS)
     assert table.column("order_id").to_pylist() == SPINE_ORDERS
     return table.to_pylist()

@@ -118,43 +118,51 @@ class OfflineEngine:
         return events
 
     def run(self, plan: Plan, spine_keys: pl.DataFrame, times_us: pl.Series, *, with_status: bool = False,
-            partitions: int = 1) -> OfflineResult:
+            partitions: int | Callable[[Source], int] = 1) -> OfflineResult:
         """Values of every column the plan computes, aligned with the spine.
 
         ``spine_keys`` holds each root entity's key columns (checked and canonical, ``semantics.keys``);
-        ``times_us`` is each row's time in UTC µs. ``partitions`` > 1 runs each lookup and window
-        step one key partition at a time (``semantics.partitions``): a view's rows are scanned one
-        partition per pass, so at most one partition of a source is in memory; the kernels and the
-        answers are the same.
+        ``times_us`` is each row's time in UTC µs. ``partitions`` > 1 (for every source, or per
+        source) runs a lookup or window step one key partition at a time (``semantics.partitions``):
+        its view's rows are scanned one partition per pass, so at most one partition of the source
+        is in memory; the kernels and the answers are the same.
         """
-        if partitions < 1:
-            raise DataError(f"partitions={partitions}: give 1 or more")
+        count_of = partitions if callable(partitions) else (lambda source: partitions)
+        counts = {step.view: count_of(self._source_of(step)) for step in plan.steps if isinstance(step, Lookup | WindowRead)}
+        bad = {view: n for view, n in counts.items() if not isinstance(n, int) or n < 1}
+        if bad:
+            raise DataError(f"partitions={next(iter(bad.values()))!r}: give a whole number of 1 or more")
         result = OfflineResult({c: spine_keys[c] for c in spine_keys.columns})
         until = times_us.max() if len(times_us) else None
-        whole = partitions == 1
-        prepared = self._prepared_views(plan, until, result) if whole else {}  # type: ignore[arg-type]
-        events = self._window_events(plan, until, result) if whole else {}  # type: ignore[arg-type]
+        # the views read whole are read once, up front, for all their steps
+        whole = dataclasses.replace(plan, steps=tuple(s for s in plan.steps
+                                                      if isinstance(s, Lookup | WindowRead) and counts[s.view] == 1))
+        prepared = self._prepared_views(whole, until, result)  # type: ignore[arg-type]
+        events = self._window_events(whole, until, result)  # type: ignore[arg-type]
         columns = result.columns
         dtypes: dict[str, DType] = {}
         for i, step in enumerate(plan.steps, 1):
             probes = self._probes(step.keys, columns, times_us)
             if isinstance(step, Lookup | WindowRead):
-                if whole:
+                if counts[step.view] == 1:
                     made = (self._lookup(step, prepared[step.view], probes, with_status) if isinstance(step, Lookup)
                             else self._aggregate(step, events[step.view], probes, with_status))
                 else:
-                    made = self._partitioned(step, probes, partitions, until, result, with_status)  # type: ignore[arg-type]
+                    made = self._partitioned(step, probes, counts[step.view], until, result, with_status)  # type: ignore[arg-type]
                 for out in step.outputs:
                     columns[out.column_id] = made[out.column_id]
                     dtypes[out.column_id] = out.dtype
-                    if with_status:
-                        result.statuses[out.column_id] = made[out.column_id + _STATUS]
+                    if with_status:  # named as its column (a kernel keys it apart from the value)
+                        result.statuses[out.column_id] = made[out.column_id + _STATUS].alias(out.column_id)
                 what = "looked up" if isinstance(step, Lookup) else "aggregated"
                 self.progress(f"step {i}/{len(plan.steps)}: {what} {step.view} for {len(probes):,} rows")
             else:
                 self._compute(step, result, dtypes, times_us, probes, with_status)
                 self.progress(f"step {i}/{len(plan.steps)}: ran resolver {step.resolver} on {len(probes):,} rows")
         return result
+
+    def _source_of(self, step: Lookup | WindowRead) -> Source:
+        return (self.catalog.views[step.view] if isinstance(step, Lookup) else self.catalog.window_views[step.view]).source
 
     @staticmethod
     def _lookup(step: Lookup, frame: asof.Prepared, probes: pl.DataFrame, with_status: bool) -> dict[str, pl.Series]:

@@ -1,5 +1,5 @@
-"""How many key partitions a training set runs in: enough that one partition of its largest source
-fits the memory budget.
+"""How many key partitions a source is read in (a training set's step, a materialization): enough
+that one partition of it fits the memory budget.
 
 A source's size is estimated from what it can tell without reading its rows (a Parquet file's
 footer); a source that cannot tell counts as fitting. The budget defaults to a quarter of the
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from parity.define.sources import Source
-from parity.plan.catalog import Catalog
-from parity.plan.nodes import Lookup, Plan, WindowRead
 from parity.ports.source import SourceReader
 
 # What one source row costs in memory at the peak of a lookup (the scanned columns, the narrow
@@ -38,17 +36,8 @@ def estimated_rows(reader: SourceReader) -> int | None:
     return None if estimate is None else estimate()
 
 
-def partitions_for(plan: Plan, catalog: Catalog, reader_for: Callable[[Source], SourceReader],
-                   budget: int | None = None) -> int:
-    """The key partitions that keep the largest source of ``plan`` within ``budget`` bytes."""
-    sources = [catalog.views[step.view].source if isinstance(step, Lookup) else catalog.window_views[step.view].source
-               for step in plan.steps if isinstance(step, Lookup | WindowRead)]
-    return partitions_for_sources(sources, reader_for, budget)
-
-
-def partitions_for_sources(sources: Sequence[Source], reader_for: Callable[[Source], SourceReader],
-                           budget: int | None = None) -> int:
-    """The key partitions that keep the largest of ``sources`` within ``budget`` bytes."""
-    budget = budget or machine_budget()
-    largest = max((estimated_rows(reader_for(source)) or 0 for source in sources), default=0)
-    return max(1, min(MAX_PARTITIONS, math.ceil(largest * BYTES_PER_ROW / budget)))
+def partitions_for(source: Source, reader_for: Callable[[Source], SourceReader], budget: int | None = None) -> int:
+    """The key partitions that keep ``source`` within ``budget`` bytes (1 when it cannot tell its
+    size: a database table is fetched whole anyway, so passes over it would only cost more)."""
+    rows = estimated_rows(reader_for(source)) or 0
+    return max(1, min(MAX_PARTITIONS, math.ceil(rows * BYTES_PER_ROW / (budget or machine_budget()))))

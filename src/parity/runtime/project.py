@@ -285,7 +285,6 @@ class Project:
 
         from parity.offline.engine import OfflineEngine
         from parity.offline.spine import read_spine
-        from parity.runtime.partitioning import partitions_for
         from parity.semantics.values import arrow_type
 
         refs = _names(features, "features")
@@ -300,12 +299,11 @@ class Project:
         progress(f"spine: {spine_data.table.num_rows:,} rows; plan: {len(plan.steps)} steps")
         engine = OfflineEngine(self.catalog, self._reader, progress, http_client=wiring.http_client,
                                run_async=self._loop.run)
-        if partitions is None:
-            partitions = self.settings.offline_partitions or partitions_for(
-                plan, self.catalog, self._reader, self.settings.offline_memory_budget)
-        if partitions > 1:
-            progress(f"running in {partitions} key partitions")
-        result = engine.run(plan, spine_data.keys, spine_data.times_us, with_status=with_status, partitions=partitions)
+        count = partitions if partitions is not None else self.settings.offline_partitions
+        if count is not None and count > 1:
+            progress(f"running in {count} key partitions")
+        result = engine.run(plan, spine_data.keys, spine_data.times_us, with_status=with_status,
+                            partitions=count if count is not None else self._partitions_of)
         table = spine_data.table
         fallbacks: dict[str, dict[str, object]] = {}
         for ref, cid in plan.outputs:
@@ -339,7 +337,7 @@ class Project:
                              f"{_iso(times.min())} to {_iso(times.max())}")
         metadata = dict(table.schema.metadata or {})
         metadata[b"parity.fallbacks"] = json.dumps(fallbacks).encode()
-        metadata[b"parity.no_event_time"] = json.dumps(result.no_event_time).encode()
+        metadata[b"parity.no_event_time"] = json.dumps(result.no_event_time, sort_keys=True).encode()
         return table.combine_chunks().replace_schema_metadata(metadata)
 
     # -- online --------------------------------------------------------------------------
@@ -380,13 +378,14 @@ class Project:
         source is read in ``partitions`` key partitions, one in memory at a time (default:
         ``[offline] partitions``, else as many as keep it within ``[offline] memory_budget``)."""
         from parity.ingest.materialize import materialize, materialize_window_view
-        from parity.runtime.partitioning import partitions_for_sources
+
+        if partitions is not None and (not isinstance(partitions, int) or partitions < 1):
+            raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
 
         def partitions_of(view: FeatureView) -> int:
             if partitions is not None:
                 return partitions
-            return self.settings.offline_partitions or partitions_for_sources(
-                [view.source], self._reader, self.settings.offline_memory_budget)
+            return self.settings.offline_partitions or self._partitions_of(view.source)
 
         until_us = now_micros() if until is None else to_micros(ensure_utc(until, what="materialize until"))
         known = [*self.catalog.views, *self.catalog.window_views]
@@ -416,6 +415,13 @@ class Project:
             reports.append(materialize_window_view(view, self.table_of[name], self._reader(view.source),
                                                    self.online_store(), until_us=until_us, progress=progress))
         return reports
+
+    def _partitions_of(self, source: Source) -> int:
+        """The key partitions a source is read in by default: enough to keep it within the memory
+        budget, by what it says of its size without reading it (one, when it cannot say)."""
+        from parity.runtime.partitioning import partitions_for
+
+        return partitions_for(source, self._reader, self.settings.offline_memory_budget)
 
     def observe_steps(self, observer: StepObserver | None) -> None:
         """Tell ``observer`` what each step of every online query costs (the server's metrics)."""

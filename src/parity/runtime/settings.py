@@ -10,6 +10,7 @@ long a log file stays open).
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -144,8 +145,8 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     )
 
 
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
-          "TIB": 2**40}
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "K": 10**3, "M": 10**6, "G": 10**9,
+          "T": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 def _bytes(value: object, what: str) -> int:
@@ -160,7 +161,7 @@ def _bytes(value: object, what: str) -> int:
             size = float(number) * _UNITS[unit]
         except (KeyError, ValueError):
             size = 0.0
-        if size >= 1:
+        if math.isfinite(size) and size >= 1:
             return int(size)
     raise ConfigError(f"{what} {value!r} must be a size such as \"4GB\" or \"512MiB\"")
 

@@ -1,0 +1,81 @@
+"""Key partitions: how many a source is read in (from the memory budget and what the source says of
+its size), the settings that decide it, and that a run in partitions answers as a run without."""
+
+from __future__ import annotations
+
+
+import polars as pl
+import pytest
+from tests.support import assert_same_table, at
+
+import parity as pt
+from parity.errors import ConfigError, DataError
+from parity.runtime.partitioning import BYTES_PER_ROW, partitions_for
+from parity.runtime.settings import load_settings
+
+DEFS = """
+import parity as pt
+user = pt.Entity("user", keys={"user_id": pt.Int64})
+profile = pt.FeatureView("profile", entity=user, source=pt.ParquetSource("u", path="u.parquet", event_time="ts"),
+                         features=[pt.Feature("amount", pt.Float64)])
+ledger = pt.FeatureView("ledger", entity=user, source=pt.DuckDBSource("l", database="l.duckdb", table="l", event_time="ts"),
+                        features=[pt.Feature("balance", pt.Float64)])
+"""
+
+
+def _project(tmp_path, offline: str = "") -> pt.Project:  # type: ignore[no-untyped-def]
+    import duckdb
+
+    (tmp_path / "parity.toml").write_text(f'[project]\nname = "t"\ndefinitions = "defs.py"\n{offline}')
+    (tmp_path / "defs.py").write_text(DEFS)
+    pl.DataFrame({"user_id": [u % 7 for u in range(40)], "ts": [at(1, u % 24) for u in range(40)],
+                  "amount": [u + 0.5 for u in range(40)]}).write_parquet(tmp_path / "u.parquet")
+    with duckdb.connect(str(tmp_path / "l.duckdb")) as db:
+        db.execute("CREATE TABLE l AS SELECT range % 7 AS user_id, TIMESTAMPTZ '2024-01-01 00:00:00+00' + "
+                   "INTERVAL (range) MINUTE AS ts, range * 1.5 AS balance FROM range(30)")
+    return pt.Project.load(str(tmp_path))
+
+
+def test_the_budget_sets_the_partitions_of_each_source_by_its_own_size(tmp_path):
+    with _project(tmp_path, '[offline]\nmemory_budget = "2KB"\n') as project:
+        assert project.settings.offline_memory_budget == 2_000
+        parquet, duckdb_source = (project.catalog.views[v].source for v in ("profile", "ledger"))
+        assert partitions_for(parquet, project._reader, 2_000) == -(-40 * BYTES_PER_ROW // 2_000) == 6
+        assert partitions_for(duckdb_source, project._reader, 2_000) == 1  # cannot tell its size: read whole
+        assert partitions_for(parquet, project._reader, 10**9) == 1
+        spine = pl.DataFrame({"user_id": list(range(8)) * 2, "timestamp": [at(1, 6)] * 8 + [at(2)] * 8})
+        said: list[str] = []
+        refs = ["user.amount", "user.balance"]
+        auto = project.training_set(spine, refs, with_status=True, progress=said.append)
+        parts = [m.split(":")[1].strip() for m in said if ": partition " in m]
+        assert parts == [f"partition {i}/6" for i in range(1, 7)]  # the Parquet source in 6, the DuckDB one whole
+        assert all(m.startswith("profile: ") for m in said if ": partition " in m)
+        assert_same_table(auto, project.training_set(spine, refs, with_status=True, partitions=1), "auto partitions")
+        whole = project.materialize(until=at(3), incremental=False, partitions=1)
+        parted = project.materialize(until=at(3), incremental=False)
+        assert [(r.rows_read, r.keys) for r in whole] == [(r.rows_read, r.keys) for r in parted]  # type: ignore[union-attr]
+        with pytest.raises(DataError, match="partitions=0: give a whole number"):
+            project.materialize(partitions=0)
+        with pytest.raises(DataError, match="partitions=0: give a whole number"):
+            project.training_set(spine, refs, partitions=0)
+
+
+@pytest.mark.parametrize("offline,message", [
+    ('memory_budget = "lots"', "offline.memory_budget 'lots' must be a size"),
+    ('memory_budget = "inf"', "offline.memory_budget 'inf' must be a size"),
+    ("memory_budget = 0", "offline.memory_budget 0 must be a size"),
+    ("partitions = 0", "offline.partitions 0 must be a whole number of 1 or more"),
+    ('partitions = "4"', "offline.partitions '4' must be a whole number"),
+    ("spill = true", "[offline] has no setting 'spill'"),
+])
+def test_offline_settings_are_checked(tmp_path, offline, message):
+    (tmp_path / "parity.toml").write_text(f'[project]\nname = "t"\ndefinitions = "defs.py"\n[offline]\n{offline}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(str(tmp_path))
+    assert message in str(caught.value)
+
+
+def test_sizes_are_read_in_decimal_and_binary_units(tmp_path):
+    for text, size in [('"4GB"', 4 * 10**9), ('"4G"', 4 * 10**9), ('"512MiB"', 512 * 2**20), ("1000000", 10**6)]:
+        (tmp_path / "parity.toml").write_text(f'[project]\nname = "t"\ndefinitions = "d.py"\n[offline]\nmemory_budget = {text}\n')
+        assert load_settings(str(tmp_path)).offline_memory_budget == size, text
