@@ -51,9 +51,12 @@ def test_the_budget_sets_the_partitions_of_each_source_by_its_own_size(tmp_path)
         assert parts == [f"partition {i}/6" for i in range(1, 7)]  # the Parquet source in 6, the DuckDB one whole
         assert all(m.startswith("profile: ") for m in said if ": partition " in m)
         assert_same_table(auto, project.training_set(spine, refs, with_status=True, partitions=1), "auto partitions")
+        parted = project.materialize(until=at(3), incremental=False)  # first: the store holds its rows alone
+        online = project.query({"user_id": list(range(8))}, refs, now=at(3)).rows
+        offline = project.training_set(pl.DataFrame({"user_id": list(range(8)), "timestamp": [at(3)] * 8}), refs)
+        assert online == offline.select(refs).to_pylist()  # what the partitioned run stored is the as-of row
         whole = project.materialize(until=at(3), incremental=False, partitions=1)
-        parted = project.materialize(until=at(3), incremental=False)
-        assert [(r.rows_read, r.keys) for r in whole] == [(r.rows_read, r.keys) for r in parted]  # type: ignore[union-attr]
+        assert [(r.rows_read, r.keys) for r in whole] == [(r.rows_read, r.keys) for r in parted] == [(40, 7), (30, 7)]  # type: ignore[union-attr]
         with pytest.raises(DataError, match="partitions=0: give a whole number"):
             project.materialize(partitions=0)
         with pytest.raises(DataError, match="partitions=0: give a whole number"):

@@ -103,7 +103,7 @@ def normalize(
         add(vec, name, col, dtype)
     frame = raw.select(exprs)
     if request.partition is not None:  # keys are canonical here: the rule the probes are split by
-        frame = frame.filter(partitions.member_of({k: request.columns[k][1] for k in request.keys}, request.partition))
+        frame = frame.filter(partitions.member_of(request.key_types, request.partition))
     window = request.window
     if window.after_us is not None or window.until_us is not None:
         # Rows without an event time are kept through the window only to be counted below.

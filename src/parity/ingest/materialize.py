@@ -25,6 +25,7 @@ import polars as pl
 from parity.define.features import FeatureView
 from parity.define.sources import Source
 from parity.define.windows import WindowView
+from parity.errors import DataError
 from parity.ingest.window_index import rebuild
 from parity.ports.online_store import OnlineStore, StoredRow
 from parity.ports.source import SourceReader, view_scan, window_scan
@@ -128,6 +129,8 @@ def materialize_view(
 ) -> MaterializeReport:
     """``partitions`` > 1 reads the source one key partition at a time (``semantics.partitions``):
     at most one partition of its rows is in memory, with every key's chosen row."""
+    if not isinstance(partitions, int) or partitions < 1:
+        raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
     full_because = None
     if incremental and not incremental_safe(view.source):
         full_because = ("the source has no created time" if view.source.created_time is None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -68,23 +68,38 @@ class OfflineEngine:
         self.http_client = http_client
         self.run_async = run_async or asyncio.run
 
-    def _prepared_views(self, plan: Plan, until_us: int | None, result: OfflineResult) -> dict[str, asof.Prepared]:
-        """Read every feature view the plan looks up once, with the union of the features it needs.
+    def _request(self, steps: Sequence[Lookup | WindowRead], until_us: int | None) -> ScanRequest:
+        """The scan of one view for its ``steps``: the union of the features (or, for a window view,
+        the columns of the aggregates) they read. Rows that become visible after the latest spine
+        time can never be chosen: the scan leaves them out (pushed down to SQL sources)."""
+        from parity.define.windows import feature_columns
 
-        Rows that become visible after the latest spine time can never be chosen: the scan leaves
-        them out (pushed down to the database for SQL sources).
-        """
-        needed: dict[str, list[str]] = {}
-        for step in plan.steps:
-            if isinstance(step, Lookup):
-                names = needed.setdefault(step.view, [])
-                names.extend(o.feature for o in step.outputs if o.feature not in names)
-        prepared = {}
-        for name, features in needed.items():
-            view = self.catalog.views[name]
-            rows = self._scan(name, view.source, view_scan(view, features, Window(until_us=until_us)), result)
-            prepared[name] = asof.prepare(rows, list(view.entity.keys), uses_created=visibility.uses_created(view.source))
-        return prepared
+        window, name = Window(until_us=until_us), steps[0].view
+        if isinstance(steps[0], Lookup):
+            return view_scan(self.catalog.views[name], list(dict.fromkeys(o.feature for s in steps for o in s.outputs)),
+                             window)
+        view = self.catalog.window_views[name]
+        wanted = {o.feature for s in steps for o in s.outputs}
+        return window_scan(view, set().union(*(feature_columns(a) for a in view.features if a.name in wanted)), window)
+
+    def _ready(self, step: Lookup | WindowRead, rows: pl.DataFrame) -> asof.Prepared | pl.DataFrame:
+        """A view's scanned rows made ready for its step's kernel: prepared for as-of choices, or
+        sorted as window events."""
+        source, keys = self._source_of(step), list(self._entity_keys(step))
+        if isinstance(step, Lookup):
+            return asof.prepare(rows, keys, uses_created=visibility.uses_created(source))
+        return window_rule.sorted_events(rows, keys, uses_created=visibility.uses_created(source))
+
+    def _read_whole(self, steps: Sequence[Lookup | WindowRead], until_us: int | None,
+                    result: OfflineResult) -> dict[tuple[bool, str], asof.Prepared | pl.DataFrame]:
+        """Read each view the ``steps`` use once, for all of them, made ready for their kernels
+        (keyed by (whether a lookup, view): a feature view and a window view may share a name)."""
+        groups: dict[tuple[bool, str], list[Lookup | WindowRead]] = {}
+        for step in steps:
+            groups.setdefault((isinstance(step, Lookup), step.view), []).append(step)
+        return {key: self._ready(group[0], self._scan(key[1], self._source_of(group[0]),
+                                                      self._request(group, until_us), result))
+                for key, group in groups.items()}
 
     def _scan(self, name: str, source: Source, request: ScanRequest, result: OfflineResult) -> pl.DataFrame:
         """One view's scan, reported (rows read, rows skipped for having no event time)."""
@@ -94,28 +109,6 @@ class OfflineEngine:
         self.progress(f"read {scan.rows.height:,} rows of {name} from {reader.describe()}{skipped}")
         result.no_event_time[name] = scan.no_event_time
         return scan.rows
-
-    def _window_events(self, plan: Plan, until_us: int | None, result: OfflineResult) -> dict[str, pl.DataFrame]:
-        """Read the events of every window view the plan aggregates, once, with the columns its
-        requested aggregates need (and none visible after the latest spine time)."""
-        from parity.define.windows import feature_columns
-
-        needed: dict[str, set[str]] = {}
-        for step in plan.steps:
-            if isinstance(step, WindowRead):
-                view = self.catalog.window_views[step.view]
-                names = {o.feature for o in step.outputs}
-                columns = needed.setdefault(step.view, set())
-                for aggregate in view.features:
-                    if aggregate.name in names:
-                        columns |= feature_columns(aggregate)
-        events = {}
-        for name, columns in needed.items():
-            view = self.catalog.window_views[name]
-            rows = self._scan(name, view.source, window_scan(view, columns, Window(until_us=until_us)), result)
-            events[name] = window_rule.sorted_events(rows, list(view.entity.keys),
-                                                     uses_created=visibility.uses_created(view.source))
-        return events
 
     def run(self, plan: Plan, spine_keys: pl.DataFrame, times_us: pl.Series, *, with_status: bool = False,
             partitions: int | Callable[[Source], int] = 1) -> OfflineResult:
@@ -128,27 +121,25 @@ class OfflineEngine:
         is in memory; the kernels and the answers are the same.
         """
         count_of = partitions if callable(partitions) else (lambda source: partitions)
-        counts = {step.view: count_of(self._source_of(step)) for step in plan.steps if isinstance(step, Lookup | WindowRead)}
-        bad = {view: n for view, n in counts.items() if not isinstance(n, int) or n < 1}
-        if bad:
-            raise DataError(f"partitions={next(iter(bad.values()))!r}: give a whole number of 1 or more")
+        reads = [step for step in plan.steps if isinstance(step, Lookup | WindowRead)]
+        counts = {(isinstance(step, Lookup), step.view): count_of(self._source_of(step)) for step in reads}
+        for n in counts.values():
+            if not isinstance(n, int) or n < 1:
+                raise DataError(f"partitions={n!r}: give a whole number of 1 or more")
         result = OfflineResult({c: spine_keys[c] for c in spine_keys.columns})
         until = times_us.max() if len(times_us) else None
         # the views read whole are read once, up front, for all their steps
-        whole = dataclasses.replace(plan, steps=tuple(s for s in plan.steps
-                                                      if isinstance(s, Lookup | WindowRead) and counts[s.view] == 1))
-        prepared = self._prepared_views(whole, until, result)  # type: ignore[arg-type]
-        events = self._window_events(whole, until, result)  # type: ignore[arg-type]
+        ready = self._read_whole([s for s in reads if counts[(isinstance(s, Lookup), s.view)] == 1], until, result)  # type: ignore[arg-type]
         columns = result.columns
         dtypes: dict[str, DType] = {}
         for i, step in enumerate(plan.steps, 1):
             probes = self._probes(step.keys, columns, times_us)
             if isinstance(step, Lookup | WindowRead):
-                if counts[step.view] == 1:
-                    made = (self._lookup(step, prepared[step.view], probes, with_status) if isinstance(step, Lookup)
-                            else self._aggregate(step, events[step.view], probes, with_status))
+                key = (isinstance(step, Lookup), step.view)
+                if counts[key] == 1:
+                    made = self._kernel(step, ready[key], probes, with_status)
                 else:
-                    made = self._partitioned(step, probes, counts[step.view], until, result, with_status)  # type: ignore[arg-type]
+                    made = self._partitioned(step, probes, counts[key], until, result, with_status)  # type: ignore[arg-type]
                 for out in step.outputs:
                     columns[out.column_id] = made[out.column_id]
                     dtypes[out.column_id] = out.dtype
@@ -163,6 +154,18 @@ class OfflineEngine:
 
     def _source_of(self, step: Lookup | WindowRead) -> Source:
         return (self.catalog.views[step.view] if isinstance(step, Lookup) else self.catalog.window_views[step.view]).source
+
+    def _entity_keys(self, step: Lookup | WindowRead) -> Mapping[str, DType]:
+        view = self.catalog.views[step.view] if isinstance(step, Lookup) else self.catalog.window_views[step.view]
+        return view.entity.keys
+
+    def _kernel(self, step: Lookup | WindowRead, ready: asof.Prepared | pl.DataFrame, probes: pl.DataFrame,
+                with_status: bool) -> dict[str, pl.Series]:
+        if isinstance(step, Lookup):
+            assert isinstance(ready, asof.Prepared)
+            return self._lookup(step, ready, probes, with_status)
+        assert isinstance(ready, pl.DataFrame)
+        return self._aggregate(step, ready, probes, with_status)
 
     @staticmethod
     def _lookup(step: Lookup, frame: asof.Prepared, probes: pl.DataFrame, with_status: bool) -> dict[str, pl.Series]:
@@ -197,43 +200,22 @@ class OfflineEngine:
 
     def _partitioned(self, step: Lookup | WindowRead, probes: pl.DataFrame, count: int, until_us: int | None,
                      result: OfflineResult, with_status: bool) -> dict[str, pl.Series]:
-        """One step, one key partition at a time: the probes split by the partition of their key,
-        the view's rows scanned one partition per pass, the results put back in probe order."""
-        from parity.define.windows import feature_columns
-
-        names = step.keys.key_names
-        if isinstance(step, Lookup):
-            view = self.catalog.views[step.view]
-            key_types = dict(view.entity.keys)
-            source = view.source
-        else:
-            window = self.catalog.window_views[step.view]
-            key_types = dict(window.entity.keys)
-            source = window.source
-            wanted = {o.feature for o in step.outputs}
-            columns = set().union(*(feature_columns(a) for a in window.features if a.name in wanted))
-        of_probe = probes.select(partitions.partition_of(dict(zip(names, key_types.values())), count)).to_series()
+        """One step, one key partition at a time: the probes split by the partition of their key
+        (the view's key dtypes: the rule its scan filters by), the view's rows scanned one partition
+        per pass, the results put back in probe order."""
+        request = self._request([step], until_us)
+        reader = self.reader_for(self._source_of(step))
+        of_probe = probes.select(partitions.partition_of(request.key_types, count)).to_series()
         pieces: list[pl.DataFrame] = []
         skipped = 0
         for index in range(count):
-            positions = of_probe.arg_true() if count == 1 else (of_probe == index).arg_true()
-            part = partitions.Partition(count, index)
-            if isinstance(step, Lookup):
-                request = dataclasses.replace(view_scan(view, [o.feature for o in step.outputs],
-                                                        Window(until_us=until_us)), partition=part)
-            else:
-                request = dataclasses.replace(window_scan(window, columns, Window(until_us=until_us)), partition=part)
-            scan = self.reader_for(source).scan(request)
+            positions = (of_probe == index).arg_true()
+            scan = reader.scan(dataclasses.replace(request, partition=partitions.Partition(count, index)))
             skipped += scan.no_event_time
-            sub = probes[positions]
-            if isinstance(step, Lookup):
-                made = self._lookup(step, asof.prepare(scan.rows, list(key_types),
-                                                       uses_created=visibility.uses_created(source)), sub, with_status)
-            else:
-                made = self._aggregate(step, window_rule.sorted_events(
-                    scan.rows, list(key_types), uses_created=visibility.uses_created(source)), sub, with_status)
+            made = self._kernel(step, self._ready(step, scan.rows), probes[positions], with_status)
             pieces.append(pl.DataFrame(made).with_columns(positions.alias(_POSITION)))
-            self.progress(f"{step.view}: partition {index + 1}/{count}: {scan.rows.height:,} rows, {len(sub):,} probes")
+            self.progress(f"{step.view}: partition {index + 1}/{count}: {scan.rows.height:,} rows, "
+                          f"{len(positions):,} probes")
         result.no_event_time[step.view] = skipped
         return dict(pl.concat(pieces).sort(_POSITION).drop(_POSITION).to_dict())
 

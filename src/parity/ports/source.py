@@ -34,6 +34,11 @@ class ScanRequest:
     partition: Partition | None = None
 
     @property
+    def key_types(self) -> dict[str, DType]:
+        """The entity key outputs and their dtypes (what a partition is hashed by)."""
+        return {k: self.columns[k][1] for k in self.keys}
+
+    @property
     def key_columns(self) -> list[str]:
         return [self.columns[k][0] for k in self.keys]
 

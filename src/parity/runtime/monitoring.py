@@ -2,8 +2,8 @@
 
 The log's rows served in [since, until) are read (closed parts), each logged value is decoded by its
 feature's dtype (``semantics.wire``) and filed under the feature version it was served at; each
-version is bucketed and checked against its reference baseline (``runtime.baselines.reference_baseline``: the newest
-of at least 1,000 rows) on its fixed bins (``monitor.watch``),
+version is bucketed and checked against its reference baseline (``runtime.baselines.reference_baseline``:
+the newest of at least 1,000 rows) on its fixed bins (``monitor.watch``),
 the verdicts are kept in the monitoring store as result points (one per metric, feature version and
 bucket: a run over the same buckets replaces them), and ``monitor.report`` renders the HTML.
 """
@@ -83,10 +83,10 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
               bucket_us: int = HOUR_US, features: Sequence[str] | None = None, record: bool = True,
               now_us: int | None = None, reference: pl.DataFrame | None = None,
               fixed_reference: tuple[pl.DataFrame, str] | None = None) -> MonitorRun:
-    """Watch the log's rows served in [since, until) against each version's reference training-set
-    baseline (the newest of at least 1,000 rows, else the largest), or against ``reference`` (log rows of a past window), or against ``fixed_reference``
-    (a table whose columns are named by feature, as a training set's are, and what it is called);
-    sources' freshness is judged at ``now_us`` (default: now)."""
+    """Watch the log's rows served in [since, until) against each version's training-set baseline
+    (``reference_baseline``), or against ``reference`` (log rows of a past window), or against
+    ``fixed_reference`` (a table whose columns are named by feature, as a training set's are, and
+    what it is called); sources' freshness is judged at ``now_us`` (default: now)."""
     if reference is not None and fixed_reference is not None:
         raise DataError("monitor: give a past window or a reference file to compare with, not both")
     if bucket_us <= 0:
@@ -122,25 +122,26 @@ def watch_log(project: Project, log: pa.Table, *, since_us: int | None = None, u
         dtype = decoders[(ref, version)]
         assert dtype is not None
         fixed = store.bins(ref, version)
-        chosen = reference_baseline(store.baselines(ref, version))
         bins = None if fixed is None else Bins.from_dict(dict(fixed))
-        baseline = None if chosen is None else Profile.from_dict(dict(chosen.profile))
-        origin = "" if chosen is None else chosen.origin
-        column = pl.Series(ref, found, dtype=polars_type(dtype))
+        baseline: Profile | None = None
         if past is not None:  # a past window of served values is the reference instead
             before = pl.Series(ref, past.get((ref, version), ([], []))[0], dtype=polars_type(dtype))
             bins, baseline = _against(dtype, bins, before)
             origin = f"served values of the reference window ({len(before):,})"
         elif fixed_reference is not None:  # a fixed reference: its column of this feature, read as its dtype
             table, name = fixed_reference
-            fixed_column = reference_column(table, ref, dtype, name) if current.get(ref) == version else None
-            if fixed_column is None:  # a file is of the definitions now: an older version is not compared with it
-                baseline = None
-                origin = f"not a column of {name}" if current.get(ref) == version else \
-                    f"an older version: {name} is compared with the current one only"
+            if current.get(ref) != version:  # a file is of the definitions now: an older version is not compared
+                origin = f"an older version: {name} is compared with the current one only"
+            elif (fixed_column := reference_column(table, ref, dtype, name)) is None:
+                origin = f"not a column of {name}"
             else:
                 bins, baseline = _against(dtype, bins, fixed_column)
                 origin = f"{name} ({len(fixed_column):,} rows)"
+        else:  # the training set's baseline
+            chosen = reference_baseline(store.baselines(ref, version))
+            baseline = None if chosen is None else Profile.from_dict(dict(chosen.profile))
+            origin = "" if chosen is None else chosen.origin
+        column = pl.Series(ref, found, dtype=polars_type(dtype))
         watched = watch_feature(ref, version, repr(dtype), column, np.asarray(when, dtype=np.int64),
                                 since_us=start, until_us=end, bucket_us=bucket_us, bins=bins, baseline=baseline,
                                 baseline_origin=origin,

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from parity.define.access import Principal
-from parity.define.features import FeatureView
 from parity.define.sources import Source, StreamSource
 from parity.errors import ConfigError, DataError, ParityError, StoreError
 from parity.plan.catalog import Catalog
@@ -299,11 +298,8 @@ class Project:
         progress(f"spine: {spine_data.table.num_rows:,} rows; plan: {len(plan.steps)} steps")
         engine = OfflineEngine(self.catalog, self._reader, progress, http_client=wiring.http_client,
                                run_async=self._loop.run)
-        count = partitions if partitions is not None else self.settings.offline_partitions
-        if count is not None and count > 1:
-            progress(f"running in {count} key partitions")
         result = engine.run(plan, spine_data.keys, spine_data.times_us, with_status=with_status,
-                            partitions=count if count is not None else self._partitions_of)
+                            partitions=lambda source: self._partitions_of(source, partitions))
         table = spine_data.table
         fallbacks: dict[str, dict[str, object]] = {}
         for ref, cid in plan.outputs:
@@ -379,14 +375,6 @@ class Project:
         ``[offline] partitions``, else as many as keep it within ``[offline] memory_budget``)."""
         from parity.ingest.materialize import materialize, materialize_window_view
 
-        if partitions is not None and (not isinstance(partitions, int) or partitions < 1):
-            raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
-
-        def partitions_of(view: FeatureView) -> int:
-            if partitions is not None:
-                return partitions
-            return self.settings.offline_partitions or self._partitions_of(view.source)
-
         until_us = now_micros() if until is None else to_micros(ensure_utc(until, what="materialize until"))
         known = [*self.catalog.views, *self.catalog.window_views]
         names = known if views is None else _names(views, "views")
@@ -397,7 +385,7 @@ class Project:
         reports.extend(materialize(
             [self.catalog.views[n] for n in names if n in self.catalog.views], self.table_of, self._reader,
             self.online_store(), until_us=until_us, incremental=incremental, progress=progress,
-            partitions=partitions_of,
+            partitions=lambda view: self._partitions_of(view.source, partitions),
         ))
         for name in names:
             view = self.catalog.window_views.get(name)
@@ -416,12 +404,15 @@ class Project:
                                                    self.online_store(), until_us=until_us, progress=progress))
         return reports
 
-    def _partitions_of(self, source: Source) -> int:
-        """The key partitions a source is read in by default: enough to keep it within the memory
-        budget, by what it says of its size without reading it (one, when it cannot say)."""
+    def _partitions_of(self, source: Source, asked: int | None) -> int:
+        """The key partitions a source is read in: as asked, else ``[offline] partitions``, else
+        enough to keep it within the memory budget by what it says of its size without reading
+        it (one, when it cannot say). The engines refuse a count below 1."""
         from parity.runtime.partitioning import partitions_for
 
-        return partitions_for(source, self._reader, self.settings.offline_memory_budget)
+        if asked is not None:
+            return asked
+        return self.settings.offline_partitions or partitions_for(source, self._reader, self.settings.offline_memory_budget)
 
     def observe_steps(self, observer: StepObserver | None) -> None:
         """Tell ``observer`` what each step of every online query costs (the server's metrics)."""

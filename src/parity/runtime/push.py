@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from parity.runtime.project import Project
 
 log = logging.getLogger("parity.push")
+_REPORT_FIELDS = frozenset(f.name for f in fields(MessageReport))  # a writer of another version may say more
 MAX_FRAME = 64 << 20  # bytes: one push, or one answer
 FORWARD_DEADLINE = 5.0  # seconds to reach a writer (or become it) before a push is refused as unavailable
 FORWARD_TIMEOUT = 30.0  # seconds for a reached writer to answer (a commit, with its merge of segments)
@@ -286,8 +287,7 @@ class PushRouter:
             raise StoreError(f"stream source {source!r}: its writer failed the push: {answer['error']}")
         report = answer["report"]
         report["errors"] = [tuple(e) for e in report["errors"]]
-        known = {f.name for f in fields(MessageReport)}  # a writer of another version may say more
-        return MessageReport(**{name: value for name, value in report.items() if name in known})
+        return MessageReport(**{name: value for name, value in report.items() if name in _REPORT_FIELDS})
 
     async def close(self) -> None:
         for connections in self._idle.values():

@@ -18,7 +18,7 @@ have, or holds a key of another type — is counted as not replayable, never a r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -111,9 +111,7 @@ def _replay_group(project: Project, group_text: str, group: pl.DataFrame, report
         return []
     group = group[rows]
     key_types = {k: d for keys in roots.values() for k, d in keys.items()}
-    spine = pa.table({**{k: pa.array([from_json(e[k], repr(d)) for e in entities], arrow_type(d))
-                         for k, d in key_types.items()},
-                      _TIME: group["request_time_us"].to_arrow().cast(pa.timestamp("us", tz="UTC"))})
+    spine = _spine(entities, key_types, group["request_time_us"].to_list())
     progress(f"replaying {group.height:,} logged rows of {', '.join(known)}")
     table = project.training_set(spine, known, timestamp_column=_TIME, with_status=True, record_baseline=False)
     values = [cell(text, "values") for text in group["values"]]
@@ -146,6 +144,14 @@ def _replay_group(project: Project, group_text: str, group: pl.DataFrame, report
                                         {(root, ()): key for root, key in storage_keys[i].items()}, lineage,
                                         current.get(ref)))
     return pending
+
+
+def _spine(entities: Sequence[Mapping[str, object]], key_types: Mapping[str, DType], times_us: Sequence[int]) -> pa.Table:
+    """A replay spine: the logged entities' keys (as logged, read by their dtypes) at the logged
+    request times."""
+    return pa.table({**{k: pa.array([from_json(e[k], repr(d)) for e in entities], arrow_type(d))
+                        for k, d in key_types.items()},
+                     _TIME: pa.array(times_us, pa.timestamp("us", tz="UTC"))})
 
 
 def _storage_keys(entity: Mapping[str, object], roots: Mapping[str, Mapping[str, DType]]
@@ -188,13 +194,19 @@ def _lineage(plan: Plan, column_id: str) -> list[tuple[Lookup | WindowRead, str 
             todo.extend(c for _, c in step.inputs)
         else:
             # through a relationship, the parent's key is a column too: its views are lineage
-            todo.extend(c for c in step.keys.columns if "." in c)
+            todo.extend(c for c in step.keys.columns if _computed(c))
             own = next((o.feature for o in step.outputs if o.column_id == cid), None) \
                 if isinstance(step, Lookup) and cid == column_id else None
             if all(s.view != step.view or s.keys.hops != step.keys.hops or type(s) is not type(step) or o != own
                    for s, o in found):
                 found.append((step, own))
     return found
+
+
+def _computed(column: str) -> bool:
+    """Whether a relationship's key column is a column the plan computes (a column id such as
+    ``order.user_id``, which is also the feature's reference) rather than a root key name."""
+    return "." in column
 
 
 def _resolve_paths(project: Project, pending: list[_Pending]) -> None:
@@ -211,10 +223,8 @@ def _resolve_paths(project: Project, pending: list[_Pending]) -> None:
                     rows.append(p)
     for root, (paths, rows) in by_root.items():
         key_types = catalog.entities[root].keys
-        refs = sorted({c for keys in paths.values() for c in keys.columns if "." in c})
-        spine = pa.table({**{k: pa.array([from_json(p.served.entity[k], repr(d)) for p in rows], arrow_type(d))
-                             for k, d in key_types.items()},
-                          _TIME: pa.array([p.served.request_time_us for p in rows], pa.timestamp("us", tz="UTC"))})
+        refs = sorted({c for keys in paths.values() for c in keys.columns if _computed(c)})
+        spine = _spine([p.served.entity for p in rows], key_types, [p.served.request_time_us for p in rows])
         table = project.training_set(spine, refs, timestamp_column=_TIME, record_baseline=False) if refs else spine
         columns = {c: table.column(c).to_pylist() for c in refs}
         for i, p in enumerate(rows):
@@ -224,7 +234,7 @@ def _resolve_paths(project: Project, pending: list[_Pending]) -> None:
                 entity = catalog.entities[keys.entity]
                 found: list[object] = []
                 for name, column in zip(keys.key_names, keys.columns):
-                    if "." not in column:  # a root key: already in canonical storage form
+                    if not _computed(column):  # a root key: already in canonical storage form
                         found.append(root_keys[list(key_types).index(column)])
                         continue
                     value = columns[column][i]
