@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from parity.online.result import QueryResult
     from parity.plan.access import AccessPolicy, PlanAccess
     from parity.ports.monitor_store import Baseline, MonitorStore
+    from parity.runtime.spark import SparkTrainingSet
 
 Progress = Callable[[str], None]
 STATUS_SUFFIX = ":status"
@@ -264,6 +265,8 @@ class Project:
         principal: Principal | None = None,
         record_baseline: bool = True,
         partitions: int | None = None,
+        engine: str = "local",
+        spark: Any = None,
     ) -> pa.Table:
         """A point-in-time-correct training set as a ``pyarrow.Table``.
 
@@ -279,8 +282,17 @@ class Project:
         evaluation set that is not what the model trained on). ``partitions`` runs it in that many
         key partitions, one in memory at a time (default: ``[offline] partitions``, else as many as
         keep the largest source within ``[offline] memory_budget``); the answer is the same.
+        ``engine="spark"`` runs it on Spark (``spark_training_set``) and collects it: the same table.
         """
         import pyarrow as pa
+
+        if engine == "spark":
+            return self.spark_training_set(
+                spine, features, timestamp_column=timestamp_column, key_columns=key_columns, timezone=timezone,
+                with_status=with_status, progress=progress, principal=principal, partitions=partitions, spark=spark,
+            ).to_arrow()
+        if engine != "local":
+            raise ConfigError(f"engine {engine!r} is not known; use 'local' or 'spark'")
 
         from parity.offline.engine import OfflineEngine
         from parity.offline.spine import read_spine
@@ -296,9 +308,9 @@ class Project:
             timezone=timezone, reserved=[*refs, *status_columns],
         )
         progress(f"spine: {spine_data.table.num_rows:,} rows; plan: {len(plan.steps)} steps")
-        engine = OfflineEngine(self.catalog, self._reader, progress, http_client=wiring.http_client,
-                               run_async=self._loop.run)
-        result = engine.run(plan, spine_data.keys, spine_data.times_us, with_status=with_status,
+        offline = OfflineEngine(self.catalog, self._reader, progress, http_client=wiring.http_client,
+                                run_async=self._loop.run)
+        result = offline.run(plan, spine_data.keys, spine_data.times_us, with_status=with_status,
                             partitions=lambda source: self._partitions_of(source, partitions))
         table = spine_data.table
         fallbacks: dict[str, dict[str, object]] = {}
@@ -335,6 +347,37 @@ class Project:
         metadata[b"parity.fallbacks"] = json.dumps(fallbacks).encode()
         metadata[b"parity.no_event_time"] = json.dumps(result.no_event_time, sort_keys=True).encode()
         return table.combine_chunks().replace_schema_metadata(metadata)
+
+    def spark_training_set(
+        self,
+        spine: object,
+        features: str | Sequence[str],
+        *,
+        timestamp_column: str = "timestamp",
+        key_columns: Mapping[str, str] | None = None,
+        timezone: str | None = None,
+        with_status: bool = False,
+        progress: Progress = _quiet,
+        principal: Principal | None = None,
+        partitions: int | None = None,
+        spark: Any = None,
+        out: str | None = None,
+    ) -> SparkTrainingSet:
+        """The training set on Apache Spark (``pip install "parity[spark]"``): the same plan, run by
+        parity's own kernels on the executors, so the table equals the local one. ``spine`` is a
+        Parquet path, a Spark DataFrame or a local table; ``spark`` a session (default: the active
+        one, else ``[spark] master``). The result's ``frame`` is a lazy Spark DataFrame in spine
+        order; with ``out`` it is written there as Parquet by the executors, nothing collected.
+        Baselines are not recorded from a Spark run.
+        """
+        from parity.runtime import spark as on_spark
+
+        refs = _names(features, "features")
+        access = self._access(principal, self.plan(refs))  # before any data is read
+        result = on_spark.training_set(self, spine, refs, timestamp_column=timestamp_column, key_columns=key_columns,
+                                       timezone=timezone, with_status=with_status, progress=progress, access=access,
+                                       partitions=partitions, spark=spark)
+        return result.write(out) if out is not None else result
 
     # -- online --------------------------------------------------------------------------
 

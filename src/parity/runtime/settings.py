@@ -43,6 +43,8 @@ class Settings:
     monitor_webhook: str | None = None  # a reference (env:/file:) to the URL breaches are POSTed to
     offline_memory_budget: int | None = None  # bytes a training set's source rows may take (None: from the machine)
     offline_partitions: int | None = None  # key partitions of a training set (None: from the budget)
+    spark_master: str | None = None  # engine="spark": the cluster (None: an active session, else local[*])
+    spark_conf: tuple[tuple[str, str], ...] = ()  # engine="spark": settings given to the Spark session
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.join(self.root, path)
@@ -113,6 +115,15 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
     if partitions is not None and (not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1):
         raise ConfigError(f"{path}: offline.partitions {partitions!r} must be a whole number of 1 or more (or unset: "
                           "derived from the memory budget)")
+    spark = _table(data, "spark", path)
+    unknown = sorted(set(spark) - {"master", "conf"})
+    if unknown:
+        raise ConfigError(f"{path}: [spark] has no setting {unknown[0]!r}; known: conf, master")
+    spark_master = env.get("PARITY_SPARK_MASTER", _text(spark, "spark", "master", path, "") or None)
+    spark_conf = spark.get("conf", {})
+    if not isinstance(spark_conf, dict) or not all(isinstance(v, str | int | float | bool) for v in spark_conf.values()):
+        raise ConfigError(f"{path}: [spark] conf must be a table of Spark settings, e.g. "
+                          "conf = { \"spark.driver.memory\" = \"4g\" }")
     store_type = env.get("PARITY_ONLINE_STORE_TYPE", _text(online, "online_store", "type", path, "sqlite"))
     if store_type not in ("sqlite", "redis"):
         raise ConfigError(f"{path}: online_store.type {store_type!r} is not known; use 'sqlite' or 'redis'")
@@ -142,6 +153,8 @@ def load_settings(root: str, env: dict[str, str] | None = None) -> Settings:
         monitor_webhook=webhook,
         offline_memory_budget=budget_bytes,
         offline_partitions=partitions,
+        spark_master=spark_master,
+        spark_conf=tuple((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in spark_conf.items()),
     )
 
 

@@ -1,0 +1,149 @@
+"""Sources read by Spark for the distributed offline engine (``ports.distributed``).
+
+Parquet files and folders are read by Spark itself (on the executors, from any path Spark's file
+systems reach); each batch is then normalized by the same ``connectors.frames.normalize`` as a
+local scan, so a value, a time and a key are read the same way on every path. A row's ingestion
+order (``ordering.SEQUENCE``, the last tie-break between rows of one key) is its file's place in
+the sorted file list, then its row in the file — the order the local reader concatenates them in.
+
+Any other source (a DuckDB or SQLite file, the event log, a small dimension table) is scanned by
+its local reader on the driver and handed to Spark as it is: the rows are already normalized.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import polars as pl
+import pyarrow as pa
+
+from parity.connectors.frames import check_columns, normalize
+from parity.connectors.parquet import ParquetReader
+from parity.define.sources import ParquetSource
+from parity.errors import DataError, one_line
+from parity.ports.distributed import DataFrame, Session, arrow_schema, carried_iter, spark_schema, to_spark
+from parity.ports.source import ScanRequest, SourceReader
+from parity.semantics.ordering import SEQUENCE
+
+_FILE, _ROW = "__parity_file", "__parity_row"
+_ROW_BITS = 40  # rows per file below 2**40; files below 2**23: the sequence fits an Int64
+
+
+def _local_path(uri: str) -> str:
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
+
+
+def _empty(schema: pa.Schema) -> pl.DataFrame:
+    frame = pl.from_arrow(schema.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _check_visible(files: list[str], root: str, where: str) -> None:
+    """Spark (Hadoop) never reads a file or folder whose name starts with "_" or ".": refuse such a
+    source rather than answer from fewer rows than a local read."""
+    base = root if os.path.isdir(root) else os.path.dirname(root)
+    hidden = [f for f in files if any(part.startswith(("_", ".")) for part in os.path.relpath(f, base).split(os.sep))]
+    if hidden:
+        raise DataError(f"{where}: Spark skips files and folders whose names start with '_' or '.' (Hadoop's hidden "
+                        f"files), and {len(hidden)} of its files are such: {[os.path.relpath(f, base) for f in hidden][:3]}"
+                        f"; rename them, or use the local engine")
+
+
+def _restored(files: list[str], columns: list[str], spark: pa.Schema) -> dict[str, pa.DataType]:
+    """The file types of the columns Spark hands over as another type (nanosecond times as Int64,
+    UInt64 as a decimal), read from the first file's footer, so they are read as a local scan
+    reads them."""
+    import pyarrow.parquet as pq
+
+    if not files or not os.path.exists(files[0]):
+        return {}
+    stored = pq.read_schema(files[0])
+    out = {}
+    for name in columns:
+        if name not in stored.names:
+            continue
+        arrow = stored.field(name).type
+        if (pa.types.is_timestamp(arrow) and arrow.unit == "ns") or pa.types.is_uint64(arrow):
+            if spark.field(name).type != arrow:
+                out[name] = arrow
+    return out
+
+
+class ParquetRows:
+    """A Parquet source read by Spark's own reader, normalized on the executors."""
+
+    def __init__(self, source: ParquetSource, base_dir: str) -> None:
+        self.local = ParquetReader(source, base_dir)
+        self.source = source
+
+    def describe(self) -> str:
+        return self.local.describe() + " read by Spark"
+
+    def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        source, where = self.source, self.describe()
+        path = self.local.path
+        if "://" not in path:
+            _check_visible(self.local._files(), path, where)  # and the local reader's error if it does not exist
+        # Spark refuses nanosecond times: read as the Int64 they are stored as, then restored below
+        session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+        try:
+            raw = session.read.option("recursiveFileLookup", "true").parquet(path)
+        except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
+            raise DataError(f"{where}: Spark cannot read it as Parquet: {one_line(str(exc))[:400]}") from None
+        check_columns(raw.columns, source, request, where)
+        needed = list(dict.fromkeys([source.event_time, *([source.created_time] if source.created_time else []),
+                                     *(col for col, _ in request.columns.values())]))
+        frame = raw.select(*[F.col(f"`{c}`") for c in needed], F.col("_metadata.file_path").alias(_FILE),
+                           F.col("_metadata.row_index").alias(_ROW))
+        files = sorted(_local_path(f) for f in raw.inputFiles())
+        ordinals = {p: i for i, p in enumerate(files)}
+        raw_arrow = arrow_schema(frame)
+        restore = _restored(files, needed, raw_arrow)
+        raw_arrow = pa.schema([pa.field(f.name, restore.get(f.name, f.type)) for f in raw_arrow])
+        empty = _empty(raw_arrow).drop(_FILE, _ROW).with_columns(pl.lit(0, pl.Int64).alias(SEQUENCE))
+        target = spark_schema(normalize(empty.lazy(), source, request, where).rows.to_arrow().schema)
+
+        def normalized(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                for name, arrow in restore.items():
+                    at = batch.schema.get_field_index(name)
+                    batch = batch.set_column(at, name, batch.column(at).cast(arrow))
+                got = pl.from_arrow(batch)
+                assert isinstance(got, pl.DataFrame)
+                files = {f: ordinals[_local_path(f)] for f in got[_FILE].unique().to_list()}
+                seq = (pl.col(_FILE).replace_strict(files, return_dtype=pl.Int64) * (1 << _ROW_BITS)
+                       + pl.col(_ROW).cast(pl.Int64))
+                scan = normalize(got.with_columns(seq.alias(SEQUENCE)).drop(_FILE, _ROW).lazy(), source, request, where)
+                if scan.no_event_time:
+                    skipped.add(scan.no_event_time)
+                yield from to_spark(scan.rows.to_arrow(), target).to_batches()
+
+        return frame.mapInArrow(carried_iter(normalized), from_arrow_schema(target))
+
+
+class DriverRows:
+    """A source scanned by its local reader on the driver, its normalized rows handed to Spark."""
+
+    def __init__(self, reader: SourceReader) -> None:
+        self.reader = reader
+
+    def describe(self) -> str:
+        return self.reader.describe() + " (scanned on the driver)"
+
+    def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        scan = self.reader.scan(request)
+        if scan.no_event_time:
+            skipped.add(scan.no_event_time)
+        table = scan.rows.to_arrow()
+        target = spark_schema(table.schema)
+        return session.createDataFrame(to_spark(table, target), schema=from_arrow_schema(target))

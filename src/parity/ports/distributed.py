@@ -1,0 +1,109 @@
+"""A source read by a cluster (Apache Spark), as the distributed offline engine sees it.
+
+A ``DistributedRows`` hands the engine a Spark DataFrame of the rows a ``ScanRequest`` asks for,
+exactly as a local scan would return them (``ports.source``): the connector's own normalization
+runs on the executors, batch by batch, so a value is read the same way on every path.
+
+Two rules every Spark path shares live here too: how an Arrow schema crosses into Spark (Spark
+takes no large or view types, and a returned batch must match its declared schema exactly), and how
+a parity error raised on an executor comes back to the driver as itself, one line, not as a JVM
+stack trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+import pyarrow as pa
+
+from parity import errors
+from parity.ports.source import ScanRequest
+
+DataFrame = Any  # pyspark.sql.DataFrame: pyspark is an optional dependency (parity[spark])
+Session = Any  # pyspark.sql.SparkSession
+T = TypeVar("T")
+
+_MARK = "PARITY-ERROR"
+_CARRIED = re.compile(_MARK + r"\[(\w+)\]<<(.*?)>>", re.DOTALL)
+
+
+class DistributedRows(Protocol):
+    def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
+        """The request's rows (its columns, ``ordering.EVENT``, ``CREATED``, ``SEQUENCE``), lazily;
+        rows without an event time are left out and counted into the accumulator ``skipped``."""
+        ...
+
+    def describe(self) -> str: ...
+
+
+def spark_type(arrow: pa.DataType) -> pa.DataType:
+    """The Arrow type Spark takes for ``arrow`` (large and view strings/lists as their plain forms)."""
+    if pa.types.is_large_string(arrow) or pa.types.is_string_view(arrow):
+        return pa.string()
+    if pa.types.is_large_binary(arrow) or pa.types.is_binary_view(arrow):
+        return pa.binary()
+    if pa.types.is_large_list(arrow) or pa.types.is_list(arrow) or pa.types.is_list_view(arrow):
+        return pa.list_(spark_type(arrow.value_type))
+    if pa.types.is_unsigned_integer(arrow):  # Spark has no unsigned integers; canonical keys fit Int64
+        return pa.int64()
+    if pa.types.is_timestamp(arrow):
+        return pa.timestamp("us", arrow.tz)
+    return arrow
+
+
+def spark_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, spark_type(f.type)) for f in schema])
+
+
+def arrow_schema(frame: DataFrame) -> pa.Schema:
+    """A Spark frame's schema as the Arrow its batches arrive in (times as UTC instants)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(frame.schema, timezone="UTC")
+
+
+def to_spark(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table``'s columns in the order and exact types of ``schema`` (what Spark checks)."""
+    return table.select(schema.names).cast(schema)
+
+
+def carried(fn: Callable[[T, T], T]) -> Callable[[T, T], T]:
+    """``fn`` (of a co-group's two sides, as Spark inspects it) for an executor: a parity error it
+    raises travels to the driver, type and message."""
+
+    def run(left: T, right: T) -> T:
+        try:
+            return fn(left, right)
+        except errors.ParityError as exc:
+            raise RuntimeError(f"{_MARK}[{type(exc).__name__}]<<{exc}>>") from None
+
+    return run
+
+
+def carried_iter(fn: Callable[[Iterator[T]], Iterator[T]]) -> Callable[[Iterator[T]], Iterator[T]]:
+    def run(batches: Iterator[T]) -> Iterator[T]:
+        try:
+            yield from fn(batches)
+        except errors.ParityError as exc:
+            raise RuntimeError(f"{_MARK}[{type(exc).__name__}]<<{exc}>>") from None
+
+    return run
+
+
+@contextlib.contextmanager
+def driver_errors() -> Iterator[None]:
+    """Re-raise a parity error that an executor raised (carried in Spark's error) as itself."""
+    try:
+        yield
+    except Exception as exc:  # Spark wraps what an executor raised in its own errors
+        found = _CARRIED.search(str(exc))
+        if found is None:
+            raise
+        kind = getattr(errors, found.group(1), errors.ParityError)
+        message = found.group(2)
+        if not (isinstance(kind, type) and issubclass(kind, errors.ParityError)) or kind is errors.MissingExtraError:
+            kind = errors.ParityError
+        raise kind(message) from None

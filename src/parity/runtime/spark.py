@@ -1,0 +1,197 @@
+"""Training sets on Apache Spark (``pip install "parity[spark]"``): the session, the spine as a
+Spark frame in spine order, and the result as a Spark DataFrame or Parquet written by the executors.
+
+The plan runs in ``offline.spark_engine`` (the local kernels on the executors); this module puts
+its output in the shape of a local training set — the spine's columns, one column per feature
+named as requested, ``<feature>:status`` columns, masked features null — so a Spark training set
+and a local one are the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from parity.define.sources import ParquetSource, Source
+from parity.errors import ConfigError, DataError, MissingExtraError, one_line
+from parity.ports.distributed import DataFrame, DistributedRows, Session, driver_errors, spark_schema, to_spark
+from parity.ports.source import SourceReader
+
+if TYPE_CHECKING:
+    from parity.runtime.project import Progress, Project
+
+METADATA_FILE = "_parity.json"  # beside the part files of a written training set (Spark skips "_" files)
+_ROW_BITS = 40
+
+
+def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> Session:
+    """The Spark session: the active one when no master is named, else one on ``master``."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise MissingExtraError("pyspark", "spark") from None
+    active = SparkSession.getActiveSession()
+    if active is not None and master is None:
+        return active
+    # the executors' Python is this one: it has parity and its dependencies installed
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("parity").master(master or "local[*]")
+    defaults = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
+                "spark.sql.execution.arrow.maxRecordsPerBatch": "65536"}
+    for key, value in [*defaults.items(), *conf]:
+        builder = builder.config(key, value)
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - a JVM that cannot start says why in many forms
+        raise ConfigError(f"Spark could not start on {master or 'local[*]'}: {one_line(str(exc))[:300]} "
+                          f"(Spark needs Java 17 or newer: set JAVA_HOME)") from None
+
+
+def rows_for(source: Source, reader: SourceReader, base_dir: str) -> DistributedRows:
+    """How Spark reads a source: Parquet by Spark's own reader on the executors; any other source
+    scanned on the driver by its local reader."""
+    from parity.connectors.spark_rows import DriverRows, ParquetRows
+
+    if isinstance(source, ParquetSource):
+        return ParquetRows(source, base_dir)
+    return DriverRows(reader)
+
+
+def positioned(spark: Session, spine: object) -> DataFrame:
+    """The spine as a Spark frame with each row's place (``POSITION``): a Parquet path or folder
+    (its file order, then row order, as a local read concatenates them), a Spark DataFrame (its
+    order, fixed by a checkpoint so a second pass cannot renumber it), or a local table."""
+    from pyspark.sql import DataFrame as SparkFrame
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from parity.offline.spark_engine import POSITION
+    from parity.offline.spine import to_arrow
+
+    if isinstance(spine, SparkFrame):
+        return spine.withColumn(POSITION, F.monotonically_increasing_id()).localCheckpoint(eager=True)
+    if isinstance(spine, str | os.PathLike):
+        path = os.fspath(spine)
+        if not os.path.exists(path) and "://" not in path:
+            raise DataError(f"spine {path!r} does not exist")
+        with driver_errors():
+            try:
+                frame = spark.read.parquet(path)
+            except Exception as exc:  # noqa: BLE001 - Spark's analysis error, on one line
+                raise DataError(f"spine {path!r} is not readable Parquet: {one_line(str(exc))[:300]}") from None
+        from urllib.parse import unquote, urlparse
+
+        files = sorted(unquote(urlparse(f).path) for f in frame.inputFiles())
+        ordinal = F.create_map(*[x for i, f in enumerate(files) for x in (F.lit(f), F.lit(i))])
+        path_of = F.expr("url_decode(regexp_replace(_metadata.file_path, '^file:(//)?', ''))")
+        place = ordinal[path_of].cast("long") * (1 << _ROW_BITS) + F.col("_metadata.row_index")
+        return frame.withColumn(POSITION, place)
+    table = to_arrow(spine)
+    table = table.append_column(POSITION, pa.array(range(table.num_rows), pa.int64()))
+    target = spark_schema(table.schema)
+    return spark.createDataFrame(to_spark(table, target), schema=from_arrow_schema(target))
+
+
+@dataclass
+class SparkTrainingSet:
+    """A training set built on Spark: the frame (lazy until written or collected), and once it has
+    been computed, the resolver fallbacks and the source rows skipped for having no event time."""
+
+    frame: DataFrame
+    run: Any  # offline.spark_engine.SparkRun
+    outputs: tuple[tuple[str, str], ...]  # (reference, column id)
+    path: str | None = None
+    public_errors: bool = False  # a principal asked: an error's detail is not shown (``semantics.calls``)
+
+    def fallbacks(self) -> dict[str, dict[str, object]]:
+        from parity.semantics import calls
+
+        got = self.run.fallbacks()
+        shown = calls.public if self.public_errors else str
+        return {ref: {"rows": got[cid][0], "first_error": shown(got[cid][2])} for ref, cid in self.outputs if cid in got}
+
+    def no_event_time(self) -> dict[str, int]:
+        return dict(self.run.no_event_time())
+
+    def metadata(self) -> dict[str, str]:
+        return {"parity.fallbacks": json.dumps(self.fallbacks()),
+                "parity.no_event_time": json.dumps(self.no_event_time(), sort_keys=True)}
+
+    def write(self, path: str) -> SparkTrainingSet:
+        """Write it as Parquet by the executors (nothing collected to the driver), in spine order,
+        with its metadata in ``_parity.json`` beside the part files."""
+        with driver_errors():
+            self.frame.write.mode("errorifexists").parquet(path)
+        with open(os.path.join(path, METADATA_FILE), "w") as fh:
+            json.dump(self.metadata(), fh, sort_keys=True)
+        self.path = path
+        return self
+
+    def to_arrow(self) -> pa.Table:
+        """Collect it to the driver (a small set, or a test): the table a local run gives."""
+        with driver_errors():
+            table = self.frame.toArrow()
+        metadata = {k.encode(): v.encode() for k, v in self.metadata().items()}
+        return table.combine_chunks().replace_schema_metadata(metadata)
+
+
+def partitions_of(project: Project, spark: Session, source: Source, asked: int | None) -> int:
+    """Key partitions of a step on Spark: as asked, else ``[offline] partitions``, else enough for
+    the memory budget and at least two tasks per core of the cluster."""
+    if asked is not None:
+        return asked
+    if project.settings.offline_partitions:
+        return project.settings.offline_partitions
+    from parity.runtime.partitioning import partitions_for
+
+    fit = partitions_for(source, project._reader, project.settings.offline_memory_budget)
+    return max(fit, 2 * spark.sparkContext.defaultParallelism)
+
+
+def training_set(project: Project, spine: object, refs: list[str], *, timestamp_column: str,
+                 key_columns: Mapping[str, str] | None, timezone: str | None, with_status: bool,
+                 progress: Progress, access: Any, partitions: int | None, spark: Session | None) -> SparkTrainingSet:
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    from parity.offline.spark_engine import POSITION, SparkEngine
+    from parity.runtime import wiring
+    from parity.runtime.project import STATUS_SUFFIX
+    from parity.semantics.values import arrow_type
+
+    spark = spark or session(project.settings.spark_master, project.settings.spark_conf)
+    plan = project.plan(refs)
+    keys = {k: d for root, _ in plan.roots for k, d in project.catalog.entities[root].keys.items()}
+    status_columns = [ref + STATUS_SUFFIX for ref in refs] if with_status else []
+    engine = SparkEngine(project.catalog, lambda source: rows_for(source, project._reader(source), project.settings.root),
+                         spark, progress, http_client=wiring.http_client)
+    spine_frame = positioned(spark, spine)
+    with driver_errors():
+        probes = engine.spine(spine_frame, timestamp_column=timestamp_column, keys=keys, key_columns=key_columns,
+                              timezone=timezone, reserved=[*refs, *status_columns])
+    run = engine.run(plan, probes, with_status=with_status,
+                     partitions=lambda source: partitions_of(project, spark, source, partitions))
+    masked = set(access.masked) if access is not None else set()
+    selected = [F.col(POSITION)]
+    for ref, cid in plan.outputs:
+        dtype = project.catalog.feature_at(project.catalog.parse(ref)).dtype
+        spark_type = from_arrow_type(spark_schema(pa.schema([pa.field("x", arrow_type(dtype))])).field(0).type)
+        value = F.lit(None).cast(spark_type) if ref in masked else F.col(run.names[cid]).cast(spark_type)
+        selected.append(value.alias(ref))
+    for ref, cid in plan.outputs if with_status else ():
+        status = F.lit("masked") if ref in masked else F.col(run.statuses[cid])
+        selected.append(status.alias(ref + STATUS_SUFFIX))
+    if set(refs) & set(spine_frame.columns):
+        raise DataError(f"the spine already has column(s) {sorted(set(refs) & set(spine_frame.columns))}, which the "
+                        f"training set would add; rename them")
+    frame = spine_frame.join(run.frame.select(*selected), POSITION, "inner").orderBy(POSITION).drop(POSITION)
+    result = SparkTrainingSet(frame, run, plan.outputs, public_errors=access is not None)
+    if masked:  # a first error could carry a masked value
+        result.outputs = tuple((ref, cid) for ref, cid in plan.outputs if ref not in masked)
+    return result
