@@ -52,4 +52,4 @@ def assert_same_as_local(got: pa.Table, want: pa.Table, spine_columns: list[str]
     assert got.select(spine_columns).equals(want.select(spine_columns).cast(spark_spine)), f"{what}: spine columns"
     features = [c for c in want.column_names if c not in spine_columns]
     assert_same_table(got.select(features), want.select(features), what)
-    assert got.schema.metadata == want.schema.metadata, what
+    assert got.schema.metadata == want.schema.metadata, f"{what}: {got.schema.metadata} != {want.schema.metadata}"

@@ -22,10 +22,12 @@ from parity.errors import DataError, MissingColumnError, NaiveTimestampError
 from parity.semantics.values import same_value
 from tests.conformance import writers
 from tests.conformance.source_cases import AWARE_WITH_ZONE, CASES, ERROR, NULL_EVENT, Case, T, expected
+from tests.spark_support import assert_same_as_local, spark
 from tests.support import assert_same_table
 from tests.support_services import REDIS_URL, require_service
 
 PATHS = ["scan", "materialize-sqlite", "materialize-redis", "lookup"]
+SPARK_KINDS = ("parquet", "parquet-folder", "duckdb")  # Parquet read by Spark; DuckDB scanned on the driver
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +56,7 @@ def _refs(case: Case) -> list[str]:
     return [f"e.{name}" for name, _, _ in case.features]
 
 
-def _answers_scan(tmp: str, case: Case, source: pt.Source) -> list[dict[str, object]]:
+def _answers_scan(tmp: str, case: Case, source: pt.Source, *, spark_too: bool = False) -> list[dict[str, object]]:
     project = _project(tmp, case, source)
     try:
         spine = pl.DataFrame({"key": [k for k, _ in case.probes], "timestamp": [t for _, t in case.probes]},
@@ -67,6 +69,11 @@ def _answers_scan(tmp: str, case: Case, source: pt.Source) -> list[dict[str, obj
         assert_same_table(partitioned, project.training_set(spine, _refs(case), with_status=True),
                           f"{source.name}: 3 partitions")
         assert partitioned.schema.metadata[b"parity.no_event_time"] == table.schema.metadata[b"parity.no_event_time"]
+        if spark_too:  # Spark reads it (Parquet by Spark's reader, others on the driver): the same table
+            on_spark = project.training_set(spine, _refs(case), with_status=True, engine="spark", spark=spark(),
+                                            partitions=2)
+            assert_same_as_local(on_spark, project.training_set(spine, _refs(case), with_status=True),
+                                 ["key", "timestamp"], f"{source.name} on Spark")
         if case is NULL_EVENT:
             assert json.loads(table.schema.metadata[b"parity.no_event_time"]) == {"v": 3}
         return [{name: table.column(f"e.{name}")[i].as_py() for name, _, _ in case.features}
@@ -128,7 +135,7 @@ def test_every_path_gives_the_reference_answer(case: Case, kind: str, tmp_path) 
             _check_refused(case, kind, path, tmp, source)
             continue
         if path == "scan":
-            got = _answers_scan(tmp, case, source)
+            got = _answers_scan(tmp, case, source, spark_too=kind in SPARK_KINDS)
         else:
             got = _answers_online(tmp, case, source, store="redis" if path.endswith("redis") else "sqlite",
                                   request_time=path == "lookup")
@@ -141,6 +148,16 @@ def _check_refused(case: Case, kind: str, path: str, tmp: str, source: pt.Source
     if path == "scan":
         with pytest.raises(DataError, match=column):
             _answers_scan(tmp, case, source)
+        if kind in SPARK_KINDS:  # raised on an executor, the same error on the driver
+            project = _project(tmp, case, source)
+            try:
+                spine = pl.DataFrame({"key": [k for k, _ in case.probes], "timestamp": [t for _, t in case.probes]},
+                                     schema={"key": writers.NATIVE["int" if case.key[1] == pt.Int64 else "string"][
+                                         "polars"], "timestamp": pl.Datetime("us", "UTC")})
+                with pytest.raises(DataError, match=column):
+                    project.training_set(spine, _refs(case), engine="spark", spark=spark())
+            finally:
+                project.close()
     elif path.startswith("materialize"):
         project = _project(tmp, case, source, store="redis" if path.endswith("redis") else "sqlite",
                            namespace=f"conf-{uuid.uuid4().hex}")

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import parity as pt
 from parity.semantics import window_histograms
+from tests.spark_support import assert_same_as_local, spark
 from tests.properties.window_reference import Event, aggregate, in_window
 from tests.support_services import REDIS_URL, require_service
 
@@ -108,6 +109,9 @@ def test_offline_windows_equal_the_exact_reference(rows: list[tuple], probe_seco
         # the partitioned engine: the same table, bit for bit (approximate aggregates included)
         partitioned = pl.from_arrow(project.training_set(spine, refs, partitions=2 + len(rows) % 3))
         assert isinstance(partitioned, pl.DataFrame) and partitioned.equals(table, null_equal=True)
+        if len(rows) % 3 == 0:  # Spark: the window kernel on the executors, one example in three
+            on_spark = project.training_set(spine, refs, engine="spark", spark=spark(), partitions=1 + len(rows) % 2)
+            assert_same_as_local(on_spark, project.training_set(spine, refs), ["card_id", "timestamp"], "Spark")
         for row, (key, second) in enumerate(zip(keys, probe_seconds)):
             t = T0 + second * SECOND
             for f in view.features:

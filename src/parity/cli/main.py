@@ -165,6 +165,10 @@ def cmd_training_set(args: argparse.Namespace) -> int:
 
     from parity.cli.partial import PartialFile
 
+    if args.engine == "spark":
+        return _training_set_on_spark(args)
+    if args.master:
+        raise ParityError("--master names a Spark cluster: add --engine spark")
     out = _check_out(args.out)
     key_columns = _key_columns(args.key_column)
     features = _features(args.features)
@@ -184,6 +188,34 @@ def cmd_training_set(args: argparse.Namespace) -> int:
     with PartialFile(out) as partial:  # never leave a half-written training set behind
         pq.write_table(table, partial.path)
     progress(f"wrote {table.num_rows:,} rows x {table.num_columns} columns to {args.out}")
+    return 0
+
+
+def _training_set_on_spark(args: argparse.Namespace) -> int:
+    """The training set on Spark, written by the executors as a folder of Parquet (nothing collected)."""
+    out = os.path.abspath(args.out) if "://" not in args.out else args.out
+    if "://" not in out:
+        if os.path.exists(out):
+            raise ParityError(f"--out {args.out!r} exists; on Spark the training set is a new folder of Parquet files")
+        if not os.path.isdir(os.path.dirname(out)):
+            raise ParityError(f"--out {args.out!r}: folder {os.path.dirname(out)} does not exist; create it first")
+    progress = _Progress(args.quiet)
+    project = _project(args)
+    try:
+        from parity.runtime.spark import session
+
+        spark = session(args.master or project.settings.spark_master, project.settings.spark_conf)
+        result = project.spark_training_set(
+            args.spine, _features(args.features), timestamp_column=args.timestamp_column,
+            key_columns=_key_columns(args.key_column), timezone=args.timezone, with_status=args.with_status,
+            progress=progress, partitions=args.partitions, spark=spark, out=out,
+        )
+    finally:
+        project.close()
+    for ref, info in result.fallbacks().items():
+        print(f"warning: {ref}: {info['rows']:,} rows fell back to the feature's default ({info['first_error']}); "
+              f"--with-status marks them", file=sys.stderr)
+    progress(f"wrote the training set to {args.out} (Parquet part files in spine order, written by Spark)")
     return 0
 
 
@@ -689,6 +721,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: [offline] partitions, else enough to keep the largest source in [offline] memory_budget)")
     p.add_argument("--with-status", action="store_true",
                    help="add a '<feature>:status' column per feature (present, missing, expired, error)")
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="where the plan runs: this process (default) or Spark (pip install \"parity[spark]\"); on "
+                   "Spark, --spine may be a Parquet folder and --out is a folder written by the executors")
+    p.add_argument("--master", help="the Spark cluster, e.g. local[4], spark://host:7077, yarn (default: [spark] "
+                   "master, else local[*])")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=cmd_training_set)
 

@@ -68,9 +68,9 @@ def _restored(files: list[str], columns: list[str], spark: pa.Schema) -> dict[st
         if name not in stored.names:
             continue
         arrow = stored.field(name).type
-        if (pa.types.is_timestamp(arrow) and arrow.unit == "ns") or pa.types.is_uint64(arrow):
-            if spark.field(name).type != arrow:
-                out[name] = arrow
+        changed = (pa.types.is_timestamp(arrow) and arrow.unit == "ns") or pa.types.is_uint64(arrow)
+        if changed and spark.field(name).type != arrow:
+            out[name] = arrow
     return out
 
 
@@ -121,9 +121,10 @@ class ParquetRows:
                 files = {f: ordinals[_local_path(f)] for f in got[_FILE].unique().to_list()}
                 seq = (pl.col(_FILE).replace_strict(files, return_dtype=pl.Int64) * (1 << _ROW_BITS)
                        + pl.col(_ROW).cast(pl.Int64))
-                scan = normalize(got.with_columns(seq.alias(SEQUENCE)).drop(_FILE, _ROW).lazy(), source, request, where)
-                if scan.no_event_time:
-                    skipped.add(scan.no_event_time)
+                got = got.with_columns(seq.alias(SEQUENCE)).drop(_FILE, _ROW)
+                scan = normalize(got.lazy(), source, request, where)
+                if scan.no_event_time:  # keyed by the batch's first row: a batch computed twice counts once
+                    skipped.add({got[SEQUENCE].min(): scan.no_event_time})
                 yield from to_spark(scan.rows.to_arrow(), target).to_batches()
 
         return frame.mapInArrow(carried_iter(normalized), from_arrow_schema(target))
@@ -143,7 +144,7 @@ class DriverRows:
 
         scan = self.reader.scan(request)
         if scan.no_event_time:
-            skipped.add(scan.no_event_time)
+            skipped.add({"driver": scan.no_event_time})
         table = scan.rows.to_arrow()
         target = spark_schema(table.schema)
         return session.createDataFrame(to_spark(table, target), schema=from_arrow_schema(target))

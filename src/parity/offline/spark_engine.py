@@ -33,6 +33,7 @@ from parity.plan.nodes import Compute, Lookup, Plan, WindowRead
 from parity.ports.distributed import (
     DataFrame,
     DistributedRows,
+    Keyed,
     Session,
     arrow_schema,
     carried,
@@ -55,18 +56,6 @@ def _no_reader(source: Source) -> SourceReader:
     raise AssertionError(f"an executor reads no source itself ({source.name})")
 
 
-class _FirstFailure:
-    """Accumulator of a resolver step's fallbacks: (rows, (position, error) of the first)."""
-
-    def zero(self, value: tuple[int, tuple[int, str] | None]) -> tuple[int, tuple[int, str] | None]:
-        return 0, None
-
-    def addInPlace(self, a: tuple[int, tuple[int, str] | None],  # Spark's AccumulatorParam names it
-                   b: tuple[int, tuple[int, str] | None]) -> tuple[int, tuple[int, str] | None]:
-        firsts = [f for f in (a[1], b[1]) if f is not None]
-        return a[0] + b[0], min(firsts) if firsts else None
-
-
 @dataclass
 class SparkRun:
     """What a plan's run on Spark gives: a lazy frame (``POSITION``, ``PROBE_TIME`` and a column
@@ -77,20 +66,23 @@ class SparkRun:
     frame: DataFrame
     names: dict[str, str]
     statuses: dict[str, str] = field(default_factory=dict)
-    failures: dict[str, Any] = field(default_factory=dict)  # column id -> accumulator of _FirstFailure
-    skipped: dict[str, Any] = field(default_factory=dict)  # view -> accumulator of rows
+    # Keyed accumulators (a batch computed twice counts once): column id -> {batch: (rows, first
+    # position, its error)}; view -> {batch: rows}
+    failures: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, Any] = field(default_factory=dict)
 
     def fallbacks(self) -> dict[str, tuple[int, int, str]]:
         """Per column id whose resolver fell back: (rows, first position, its error)."""
         out = {}
         for cid, acc in self.failures.items():
-            rows, first = acc.value
-            if rows and first is not None:
-                out[cid] = (rows, first[0], first[1])
+            batches = list(acc.value.values())
+            if batches:
+                first = min(batches, key=lambda b: b[1])
+                out[cid] = (sum(b[0] for b in batches), first[1], first[2])
         return out
 
     def no_event_time(self) -> dict[str, int]:
-        return {view: int(acc.value) for view, acc in self.skipped.items()}
+        return {view: sum(acc.value.values()) for view, acc in self.skipped.items()}
 
 
 def register_definitions(catalog: Catalog) -> None:
@@ -202,7 +194,7 @@ class SparkEngine:
         local, names, statuses = self.local, dict(run.names), dict(run.statuses)
         request = local._request([step], until)
         key_types = request.key_types
-        skipped = run.skipped.get(step.view) or self.session.sparkContext.accumulator(0)
+        skipped = run.skipped.get(step.view) or self.session.sparkContext.accumulator({}, Keyed())
         run.skipped[step.view] = skipped
         rows = self.rows_for(local._source_of(step)).rows(self.session, request, skipped)
         key_of_probe = dict(zip(step.keys.key_names, (names[c] for c in step.keys.columns)))
@@ -246,7 +238,7 @@ class SparkEngine:
         from pyspark.sql.pandas.types import from_arrow_schema
 
         local, names, statuses = self.local, dict(run.names), dict(run.statuses)
-        failures = self.session.sparkContext.accumulator((0, None), _FirstFailure())
+        failures = self.session.sparkContext.accumulator({}, Keyed())
         for _, cid, _ in step.outputs:
             run.failures[cid] = failures
         target = self._schema_with(run.frame, step, run, with_status)
@@ -264,10 +256,10 @@ class SparkEngine:
                 if with_status:
                     added += [result.statuses[cid].alias(statuses[cid]) for _, cid, _ in step.outputs]
                 failed = result.fallbacks.get(step.outputs[0][1]) or {}
-                if failed:
+                if failed:  # keyed by the batch's first position: a batch computed twice counts once
                     positions = frame[POSITION]
                     row = min(failed, key=lambda r: positions[r])
-                    failures.add((len(failed), (int(positions[row]), failed[row])))
+                    failures.add({positions.min(): (len(failed), int(positions[row]), failed[row])})
                 yield from to_spark(frame.with_columns(added).to_arrow(), target).to_batches()
 
         return run.frame.mapInArrow(carried_iter(compute), from_arrow_schema(target))

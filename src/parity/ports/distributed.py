@@ -33,10 +33,24 @@ _CARRIED = re.compile(_MARK + r"\[(\w+)\]<<(.*?)>>", re.DOTALL)
 class DistributedRows(Protocol):
     def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
         """The request's rows (its columns, ``ordering.EVENT``, ``CREATED``, ``SEQUENCE``), lazily;
-        rows without an event time are left out and counted into the accumulator ``skipped``."""
+        rows without an event time are left out and counted into ``skipped`` (a ``Keyed``
+        accumulator: {where counted: rows})."""
         ...
 
     def describe(self) -> str: ...
+
+
+class Keyed:
+    """A Spark accumulator of values keyed by where they were made (a batch's first row, say):
+    merged by key, so a batch that Spark computes twice (a sort samples its input by running it,
+    a retried task runs again) counts once. Its value is a dict; sum or pick from its values."""
+
+    def zero(self, value: dict[Any, Any]) -> dict[Any, Any]:
+        return {}
+
+    def addInPlace(self, a: dict[Any, Any], b: dict[Any, Any]) -> dict[Any, Any]:  # Spark's AccumulatorParam names it
+        a.update(b)
+        return a
 
 
 def spark_type(arrow: pa.DataType) -> pa.DataType:

@@ -124,12 +124,30 @@ class SparkTrainingSet:
                 "parity.no_event_time": json.dumps(self.no_event_time(), sort_keys=True)}
 
     def write(self, path: str) -> SparkTrainingSet:
-        """Write it as Parquet by the executors (nothing collected to the driver), in spine order,
-        with its metadata in ``_parity.json`` beside the part files."""
-        with driver_errors():
-            self.frame.write.mode("errorifexists").parquet(path)
-        with open(os.path.join(path, METADATA_FILE), "w") as fh:
-            json.dump(self.metadata(), fh, sort_keys=True)
+        """Write it as Parquet by the executors (nothing collected to the driver), in spine order
+        (part files named in order), with its metadata in ``_parity.json`` beside them (a local
+        folder; a cluster path gets the part files only)."""
+        import shutil
+        import uuid
+
+        local = "://" not in path
+        if local and os.path.exists(path):
+            raise DataError(f"{path!r} exists; a training set is written to a new folder")
+        # a local folder is written beside its place and renamed into it: never half-written
+        target = f"{path}.partial-{uuid.uuid4().hex[:8]}" if local else path
+        # instants as Parquet's TIMESTAMP_MICROS (UTC), not Spark's default INT96, which other readers
+        # take for naive nanoseconds
+        self.frame.sparkSession.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        try:
+            with driver_errors():
+                self.frame.write.mode("errorifexists").parquet(target)
+            if local:
+                with open(os.path.join(target, METADATA_FILE), "w") as fh:
+                    json.dump(self.metadata(), fh, sort_keys=True)
+                os.rename(target, path)
+        finally:
+            if local and os.path.exists(target):
+                shutil.rmtree(target, ignore_errors=True)
         self.path = path
         return self
 
@@ -138,7 +156,8 @@ class SparkTrainingSet:
         with driver_errors():
             table = self.frame.toArrow()
         metadata = {k.encode(): v.encode() for k, v in self.metadata().items()}
-        return table.combine_chunks().replace_schema_metadata(metadata)
+        nullable = pa.schema([f.with_nullable(True) for f in table.schema])  # as a local table's columns
+        return table.cast(nullable).combine_chunks().replace_schema_metadata(metadata)
 
 
 def partitions_of(project: Project, spark: Session, source: Source, asked: int | None) -> int:

@@ -1,0 +1,195 @@
+"""The Spark engine against the local one, on what the property tests do not reach: relationships
+and resolvers (a failing one falls back, counted as locally), statuses and masks, every kind of
+spine, the result written by the executors, errors raised on an executor, and the missing extra.
+The as-of, window and source conformance suites run Spark too (tests/properties, test_sources)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import parity as pt
+from parity.errors import DataError, EntityKeyError, MissingColumnError
+from tests.spark_support import assert_same_as_local, spark
+from tests.support import at, small_definitions, write_payments, write_users
+
+REFS = ["payment.amount", "payment.user.country", "payment.user.limit", "payment.share_of_limit", "payment.risky"]
+
+
+def _project(tmp: str, **kwargs: object) -> pt.Project:
+    write_users(os.path.join(tmp, "users.parquet"))
+    write_payments(os.path.join(tmp, "payments.parquet"))
+    defs = small_definitions(tmp)
+    payment = defs[1]
+
+    @pt.resolver(entity=payment, outputs=pt.Feature("risky", pt.Bool, default=False))
+    def risky(amount: float | None, country: Annotated[str | None, "user.country"], now: dt.datetime) -> bool:
+        if amount is not None and amount > 100:
+            raise ValueError(f"no rule for {amount}")  # falls back to the default, counted
+        return country == "FR" and now.day > 3
+
+    roles = [pt.Role("analyst", grants=[pt.Grant(entity="payment"), pt.Grant(entity="user", use="masked")])]
+    return pt.Project.from_definitions([*defs, risky, *roles], root=tmp, online_store_path=os.path.join(tmp, "o.db"),
+                                       registry_path=os.path.join(tmp, "r.db"), **kwargs)  # type: ignore[arg-type]
+
+
+def _spine() -> pa.Table:
+    times = [at(2, 1), at(4, 1), at(7, 1), at(8), at(9), at(2), at(1)]
+    return pa.table({"payment_id": ["a", "b", "c", "a", "zz", "c", None], "label": list(range(7)),
+                     "timestamp": pa.array(times, pa.timestamp("us", "UTC"))})
+
+
+def test_relationships_resolvers_statuses_and_fallbacks_equal_local(tmp_path) -> None:
+    project = _project(str(tmp_path))
+    try:
+        spine = _spine()
+        local = project.training_set(spine, REFS, with_status=True)
+        got = project.training_set(spine, REFS, with_status=True, engine="spark", spark=spark(), partitions=3)
+        assert_same_as_local(got, local, spine.column_names, "Spark")
+        fallbacks = json.loads(got.schema.metadata[b"parity.fallbacks"])
+        assert fallbacks["payment.risky"]["rows"] == 1 and "no rule for 500.0" in fallbacks["payment.risky"]["first_error"]
+        assert got.column("payment.risky:status").to_pylist().count("error") == 1
+    finally:
+        project.close()
+
+
+def test_a_masked_feature_is_null_on_spark_as_locally(tmp_path) -> None:
+    project = _project(str(tmp_path))
+    try:
+        analyst = pt.Principal("ana", roles=("analyst",))
+        spine = _spine()
+        refs = REFS[:3]  # a masked value feeds no resolver
+        local = project.training_set(spine, refs, with_status=True, principal=analyst, record_baseline=False)
+        got = project.training_set(spine, refs, with_status=True, principal=analyst, engine="spark", spark=spark())
+        assert_same_as_local(got, local, spine.column_names, "Spark, masked")
+        assert set(got.column("payment.user.country:status").to_pylist()) == {"masked"}
+        assert got.column("payment.amount").null_count < got.num_rows  # not everything is masked
+    finally:
+        project.close()
+
+
+def test_every_spine_kind_keeps_spine_order(tmp_path) -> None:
+    """A Parquet folder (file order, then row order), a Spark DataFrame and a local table."""
+    project = _project(str(tmp_path))
+    try:
+        spine = _spine()
+        local = project.training_set(spine, REFS)
+        folder = tmp_path / "spine"
+        folder.mkdir()
+        pq.write_table(spine.slice(0, 3), folder / "b-0.parquet")  # sorted names: a-1 then b-0
+        pq.write_table(spine.slice(3), folder / "a-1.parquet")
+        reordered = pa.concat_tables([spine.slice(3), spine.slice(0, 3)])
+        want = project.training_set(reordered, REFS)
+        from_folder = project.training_set(str(folder), REFS, engine="spark", spark=spark())
+        assert_same_as_local(from_folder, want, spine.column_names, "a Parquet folder spine")
+        frame = spark().createDataFrame(spine.to_pandas()).repartition(1)
+        from_frame = project.training_set(frame, REFS, engine="spark", spark=spark())
+        assert_same_as_local(from_frame, local, spine.column_names, "a Spark DataFrame spine")
+    finally:
+        project.close()
+
+
+def test_written_by_the_executors_in_spine_order_with_metadata(tmp_path) -> None:
+    project = _project(str(tmp_path))
+    try:
+        spine = _spine()
+        local = project.training_set(spine, REFS, with_status=True)
+        out = str(tmp_path / "ts")
+        result = project.spark_training_set(spine, REFS, with_status=True, spark=spark(), out=out, partitions=2)
+        assert result.path == out and not [p for p in os.listdir(tmp_path) if ".partial-" in p]
+        back = pl.read_parquet(os.path.join(out, "*.parquet")).to_arrow()
+        back = back.cast(pa.schema([(f.name, pa.string() if f.type == pa.large_string() else f.type) for f in back.schema]))
+        meta = json.load(open(os.path.join(out, "_parity.json")))
+        assert_same_as_local(back.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()}),
+                             local, spine.column_names, "written by Spark")
+        with pytest.raises(DataError, match="exists"):
+            project.spark_training_set(spine, REFS, spark=spark(), out=out)
+    finally:
+        project.close()
+
+
+def test_errors_raised_on_executors_come_back_as_themselves(tmp_path) -> None:
+    project = _project(str(tmp_path))
+    try:
+        spine = _spine()
+        with pytest.raises(MissingColumnError, match="no timestamp column 'ts'"):
+            project.training_set(spine, REFS, timestamp_column="ts", engine="spark", spark=spark())
+        floats = spine.set_column(0, "payment_id", pa.array([1.0] * spine.num_rows))
+        with pytest.raises(EntityKeyError, match="spine column 'payment_id' has type Float64"):
+            project.training_set(floats, REFS, engine="spark", spark=spark())
+        pl.DataFrame({"payment_id": ["a"], "ts": [at(2)], "user_id": ["not a number"], "amount": [1.0]}).write_parquet(
+            tmp_path / "payments.parquet")
+        with pytest.raises(DataError, match="user_id") as caught:
+            project.training_set(spine, REFS, engine="spark", spark=spark())
+        assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+    finally:
+        project.close()
+
+
+def test_hidden_file_names_are_refused_not_skipped(tmp_path) -> None:
+    """Spark never reads "_x.parquet": answering from fewer rows than locally would be a silent drift."""
+    project = _project(str(tmp_path))
+    try:
+        folder = tmp_path / "pay"
+        folder.mkdir()
+        os.rename(tmp_path / "payments.parquet", folder / "_payments.parquet")
+        defs = small_definitions(str(tmp_path))
+        facts = defs[3]
+        moved = pt.FeatureView("facts", entity=defs[1], source=pt.ParquetSource("payments", path=str(folder),
+                                                                               event_time="ts"),
+                               features=list(facts.features))
+        other = pt.Project.from_definitions([defs[0], defs[1], moved], root=str(tmp_path))
+        try:
+            with pytest.raises(DataError, match="_payments.parquet"):
+                other.training_set(_spine(), ["payment.amount"], engine="spark", spark=spark())
+            assert other.training_set(_spine(), ["payment.amount"]).num_rows == 7  # the local engine reads it
+        finally:
+            other.close()
+    finally:
+        project.close()
+
+
+def test_the_cli_writes_a_spark_training_set(tmp_path) -> None:
+    _project(str(tmp_path)).close()
+    (tmp_path / "parity.toml").write_text('[project]\ndefinitions = "defs.py"\n')
+    (tmp_path / "defs.py").write_text(
+        "from tests.support import small_definitions\nimport os\n"
+        "objects = small_definitions(os.path.dirname(os.path.abspath(__file__)))\n"
+        "user, payment, profile, facts, share_of_limit = objects\n")
+    pq.write_table(_spine(), tmp_path / "spine.parquet")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    run = subprocess.run([sys.executable, "-m", "parity", "training-set", "--spine", "spine.parquet", "--features",
+                          "payment.amount,payment.user.limit", "--out", "ts", "--engine", "spark", "--master",
+                          "local[1]", "--partitions", "2"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = pl.read_parquet(tmp_path / "ts" / "*.parquet")
+    project = pt.Project.load(str(tmp_path))
+    try:
+        want = pl.from_arrow(project.training_set(_spine(), ["payment.amount", "payment.user.limit"]))
+    finally:
+        project.close()
+    assert got.equals(want), (got, want)
+    bad = subprocess.run([sys.executable, "-m", "parity", "training-set", "--spine", "spine.parquet", "--features",
+                          "payment.amount", "--out", "ts", "--engine", "spark"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "exists" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_missing_spark_extra_names_the_install_line(monkeypatch) -> None:
+    from parity.errors import MissingExtraError
+    from parity.runtime import spark as on_spark
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(MissingExtraError, match=r'pip install "parity\[spark\]"'):
+        on_spark.session("local[1]")
