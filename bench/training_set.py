@@ -37,8 +37,11 @@ ENGINES = {
     "parity_visible": "parity training_set, as_of=visible",
     "duckdb_visible": "DuckDB reference, created-time visibility",
     "feast_visible": "Feast 0.67, filter_by_created_timestamp=True",
+    "parity_spark": "parity on Spark local[2], as_of=event_time, written by the executors",
 }
-REFERENCE = {"parity": "duckdb", "feast": "duckdb", "parity_visible": "duckdb_visible", "feast_visible": "duckdb_visible"}
+DEFAULT_ENGINES = [e for e in ENGINES if e != "parity_spark"]  # Spark: --engines ...,parity_spark
+REFERENCE = {"parity": "duckdb", "feast": "duckdb", "parity_visible": "duckdb_visible", "feast_visible": "duckdb_visible",
+             "parity_spark": "duckdb"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,6 +115,98 @@ def child_parity(data: str, out: str, as_of: str, profile: bool) -> dict[str, ob
     pq.write_table(result, out)
     return {"seconds": seconds, "rows": table.num_rows, "spine_order_ok": order_ok,
             "spine_columns_unchanged": passthrough_ok, "steps": timings}
+
+
+def _tree_rss_mb() -> float:
+    """Resident memory of this process and all its descendants (Spark's JVM and Python workers)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                parents[int(name)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{name}/statm") as fh:
+                rss[int(name)] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(rss.get(pid, 0) for pid in tree) / 2**20
+
+
+def child_parity_spark(data: str, out: str) -> dict[str, object]:
+    """parity on Spark local[2]: session start, then the training set written by the executors;
+    the time split by Spark's own stage metrics (its REST API) and parity's kernel seconds."""
+    import json as _json
+    import shutil
+    import tempfile
+    import threading
+    import urllib.request
+
+    import pyarrow.parquet as pq
+
+    import parity as pt
+    from parity.runtime.spark import session
+
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss_mb())
+            done.wait(0.25)
+
+    threading.Thread(target=sample, daemon=True).start()
+    tmp = tempfile.mkdtemp(prefix="parity-bench-spark-")
+    spine_path = os.path.join(tmp, "spine.parquet")
+    pq.write_table(_spine(data), spine_path)  # with row_id, as the other engines get it (untimed)
+    started = time.perf_counter()
+    memory = os.environ.get("BENCH_SPARK_DRIVER_MEMORY", "3g")
+    spark = session("local[2]", [("spark.driver.memory", memory), ("spark.local.dir", tmp),
+                                 ("spark.sql.shuffle.partitions", "16"), ("spark.ui.enabled", "true")])
+    session_s = time.perf_counter() - started
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    src = pt.ParquetSource("user_txn_stats", path=os.path.join(data, "feature_rows.parquet"), event_time="event_ts",
+                           created_time="created_ts", as_of="event_time")
+    view = pt.FeatureView("user_stats", entity=user, source=src,
+                          features=[pt.Feature(f, getattr(pt, d)) for f, d in FEATURES.items()], max_age=None)
+    project = pt.Project.from_definitions([user, view], root=tmp, online_store_path=f"{tmp}/online.db",
+                                          registry_path=f"{tmp}/reg.db")
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    run_started = time.perf_counter()
+    partitions = int(os.environ.get("BENCH_SPARK_PARTITIONS", "0")) or None
+    result = project.spark_training_set(spine_path, [f"user.{f}" for f in FEATS], timestamp_column="ts",
+                                        spark=spark, out=out, partitions=partitions,
+                                        progress=lambda m: print(f"[spark] {m}", file=sys.stderr, flush=True))
+    seconds = time.perf_counter() - run_started
+    done.set()
+    stages = []
+    try:
+        ui = spark.sparkContext.uiWebUrl
+        app = spark.sparkContext.applicationId
+        with urllib.request.urlopen(f"{ui}/api/v1/applications/{app}/stages?status=complete", timeout=10) as resp:
+            for st in _json.load(resp):
+                stages.append({"name": st["name"][:60], "tasks": st["numTasks"],
+                               "run_s": round(st["executorRunTime"] / 1000, 1),
+                               "shuffle_write_mb": round(st["shuffleWriteBytes"] / 2**20),
+                               "shuffle_read_mb": round(st["shuffleReadBytes"] / 2**20),
+                               "input_mb": round(st["inputBytes"] / 2**20)})
+    except OSError as exc:
+        stages.append({"error": str(exc)})
+    kernel = result.run.kernel_seconds()
+    project.close()
+    spark.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"seconds": seconds, "session_s": session_s, "kernel_cpu_s": kernel, "stages": stages,
+            "tree_peak_rss_mb": peak[0], "rows": -1}
 
 
 def _read(data: str, seq: bool) -> str:
@@ -241,7 +336,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("size", nargs="?", default="small", choices=["small", "medium", "large"])
     parser.add_argument("--users", choices=["skewed", "uniform"], default="skewed", help="data variant (bench/generate.py --users)")
-    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {list(ENGINES)}")
+    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES), help=f"comma-separated subset of {list(ENGINES)}")
     parser.add_argument("--no-feast", action="store_true", help="leave Feast out")
     parser.add_argument("--feast-python", default=FEAST_PYTHON)
     parser.add_argument("--repeat", type=int, default=1, help="runs per engine (fresh process each); median reported")
@@ -259,6 +354,8 @@ def main() -> None:
             result = child_parity(data, out, "event_time", args.profile)
         elif engine == "parity_visible":
             result = child_parity(data, out, "visible", args.profile)
+        elif engine == "parity_spark":
+            result = child_parity_spark(data, out)
         elif engine == "duckdb":
             result = child_duckdb(data, out)
         else:
@@ -299,6 +396,8 @@ def main() -> None:
             if args.profile and engine.startswith("parity"):
                 print(f"cProfile of {engine}: {out.replace('.parquet', '.profile.txt')}", file=sys.stderr)
             r.pop("stderr_tail", None)
+            if "tree_peak_rss_mb" in r:  # Spark: the JVM and its Python workers are this child's descendants
+                r["peak_rss_mb"] = r["tree_peak_rss_mb"]
             runs.append(r)
             print(f"{engine} run {i + 1}/{repeat}: {r['seconds']:.2f}s engine, {r['process_wall_s']:.2f}s process, "
                   f"{r['peak_rss_mb']:.0f} MB peak", file=sys.stderr)
@@ -315,7 +414,11 @@ def main() -> None:
     import polars as pl
 
     def load(name: str) -> pl.DataFrame:
-        return pl.read_parquet(os.path.join(outdir, f"{name}.parquet"))
+        path = os.path.join(outdir, f"{name}.parquet")
+        if os.path.isdir(path):  # written by Spark: the spine's columns, then the features by reference
+            frame = pl.read_parquet(os.path.join(path, "*.parquet"))
+            return frame.select("row_id", *[pl.col(f"user.{f}").alias(f) for f in FEATS])
+        return pl.read_parquet(path)
 
     checks: dict[str, dict[str, object]] = {}
     for engine, ref in REFERENCE.items():
@@ -353,7 +456,8 @@ def format_report(report: dict) -> str:  # type: ignore[type-arg]
         c = checks.get(name, {})
         ratio = f"{r['seconds'] / base:.2f}" if base else "—"
         if name in REFERENCE:
-            mm = f"{c.get('mismatched_rows')} / {r['rows']:,} (vs {REFERENCE[name]})"
+            rows = r["rows"] if r["rows"] >= 0 else res.get(REFERENCE[name], {}).get("rows", 0)
+            mm = f"{c.get('mismatched_rows')} / {rows:,} (vs {REFERENCE[name]})"
             outside = str(c.get("mismatched_rows_outside_full_ties"))
         else:
             mm, outside = "reference", "—"
@@ -365,6 +469,17 @@ def format_report(report: dict) -> str:  # type: ignore[type-arg]
             lines.append(f"\n{name}: spine order kept = {res[name]['spine_order_ok']}, spine columns unchanged = "
                          f"{res[name]['spine_columns_unchanged']}; steps (s): "
                          + "; ".join(f"{s} {m}" for s, m in res[name]["steps"]))
+    if "parity_spark" in res:
+        r = res["parity_spark"]
+        lines.append(f"\nparity_spark: session start {r['session_s']:.1f} s (not in the engine call); parity's kernels "
+                     f"{r['kernel_cpu_s']:.1f} CPU s over all tasks; Spark stages (executor run time over tasks, "
+                     f"shuffle written/read):")
+        for st in r["stages"]:
+            if "error" in st:
+                lines.append(f"- stage metrics unavailable: {st['error']}")
+                continue
+            lines.append(f"- {st['name']}: {st['tasks']} tasks, {st['run_s']} s, input {st['input_mb']:,} MB, "
+                         f"shuffle {st['shuffle_write_mb']:,} / {st['shuffle_read_mb']:,} MB")
     for name, c in checks.items():
         if c.get("per_feature"):
             lines.append(f"{name}: mismatches per feature {c['per_feature']}")

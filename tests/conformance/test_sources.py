@@ -27,7 +27,8 @@ from tests.support import assert_same_table
 from tests.support_services import REDIS_URL, require_service
 
 PATHS = ["scan", "materialize-sqlite", "materialize-redis", "lookup"]
-SPARK_KINDS = ("parquet", "parquet-folder", "duckdb")  # Parquet read by Spark; DuckDB scanned on the driver
+# Parquet read by Spark's reader, PostgreSQL and MariaDB over JDBC, DuckDB scanned on the driver
+SPARK_KINDS = ("parquet", "parquet-folder", "duckdb", "postgres", "postgres-indexed", "mysql")
 
 
 @pytest.fixture(autouse=True)

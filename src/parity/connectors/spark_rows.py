@@ -130,6 +130,75 @@ class ParquetRows:
         return frame.mapInArrow(carried_iter(normalized), from_arrow_schema(target))
 
 
+JDBC_DRIVERS = {  # scheme -> (JDBC URL scheme, driver class, Debian's package of its jar, the jar)
+    "postgresql": ("postgresql", "org.postgresql.Driver", "libpostgresql-jdbc-java", "/usr/share/java/postgresql.jar"),
+    # jdbc:mysql: so Spark quotes names as MySQL does (`x`); the MariaDB driver takes it (permitMysqlScheme)
+    "mysql": ("mysql", "org.mariadb.jdbc.Driver", "libmariadb-java", "/usr/share/java/mariadb-java-client.jar"),
+}
+
+
+class JdbcRows:
+    """A PostgreSQL or MySQL/MariaDB table read by Spark over JDBC, with the local reader's own
+    SELECT (its type table: each column read as the same expression, handed over as the same wire
+    type) and normalized on the executors by the same rule. The ingestion order is selected as a
+    column (a declared sequence, else a row number over the table's order), so the rows may be
+    split across connections; the visibility window is applied on the executors (a JDBC query
+    takes no bind parameters, and none is spliced into SQL)."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader  # connectors.sql_source.SQLSourceBase
+
+    def describe(self) -> str:
+        return f"{self.reader.describe()} read by Spark over JDBC"
+
+    def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
+        import dataclasses
+
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        from parity.connectors.sql_source import NUMBERED
+        from parity.semantics.visibility import Window
+
+        reader, source, where = self.reader, self.reader.source, self.describe()
+        whole = dataclasses.replace(request, window=Window())
+        plan = reader._resolve(whole, reader._load_columns_cached(refresh=True), NUMBERED)
+        sql, params = reader.scan_sql(whole, plan, numbered=True, style=NUMBERED)
+        assert not params  # no window: nothing to bind
+        renamed, wires = reader._request_for(request, plan)
+        scheme, driver, package, jar = JDBC_DRIVERS["postgresql" if source.kind == "postgres" else "mysql"]
+        url = reader.url
+        host = f"[{url.host}]" if url.host and ":" in url.host else (url.host or "localhost")
+        query = "?permitMysqlScheme" if scheme == "mysql" else ""
+        options = {"url": f"jdbc:{scheme}://{host}{f':{url.port}' if url.port else ''}/{url.database}{query}",
+                   "driver": driver, "dbtable": f"({sql}) parity_scan", "preferTimestampNTZ": "true",
+                   "fetchsize": "10000"}
+        if url.user is not None:
+            options["user"] = url.user
+        if url.password is not None:
+            options["password"] = url.password
+        try:
+            raw = session.read.format("jdbc").options(**options).load()
+        except Exception as exc:  # noqa: BLE001 - the JVM's error; a missing driver is the usual one
+            text = reader.secret.redact(one_line(str(exc)))
+            if "ClassNotFoundException" in text or "No suitable driver" in text:
+                raise DataError(f"{where}: Spark has no JDBC driver {driver}: apt-get install {package} (its jar, "
+                                f"{jar}, is added to new sessions), or add the jar to spark.jars") from None
+            raise DataError(f"{where}: {text[:400]}") from None
+        raw_arrow = arrow_schema(raw)
+        target = spark_schema(normalize(_empty(raw_arrow).lazy(), source, renamed, where, wires).rows.to_arrow().schema)
+
+        def normalized(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                got = pl.from_arrow(batch)
+                assert isinstance(got, pl.DataFrame)
+                scan = normalize(got.lazy(), source, renamed, where, wires)
+                if scan.no_event_time:  # keyed by the batch's first row: a batch computed twice counts once
+                    skipped.add({got[SEQUENCE].min(): scan.no_event_time})
+                yield from to_spark(scan.rows.to_arrow(), target).to_batches()
+
+        return raw.mapInArrow(carried_iter(normalized), from_arrow_schema(target))
+
+
 class DriverRows:
     """A source scanned by its local reader on the driver, its normalized rows handed to Spark."""
 

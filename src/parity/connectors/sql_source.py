@@ -290,8 +290,13 @@ class SQLSourceBase(ABC):
             params.append(self._time_param(plan.created, t_us))
         return params
 
-    def scan_sql(self, request: ScanRequest, plan: _Plan) -> tuple[str, list[object]]:
-        style = self.scan_style
+    def scan_sql(self, request: ScanRequest, plan: _Plan, *, numbered: bool = False,
+                 style: Style | None = None) -> tuple[str, list[object]]:
+        """The scan's SELECT and its parameters. ``numbered``: the ingestion order selected as
+        ``ordering.SEQUENCE`` (a row number over it, when it is not one integer column) instead of
+        the rows sorted by it — for a reader that splits the rows (Spark over JDBC, which formats
+        no parameters: ``style`` NUMBERED, nothing escaped); ``plan`` resolved in the same style."""
+        style = style or self.scan_style
         where: list[str] = []
         params: list[object] = []
         window = request.window
@@ -305,11 +310,13 @@ class SQLSourceBase(ABC):
         selected = [f"{sel.sql} AS {self.ident(sel.alias, style)}" for sel in plan.selected()]
         if plan.order_is_column:
             selected.insert(0, f"{plan.order[0]} AS {self.ident(SEQUENCE, style)}")
+        elif numbered:
+            selected.insert(0, f"ROW_NUMBER() OVER (ORDER BY {', '.join(plan.order)}) AS {self.ident(SEQUENCE, style)}")
         # Rows without an event time come through only to be counted (they are never visible).
         condition = f" WHERE {plan.event.sql} IS NULL OR ({' AND '.join(where)})" if where else ""
         # With the order in a column the rows may come in any order (the as-of kernel ranks them);
         # otherwise the order they come in is the ingestion order, and the database must sort.
-        order = "" if plan.order_is_column else f" ORDER BY {', '.join(plan.order)}"
+        order = "" if plan.order_is_column or numbered else f" ORDER BY {', '.join(plan.order)}"
         sql = f"SELECT {', '.join(selected)} FROM {self.table_sql(style)}{condition}{order}"
         return sql, params
 

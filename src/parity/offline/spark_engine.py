@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,11 @@ class SparkRun:
     # position, its error)}; view -> {batch: rows}
     failures: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, Any] = field(default_factory=dict)
+    kernels: Any = None  # {(step, co-group or batch): CPU seconds in parity's kernels}
+
+    def kernel_seconds(self) -> float:
+        """Seconds the executors spent in parity's kernels (summed over tasks), once computed."""
+        return float(sum(self.kernels.value.values())) if self.kernels is not None else 0.0
 
     def fallbacks(self) -> dict[str, tuple[int, int, str]]:
         """Per column id whose resolver fell back: (rows, first position, its error)."""
@@ -144,7 +150,7 @@ class SparkEngine:
         with driver_errors():
             until = probes.agg(F.max(PROBE_TIME)).collect()[0][0]
         names = {key: key for _, keys in plan.roots for key in keys}  # root keys keep their names
-        run = SparkRun(probes, names)
+        run = SparkRun(probes, names, kernels=self.session.sparkContext.accumulator({}, Keyed()))
         register_definitions(self.catalog)
         dtypes: dict[str, DType] = {}
         for i, step in enumerate(plan.steps, 1):
@@ -191,7 +197,7 @@ class SparkEngine:
         local kernel run on each co-group."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        local, names, statuses = self.local, dict(run.names), dict(run.statuses)
+        local, names, statuses, kernels = self.local, dict(run.names), dict(run.statuses), run.kernels
         request = local._request([step], until)
         key_types = request.key_types
         skipped = run.skipped.get(step.view) or self.session.sparkContext.accumulator({}, Keyed())
@@ -218,6 +224,8 @@ class SparkEngine:
         def kernel(left: pa.Table, right: pa.Table) -> pa.Table:
             if left.num_rows == 0:
                 return target.empty_table()
+            started = time.process_time()
+            part = left.column(_PART)[0].as_py()
             frame = pl.from_arrow(left.drop_columns([_PART]))
             source_rows = pl.from_arrow(right.drop_columns([_PART]))
             assert isinstance(frame, pl.DataFrame) and isinstance(source_rows, pl.DataFrame)
@@ -226,7 +234,9 @@ class SparkEngine:
             added = [made[out.column_id].alias(names[out.column_id]) for out in step.outputs]
             if with_status:
                 added += [made[out.column_id + _STATUS].alias(statuses[out.column_id]) for out in step.outputs]
-            return to_spark(frame.with_columns(added).to_arrow(), target)
+            done = to_spark(frame.with_columns(added).to_arrow(), target)
+            kernels.add({(step.view, part): time.process_time() - started})
+            return done
 
         identity = {name: name for name in request.keys}
         left = tagged(run.frame, key_of_probe)
@@ -237,7 +247,7 @@ class SparkEngine:
         """A resolver step: the local engine's ``_compute`` over each Arrow batch, on the executors."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        local, names, statuses = self.local, dict(run.names), dict(run.statuses)
+        local, names, statuses, kernels = self.local, dict(run.names), dict(run.statuses), run.kernels
         failures = self.session.sparkContext.accumulator({}, Keyed())
         for _, cid, _ in step.outputs:
             run.failures[cid] = failures
@@ -246,6 +256,7 @@ class SparkEngine:
 
         def compute(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
+                started = time.process_time()
                 frame = pl.from_arrow(batch)
                 assert isinstance(frame, pl.DataFrame)
                 result = OfflineResult({cid: frame[names[cid]] for cid in needed})
@@ -260,6 +271,8 @@ class SparkEngine:
                     positions = frame[POSITION]
                     row = min(failed, key=lambda r: positions[r])
                     failures.add({positions.min(): (len(failed), int(positions[row]), failed[row])})
-                yield from to_spark(frame.with_columns(added).to_arrow(), target).to_batches()
+                done = to_spark(frame.with_columns(added).to_arrow(), target)
+                kernels.add({(step.resolver, frame[POSITION].min()): time.process_time() - started})
+                yield from done.to_batches()
 
         return run.frame.mapInArrow(carried_iter(compute), from_arrow_schema(target))

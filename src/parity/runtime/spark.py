@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from parity.define.sources import ParquetSource, Source
+from parity.define.sources import MySQLSource, ParquetSource, PostgresSource, Source
 from parity.errors import ConfigError, DataError, MissingExtraError, one_line
 from parity.ports.distributed import DataFrame, DistributedRows, Session, driver_errors, spark_schema, to_spark
 from parity.ports.source import SourceReader
@@ -42,8 +42,13 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
     # the executors' Python is this one: it has parity and its dependencies installed
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("parity").master(master or "local[*]")
+    from parity.connectors.spark_rows import JDBC_DRIVERS
+
     defaults = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
                 "spark.sql.execution.arrow.maxRecordsPerBatch": "65536"}
+    jars = [jar for _, _, _, jar in JDBC_DRIVERS.values() if os.path.exists(jar)]  # JDBC for PostgreSQL, MySQL
+    if jars and not any(key == "spark.jars" for key, _ in conf):
+        defaults["spark.jars"] = ",".join(jars)
     for key, value in [*defaults.items(), *conf]:
         builder = builder.config(key, value)
     try:
@@ -56,10 +61,12 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
 def rows_for(source: Source, reader: SourceReader, base_dir: str) -> DistributedRows:
     """How Spark reads a source: Parquet by Spark's own reader on the executors; any other source
     scanned on the driver by its local reader."""
-    from parity.connectors.spark_rows import DriverRows, ParquetRows
+    from parity.connectors.spark_rows import DriverRows, JdbcRows, ParquetRows
 
     if isinstance(source, ParquetSource):
         return ParquetRows(source, base_dir)
+    if isinstance(source, PostgresSource | MySQLSource):
+        return JdbcRows(reader)
     return DriverRows(reader)
 
 
@@ -108,6 +115,7 @@ class SparkTrainingSet:
     outputs: tuple[tuple[str, str], ...]  # (reference, column id)
     path: str | None = None
     public_errors: bool = False  # a principal asked: an error's detail is not shown (``semantics.calls``)
+    kept: Any = None  # the persisted frame under the sort, released once written or collected
 
     def fallbacks(self) -> dict[str, dict[str, object]]:
         from parity.semantics import calls
@@ -148,13 +156,21 @@ class SparkTrainingSet:
         finally:
             if local and os.path.exists(target):
                 shutil.rmtree(target, ignore_errors=True)
+            self._release()
         self.path = path
         return self
 
+    def _release(self) -> None:
+        if self.kept is not None:
+            self.kept.unpersist()
+
     def to_arrow(self) -> pa.Table:
         """Collect it to the driver (a small set, or a test): the table a local run gives."""
-        with driver_errors():
-            table = self.frame.toArrow()
+        try:
+            with driver_errors():
+                table = self.frame.toArrow()
+        finally:
+            self._release()
         metadata = {k.encode(): v.encode() for k, v in self.metadata().items()}
         nullable = pa.schema([f.with_nullable(True) for f in table.schema])  # as a local table's columns
         return table.cast(nullable).combine_chunks().replace_schema_metadata(metadata)
@@ -209,8 +225,13 @@ def training_set(project: Project, spine: object, refs: list[str], *, timestamp_
     if set(refs) & set(spine_frame.columns):
         raise DataError(f"the spine already has column(s) {sorted(set(refs) & set(spine_frame.columns))}, which the "
                         f"training set would add; rename them")
-    frame = spine_frame.join(run.frame.select(*selected), POSITION, "inner").orderBy(POSITION).drop(POSITION)
-    result = SparkTrainingSet(frame, run, plan.outputs, public_errors=access is not None)
+    # Kept once computed: the sort into spine order samples its input by running it, which would
+    # otherwise run every step twice.
+    from pyspark import StorageLevel
+
+    joined = spine_frame.join(run.frame.select(*selected), POSITION, "inner").persist(StorageLevel.MEMORY_AND_DISK)
+    frame = joined.orderBy(POSITION).drop(POSITION)
+    result = SparkTrainingSet(frame, run, plan.outputs, public_errors=access is not None, kept=joined)
     if masked:  # a first error could carry a masked value
         result.outputs = tuple((ref, cid) for ref, cid in plan.outputs if ref not in masked)
     return result
