@@ -170,7 +170,8 @@ def child_parity_spark(data: str, out: str) -> dict[str, object]:
     started = time.perf_counter()
     memory = os.environ.get("BENCH_SPARK_DRIVER_MEMORY", "3g")
     spark = session("local[2]", [("spark.driver.memory", memory), ("spark.local.dir", tmp),
-                                 ("spark.sql.shuffle.partitions", "16"), ("spark.ui.enabled", "true")])
+                                 ("spark.sql.shuffle.partitions", "16"), ("spark.ui.enabled", "true"),
+                                 ("spark.sql.files.maxPartitionBytes", "32m")])
     session_s = time.perf_counter() - started
     user = pt.Entity("user", keys={"user_id": pt.Int64})
     src = pt.ParquetSource("user_txn_stats", path=os.path.join(data, "feature_rows.parquet"), event_time="event_ts",

@@ -24,7 +24,16 @@ from parity.connectors.frames import check_columns, normalize
 from parity.connectors.parquet import ParquetReader
 from parity.define.sources import ParquetSource
 from parity.errors import DataError, one_line
-from parity.ports.distributed import DataFrame, Session, arrow_schema, carried_iter, spark_schema, to_spark
+from parity.ports.distributed import (
+    PART,
+    DataFrame,
+    PartOf,
+    Session,
+    arrow_schema,
+    carried_iter,
+    spark_schema,
+    to_spark,
+)
 from parity.ports.source import ScanRequest, SourceReader
 from parity.semantics.ordering import SEQUENCE
 
@@ -41,6 +50,15 @@ def _empty(schema: pa.Schema) -> pl.DataFrame:
     frame = pl.from_arrow(schema.empty_table())
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def _with_part(schema: pa.Schema) -> pa.Schema:
+    return spark_schema(pa.schema([*schema, pa.field(PART, pa.int64())]))
+
+
+def _tagged(rows: pl.DataFrame, part_of: PartOf, target: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Normalized rows with their key partition, as Spark takes them."""
+    return to_spark(rows.with_columns(part_of(rows).alias(PART)).to_arrow(), target).to_batches()
 
 
 def _check_visible(files: list[str], root: str, where: str) -> None:
@@ -84,7 +102,7 @@ class ParquetRows:
     def describe(self) -> str:
         return self.local.describe() + " read by Spark"
 
-    def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
+    def rows(self, session: Session, request: ScanRequest, skipped: Any, part_of: PartOf) -> DataFrame:
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -109,7 +127,7 @@ class ParquetRows:
         restore = _restored(files, needed, raw_arrow)
         raw_arrow = pa.schema([pa.field(f.name, restore.get(f.name, f.type)) for f in raw_arrow])
         empty = _empty(raw_arrow).drop(_FILE, _ROW).with_columns(pl.lit(0, pl.Int64).alias(SEQUENCE))
-        target = spark_schema(normalize(empty.lazy(), source, request, where).rows.to_arrow().schema)
+        target = _with_part(normalize(empty.lazy(), source, request, where).rows.to_arrow().schema)
 
         def normalized(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
@@ -125,7 +143,7 @@ class ParquetRows:
                 scan = normalize(got.lazy(), source, request, where)
                 if scan.no_event_time:  # keyed by the batch's first row: a batch computed twice counts once
                     skipped.add({got[SEQUENCE].min(): scan.no_event_time})
-                yield from to_spark(scan.rows.to_arrow(), target).to_batches()
+                yield from _tagged(scan.rows, part_of, target)
 
         return frame.mapInArrow(carried_iter(normalized), from_arrow_schema(target))
 
@@ -151,7 +169,7 @@ class JdbcRows:
     def describe(self) -> str:
         return f"{self.reader.describe()} read by Spark over JDBC"
 
-    def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
+    def rows(self, session: Session, request: ScanRequest, skipped: Any, part_of: PartOf) -> DataFrame:
         import dataclasses
 
         from pyspark.sql.pandas.types import from_arrow_schema
@@ -185,7 +203,7 @@ class JdbcRows:
                                 f"{jar}, is added to new sessions), or add the jar to spark.jars") from None
             raise DataError(f"{where}: {text[:400]}") from None
         raw_arrow = arrow_schema(raw)
-        target = spark_schema(normalize(_empty(raw_arrow).lazy(), source, renamed, where, wires).rows.to_arrow().schema)
+        target = _with_part(normalize(_empty(raw_arrow).lazy(), source, renamed, where, wires).rows.to_arrow().schema)
 
         def normalized(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
@@ -194,7 +212,7 @@ class JdbcRows:
                 scan = normalize(got.lazy(), source, renamed, where, wires)
                 if scan.no_event_time:  # keyed by the batch's first row: a batch computed twice counts once
                     skipped.add({got[SEQUENCE].min(): scan.no_event_time})
-                yield from to_spark(scan.rows.to_arrow(), target).to_batches()
+                yield from _tagged(scan.rows, part_of, target)
 
         return raw.mapInArrow(carried_iter(normalized), from_arrow_schema(target))
 
@@ -208,12 +226,12 @@ class DriverRows:
     def describe(self) -> str:
         return self.reader.describe() + " (scanned on the driver)"
 
-    def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
+    def rows(self, session: Session, request: ScanRequest, skipped: Any, part_of: PartOf) -> DataFrame:
         from pyspark.sql.pandas.types import from_arrow_schema
 
         scan = self.reader.scan(request)
         if scan.no_event_time:
             skipped.add({"driver": scan.no_event_time})
-        table = scan.rows.to_arrow()
-        target = spark_schema(table.schema)
-        return session.createDataFrame(to_spark(table, target), schema=from_arrow_schema(target))
+        target = _with_part(scan.rows.to_arrow().schema)
+        return session.createDataFrame(pa.Table.from_batches(list(_tagged(scan.rows, part_of, target)), target),
+                                       schema=from_arrow_schema(target))

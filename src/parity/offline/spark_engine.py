@@ -32,6 +32,7 @@ from parity.offline.spine import read_spine
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Lookup, Plan, WindowRead
 from parity.ports.distributed import (
+    PART,
     DataFrame,
     DistributedRows,
     Keyed,
@@ -50,7 +51,6 @@ from parity.semantics.asof import PROBE_TIME
 from parity.semantics.values import arrow_type
 
 POSITION = "__parity_pos"  # a spine row's place: the result is put back in this order
-_PART = "__parity_part"
 
 
 def _no_reader(source: Source) -> SourceReader:
@@ -202,8 +202,12 @@ class SparkEngine:
         key_types = request.key_types
         skipped = run.skipped.get(step.view) or self.session.sparkContext.accumulator({}, Keyed())
         run.skipped[step.view] = skipped
-        rows = self.rows_for(local._source_of(step)).rows(self.session, request, skipped)
         key_of_probe = dict(zip(step.keys.key_names, (names[c] for c in step.keys.columns)))
+
+        def part_of(rows: pl.DataFrame) -> pl.Series:
+            return rows.select(partition_rule.partition_of(key_types, count).cast(pl.Int64)).to_series()
+
+        rows = self.rows_for(local._source_of(step)).rows(self.session, request, skipped, part_of)
 
         def tagger(columns: Mapping[str, str]) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
             def tag(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -212,12 +216,12 @@ class SparkEngine:
                     assert isinstance(got, pl.DataFrame)
                     keyed = got.select(pl.col(col).alias(key) for key, col in columns.items())
                     part = keyed.select(partition_rule.partition_of(key_types, count).cast(pl.Int64)).to_series()
-                    yield batch.append_column(_PART, part.to_arrow())
+                    yield batch.append_column(PART, part.to_arrow())
             return tag
 
         def tagged(frame: DataFrame, columns: Mapping[str, str]) -> DataFrame:
-            schema = from_arrow_schema(pa.schema([*arrow_schema(frame), pa.field(_PART, pa.int64())]))
-            return frame.mapInArrow(carried_iter(tagger(columns)), schema).repartition(count, _PART)
+            schema = from_arrow_schema(pa.schema([*arrow_schema(frame), pa.field(PART, pa.int64())]))
+            return frame.mapInArrow(carried_iter(tagger(columns)), schema)
 
         target = self._schema_with(run.frame, step, run, with_status)
 
@@ -225,9 +229,9 @@ class SparkEngine:
             if left.num_rows == 0:
                 return target.empty_table()
             started = time.process_time()
-            part = left.column(_PART)[0].as_py()
-            frame = pl.from_arrow(left.drop_columns([_PART]))
-            source_rows = pl.from_arrow(right.drop_columns([_PART]))
+            part = left.column(PART)[0].as_py()
+            frame = pl.from_arrow(left.drop_columns([PART]))
+            source_rows = pl.from_arrow(right.drop_columns([PART]))
             assert isinstance(frame, pl.DataFrame) and isinstance(source_rows, pl.DataFrame)
             probes = frame.select([pl.col(col).alias(key) for key, col in key_of_probe.items()] + [pl.col(PROBE_TIME)])
             made = local._kernel(step, local._ready(step, source_rows), probes, with_status)
@@ -238,10 +242,9 @@ class SparkEngine:
             kernels.add({(step.view, part): time.process_time() - started})
             return done
 
-        identity = {name: name for name in request.keys}
-        left = tagged(run.frame, key_of_probe)
-        right = tagged(rows, identity)
-        return left.groupBy(_PART).cogroup(right.groupBy(_PART)).applyInArrow(carried(kernel), from_arrow_schema(target))
+        left = tagged(run.frame, key_of_probe).repartition(count, PART)
+        right = rows.repartition(count, PART)  # tagged by the connector, in its reading pass
+        return left.groupBy(PART).cogroup(right.groupBy(PART)).applyInArrow(carried(kernel), from_arrow_schema(target))
 
     def _resolve(self, step: Compute, run: SparkRun, dtypes: dict[str, DType], with_status: bool) -> DataFrame:
         """A resolver step: the local engine's ``_compute`` over each Arrow batch, on the executors."""

@@ -30,11 +30,16 @@ _MARK = "PARITY-ERROR"
 _CARRIED = re.compile(_MARK + r"\[(\w+)\]<<(.*?)>>", re.DOTALL)
 
 
+PART = "__parity_part"  # a row's key partition (``semantics.partitions``), as the engine co-groups by it
+PartOf = Callable[[Any], Any]  # the normalized rows (a Polars frame) -> each row's partition (Int64 Series)
+
+
 class DistributedRows(Protocol):
-    def rows(self, session: Session, request: ScanRequest, skipped: Any) -> DataFrame:
-        """The request's rows (its columns, ``ordering.EVENT``, ``CREATED``, ``SEQUENCE``), lazily;
-        rows without an event time are left out and counted into ``skipped`` (a ``Keyed``
-        accumulator: {where counted: rows})."""
+    def rows(self, session: Session, request: ScanRequest, skipped: Any, part_of: PartOf) -> DataFrame:
+        """The request's rows (its columns, ``ordering.EVENT``, ``CREATED``, ``SEQUENCE``), lazily,
+        each with its key partition in ``PART`` (``part_of`` of the normalized rows, computed in the
+        same pass on the executors); rows without an event time are left out and counted into
+        ``skipped`` (a ``Keyed`` accumulator: {where counted: rows})."""
         ...
 
     def describe(self) -> str: ...
