@@ -193,3 +193,58 @@ def test_a_missing_spark_extra_names_the_install_line(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)
     with pytest.raises(MissingExtraError, match=r'pip install "parity\[spark\]"'):
         on_spark.session("local[1]")
+
+
+def _redis_project(tmp_path, defs: list[object], namespace: str) -> pt.Project:  # type: ignore[no-untyped-def]
+    from tests.support_services import REDIS_URL, require_service
+
+    require_service("redis", "127.0.0.1", 6379)
+    return pt.Project.from_definitions(defs, root=str(tmp_path), online_store_type="redis", online_store_url=REDIS_URL,
+                                       online_store_namespace=namespace, registry_path=str(tmp_path / f"{namespace}.db"))
+
+
+def _report(r: object) -> tuple[object, ...]:
+    return (r.rows_read, r.keys, r.written, r.quarantined, sorted(v.describe() for v in r.violations))  # type: ignore[attr-defined]
+
+
+def test_materialize_on_spark_writes_from_the_executors_what_a_local_run_writes(tmp_path) -> None:
+    """Expectations judged on the whole batch before any write (a quarantined batch writes nothing),
+    ties and duplicates chosen as locally, the same keys served from Redis."""
+    import uuid
+
+    from tests.unit.test_expectations import GOOD, definitions
+
+    rng = __import__("random").Random(7)
+    many = pl.DataFrame({"user_id": [rng.randrange(500) for _ in range(5000)],
+                         "ts": [at(1 + rng.randrange(3), rng.randrange(3)) for _ in range(5000)],
+                         "amount": [float(i) for i in range(5000)],  # distinct per row: a wrong choice shows
+                         "country": [rng.choice(["DE", "FR"]) for _ in range(5000)]})
+    bad = GOOD.with_columns(ts=pl.lit(at(5)), amount=pl.when(pl.col("user_id") == 3).then(5_000.0)
+                            .otherwise(pl.col("amount")))
+    local = _redis_project(tmp_path, definitions("quarantine"), f"spark-l-{uuid.uuid4().hex[:8]}")
+    remote = _redis_project(tmp_path, definitions("quarantine"), f"spark-s-{uuid.uuid4().hex[:8]}")
+    try:
+        for data, until in ((many, at(4)), (pl.concat([many, bad]), at(6))):
+            data.write_parquet(tmp_path / "u.parquet")
+            (want,) = local.materialize(until=until, incremental=False)
+            (got,) = remote.materialize(until=until, incremental=False, engine="spark", spark=spark(), partitions=3)
+            assert _report(got) == _report(want)
+            keys = {"user_id": list(range(-1, 500))}
+            assert (remote.query(keys, ["user.amount", "user.country"], now=until).rows
+                    == local.query(keys, ["user.amount", "user.country"], now=until).rows)
+        assert got.quarantined and got.written == 0
+    finally:
+        for project in (local, remote):
+            project.online_store().drop()  # type: ignore[attr-defined]
+            project.close()
+
+
+def test_materialize_on_spark_refuses_a_store_the_executors_cannot_share(tmp_path) -> None:
+    from parity.errors import ConfigError
+
+    project = _project(str(tmp_path))
+    try:
+        with pytest.raises(ConfigError, match="Redis"):
+            project.materialize(engine="spark", spark=spark())
+    finally:
+        project.close()

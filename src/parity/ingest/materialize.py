@@ -107,13 +107,48 @@ def _read(view: FeatureView, reader: SourceReader, window: Window, until_us: int
 
 
 def _merged(found: list[Violation]) -> list[Violation]:
-    """Partitions' violations of one expectation as one: the rows that broke it summed, the first
-    example kept."""
+    """Partitions' violations of one expectation as one: the rows that broke it summed, the least
+    example kept (``semantics.expectations``)."""
     merged: dict[tuple[str, str], Violation] = {}
     for v in found:
         held = merged.get((v.where, v.expectation))
-        merged[(v.where, v.expectation)] = v if held is None else dataclasses.replace(held, bad=held.bad + v.bad)
+        if held is None:
+            merged[(v.where, v.expectation)] = v
+            continue
+        keep = held if held.rank <= v.rank else v  # the least example, however the rows were split
+        merged[(v.where, v.expectation)] = dataclasses.replace(keep, bad=held.bad + v.bad)
     return list(merged.values())
+
+
+def start(view: FeatureView, table: str, store: OnlineStore, *, until_us: int, incremental: bool,
+          progress: Progress) -> tuple[int | None, str | None] | MaterializeReport:
+    """Where a run starts: (the watermark to read after, why it reads in full), or the report of
+    a run with nothing to do."""
+    full_because = None
+    if incremental and not incremental_safe(view.source):
+        full_because = ("the source has no created time" if view.source.created_time is None
+                        else "the source uses event-time visibility (as_of='event_time')")
+        full_because += ", so rows that arrive late with older event times can only be found by reading it all"
+        incremental = False
+    watermark = store.get_watermark(table) if incremental else None
+    if watermark is not None and watermark >= until_us:
+        progress(f"{view.name}: already materialized up to the cutoff")
+        return MaterializeReport(view.name, table, watermark, until_us, 0, 0, 0)
+    return watermark, full_because
+
+
+def storage_rows(view: FeatureView, chosen: pl.DataFrame) -> pl.DataFrame:
+    """Each key's chosen row as the online store holds it (keys, event, created, features)."""
+    return chosen.select(
+        *(pl.col(k).cast(values.storage_polars_type(d)) for k, d in view.entity.keys.items()),
+        pl.col(EVENT),
+        pl.col(CREATED),
+        *(pl.col(f.name).cast(values.storage_polars_type(f.dtype)) for f in view.features),
+    )
+
+
+def stored(frame: pl.DataFrame, view: FeatureView) -> Iterator[tuple[tuple[object, ...], StoredRow]]:
+    return _rows(frame, list(view.entity.keys), [f.name for f in view.features])
 
 
 def materialize_view(
@@ -131,17 +166,10 @@ def materialize_view(
     at most one partition of its rows is in memory, with every key's chosen row."""
     if not isinstance(partitions, int) or partitions < 1:
         raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
-    full_because = None
-    if incremental and not incremental_safe(view.source):
-        full_because = ("the source has no created time" if view.source.created_time is None
-                        else "the source uses event-time visibility (as_of='event_time')")
-        full_because += ", so rows that arrive late with older event times can only be found by reading it all"
-        incremental = False
-    watermark = store.get_watermark(table) if incremental else None
-    if watermark is not None and watermark >= until_us:
-        progress(f"{view.name}: already materialized up to the cutoff")
-        return MaterializeReport(view.name, table, watermark, until_us, 0, 0, 0)
-    keys = list(view.entity.keys)
+    started = start(view, table, store, until_us=until_us, incremental=incremental, progress=progress)
+    if isinstance(started, MaterializeReport):
+        return started
+    watermark, full_because = started
     batch = _read(view, reader, Window(after_us=watermark, until_us=until_us), until_us, partitions, progress)
     if watermark is not None and batch.null_created:
         full_because = f"{batch.null_created:,} rows have no created time, so when they arrived is unknown"
@@ -151,13 +179,7 @@ def materialize_view(
     progress(f"{view.name}: read {batch.rows_read:,} rows from {reader.describe()}{skipped}")
     if full_because:
         progress(f"{view.name}: read in full: {full_because}")
-    chosen = batch.chosen
-    storage = chosen.select(
-        *(pl.col(k).cast(values.storage_polars_type(d)) for k, d in view.entity.keys.items()),
-        pl.col(EVENT),
-        pl.col(CREATED),
-        *(pl.col(f.name).cast(values.storage_polars_type(f.dtype)) for f in view.features),
-    )
+    storage = storage_rows(view, batch.chosen)
     violations = _violations(view, batch, until_us, checked_freshness=watermark is None or batch.rows_read > 0)
     for v in violations:
         progress(f"{view.name}: expectation broken: {v.describe()}")
@@ -166,23 +188,32 @@ def materialize_view(
         progress(f"{view.name}: batch quarantined: nothing written, the watermark stays (fix the source and rerun)")
         return MaterializeReport(view.name, table, watermark, until_us, batch.rows_read, storage.height, 0,
                                  batch.no_event_time, full_because, tuple(violations), True)
-    written = store.write(table, _rows(storage, keys, [f.name for f in view.features]))
+    written = store.write(table, stored(storage, view))
     store.set_watermark(table, until_us)
     progress(f"{view.name}: {storage.height:,} keys, {written:,} written (older rows kept out)")
     return MaterializeReport(view.name, table, watermark, until_us, batch.rows_read, storage.height, written,
                              batch.no_event_time, full_because, tuple(violations))
 
 
+def value_tallies(view: FeatureView, chosen: pl.DataFrame) -> list[expectations.Tally]:
+    """The features' expectations over the values about to be served (a part of them: tallies add up)."""
+    return [t for f in view.features if f.expect
+            for t in expectations.tally_values(chosen[f.name], f.expect, f"feature {view.entity.name}.{f.name}")]
+
+
 def _violations(view: FeatureView, batch: _Batch, until_us: int, *, checked_freshness: bool) -> list[Violation]:
+    return violations_of(view, batch.duplicates, value_tallies(view, batch.chosen), batch.newest_event_us, until_us,
+                         checked_freshness=checked_freshness)
+
+
+def violations_of(view: FeatureView, duplicates: list[Violation], tallies: list[expectations.Tally],
+                  newest_event_us: int | None, until_us: int, *, checked_freshness: bool) -> list[Violation]:
     """What the batch breaks: the view's rows for uniqueness, the values about to be served for
     the features' expectations, the newest event for freshness (when this run read the view whole
     or found new rows: an incremental run with nothing new says nothing about it)."""
-    found = list(batch.duplicates)
-    for f in view.features:
-        if f.expect:
-            found += expectations.check_values(batch.chosen[f.name], f.expect, f"feature {view.entity.name}.{f.name}")
+    found = list(duplicates) + expectations.violations(expectations.merged(tallies))
     if checked_freshness:
-        found += expectations.check_freshness(view, batch.newest_event_us, until_us)
+        found += expectations.check_freshness(view, newest_event_us, until_us)
     return found
 
 

@@ -411,12 +411,19 @@ class Project:
         views: str | Sequence[str] | None = None,
         progress: Progress = _quiet,
         partitions: int | None = None,
+        engine: str = "local",
+        spark: Any = None,
     ) -> list[MaterializeReport | WindowReport]:
         """Load each key's as-of value at ``until`` (default: now) into the online store, and
         rebuild the window indexes of window views from their sources' events. A feature view's
         source is read in ``partitions`` key partitions, one in memory at a time (default:
-        ``[offline] partitions``, else as many as keep it within ``[offline] memory_budget``)."""
+        ``[offline] partitions``, else as many as keep it within ``[offline] memory_budget``).
+        ``engine="spark"`` chooses and writes feature views' rows on Spark's executors, into the
+        Redis online store each of them opens (window indexes are rebuilt here)."""
         from parity.ingest.materialize import materialize, materialize_window_view
+
+        if engine not in ("local", "spark"):
+            raise ConfigError(f"engine {engine!r} is not known; use 'local' or 'spark'")
 
         until_us = now_micros() if until is None else to_micros(ensure_utc(until, what="materialize until"))
         known = [*self.catalog.views, *self.catalog.window_views]
@@ -425,11 +432,18 @@ class Project:
         if unknown:
             raise DataError(f"unknown view(s) {unknown}; known: {sorted(known)}")
         reports: list[MaterializeReport | WindowReport] = []
-        reports.extend(materialize(
-            [self.catalog.views[n] for n in names if n in self.catalog.views], self.table_of, self._reader,
-            self.online_store(), until_us=until_us, incremental=incremental, progress=progress,
-            partitions=lambda view: self._partitions_of(view.source, partitions),
-        ))
+        feature_views = [self.catalog.views[n] for n in names if n in self.catalog.views]
+        if engine == "spark":
+            from parity.runtime import spark as on_spark
+
+            reports.extend(on_spark.materialize(self, feature_views, until_us=until_us, incremental=incremental,
+                                                progress=progress, partitions=partitions, spark=spark))
+        else:
+            reports.extend(materialize(
+                feature_views, self.table_of, self._reader, self.online_store(), until_us=until_us,
+                incremental=incremental, progress=progress,
+                partitions=lambda view: self._partitions_of(view.source, partitions),
+            ))
         for name in names:
             view = self.catalog.window_views.get(name)
             if view is None:

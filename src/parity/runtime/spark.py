@@ -24,6 +24,8 @@ from parity.ports.distributed import DataFrame, DistributedRows, Session, driver
 from parity.ports.source import SourceReader
 
 if TYPE_CHECKING:
+    from parity.define.features import FeatureView
+    from parity.ingest.materialize import MaterializeReport
     from parity.runtime.project import Progress, Project
 
 METADATA_FILE = "_parity.json"  # beside the part files of a written training set (Spark skips "_" files)
@@ -235,3 +237,27 @@ def training_set(project: Project, spine: object, refs: list[str], *, timestamp_
     if masked:  # a first error could carry a masked value
         result.outputs = tuple((ref, cid) for ref, cid in plan.outputs if ref not in masked)
     return result
+
+
+def materialize(project: Project, views: Sequence[FeatureView], *, until_us: int, incremental: bool,
+                progress: Progress, partitions: int | None, spark: Session | None) -> list[MaterializeReport]:
+    """Feature views materialized on Spark: chosen and written by the executors into the Redis
+    online store each opens (a SQLite file is one machine's: refused)."""
+    import functools
+
+    from parity.ingest.spark_materialize import materialize_view_on_spark
+    from parity.runtime import wiring
+
+    settings = project.settings
+    if settings.online_store_type != "redis":
+        raise ConfigError(f"materialize on Spark writes from the executors, which cannot share the {settings.online_store_type} "
+                          f"online store; use Redis ([online_store] type = \"redis\") or the local engine")
+    spark = spark or session(settings.spark_master, settings.spark_conf)
+    opens = functools.partial(wiring.online_store, settings.online_store_type,
+                              settings.resolve(settings.online_store_path), settings.online_store_url, settings.root,
+                              settings.online_store_namespace)
+    return [materialize_view_on_spark(view, project.table_of[view.name],
+                                      rows_for(view.source, project._reader(view.source), settings.root),
+                                      project.online_store(), opens, spark, until_us=until_us, incremental=incremental,
+                                      progress=progress, partitions=partitions_of(project, spark, view.source, partitions))
+            for view in views]

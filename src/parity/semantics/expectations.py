@@ -5,13 +5,15 @@ Over a column of values: ``not_null`` fails when the share of present values is 
 when a present value is not among the allowed ones (nulls are ``not_null``'s business). Over a
 view's rows: ``unique_key_time`` fails when two rows of a key share an event time, and
 ``freshness`` when the newest event time is older than the declared freshness at the check's time.
-Each failure names the feature or view, the expectation, how many values broke it and an example.
+Each failure names the feature or view, the expectation, how many values broke it and an example:
+the least value that broke it (NaN after numbers), the least (key, event time) of a repeated row —
+so the example is the same however the rows were split into key partitions.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -28,6 +30,7 @@ class Violation:
     bad: int  # values (or rows) that broke it
     checked: int
     example: str = ""
+    rank: tuple[object, ...] = field(default=(), compare=False, repr=False)  # the example's place: least wins
 
     def describe(self) -> str:
         return (f"{self.where}: expected {self.expectation}; {self.bad:,} of {self.checked:,} broke it"
@@ -47,17 +50,30 @@ def breaks(e: Expectation, value: object) -> bool:
     return False
 
 
-def check_values(values: pl.Series, expectations: tuple[Expectation, ...], where: str) -> list[Violation]:
-    out: list[Violation] = []
+@dataclass(frozen=True)
+class Tally:
+    """What one expectation found over some values: how many were checked and broke it, and the
+    first that did. Tallies of disjoint parts of one column add up (``merged``) to the tally of the
+    whole, so a column checked one key partition at a time breaks an expectation exactly when it
+    would whole (a ``not_null`` rate is decided on the totals)."""
+
+    where: str
+    expectation: Expectation
+    checked: int
+    bad: int
+    example: str = ""
+    rank: tuple[object, ...] = ()  # the example's place (``least``): of two parts' examples the lesser is kept
+
+
+def tally_values(values: pl.Series, expectations: tuple[Expectation, ...], where: str) -> list[Tally]:
+    out: list[Tally] = []
     n = len(values)
     if n == 0:
         return out
     present = values.drop_nulls()
     for e in expectations:
         if e.kind == "not_null":
-            nulls = n - len(present)
-            if (n - nulls) / n < e.min_rate:
-                out.append(Violation(where, e.describe(), nulls, n, f"{nulls / n:.2%} null"))
+            out.append(Tally(where, e, n, n - len(present)))
         elif e.kind == "between":
             numbers = present.cast(pl.Float64)
             inside = pl.lit(True)
@@ -66,13 +82,53 @@ def check_values(values: pl.Series, expectations: tuple[Expectation, ...], where
             if e.high is not None:
                 inside = inside & (pl.col("v") <= e.high)
             bad = numbers.to_frame("v").filter(~inside.fill_null(False) | pl.col("v").is_nan())["v"]
-            if len(bad):
-                out.append(Violation(where, e.describe(), len(bad), n, repr(bad[0])))
+            out.append(_with_least(Tally(where, e, n, len(bad)), bad))
         else:
             bad = present.filter(~present.is_in(pl.Series(list(e.values), dtype=present.dtype, strict=False).implode()))
-            if len(bad):
-                out.append(Violation(where, e.describe(), len(bad), n, repr(bad[0])))
+            out.append(_with_least(Tally(where, e, n, len(bad)), bad))
     return out
+
+
+def least(*values: object) -> tuple[object, ...]:
+    """A sort key of values that orders None first and NaN after every number (Polars' order)."""
+    return tuple((v is not None, isinstance(v, float) and math.isnan(v), v) for v in values)
+
+
+def _with_least(tally: Tally, bad: pl.Series) -> Tally:
+    if not len(bad):
+        return tally
+    first = bad.sort()[0]  # Polars sorts NaN last
+    return Tally(tally.where, tally.expectation, tally.checked, tally.bad, repr(first), least(first))
+
+
+def merged(tallies: list[Tally]) -> list[Tally]:
+    """Tallies of one expectation over disjoint parts as one (the first example kept)."""
+    out: dict[tuple[str, str], Tally] = {}
+    for t in tallies:
+        key = (t.where, t.expectation.describe())
+        held = out.get(key)
+        if held is None:
+            out[key] = t
+            continue
+        keep = held if not t.example or (held.example and held.rank <= t.rank) else t
+        out[key] = Tally(t.where, t.expectation, held.checked + t.checked, held.bad + t.bad, keep.example, keep.rank)
+    return list(out.values())
+
+
+def violations(tallies: list[Tally]) -> list[Violation]:
+    out = []
+    for t in tallies:
+        if t.expectation.kind == "not_null":
+            if t.checked and (t.checked - t.bad) / t.checked < t.expectation.min_rate:
+                out.append(Violation(t.where, t.expectation.describe(), t.bad, t.checked,
+                                     f"{t.bad / t.checked:.2%} null"))
+        elif t.bad:
+            out.append(Violation(t.where, t.expectation.describe(), t.bad, t.checked, t.example, t.rank))
+    return out
+
+
+def check_values(values: pl.Series, expectations: tuple[Expectation, ...], where: str) -> list[Violation]:
+    return violations(tally_values(values, expectations, where))
 
 
 def check_view_rows(rows: pl.DataFrame, view: FeatureView, keys: list[str]) -> list[Violation]:
@@ -82,10 +138,10 @@ def check_view_rows(rows: pl.DataFrame, view: FeatureView, keys: list[str]) -> l
     dupes = rows.filter(pl.struct([*keys, EVENT]).is_duplicated())
     if dupes.height == 0:
         return []
-    first = dupes.row(0, named=True)
+    first = dupes.sort([*keys, EVENT], nulls_last=False).row(0, named=True)
     key = ", ".join(f"{k}={first[k]!r}" for k in keys)
     return [Violation(f"view {view.name}", "one row per key and event time", dupes.height, rows.height,
-                      f"{key} at {from_micros(first[EVENT]).isoformat()}")]
+                      f"{key} at {from_micros(first[EVENT]).isoformat()}", least(*(first[k] for k in keys), first[EVENT]))]
 
 
 def check_freshness(view: FeatureView, newest_event_us: int | None, at_us: int) -> list[Violation]:
