@@ -223,9 +223,16 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     project = _project(args)
     until = _time(args.until, "--until")
+    if args.master and args.engine != "spark":
+        raise ParityError("--master names a Spark cluster: add --engine spark")
     try:
+        spark = None
+        if args.engine == "spark":
+            from parity.runtime.spark import session
+
+            spark = session(args.master or project.settings.spark_master, project.settings.spark_conf)
         reports = project.materialize(incremental=not args.full, until=until, views=args.view or None,
-                                      progress=progress)
+                                      progress=progress, engine=args.engine, spark=spark)
     finally:
         project.close()
     from parity.ingest.materialize import WindowReport
@@ -733,6 +740,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="re-read everything instead of what is new since the last run")
     p.add_argument("--until", help="cutoff time (ISO-8601 with zone; default now)")
     p.add_argument("--view", action="append", help="only this feature view (repeatable)")
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="where feature views are chosen and written: this process (default) or Spark's executors, "
+                   "into the Redis online store")
+    p.add_argument("--master", help="the Spark cluster (default: [spark] master, else local[*])")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=cmd_materialize)
 

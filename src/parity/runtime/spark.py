@@ -179,16 +179,19 @@ class SparkTrainingSet:
 
 
 def partitions_of(project: Project, spark: Session, source: Source, asked: int | None) -> int:
-    """Key partitions of a step on Spark: as asked, else ``[offline] partitions``, else enough for
-    the memory budget and at least two tasks per core of the cluster."""
+    """Key partitions of a step on Spark: as asked, else ``[offline] partitions``, else enough that
+    the co-groups running at once (one per core) share the memory budget, a whole number of rounds
+    of the cluster's cores and at least two rounds (tasks of one size keep every core busy)."""
     if asked is not None:
         return asked
     if project.settings.offline_partitions:
         return project.settings.offline_partitions
-    from parity.runtime.partitioning import partitions_for
+    from parity.runtime.partitioning import machine_budget, partitions_for
 
-    fit = partitions_for(source, project._reader, project.settings.offline_memory_budget)
-    return max(fit, 2 * spark.sparkContext.defaultParallelism)
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    budget = (project.settings.offline_memory_budget or machine_budget()) // cores
+    fit = partitions_for(source, project._reader, budget)
+    return max(2, -(-fit // cores)) * cores
 
 
 def training_set(project: Project, spine: object, refs: list[str], *, timestamp_column: str,
