@@ -85,8 +85,10 @@ def test_every_spine_kind_keeps_spine_order(tmp_path) -> None:
         local = project.training_set(spine, REFS)
         folder = tmp_path / "spine"
         folder.mkdir()
-        pq.write_table(spine.slice(0, 3), folder / "b-0.parquet")  # sorted names: a-1 then b-0
-        pq.write_table(spine.slice(3), folder / "a-1.parquet")
+        # sorted names: "a 1;x" then "b+0" ('+', ';' and ' ' as URIs spell them, decoded as paths)
+        pq.write_table(spine.slice(0, 3), folder / "b+0.parquet")
+        pq.write_table(spine.slice(3), folder / "a 1;x.parquet")
+        (folder / "notes.txt").write_text("not data")  # the local reader reads .parquet files only: so does Spark
         reordered = pa.concat_tables([spine.slice(3), spine.slice(0, 3)])
         want = project.training_set(reordered, REFS)
         from_folder = project.training_set(str(folder), REFS, engine="spark", spark=spark())
@@ -94,6 +96,10 @@ def test_every_spine_kind_keeps_spine_order(tmp_path) -> None:
         frame = spark().createDataFrame(spine.to_pandas()).repartition(1)
         from_frame = project.training_set(frame, REFS, engine="spark", spark=spark())
         assert_same_as_local(from_frame, local, spine.column_names, "a Spark DataFrame spine")
+        nanos = spine.set_column(2, "timestamp", spine.column("timestamp").cast(pa.timestamp("ns", "UTC")))
+        pq.write_table(nanos, tmp_path / "nanos.parquet")  # pandas' default unit, which Spark refuses as a time
+        from_nanos = project.training_set(str(tmp_path / "nanos.parquet"), REFS, engine="spark", spark=spark())
+        assert_same_as_local(from_nanos, project.training_set(nanos, REFS), spine.column_names, "a nanosecond spine")
     finally:
         project.close()
 
@@ -248,3 +254,53 @@ def test_materialize_on_spark_refuses_a_store_the_executors_cannot_share(tmp_pat
             project.materialize(engine="spark", spark=spark())
     finally:
         project.close()
+
+
+def test_a_key_named_like_an_internal_column_keeps_its_values(tmp_path) -> None:
+    entity = pt.Entity("thing", keys={"c0": pt.Int64})
+    pl.DataFrame({"c0": [1, 2, 1], "ts": [at(1), at(1), at(2)], "v": [10, 20, 30]}).write_parquet(tmp_path / "t.parquet")
+    view = pt.FeatureView("things", entity=entity, source=pt.ParquetSource("t", path="t.parquet", event_time="ts"),
+                          features=[pt.Feature("v", pt.Int64)])
+    project = pt.Project.from_definitions([entity, view], root=str(tmp_path))
+    try:
+        spine = pa.table({"c0": [1, 2, 1, 3], "timestamp": pa.array([at(1), at(3), at(3), at(3)], pa.timestamp("us", "UTC"))})
+        got = project.training_set(spine, ["thing.v"], engine="spark", spark=spark())
+        assert got.column("thing.v").to_pylist() == [10, 20, 30, None]
+        assert got.column("c0").to_pylist() == [1, 2, 1, 3]
+    finally:
+        project.close()
+
+
+def test_errors_cross_from_executor_to_driver_whole_and_as_their_own_type() -> None:
+    from parity.errors import UnknownFeatureError
+    from parity.ports.distributed import carried_one, driver_errors
+
+    def fails(_: object) -> object:
+        raise UnknownFeatureError("a>>b\nsecond line", ["a>>c"])
+
+    with pytest.raises(UnknownFeatureError) as caught, driver_errors():
+        try:
+            carried_one(fails)(None)
+        except RuntimeError as exc:  # as Spark wraps it: the worker's text inside its own error
+            raise type("PythonException", (Exception,), {"__module__": "pyspark.errors"})(f"wrapped: {exc}") from None
+    assert str(caught.value) == str(UnknownFeatureError("a>>b\nsecond line", ["a>>c"]))
+
+
+def test_jdbc_keeps_the_urls_tls_options_and_refuses_what_it_cannot_map() -> None:
+    from parity.connectors import db_url
+    from parity.connectors.spark_rows import _jdbc_connection
+    from parity.errors import ConfigError
+    from parity.ports.secret import Secret
+
+    class Reader:
+        def __init__(self, text: str) -> None:
+            self.secret = Secret(text, "env:DB")
+            self.url = db_url.parse(self.secret, schemes=("postgresql", "mysql"), example="")
+
+    got = _jdbc_connection(Reader("postgresql://u:p%40ss@db.example:5433/my db?sslmode=verify-full"), "postgresql")
+    assert got == {"url": "jdbc:postgresql://db.example:5433/my%20db?sslmode=verify-full", "user": "u", "password": "p@ss"}
+    mysql = _jdbc_connection(Reader("mysql://db/test"), "mysql")
+    assert mysql["user"] == "root" and "tinyInt1isBit=false" in mysql["url"] and "+00:00" in mysql["sessionInitStatement"]
+    with pytest.raises(ConfigError, match="host") as caught:
+        _jdbc_connection(Reader("postgresql://u:secret@db/x?host=/var/run/postgresql"), "postgresql")
+    assert "secret" not in str(caught.value)

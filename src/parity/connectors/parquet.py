@@ -16,7 +16,8 @@ from parity.semantics.ordering import SEQUENCE
 class ParquetReader:
     def __init__(self, source: ParquetSource, base_dir: str) -> None:
         self.source = source
-        self.path = source.path if os.path.isabs(source.path) else os.path.join(base_dir, source.path)
+        remote = "://" in source.path  # a cluster's path (s3a://, hdfs://): Spark reads it, the footer is not read here
+        self.path = source.path if os.path.isabs(source.path) or remote else os.path.join(base_dir, source.path)
 
     def describe(self) -> str:
         return f"parquet source {self.source.name!r} ({self.source.path})"
@@ -45,9 +46,12 @@ class ParquetReader:
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise DataError(f"{self.describe()}: cannot read it as Parquet: {one_line(str(exc))}") from None
 
-    def estimate_rows(self) -> int:
-        """The rows of the files, from their footers (no row is read)."""
+    def estimate_rows(self) -> int | None:
+        """The rows of the files, from their footers (no row is read); None for a cluster's path."""
         import pyarrow.parquet as pq
+
+        if "://" in self.path:
+            return None
 
         try:
             return sum(pq.ParquetFile(path).metadata.num_rows for path in self._files())

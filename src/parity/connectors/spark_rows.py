@@ -13,9 +13,9 @@ its local reader on the driver and handed to Spark as it is: the rows are alread
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlsplit
 
 import polars as pl
 import pyarrow as pa
@@ -23,7 +23,7 @@ import pyarrow as pa
 from parity.connectors.frames import check_columns, normalize
 from parity.connectors.parquet import ParquetReader
 from parity.define.sources import ParquetSource
-from parity.errors import DataError, one_line
+from parity.errors import ConfigError, DataError, one_line
 from parity.ports.distributed import (
     PART,
     DataFrame,
@@ -31,19 +31,58 @@ from parity.ports.distributed import (
     Session,
     arrow_schema,
     carried_iter,
+    driver_errors,
     spark_schema,
     to_spark,
 )
 from parity.ports.source import ScanRequest, SourceReader
 from parity.semantics.ordering import SEQUENCE
 
-_FILE, _ROW = "__parity_file", "__parity_row"
+_FILE, _ROW = "__parity_file", "__parity_file_row"
 _ROW_BITS = 40  # rows per file below 2**40; files below 2**23: the sequence fits an Int64
 
 
 def _local_path(uri: str) -> str:
-    parsed = urlparse(uri)
+    """A file as Spark names it (a URI), as the driver lists it: a local path, or the URI itself."""
+    parsed = urlsplit(uri)
     return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
+
+
+FILE, ROW = _FILE, _ROW
+
+
+def read_files(session: Session, path: str, listed: Callable[[], list[str]] | None,
+               where: str) -> tuple[DataFrame, list[str]]:
+    """Parquet read by Spark with each row's file and row (``FILE``, ``ROW``), and the files in
+    the order a local read concatenates them. A local folder is read as the local reader lists it
+    (its ``.parquet`` files, sorted; hidden names refused: Spark would skip them); a cluster path
+    (``s3a://``, ``hdfs://``) as Spark lists it, sorted."""
+    from pyspark.sql import functions as F
+
+    files = listed() if listed is not None else None
+    if files is not None:
+        _check_visible(files, path, where)
+    # Spark refuses nanosecond times: read as the Int64 they are stored as, then restored (_restored)
+    session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    try:
+        raw = session.read.parquet(*files) if files is not None else \
+            session.read.option("recursiveFileLookup", "true").parquet(path)
+    except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
+        raise DataError(f"{where}: Spark cannot read it as Parquet: {one_line(str(exc))[:400]}") from None
+    order = files if files is not None else sorted(_local_path(f) for f in raw.inputFiles())
+    return raw.select("*", F.col("_metadata.file_path").alias(_FILE), F.col("_metadata.row_index").alias(_ROW)), order
+
+
+def file_order(rows: pl.DataFrame, ordinals: dict[str, int], where: str) -> pl.Series:
+    """Each row's place in the files' concatenation, from ``FILE`` and ``ROW`` (an Int64 whose
+    order is the local reader's row order)."""
+    names = rows[_FILE].unique().to_list()
+    unknown = [n for n in names if _local_path(n) not in ordinals]
+    if unknown:
+        raise DataError(f"{where}: Spark read a file the driver did not list: {unknown[0]}")
+    places = {n: ordinals[_local_path(n)] for n in names}
+    return rows.select(pl.col(_FILE).replace_strict(places, return_dtype=pl.Int64) * (1 << _ROW_BITS)
+                       + pl.col(_ROW).cast(pl.Int64)).to_series()
 
 
 def _empty(schema: pa.Schema) -> pl.DataFrame:
@@ -108,20 +147,11 @@ class ParquetRows:
 
         source, where = self.source, self.describe()
         path = self.local.path
-        if "://" not in path:
-            _check_visible(self.local._files(), path, where)  # and the local reader's error if it does not exist
-        # Spark refuses nanosecond times: read as the Int64 they are stored as, then restored below
-        session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-        try:
-            raw = session.read.option("recursiveFileLookup", "true").parquet(path)
-        except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
-            raise DataError(f"{where}: Spark cannot read it as Parquet: {one_line(str(exc))[:400]}") from None
+        raw, files = read_files(session, path, self.local._files if "://" not in path else None, where)
         check_columns(raw.columns, source, request, where)
         needed = list(dict.fromkeys([source.event_time, *([source.created_time] if source.created_time else []),
                                      *(col for col, _ in request.columns.values())]))
-        frame = raw.select(*[F.col(f"`{c}`") for c in needed], F.col("_metadata.file_path").alias(_FILE),
-                           F.col("_metadata.row_index").alias(_ROW))
-        files = sorted(_local_path(f) for f in raw.inputFiles())
+        frame = raw.select(*[F.col("`" + c.replace("`", "``") + "`") for c in needed], _FILE, _ROW)
         ordinals = {p: i for i, p in enumerate(files)}
         raw_arrow = arrow_schema(frame)
         restore = _restored(files, needed, raw_arrow)
@@ -136,10 +166,7 @@ class ParquetRows:
                     batch = batch.set_column(at, name, batch.column(at).cast(arrow))
                 got = pl.from_arrow(batch)
                 assert isinstance(got, pl.DataFrame)
-                files = {f: ordinals[_local_path(f)] for f in got[_FILE].unique().to_list()}
-                seq = (pl.col(_FILE).replace_strict(files, return_dtype=pl.Int64) * (1 << _ROW_BITS)
-                       + pl.col(_ROW).cast(pl.Int64))
-                got = got.with_columns(seq.alias(SEQUENCE)).drop(_FILE, _ROW)
+                got = got.with_columns(file_order(got, ordinals, where).alias(SEQUENCE)).drop(_FILE, _ROW)
                 scan = normalize(got.lazy(), source, request, where)
                 if scan.no_event_time:  # keyed by the batch's first row: a batch computed twice counts once
                     skipped.add({got[SEQUENCE].min(): scan.no_event_time})
@@ -153,6 +180,58 @@ JDBC_DRIVERS = {  # scheme -> (JDBC URL scheme, driver class, Debian's package o
     # jdbc:mysql: so Spark quotes names as MySQL does (`x`); the MariaDB driver takes it (permitMysqlScheme)
     "mysql": ("mysql", "org.mariadb.jdbc.Driver", "libmariadb-java", "/usr/share/java/mariadb-java-client.jar"),
 }
+
+
+# URL options that mean the same to the JDBC driver, by their JDBC names; any other is refused (a
+# dropped sslmode would send the password to a server that was never verified)
+_JDBC_OPTIONS = {
+    "postgresql": {"sslmode": "sslmode", "sslrootcert": "sslrootcert", "sslcert": "sslcert", "sslkey": "sslkey",
+                   "connect_timeout": "connectTimeout", "application_name": "ApplicationName"},
+    "mysql": {"charset": "characterEncoding"},
+}
+
+
+def _jdbc_connection(reader: Any, scheme: str) -> dict[str, str]:
+    """The JDBC URL and credentials of the reader's checked URL (``connectors.db_url``), with the
+    local reader's defaults, and for MySQL its session: UTC, and YEAR and TINYINT(1) as the integers
+    they are (the driver's defaults read them as a date and a boolean)."""
+    url = reader.url
+    where = reader.secret.reference
+    names = _JDBC_OPTIONS["postgresql" if scheme == "postgresql" else "mysql"]
+    unknown = [k for k, _ in url.options if k not in names]
+    if unknown:
+        raise ConfigError(f"{where}: URL option(s) {unknown} have no JDBC equivalent parity knows (known: "
+                          f"{sorted(names)}); remove them to read it on Spark")
+    params = {names[k]: v for k, v in url.options}
+    if scheme == "mysql":
+        params.update({"permitMysqlScheme": "true", "yearIsDateType": "false", "tinyInt1isBit": "false"})
+    host = url.host or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    port = url.port or (5432 if scheme == "postgresql" else 3306)
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
+    out = {"url": f"jdbc:{scheme}://{host}:{port}/{quote(url.database, safe='')}" + (f"?{query}" if query else "")}
+    user = url.user if url.user is not None else ("root" if scheme == "mysql" else None)
+    if user is not None:
+        out["user"] = user
+    if url.password is not None:
+        out["password"] = url.password
+    if scheme == "mysql":  # as the local reader's session: times in UTC
+        out["sessionInitStatement"] = "SET time_zone = '+00:00'"
+    return out
+
+
+def _check_sequence(raw: DataFrame, reader: Any, where: str) -> None:
+    from pyspark.sql import functions as F
+
+    with driver_errors():
+        rows, present, distinct = raw.agg(F.count(F.lit(1)), F.count(SEQUENCE), F.countDistinct(SEQUENCE)).collect()[0]
+    column = reader.source.sequence
+    if present != rows:
+        raise DataError(f"{where}: sequence column {column!r} is null in {rows - present:,} rows; it must hold a value "
+                        f"for every row")
+    if distinct != present:
+        raise DataError(f"{where}: sequence column {column!r} repeats values; it must be unique, like an "
+                        f"auto-increment or serial id")
 
 
 class JdbcRows:
@@ -184,16 +263,8 @@ class JdbcRows:
         assert not params  # no window: nothing to bind
         renamed, wires = reader._request_for(request, plan)
         scheme, driver, package, jar = JDBC_DRIVERS["postgresql" if source.kind == "postgres" else "mysql"]
-        url = reader.url
-        host = f"[{url.host}]" if url.host and ":" in url.host else (url.host or "localhost")
-        query = "?permitMysqlScheme" if scheme == "mysql" else ""
-        options = {"url": f"jdbc:{scheme}://{host}{f':{url.port}' if url.port else ''}/{url.database}{query}",
-                   "driver": driver, "dbtable": f"({sql}) parity_scan", "preferTimestampNTZ": "true",
-                   "fetchsize": "10000"}
-        if url.user is not None:
-            options["user"] = url.user
-        if url.password is not None:
-            options["password"] = url.password
+        options = {"driver": driver, "dbtable": f"({sql}) parity_scan", "preferTimestampNTZ": "true",
+                   "fetchsize": "10000", **_jdbc_connection(reader, scheme)}
         try:
             raw = session.read.format("jdbc").options(**options).load()
         except Exception as exc:  # noqa: BLE001 - the JVM's error; a missing driver is the usual one
@@ -202,6 +273,8 @@ class JdbcRows:
                 raise DataError(f"{where}: Spark has no JDBC driver {driver}: apt-get install {package} (its jar, "
                                 f"{jar}, is added to new sessions), or add the jar to spark.jars") from None
             raise DataError(f"{where}: {text[:400]}") from None
+        if source.sequence:  # a declared sequence decides full ties: unique and never null, as a local scan checks
+            _check_sequence(raw, reader, where)
         raw_arrow = arrow_schema(raw)
         target = _with_part(normalize(_empty(raw_arrow).lazy(), source, renamed, where, wires).rows.to_arrow().schema)
 

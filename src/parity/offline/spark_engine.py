@@ -111,7 +111,7 @@ class SparkEngine:
         self.progress = progress
         # the kernels the executors run: the local engine itself, without readers (they get rows)
         self.local = OfflineEngine(catalog, _no_reader, http_client=http_client)
-        self._names = (f"c{i}" for i in itertools.count())
+        self._names = (f"__parity_c{i}" for i in itertools.count())  # apart from every key name
 
     # -- spine ---------------------------------------------------------------------------------
 
@@ -162,13 +162,13 @@ class SparkEngine:
                 count = partitions(self.local._source_of(step))
                 if not isinstance(count, int) or count < 1:
                     raise DataError(f"partitions={count!r}: give a whole number of 1 or more")
-                run.frame = self._read(step, run, until, count, with_status)
+                run.frame = self._read(step, i, run, until, count, with_status)
                 for out in step.outputs:
                     dtypes[out.column_id] = out.dtype
                 what = "look up" if isinstance(step, Lookup) else "aggregate"
                 self.progress(f"step {i}/{len(plan.steps)}: {what} {step.view} in {count} key partitions")
             else:
-                run.frame = self._resolve(step, run, dict(dtypes), with_status)
+                run.frame = self._resolve(step, i, run, dict(dtypes), with_status)
                 for _, cid, dtype in step.outputs:
                     dtypes[cid] = dtype
                 self.progress(f"step {i}/{len(plan.steps)}: resolver {step.resolver} on the executors")
@@ -191,7 +191,7 @@ class SparkEngine:
             fields += [pa.field(run.statuses[cid], pa.string()) for cid, _ in outputs]
         return pa.schema(fields)
 
-    def _read(self, step: Lookup | WindowRead, run: SparkRun, until: int | None, count: int,
+    def _read(self, step: Lookup | WindowRead, step_index: int, run: SparkRun, until: int | None, count: int,
               with_status: bool) -> DataFrame:
         """A lookup or window step: spine rows and the view's rows co-grouped by key partition, the
         local kernel run on each co-group."""
@@ -204,13 +204,23 @@ class SparkEngine:
         run.skipped[step.view] = skipped
         key_of_probe = dict(zip(step.keys.key_names, (names[c] for c in step.keys.columns)))
 
+        expected = partition_rule.fingerprint(key_types, count)
+
+        def same_hash() -> None:
+            here = partition_rule.fingerprint(key_types, count)
+            if here != expected:
+                raise DataError(f"an executor hashes keys into other partitions than the driver ({here} against "
+                                f"{expected}): run the same Polars version ({pl.__version__} here) on every machine")
+
         def part_of(rows: pl.DataFrame) -> pl.Series:
+            same_hash()
             return rows.select(partition_rule.partition_of(key_types, count).cast(pl.Int64)).to_series()
 
         rows = self.rows_for(local._source_of(step)).rows(self.session, request, skipped, part_of)
 
         def tagger(columns: Mapping[str, str]) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
             def tag(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+                same_hash()
                 for batch in batches:
                     got = pl.from_arrow(batch)
                     assert isinstance(got, pl.DataFrame)
@@ -239,14 +249,15 @@ class SparkEngine:
             if with_status:
                 added += [made[out.column_id + _STATUS].alias(statuses[out.column_id]) for out in step.outputs]
             done = to_spark(frame.with_columns(added).to_arrow(), target)
-            kernels.add({(step.view, part): time.process_time() - started})
+            kernels.add({(step_index, part): time.process_time() - started})
             return done
 
         left = tagged(run.frame, key_of_probe).repartition(count, PART)
         right = rows.repartition(count, PART)  # tagged by the connector, in its reading pass
         return left.groupBy(PART).cogroup(right.groupBy(PART)).applyInArrow(carried(kernel), from_arrow_schema(target))
 
-    def _resolve(self, step: Compute, run: SparkRun, dtypes: dict[str, DType], with_status: bool) -> DataFrame:
+    def _resolve(self, step: Compute, step_index: int, run: SparkRun, dtypes: dict[str, DType],
+                 with_status: bool) -> DataFrame:
         """A resolver step: the local engine's ``_compute`` over each Arrow batch, on the executors."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -275,7 +286,7 @@ class SparkEngine:
                     row = min(failed, key=lambda r: positions[r])
                     failures.add({positions.min(): (len(failed), int(positions[row]), failed[row])})
                 done = to_spark(frame.with_columns(added).to_arrow(), target)
-                kernels.add({(step.resolver, frame[POSITION].min()): time.process_time() - started})
+                kernels.add({(step_index, frame[POSITION].min()): time.process_time() - started})
                 yield from done.to_batches()
 
         return run.frame.mapInArrow(carried_iter(compute), from_arrow_schema(target))

@@ -27,7 +27,7 @@ Session = Any  # pyspark.sql.SparkSession
 T = TypeVar("T")
 
 _MARK = "PARITY-ERROR"
-_CARRIED = re.compile(_MARK + r"\[(\w+)\]<<(.*?)>>", re.DOTALL)
+_CARRIED = re.compile(_MARK + r"\[(\w+)\]<<([A-Za-z0-9+/=]*)>>")  # the message base64-encoded: any text survives
 
 
 PART = "__parity_part"  # a row's key partition (``semantics.partitions``), as the engine co-groups by it
@@ -85,8 +85,27 @@ def arrow_schema(frame: DataFrame) -> pa.Schema:
 
 
 def to_spark(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table``'s columns in the order and exact types of ``schema`` (what Spark checks)."""
-    return table.select(schema.names).cast(schema)
+    """``table``'s columns in the order and exact types of ``schema`` (what Spark checks). Times
+    finer than a microsecond are cut to it (Spark holds microseconds); a value Spark cannot hold
+    (an unsigned integer past Int64) is an error naming its column."""
+    import pyarrow.compute as pc
+
+    columns = []
+    for f in schema:
+        column = table.column(f.name)
+        try:
+            fine = pa.types.is_timestamp(column.type) and column.type.unit == "ns"
+            columns.append(pc.cast(column, f.type, safe=not fine))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise errors.DataError(f"column {f.name!r}: a {column.type} value Spark cannot hold as {f.type} "
+                                   f"({str(exc).splitlines()[0][:200]})") from None
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _carry(exc: errors.ParityError) -> str:
+    import base64
+
+    return f"{_MARK}[{type(exc).__name__}]<<{base64.b64encode(str(exc).encode()).decode()}>> {exc}"
 
 
 def carried(fn: Callable[[T, T], T]) -> Callable[[T, T], T]:
@@ -97,7 +116,7 @@ def carried(fn: Callable[[T, T], T]) -> Callable[[T, T], T]:
         try:
             return fn(left, right)
         except errors.ParityError as exc:
-            raise RuntimeError(f"{_MARK}[{type(exc).__name__}]<<{exc}>>") from None
+            raise RuntimeError(_carry(exc)) from None
 
     return run
 
@@ -109,7 +128,7 @@ def carried_one(fn: Callable[[T], T]) -> Callable[[T], T]:
         try:
             return fn(table)
         except errors.ParityError as exc:
-            raise RuntimeError(f"{_MARK}[{type(exc).__name__}]<<{exc}>>") from None
+            raise RuntimeError(_carry(exc)) from None
 
     return run
 
@@ -119,7 +138,7 @@ def carried_iter(fn: Callable[[Iterator[T]], Iterator[T]]) -> Callable[[Iterator
         try:
             yield from fn(batches)
         except errors.ParityError as exc:
-            raise RuntimeError(f"{_MARK}[{type(exc).__name__}]<<{exc}>>") from None
+            raise RuntimeError(_carry(exc)) from None
 
     return run
 
@@ -132,9 +151,26 @@ def driver_errors() -> Iterator[None]:
     except Exception as exc:  # Spark wraps what an executor raised in its own errors
         found = _CARRIED.search(str(exc))
         if found is None:
-            raise
+            if type(exc).__module__.split(".")[0] not in ("pyspark", "py4j"):
+                raise
+            # Spark's own failure (a lost executor, memory, a path): one line, credentials removed
+            from parity.ports.secret import redact_credentials
+
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("at ")]
+            raise errors.ParityError(redact_credentials(f"Spark failed: {' '.join(lines[:2])[:400]}")) from None
+        import base64
+
         kind = getattr(errors, found.group(1), errors.ParityError)
-        message = found.group(2)
-        if not (isinstance(kind, type) and issubclass(kind, errors.ParityError)) or kind is errors.MissingExtraError:
+        message = base64.b64decode(found.group(2)).decode()
+        if not (isinstance(kind, type) and issubclass(kind, errors.ParityError)):
             kind = errors.ParityError
-        raise kind(message) from None
+        raise _rebuilt(kind, message) from None
+
+
+def _rebuilt(kind: type[errors.ParityError], message: str) -> errors.ParityError:
+    """The executor's error as its own type on the driver (whatever its constructor takes)."""
+    error = Exception.__new__(kind)
+    Exception.__init__(error, message)
+    if isinstance(error, errors.DefinitionError):
+        error.location = None  # the message already says where
+    return error

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,16 @@ import pyarrow as pa
 
 from parity.define.sources import MySQLSource, ParquetSource, PostgresSource, Source
 from parity.errors import ConfigError, DataError, MissingExtraError, one_line
-from parity.ports.distributed import DataFrame, DistributedRows, Session, driver_errors, spark_schema, to_spark
+from parity.ports.distributed import (
+    DataFrame,
+    DistributedRows,
+    Session,
+    arrow_schema,
+    carried_iter,
+    driver_errors,
+    spark_schema,
+    to_spark,
+)
 from parity.ports.source import SourceReader
 
 if TYPE_CHECKING:
@@ -29,7 +38,6 @@ if TYPE_CHECKING:
     from parity.runtime.project import Progress, Project
 
 METADATA_FILE = "_parity.json"  # beside the part files of a written training set (Spark skips "_" files)
-_ROW_BITS = 40
 
 
 def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> Session:
@@ -46,8 +54,12 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
     builder = SparkSession.builder.appName("parity").master(master or "local[*]")
     from parity.connectors.spark_rows import JDBC_DRIVERS
 
+    # UTC in the JVMs too: a naive database time crosses JDBC as a java.sql.Timestamp in the JVM's
+    # zone, where a wall time inside a DST gap would move
+    utc = "-Duser.timezone=UTC"
     defaults = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
-                "spark.sql.execution.arrow.maxRecordsPerBatch": "65536"}
+                "spark.sql.execution.arrow.maxRecordsPerBatch": "65536",
+                "spark.driver.extraJavaOptions": utc, "spark.executor.extraJavaOptions": utc}
     jars = [jar for _, _, _, jar in JDBC_DRIVERS.values() if os.path.exists(jar)]  # JDBC for PostgreSQL, MySQL
     if jars and not any(key == "spark.jars" for key, _ in conf):
         defaults["spark.jars"] = ",".join(jars)
@@ -86,25 +98,56 @@ def positioned(spark: Session, spine: object) -> DataFrame:
     if isinstance(spine, SparkFrame):
         return spine.withColumn(POSITION, F.monotonically_increasing_id()).localCheckpoint(eager=True)
     if isinstance(spine, str | os.PathLike):
-        path = os.fspath(spine)
-        if not os.path.exists(path) and "://" not in path:
-            raise DataError(f"spine {path!r} does not exist")
-        with driver_errors():
-            try:
-                frame = spark.read.parquet(path)
-            except Exception as exc:  # noqa: BLE001 - Spark's analysis error, on one line
-                raise DataError(f"spine {path!r} is not readable Parquet: {one_line(str(exc))[:300]}") from None
-        from urllib.parse import unquote, urlparse
-
-        files = sorted(unquote(urlparse(f).path) for f in frame.inputFiles())
-        ordinal = F.create_map(*[x for i, f in enumerate(files) for x in (F.lit(f), F.lit(i))])
-        path_of = F.expr("url_decode(regexp_replace(_metadata.file_path, '^file:(//)?', ''))")
-        place = ordinal[path_of].cast("long") * (1 << _ROW_BITS) + F.col("_metadata.row_index")
-        return frame.withColumn(POSITION, place)
+        return _spine_files(spark, os.fspath(spine))
     table = to_arrow(spine)
     table = table.append_column(POSITION, pa.array(range(table.num_rows), pa.int64()))
     target = spark_schema(table.schema)
     return spark.createDataFrame(to_spark(table, target), schema=from_arrow_schema(target))
+
+
+def _spine_files(spark: Session, path: str) -> DataFrame:
+    """A Parquet spine (a file or a folder) with each row's place: its file's place among the
+    sorted files, then its row — the order of a local read. Nanosecond times are read (Spark
+    refuses them as times) and held to the microsecond, as Spark holds every time."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from parity.connectors.spark_rows import FILE, ROW, _restored, file_order, read_files
+    from parity.offline.spark_engine import POSITION
+
+    where = f"spine {path!r}"
+    local = "://" not in path
+    if local and not os.path.exists(path):
+        raise DataError(f"{where} does not exist")
+
+    def listed() -> list[str]:
+        if os.path.isfile(path):
+            return [os.path.abspath(path)]
+        files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names if f.endswith(".parquet"))
+        if not files:
+            raise DataError(f"{where} is a folder with no .parquet files")
+        return files
+
+    raw, files = read_files(spark, path, listed if local else None, where)
+    ordinals = {p: i for i, p in enumerate(files)}
+    columns = [c for c in raw.columns if c not in (FILE, ROW)]
+    spark_arrow = arrow_schema(raw)
+    restore = _restored(files, columns, spark_arrow)
+    target = spark_schema(pa.schema([*(pa.field(c, restore.get(c, spark_arrow.field(c).type)) for c in columns),
+                                     pa.field(POSITION, pa.int64())]))
+
+    def place(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import polars as pl
+
+        for batch in batches:
+            for name, arrow in restore.items():
+                at = batch.schema.get_field_index(name)
+                batch = batch.set_column(at, name, batch.column(at).cast(arrow))
+            got = pl.from_arrow(batch)
+            assert isinstance(got, pl.DataFrame)
+            table = pa.Table.from_batches([batch]).append_column(POSITION, file_order(got, ordinals, where).to_arrow())
+            yield from to_spark(table, target).to_batches()
+
+    return raw.mapInArrow(carried_iter(place), from_arrow_schema(target))
 
 
 @dataclass
@@ -141,6 +184,7 @@ class SparkTrainingSet:
         import uuid
 
         local = "://" not in path
+        path = os.path.normpath(path) if local else path
         if local and os.path.exists(path):
             raise DataError(f"{path!r} exists; a training set is written to a new folder")
         # a local folder is written beside its place and renamed into it: never half-written
@@ -178,6 +222,18 @@ class SparkTrainingSet:
         return table.cast(nullable).combine_chunks().replace_schema_metadata(metadata)
 
 
+def _ship_definitions(root: str) -> None:
+    """Every module loaded from the project's folder goes to the executors by value: a
+    project's definitions and their helpers are not installed there (parity is)."""
+    from pyspark import cloudpickle
+
+    base = os.path.abspath(root) + os.sep
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None) or ""
+        if path.startswith(base) and ".venv" not in path and "site-packages" not in path:
+            cloudpickle.register_pickle_by_value(module)
+
+
 def partitions_of(project: Project, spark: Session, source: Source, asked: int | None) -> int:
     """Key partitions of a step on Spark: as asked, else ``[offline] partitions``, else enough that
     the co-groups running at once (one per core) share the memory budget, a whole number of rounds
@@ -209,6 +265,7 @@ def training_set(project: Project, spine: object, refs: list[str], *, timestamp_
     plan = project.plan(refs)
     keys = {k: d for root, _ in plan.roots for k, d in project.catalog.entities[root].keys.items()}
     status_columns = [ref + STATUS_SUFFIX for ref in refs] if with_status else []
+    _ship_definitions(project.settings.root)
     engine = SparkEngine(project.catalog, lambda source: rows_for(source, project._reader(source), project.settings.root),
                          spark, progress, http_client=wiring.http_client)
     spine_frame = positioned(spark, spine)

@@ -46,3 +46,19 @@ def partition_of(columns: Mapping[str, DType], count: int) -> pl.Expr:
 def member_of(columns: Mapping[str, DType], partition: Partition) -> pl.Expr:
     """Whether a row's key belongs to ``partition``."""
     return partition_of(columns, partition.count) == partition.index
+
+
+_SAMPLES: dict[str, list[object]] = {
+    "Int64": [0, 1, -1, 2**40, -(2**62)], "Float64": [0.0, 1.5, -2.25, 1e300, float("nan")],
+    "String": ["", "a", "é", "parity", "0"], "Bool": [True, False, True, False, True],
+    "Timestamp": [0, 1, -1, 10**15, 1_234_567], "Date": [0, 1, -1, 19_000, 365],
+}
+
+
+def fingerprint(columns: Mapping[str, DType], count: int) -> list[int]:
+    """The partitions of five fixed keys of this shape: the same in every process that hashes
+    keys as this one does (the hash is stable within a Polars version; processes of one run on
+    machines with another version would split a key's rows from its probes, so they compare this)."""
+    frame = pl.DataFrame({name: pl.Series(_SAMPLES.get(d.name, _SAMPLES["String"]), dtype=storage_polars_type(d),
+                                          strict=False) for name, d in columns.items()})
+    return [int(p) for p in frame.select(partition_of(columns, count)).to_series().to_list()]
