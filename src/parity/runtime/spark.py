@@ -49,8 +49,8 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
         return active
-    # the executors' Python is this one: it has parity and its dependencies installed
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if (master or "local[*]").startswith("local"):  # the executors' Python is this one: it has parity installed
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("parity").master(master or "local[*]")
     from parity.connectors.spark_rows import JDBC_DRIVERS
 
@@ -202,13 +202,16 @@ class SparkTrainingSet:
         finally:
             if local and os.path.exists(target):
                 shutil.rmtree(target, ignore_errors=True)
-            self._release()
+            self.release()
         self.path = path
         return self
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Free the cached rows under the sort (done by ``write`` and ``to_arrow``; call it when
+        done with ``frame`` yourself)."""
         if self.kept is not None:
             self.kept.unpersist()
+            self.kept = None
 
     def to_arrow(self) -> pa.Table:
         """Collect it to the driver (a small set, or a test): the table a local run gives."""
@@ -216,7 +219,7 @@ class SparkTrainingSet:
             with driver_errors():
                 table = self.frame.toArrow()
         finally:
-            self._release()
+            self.release()
         metadata = {k.encode(): v.encode() for k, v in self.metadata().items()}
         nullable = pa.schema([f.with_nullable(True) for f in table.schema])  # as a local table's columns
         return table.cast(nullable).combine_chunks().replace_schema_metadata(metadata)
