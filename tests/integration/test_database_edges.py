@@ -16,6 +16,7 @@ import pytest
 
 import parity as pt
 from parity.errors import ConfigError, DataError
+from tests.spark_support import spark
 from tests.support_services import MYSQL_URL, POSTGRES_URL, require_service
 
 UTC = dt.UTC
@@ -63,8 +64,9 @@ def three_paths(tmp_path, source: pt.Source, key: pt.DType, features: list[pt.Fe
     ref = f"e.{features[0].name}"
     out: dict[str, list[object]] = {}
     with project_of(tmp_path, source, key, features, store="a.db") as p:
-        out["offline"] = p.training_set(pl.DataFrame({"k": keys, "timestamp": [t] * len(keys)}), [ref]).column(
-            ref).to_pylist()
+        spine = pl.DataFrame({"k": keys, "timestamp": [t] * len(keys)})
+        out["offline"] = p.training_set(spine, [ref]).column(ref).to_pylist()
+        out["spark"] = p.training_set(spine, [ref], engine="spark", spark=spark()).column(ref).to_pylist()  # over JDBC
         p.materialize(until=t, incremental=False)
         out["materialized"] = p.query({"k": keys}, [ref], now=t).column(ref)
     with project_of(tmp_path, source, key, features, request_time=True, store="b.db") as p:
@@ -92,6 +94,8 @@ def test_a_sequence_column_must_be_unique_non_null_integers(tmp_path, table, val
     with project_of(tmp_path, src(table, sequence="seq"), pt.Int64, [pt.Feature("x", pt.Int64)]) as p:
         with pytest.raises(DataError, match="sequence column 'seq'"):
             p.training_set(pl.DataFrame({"k": [1], "timestamp": [T2]}), ["e.x"])
+        with pytest.raises(DataError, match="sequence column 'seq'"):  # checked over JDBC too
+            p.training_set(pl.DataFrame({"k": [1], "timestamp": [T2]}), ["e.x"], engine="spark", spark=spark())
 
 
 def test_a_late_row_without_created_time_reaches_an_incremental_run(tmp_path, table):

@@ -72,6 +72,7 @@ class SparkRun:
     failures: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, Any] = field(default_factory=dict)
     kernels: Any = None  # {(step, co-group or batch): CPU seconds in parity's kernels}
+    cached: list[Any] = field(default_factory=list)  # frames kept in the cluster's memory until released
 
     def kernel_seconds(self) -> float:
         """Seconds the executors spent in parity's kernels (summed over tasks), once computed."""
@@ -147,10 +148,14 @@ class SparkEngine:
         """The plan over the probes of ``spine``; lazy: nothing runs until the frame is used."""
         from pyspark.sql import functions as F
 
+        from pyspark import StorageLevel
+
+        # kept once checked: the latest spine time is read from it first, then every step reads it
+        probes = probes.persist(StorageLevel.MEMORY_AND_DISK)
         with driver_errors():
             until = probes.agg(F.max(PROBE_TIME)).collect()[0][0]
         names = {key: key for _, keys in plan.roots for key in keys}  # root keys keep their names
-        run = SparkRun(probes, names, kernels=self.session.sparkContext.accumulator({}, Keyed()))
+        run = SparkRun(probes, names, kernels=self.session.sparkContext.accumulator({}, Keyed()), cached=[probes])
         register_definitions(self.catalog)
         dtypes: dict[str, DType] = {}
         for i, step in enumerate(plan.steps, 1):

@@ -212,6 +212,9 @@ class SparkTrainingSet:
         if self.kept is not None:
             self.kept.unpersist()
             self.kept = None
+        for frame in self.run.cached:
+            frame.unpersist()
+        self.run.cached = []
 
     def to_arrow(self) -> pa.Table:
         """Collect it to the driver (a small set, or a test): the table a local run gives."""
