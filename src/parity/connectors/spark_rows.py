@@ -38,7 +38,7 @@ from parity.ports.distributed import (
 from parity.ports.source import ScanRequest, SourceReader
 from parity.semantics.ordering import SEQUENCE
 
-_FILE, _ROW = "__parity_file", "__parity_file_row"
+FILE, ROW = "__parity_file", "__parity_file_row"  # a row's file (its URI) and row in it, as Spark reads them
 _ROW_BITS = 40  # rows per file below 2**40; files below 2**23: the sequence fits an Int64
 
 
@@ -46,9 +46,6 @@ def _local_path(uri: str) -> str:
     """A file as Spark names it (a URI), as the driver lists it: a local path, or the URI itself."""
     parsed = urlsplit(uri)
     return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
-
-
-FILE, ROW = _FILE, _ROW
 
 
 def read_files(session: Session, path: str, listed: Callable[[], list[str]] | None,
@@ -62,7 +59,7 @@ def read_files(session: Session, path: str, listed: Callable[[], list[str]] | No
     files = listed() if listed is not None else None
     if files is not None:
         _check_visible(files, path, where)
-    # Spark refuses nanosecond times: read as the Int64 they are stored as, then restored (_restored)
+    # Spark refuses nanosecond times: read as the Int64 they are stored as, then restored (restored_types)
     session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     try:
         raw = session.read.parquet(*files) if files is not None else \
@@ -70,19 +67,19 @@ def read_files(session: Session, path: str, listed: Callable[[], list[str]] | No
     except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
         raise DataError(f"{where}: Spark cannot read it as Parquet: {one_line(str(exc))[:400]}") from None
     order = files if files is not None else sorted(_local_path(f) for f in raw.inputFiles())
-    return raw.select("*", F.col("_metadata.file_path").alias(_FILE), F.col("_metadata.row_index").alias(_ROW)), order
+    return raw.select("*", F.col("_metadata.file_path").alias(FILE), F.col("_metadata.row_index").alias(ROW)), order
 
 
 def file_order(rows: pl.DataFrame, ordinals: dict[str, int], where: str) -> pl.Series:
     """Each row's place in the files' concatenation, from ``FILE`` and ``ROW`` (an Int64 whose
     order is the local reader's row order)."""
-    names = rows[_FILE].unique().to_list()
+    names = rows[FILE].unique().to_list()
     unknown = [n for n in names if _local_path(n) not in ordinals]
     if unknown:
         raise DataError(f"{where}: Spark read a file the driver did not list: {unknown[0]}")
     places = {n: ordinals[_local_path(n)] for n in names}
-    return rows.select(pl.col(_FILE).replace_strict(places, return_dtype=pl.Int64) * (1 << _ROW_BITS)
-                       + pl.col(_ROW).cast(pl.Int64)).to_series()
+    return rows.select(pl.col(FILE).replace_strict(places, return_dtype=pl.Int64) * (1 << _ROW_BITS)
+                       + pl.col(ROW).cast(pl.Int64)).to_series()
 
 
 def _empty(schema: pa.Schema) -> pl.DataFrame:
@@ -111,7 +108,7 @@ def _check_visible(files: list[str], root: str, where: str) -> None:
                         f"; rename them, or use the local engine")
 
 
-def _restored(files: list[str], columns: list[str], spark: pa.Schema) -> dict[str, pa.DataType]:
+def restored_types(files: list[str], columns: list[str], spark: pa.Schema) -> dict[str, pa.DataType]:
     """The file types of the columns Spark hands over as another type (nanosecond times as Int64,
     UInt64 as a decimal), read from the first file's footer, so they are read as a local scan
     reads them."""
@@ -151,12 +148,12 @@ class ParquetRows:
         check_columns(raw.columns, source, request, where)
         needed = list(dict.fromkeys([source.event_time, *([source.created_time] if source.created_time else []),
                                      *(col for col, _ in request.columns.values())]))
-        frame = raw.select(*[F.col("`" + c.replace("`", "``") + "`") for c in needed], _FILE, _ROW)
+        frame = raw.select(*[F.col("`" + c.replace("`", "``") + "`") for c in needed], FILE, ROW)
         ordinals = {p: i for i, p in enumerate(files)}
         raw_arrow = arrow_schema(frame)
-        restore = _restored(files, needed, raw_arrow)
+        restore = restored_types(files, needed, raw_arrow)
         raw_arrow = pa.schema([pa.field(f.name, restore.get(f.name, f.type)) for f in raw_arrow])
-        empty = _empty(raw_arrow).drop(_FILE, _ROW).with_columns(pl.lit(0, pl.Int64).alias(SEQUENCE))
+        empty = _empty(raw_arrow).drop(FILE, ROW).with_columns(pl.lit(0, pl.Int64).alias(SEQUENCE))
         target = _with_part(normalize(empty.lazy(), source, request, where).rows.to_arrow().schema)
 
         def normalized(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -166,7 +163,7 @@ class ParquetRows:
                     batch = batch.set_column(at, name, batch.column(at).cast(arrow))
                 got = pl.from_arrow(batch)
                 assert isinstance(got, pl.DataFrame)
-                got = got.with_columns(file_order(got, ordinals, where).alias(SEQUENCE)).drop(_FILE, _ROW)
+                got = got.with_columns(file_order(got, ordinals, where).alias(SEQUENCE)).drop(FILE, ROW)
                 scan = normalize(got.lazy(), source, request, where)
                 if scan.no_event_time:  # keyed by the batch's first row: a batch computed twice counts once
                     skipped.add({got[SEQUENCE].min(): scan.no_event_time})

@@ -146,9 +146,8 @@ class SparkEngine:
     def run(self, plan: Plan, probes: DataFrame, *, with_status: bool = False,
             partitions: Callable[[Source], int] = lambda source: 2) -> SparkRun:
         """The plan over the probes of ``spine``; lazy: nothing runs until the frame is used."""
-        from pyspark.sql import functions as F
-
         from pyspark import StorageLevel
+        from pyspark.sql import functions as F
 
         # kept once checked: the latest spine time is read from it first, then every step reads it
         probes = probes.persist(StorageLevel.MEMORY_AND_DISK)

@@ -111,7 +111,7 @@ def _spine_files(spark: Session, path: str) -> DataFrame:
     refuses them as times) and held to the microsecond, as Spark holds every time."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from parity.connectors.spark_rows import FILE, ROW, _restored, file_order, read_files
+    from parity.connectors.spark_rows import FILE, ROW, file_order, read_files, restored_types
     from parity.offline.spark_engine import POSITION
 
     where = f"spine {path!r}"
@@ -131,7 +131,7 @@ def _spine_files(spark: Session, path: str) -> DataFrame:
     ordinals = {p: i for i, p in enumerate(files)}
     columns = [c for c in raw.columns if c not in (FILE, ROW)]
     spark_arrow = arrow_schema(raw)
-    restore = _restored(files, columns, spark_arrow)
+    restore = restored_types(files, columns, spark_arrow)
     target = spark_schema(pa.schema([*(pa.field(c, restore.get(c, spark_arrow.field(c).type)) for c in columns),
                                      pa.field(POSITION, pa.int64())]))
 
