@@ -217,11 +217,15 @@ def _jdbc_connection(reader: Any, scheme: str) -> dict[str, str]:
     return out
 
 
-def _check_sequence(raw: DataFrame, reader: Any, where: str) -> None:
-    from pyspark.sql import functions as F
-
+def _sequence_bounds(session: Session, options: dict[str, str], sql: str, reader: Any, where: str) -> tuple[int, int]:
+    """A declared sequence checked by the database itself (unique and never null, as a local scan
+    checks), and its bounds: the ranges Spark splits the read into. One row comes back."""
+    seq = reader.quote(SEQUENCE)
+    check = (f"(SELECT COUNT(*) AS n, COUNT({seq}) AS present, COUNT(DISTINCT {seq}) AS uniq, MIN({seq}) AS lo, "
+             f"MAX({seq}) AS hi FROM ({sql}) parity_scan) parity_check")
     with driver_errors():
-        rows, present, distinct = raw.agg(F.count(F.lit(1)), F.count(SEQUENCE), F.countDistinct(SEQUENCE)).collect()[0]
+        rows, present, distinct, lo, hi = session.read.format("jdbc").options(**{**options, "dbtable": check}).load() \
+            .collect()[0]
     column = reader.source.sequence
     if present != rows:
         raise DataError(f"{where}: sequence column {column!r} is null in {rows - present:,} rows; it must hold a value "
@@ -229,15 +233,17 @@ def _check_sequence(raw: DataFrame, reader: Any, where: str) -> None:
     if distinct != present:
         raise DataError(f"{where}: sequence column {column!r} repeats values; it must be unique, like an "
                         f"auto-increment or serial id")
+    return (int(lo), int(hi)) if rows else (0, 0)
 
 
 class JdbcRows:
     """A PostgreSQL or MySQL/MariaDB table read by Spark over JDBC, with the local reader's own
     SELECT (its type table: each column read as the same expression, handed over as the same wire
     type) and normalized on the executors by the same rule. The ingestion order is selected as a
-    column (a declared sequence, else a row number over the table's order), so the rows may be
-    split across connections; the visibility window is applied on the executors (a JDBC query
-    takes no bind parameters, and none is spliced into SQL)."""
+    column (a declared sequence, else a row number over the table's order); a table with a declared
+    sequence is read in ranges of it, one connection each (without one, in one connection: a row
+    number is the table's whole order). The visibility window is applied on the executors (a JDBC
+    query takes no bind parameters, and none is spliced into SQL)."""
 
     def __init__(self, reader: Any) -> None:
         self.reader = reader  # connectors.sql_source.SQLSourceBase
@@ -262,6 +268,11 @@ class JdbcRows:
         scheme, driver, package, jar = JDBC_DRIVERS["postgresql" if source.kind == "postgres" else "mysql"]
         options = {"driver": driver, "dbtable": f"({sql}) parity_scan", "preferTimestampNTZ": "true",
                    "fetchsize": "10000", **_jdbc_connection(reader, scheme)}
+        if source.sequence:  # split by the sequence into ranges, one connection each
+            lo, hi = _sequence_bounds(session, options, sql, reader, where)
+            if hi > lo:
+                options.update(partitionColumn=SEQUENCE, lowerBound=str(lo), upperBound=str(hi + 1),
+                               numPartitions=str(max(1, 2 * session.sparkContext.defaultParallelism)))
         try:
             raw = session.read.format("jdbc").options(**options).load()
         except Exception as exc:  # noqa: BLE001 - the JVM's error; a missing driver is the usual one
@@ -270,8 +281,6 @@ class JdbcRows:
                 raise DataError(f"{where}: Spark has no JDBC driver {driver}: apt-get install {package} (its jar, "
                                 f"{jar}, is added to new sessions), or add the jar to spark.jars") from None
             raise DataError(f"{where}: {text[:400]}") from None
-        if source.sequence:  # a declared sequence decides full ties: unique and never null, as a local scan checks
-            _check_sequence(raw, reader, where)
         raw_arrow = arrow_schema(raw)
         target = _with_part(normalize(_empty(raw_arrow).lazy(), source, renamed, where, wires).rows.to_arrow().schema)
 
