@@ -304,3 +304,14 @@ def test_jdbc_keeps_the_urls_tls_options_and_refuses_what_it_cannot_map() -> Non
     with pytest.raises(ConfigError, match="host") as caught:
         _jdbc_connection(Reader("postgresql://u:secret@db/x?host=/var/run/postgresql"), "postgresql")
     assert "secret" not in str(caught.value)
+
+
+def test_a_spine_that_is_not_parquet_is_one_line_on_spark(tmp_path) -> None:
+    project = _project(str(tmp_path))
+    try:
+        (tmp_path / "bad.parquet").write_text("garbage")
+        with pytest.raises(DataError, match="not a readable Parquet file") as caught:
+            project.training_set(str(tmp_path / "bad.parquet"), REFS, engine="spark", spark=spark())
+        assert "\n" not in str(caught.value) and "at org.apache" not in str(caught.value)
+    finally:
+        project.close()

@@ -156,6 +156,10 @@ def driver_errors() -> Iterator[None]:
             # Spark's own failure (a lost executor, memory, a path): one line, credentials removed
             from parity.ports.secret import redact_credentials
 
+            if "No module named 'parity'" in str(exc):
+                raise errors.ConfigError("the executors' Python cannot import parity: install parity (the same version "
+                                         "as here) in it, or point spark.pyspark.python / PYSPARK_PYTHON at a Python "
+                                         "that has it") from None
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("at ")]
             raise errors.ParityError(redact_credentials(f"Spark failed: {' '.join(lines[:2])[:400]}")) from None
         import base64

@@ -374,6 +374,8 @@ class Project:
 
         refs = _names(features, "features")
         access = self._access(principal, self.plan(refs))  # before any data is read
+        if self.settings.record_baselines:
+            progress("baselines are not recorded from a Spark run (a local training set records one)")
         result = on_spark.training_set(self, spine, refs, timestamp_column=timestamp_column, key_columns=key_columns,
                                        timezone=timezone, with_status=with_status, progress=progress, access=access,
                                        partitions=partitions, spark=spark)

@@ -65,11 +65,16 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
         defaults["spark.jars"] = ",".join(jars)
     for key, value in [*defaults.items(), *conf]:
         builder = builder.config(key, value)
+    import shutil
+
     try:
-        return builder.getOrCreate()
+        started = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - a JVM that cannot start says why in many forms
-        raise ConfigError(f"Spark could not start on {master or 'local[*]'}: {one_line(str(exc))[:300]} "
-                          f"(Spark needs Java 17 or newer: set JAVA_HOME)") from None
+        hint = ("Spark needs Java 17 or newer: install it or set JAVA_HOME" if shutil.which("java") is None
+                and not os.environ.get("JAVA_HOME") else "its reason is printed above by the JVM; check --master")
+        raise ConfigError(f"Spark could not start on {master or 'local[*]'} ({hint}): {one_line(str(exc))[:200]}") from None
+    started.sparkContext.setLogLevel("ERROR")  # parity's progress and errors, not Spark's warnings
+    return started
 
 
 def rows_for(source: Source, reader: SourceReader, base_dir: str) -> DistributedRows:
@@ -118,6 +123,13 @@ def _spine_files(spark: Session, path: str) -> DataFrame:
     local = "://" not in path
     if local and not os.path.exists(path):
         raise DataError(f"{where} does not exist")
+    if local and os.path.isfile(path):  # the local reader's own check, before Spark's pages of stack
+        import pyarrow.parquet as pq
+
+        try:
+            pq.ParquetFile(path)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataError(f"spine file {path!r} is not a readable Parquet file ({one_line(str(exc))})") from None
 
     def listed() -> list[str]:
         if os.path.isfile(path):
