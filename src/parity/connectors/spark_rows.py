@@ -128,6 +128,14 @@ def restored_types(files: list[str], columns: list[str], spark: pa.Schema) -> di
     return out
 
 
+def with_types(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> pa.RecordBatch:
+    """``batch`` with the columns ``restored_types`` names cast back to their file types."""
+    for name, arrow in types.items():
+        at = batch.schema.get_field_index(name)
+        batch = batch.set_column(at, name, batch.column(at).cast(arrow))
+    return batch
+
+
 class ParquetRows:
     """A Parquet source read by Spark's own reader, normalized on the executors."""
 
@@ -158,9 +166,7 @@ class ParquetRows:
 
         def normalized(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
-                for name, arrow in restore.items():
-                    at = batch.schema.get_field_index(name)
-                    batch = batch.set_column(at, name, batch.column(at).cast(arrow))
+                batch = with_types(batch, restore)
                 got = pl.from_arrow(batch)
                 assert isinstance(got, pl.DataFrame)
                 got = got.with_columns(file_order(got, ordinals, where).alias(SEQUENCE)).drop(FILE, ROW)

@@ -121,9 +121,11 @@ def _merged(found: list[Violation]) -> list[Violation]:
 
 
 def start(view: FeatureView, table: str, store: OnlineStore, *, until_us: int, incremental: bool,
-          progress: Progress) -> tuple[int | None, str | None] | MaterializeReport:
+          progress: Progress, partitions: int) -> tuple[int | None, str | None] | MaterializeReport:
     """Where a run starts: (the watermark to read after, why it reads in full), or the report of
-    a run with nothing to do."""
+    a run with nothing to do. A partition count below 1 is refused."""
+    if not isinstance(partitions, int) or partitions < 1:
+        raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
     full_because = None
     if incremental and not incremental_safe(view.source):
         full_because = ("the source has no created time" if view.source.created_time is None
@@ -164,9 +166,8 @@ def materialize_view(
 ) -> MaterializeReport:
     """``partitions`` > 1 reads the source one key partition at a time (``semantics.partitions``):
     at most one partition of its rows is in memory, with every key's chosen row."""
-    if not isinstance(partitions, int) or partitions < 1:
-        raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
-    started = start(view, table, store, until_us=until_us, incremental=incremental, progress=progress)
+    started = start(view, table, store, until_us=until_us, incremental=incremental, progress=progress,
+                    partitions=partitions)
     if isinstance(started, MaterializeReport):
         return started
     watermark, full_because = started

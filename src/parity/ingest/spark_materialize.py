@@ -20,7 +20,6 @@ import polars as pl
 import pyarrow as pa
 
 from parity.define.features import FeatureView
-from parity.errors import DataError
 from parity.ingest.materialize import (
     MaterializeReport,
     Progress,
@@ -124,9 +123,8 @@ def materialize_view_on_spark(view: FeatureView, table: str, rows: DistributedRo
                               incremental: bool, progress: Progress, partitions: int) -> MaterializeReport:
     """The view materialized by Spark's executors into the store that ``store_factory`` opens on
     each of them (``store`` is the driver's: the watermark)."""
-    if not isinstance(partitions, int) or partitions < 1:
-        raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
-    started = start(view, table, store, until_us=until_us, incremental=incremental, progress=progress)
+    started = start(view, table, store, until_us=until_us, incremental=incremental, progress=progress,
+                    partitions=partitions)
     if isinstance(started, MaterializeReport):
         return started
     watermark, full_because = started

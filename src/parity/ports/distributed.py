@@ -96,7 +96,7 @@ def to_spark(table: pa.Table, schema: pa.Schema) -> pa.Table:
         try:
             fine = pa.types.is_timestamp(column.type) and column.type.unit == "ns"
             columns.append(pc.cast(column, f.type, safe=not fine))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        except pa.ArrowException as exc:  # a value out of range, or a cast Arrow has no kernel for
             raise errors.DataError(f"column {f.name!r}: a {column.type} value Spark cannot hold as {f.type} "
                                    f"({str(exc).splitlines()[0][:200]})") from None
     return pa.Table.from_arrays(columns, schema=schema)

@@ -116,7 +116,7 @@ def _spine_files(spark: Session, path: str) -> DataFrame:
     refuses them as times) and held to the microsecond, as Spark holds every time."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    from parity.connectors.spark_rows import FILE, ROW, file_order, read_files, restored_types
+    from parity.connectors.spark_rows import FILE, ROW, file_order, read_files, restored_types, with_types
     from parity.offline.spark_engine import POSITION
 
     where = f"spine {path!r}"
@@ -151,9 +151,7 @@ def _spine_files(spark: Session, path: str) -> DataFrame:
         import polars as pl
 
         for batch in batches:
-            for name, arrow in restore.items():
-                at = batch.schema.get_field_index(name)
-                batch = batch.set_column(at, name, batch.column(at).cast(arrow))
+            batch = with_types(batch, restore)
             got = pl.from_arrow(batch)
             assert isinstance(got, pl.DataFrame)
             table = pa.Table.from_batches([batch]).append_column(POSITION, file_order(got, ordinals, where).to_arrow())
