@@ -38,3 +38,28 @@ def test_folded_and_unfolded_choices_agree(key_span: int, time_span: int, monkey
     unfolded = asof.choose(asof.prepare(rows, ["k"], uses_created=False), probes, ["k"])
     assert folded.to_list() == unfolded.to_list()
     assert folded.null_count() < len(probe_keys)  # some probes found a row: the comparison says something
+
+
+@pytest.mark.parametrize("uses_created", [False, True])
+def test_ties_in_key_and_time_are_ordered_by_created_then_ingestion_order(uses_created: bool, monkeypatch) -> None:
+    """Rows tied on (key, event) — many per run, with created times and ingestion orders that
+    disagree with the rows' order in the frame — are ranked by (created, sequence) on the packed
+    sort exactly as on the plain multi-column sort, probes at every tied instant included."""
+    rng = np.random.default_rng(7)
+    n = 6_000
+    keys = rng.integers(0, 40, n).astype(np.int64)
+    events = rng.integers(0, 60, n).astype(np.int64) * 1_000  # ~2.5 rows per (key, event): ties everywhere
+    created = events + rng.integers(0, 3, n).astype(np.int64) * 500  # equal created times too, and later ones
+    sequence = rng.permutation(n).astype(np.int64)  # the frame is not in ingestion order
+    rows = pl.DataFrame({"k": keys, EVENT: events, CREATED: created, SEQUENCE: sequence, "v": np.arange(n)})
+    times = np.concatenate([events[:800], events[:800] + 500, events[:400] - 1]).astype(np.int64)
+    probes = pl.DataFrame({"k": np.concatenate([keys[:800], keys[:800], keys[:400]]), asof.PROBE_TIME: times})
+
+    def chosen() -> list[int | None]:
+        prepared = asof.prepare(rows, ["k"], uses_created=uses_created)
+        return asof.gather(prepared, asof.choose(prepared, probes, ["k"]), ["v"])["v"].to_list()
+
+    packed = chosen()
+    monkeypatch.setattr(asof, "_fits", lambda *_: False)
+    assert packed == chosen()
+    assert sum(v is not None for v in packed) > len(packed) // 2

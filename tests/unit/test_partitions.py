@@ -82,3 +82,53 @@ def test_sizes_are_read_in_decimal_and_binary_units(tmp_path):
     for text, size in [('"4GB"', 4 * 10**9), ('"4G"', 4 * 10**9), ('"512MiB"', 512 * 2**20), ("1000000", 10**6)]:
         (tmp_path / "parity.toml").write_text(f'[project]\nname = "t"\ndefinitions = "d.py"\n[offline]\nmemory_budget = {text}\n')
         assert load_settings(str(tmp_path)).offline_memory_budget == size, text
+
+
+def test_a_partitioned_lookup_reads_the_features_once_and_still_checks_rows_never_chosen(tmp_path):
+    """Over a Parquet source, each partition reads only keys and times; the features are read in
+    one more pass, of the chosen rows alone. A value that cannot be read is refused all the same,
+    with the error of the run without partitions, even in a row that no probe chooses."""
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    view = pt.FeatureView("visits", entity=user, source=pt.ParquetSource("v", path=str(tmp_path / "v.parquet"),
+                                                                          event_time="ts"),
+                          features=[pt.Feature("visits", pt.Int64)])
+    visits = [float(u) for u in range(40)]
+
+    def write() -> None:
+        pl.DataFrame({"user_id": [u % 7 for u in range(40)], "ts": [at(1, u % 24) for u in range(40)],
+                      "visits": visits}).write_parquet(tmp_path / "v.parquet")
+
+    write()
+    spine = pl.DataFrame({"user_id": list(range(8)) * 2, "timestamp": [at(1, 6)] * 8 + [at(2)] * 8})
+    with pt.Project.from_definitions([user, view], root=str(tmp_path)) as project:
+        said: list[str] = []
+        parted = project.training_set(spine, ["user.visits"], with_status=True, partitions=3, progress=said.append)
+        assert_same_table(parted, project.training_set(spine, ["user.visits"], with_status=True, partitions=1), "parted")
+        assert [m for m in said if "chosen rows" in m] == ["visits: read the features of the 14 chosen rows"]
+        visits[0] = 0.5  # row 0 (user 0 at hour 0) is superseded by row 7 (hour 7) for every probe
+        write()
+        errors = []
+        for partitions in (1, 3):
+            with pytest.raises(DataError) as caught:
+                project.training_set(spine, ["user.visits"], partitions=partitions)
+            errors.append(str(caught.value))
+        assert errors[0] == errors[1] and "column 'visits', row 0: value 0.5" in errors[0]
+
+
+@pytest.mark.parametrize("rewritten,found", [
+    (pl.DataFrame({"user_id": [1], "ts": [at(1)], "amount": [9.5]}), 0),  # fewer rows
+    (pl.DataFrame({"user_id": [(u + 1) % 7 for u in range(40)], "ts": [at(1, u % 24) for u in range(40)],
+                   "amount": [u + 0.5 for u in range(40)]}), 7),  # as many rows, at the same places, other keys
+])
+def test_a_source_rewritten_between_the_passes_of_a_partitioned_lookup_is_refused(tmp_path, rewritten, found):
+    """The rows chosen by position in the key passes must be the rows the feature pass reads: a
+    file replaced in between is said, not answered from the wrong rows."""
+    with _project(tmp_path) as project:
+        spine = pl.DataFrame({"user_id": list(range(8)), "timestamp": [at(2)] * 8})
+
+        def rewrite(message: str) -> None:
+            if message.startswith("profile: partition 2/2"):
+                rewritten.write_parquet(tmp_path / "u.parquet")
+
+        with pytest.raises(DataError, match=rf"changed while profile was read \(7 rows chosen, {found} found again\); run"):
+            project.training_set(spine, ["user.amount"], partitions=2, progress=rewrite)

@@ -104,6 +104,10 @@ def normalize(
     frame = raw.select(exprs)
     if request.partition is not None:  # keys are canonical here: the rule the probes are split by
         frame = frame.filter(partitions.member_of(request.key_types, request.partition))
+    if request.sequences is not None:  # the bad-value masks are kept with the rows they flag
+        flagged = [pl.col(mask) for mask, _, _ in checks]
+        frame = frame.filter(pl.col(SEQUENCE).is_in(request.sequences.implode())
+                             | (pl.any_horizontal(flagged) if flagged else pl.lit(False)))
     window = request.window
     if window.after_us is not None or window.until_us is not None:
         # Rows without an event time are kept through the window only to be counted below.

@@ -14,6 +14,8 @@ from parity.semantics.ordering import SEQUENCE
 
 
 class ParquetReader:
+    repeatable_scans = True  # the files are read in one sorted order, rows numbered in it
+
     def __init__(self, source: ParquetSource, base_dir: str) -> None:
         self.source = source
         remote = "://" in source.path  # a cluster's path (s3a://, hdfs://): Spark reads it, the footer is not read here

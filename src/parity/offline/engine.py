@@ -26,7 +26,7 @@ from parity.plan.nodes import Compute, Keys, Lookup, Plan, WindowRead
 from parity.ports.source import ScanRequest, SourceReader, view_scan, window_scan
 from parity.semantics import asof, calls, max_age, partitions, values, visibility
 from parity.semantics import windows as window_rule
-from parity.semantics.ordering import EVENT
+from parity.semantics.ordering import EVENT, SEQUENCE
 from parity.semantics.time import from_micros
 from parity.semantics.visibility import Window
 
@@ -167,11 +167,17 @@ class OfflineEngine:
         assert isinstance(ready, pl.DataFrame)
         return self._aggregate(step, ready, probes, with_status)
 
-    @staticmethod
-    def _lookup(step: Lookup, frame: asof.Prepared, probes: pl.DataFrame, with_status: bool) -> dict[str, pl.Series]:
+    @classmethod
+    def _lookup(cls, step: Lookup, frame: asof.Prepared, probes: pl.DataFrame, with_status: bool) -> dict[str, pl.Series]:
         """The as-of kernel of one lookup step over one set of rows and its probes (aligned)."""
         chosen = asof.choose(frame, probes, step.keys.key_names)
-        got = asof.gather(frame, chosen, [EVENT, *(o.feature for o in step.outputs)])
+        return cls._looked_up(step, asof.gather(frame, chosen, [EVENT, *(o.feature for o in step.outputs)]), probes,
+                              with_status)
+
+    @staticmethod
+    def _looked_up(step: Lookup, got: pl.DataFrame, probes: pl.DataFrame, with_status: bool) -> dict[str, pl.Series]:
+        """A lookup step's columns from each probe's chosen row (EVENT and the features; null where
+        none was chosen): the value, or null past its ``max_age``, and its status if asked."""
         got = got.with_columns(probes[asof.PROBE_TIME])
         made = {}
         for out in step.outputs:
@@ -206,6 +212,8 @@ class OfflineEngine:
         request = self._request([step], until_us)
         reader = self.reader_for(self._source_of(step))
         of_probe = probes.select(partitions.partition_of(request.key_types, count)).to_series()
+        if isinstance(step, Lookup) and getattr(reader, "repeatable_scans", False):
+            return self._partitioned_lookup(step, probes, of_probe, count, request, reader, result, with_status)
         pieces: list[pl.DataFrame] = []
         skipped = 0
         for index in range(count):
@@ -218,6 +226,49 @@ class OfflineEngine:
                           f"{len(positions):,} probes")
         result.no_event_time[step.view] = skipped
         return dict(pl.concat(pieces).sort(_POSITION).drop(_POSITION).to_dict())
+
+    def _partitioned_lookup(self, step: Lookup, probes: pl.DataFrame, of_probe: pl.Series, count: int,
+                            request: ScanRequest, reader: SourceReader, result: OfflineResult,
+                            with_status: bool) -> dict[str, pl.Series]:
+        """A lookup step one key partition at a time, in two kinds of pass over a source whose scans
+        repeat (``SourceReader.repeatable_scans``): per partition, only the keys and times are read
+        and each probe's row chosen by the as-of rule; then one pass reads the features of the
+        chosen rows alone. The features are decoded once instead of once per partition, and a
+        partition in memory is four integers a row."""
+        keyed = dataclasses.replace(request, columns={k: request.columns[k] for k in request.keys})
+        picked = pl.Series(SEQUENCE, [None] * len(probes), dtype=pl.Int64)  # each probe's chosen row
+        skipped = 0
+        for index in range(count):
+            positions = (of_probe == index).arg_true()
+            scan = reader.scan(dataclasses.replace(keyed, partition=partitions.Partition(count, index)))
+            skipped += scan.no_event_time
+            rows = scan.rows.rechunk()  # narrow and cheap to copy; random reads across chunks are not
+            ready = self._ready(step, rows)
+            assert isinstance(ready, asof.Prepared)
+            chosen = asof.choose(ready, probes[positions], step.keys.key_names)
+            picked.scatter(positions, rows[SEQUENCE].gather(chosen))
+            self.progress(f"{step.view}: partition {index + 1}/{count}: {scan.rows.height:,} rows, "
+                          f"{len(positions):,} probes")
+        result.no_event_time[step.view] = skipped
+        wanted = picked.drop_nulls().unique().sort()
+        rows = reader.scan(dataclasses.replace(request, sequences=wanted)).rows
+        changed = rows.height != len(wanted) or not rows[SEQUENCE].equals(wanted, check_names=False)
+        at = picked.rank("dense") - 1  # each chosen row's place among the rows read, in SEQUENCE order
+        keys = list(self._entity_keys(step))
+        if not changed:
+            # The rows read are few: made contiguous (a scan gives ~1,000 chunks a column, and a
+            # random gather across chunks is ~5x slower), a direct gather beats the ascending one of
+            # ``asof.gather`` (10M probes from 9M rows × 11 columns: 1.05 s against 4.4 s).
+            marks = [f"{_POSITION}{i}" for i in range(len(keys))]  # the keys, apart from any feature's name
+            got = (rows.select(EVENT, *(o.feature for o in step.outputs), *(pl.col(k).alias(m) for k, m in zip(keys, marks)))
+                   .rechunk().select(pl.all().gather(at)))
+            # the same rows at those places: each carries the key of the probes that chose it
+            changed = any((got[m] != probes[p]).any() for m, p in zip(marks, step.keys.key_names))
+        if changed:
+            raise DataError(f"{reader.describe()} changed while {step.view} was read ({len(wanted):,} rows chosen, "
+                            f"{rows.height:,} found again); run the training set again once it is written")
+        self.progress(f"{step.view}: read the features of the {rows.height:,} chosen rows")
+        return self._looked_up(step, got.drop(marks), probes, with_status)
 
     @staticmethod
     def _probes(keys: Keys, columns: dict[str, pl.Series], times_us: pl.Series) -> pl.DataFrame:

@@ -32,6 +32,9 @@ class ScanRequest:
     where: str = ""  # the feature view asking, for error messages
     # only the rows whose key is in this partition (``semantics.partitions``); None: every row
     partition: Partition | None = None
+    # only the rows whose SEQUENCE is among these (sorted); every row is still read and checked, so
+    # a value that does not fit is found whichever rows are kept. None: every row
+    sequences: pl.Series | None = field(default=None, compare=False)
 
     @property
     def key_types(self) -> dict[str, DType]:
@@ -80,6 +83,10 @@ class Scan:
 
 
 class SourceReader(Protocol):
+    """Reads one source. A reader whose scans of one request give the same rows with the same
+    SEQUENCE every time (files, which no run writes) says so with ``repeatable_scans = True``:
+    the partitioned engine may then find rows in one scan and fetch their values in another."""
+
     def scan(self, request: ScanRequest) -> Scan: ...
 
     def describe(self) -> str: ...
