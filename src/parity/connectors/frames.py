@@ -8,8 +8,12 @@ A value that does not fit is a one-line error naming the source, column, row and
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Mapping
+import functools
+import glob
+import os
+from collections.abc import Callable, Iterator, Mapping
 
 import polars as pl
 
@@ -71,7 +75,75 @@ def normalize(
     ``wires`` overrides the wire type of columns whose Polars type alone does not say it (a
     database's numeric read as text, say).
     """
-    wires = wires or {}
+    reading_ = _Reading(raw, source, request, where_source, wires or {})
+    return reading_.checked(reading_.collect(reading_.frame))
+
+
+def spill(
+    raw: pl.LazyFrame, source: Source, request: ScanRequest, where_source: str, count: int, folder: str,
+) -> list[Callable[[], Scan]]:
+    """``normalize``, split into ``count`` key partitions in one pass: the rows are written to
+    ``folder`` (Arrow IPC, one folder a partition, streamed: never all in memory) and each
+    partition's ``Scan`` is read back, and checked, when its function is called."""
+    reading_ = _Reading(raw, source, request, where_source, {})
+    schema = reading_.frame.collect_schema()
+    tagged = reading_.frame.with_columns(partitions.partition_of(request.key_types, count).alias(_PART))
+    reading_.sink(tagged, pl.PartitionBy(folder, key=_PART, include_key=False))
+
+    def read(index: int) -> Scan:
+        files = sorted(glob.glob(os.path.join(folder, f"{_PART}={index}", "*.ipc")))
+        return reading_.checked(pl.scan_ipc(files).collect() if files else pl.DataFrame(schema=schema))
+
+    return [functools.partial(read, index) for index in range(count)]
+
+
+_PART = "__parity_partition"
+
+
+class _Reading:
+    """One normalization: the lazy frame of the request's rows, and the checks its rows pass."""
+
+    def __init__(self, raw: pl.LazyFrame, source: Source, request: ScanRequest, where_source: str,
+                 wires: Mapping[str, reading.Wire]) -> None:
+        self.raw, self.source, self.request, self.where_source = raw, source, request, where_source
+        self.frame, self.checks, self.wire_of = _normalized(raw, source, request, where_source, wires)
+
+    def collect(self, frame: pl.LazyFrame) -> pl.DataFrame:
+        with self._read_errors():
+            return frame.collect()
+
+    def sink(self, frame: pl.LazyFrame, target: pl.PartitionBy) -> None:
+        with self._read_errors():
+            frame.sink_ipc(target)
+
+    @contextlib.contextmanager
+    def _read_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except pl.exceptions.PolarsError as exc:
+            raise DataError(f"{self.where_source} ({self.request.where}): cannot read its columns: "
+                            f"{one_line(str(exc))}") from None
+
+    def checked(self, rows: pl.DataFrame) -> Scan:
+        """The rows, once every value was found to fit (else a one-line error naming the first
+        row that does not), without the rows that have no event time (counted)."""
+        for mask, col, what in self.checks:
+            if rows[mask].any():
+                _raise_bad(self.raw, rows, mask, col, what, self.source, self.where_source, self.wire_of(col))
+        rows = rows.drop([m for m, _, _ in self.checks])
+        no_event = rows[EVENT].null_count()
+        if no_event:
+            rows = rows.filter(pl.col(EVENT).is_not_null())
+        return Scan(rows, no_event)
+
+
+_Check = tuple[str, str, object]  # (bad-mask column, source column, what it was read as)
+
+
+def _normalized(
+    raw: pl.LazyFrame, source: Source, request: ScanRequest, where_source: str, wires: Mapping[str, reading.Wire],
+) -> tuple[pl.LazyFrame, list[_Check], Callable[[str], reading.Wire]]:
+    """The lazy frame of ``normalize``'s rows, with a bad-value mask column per check."""
     schema = raw.collect_schema()
     check_types(schema, source, request, where_source, wires)
 
@@ -79,7 +151,7 @@ def normalize(
         return wires.get(col) or reading.wire_of_polars(schema[col])  # type: ignore[return-value]
 
     exprs = [pl.col(SEQUENCE).cast(pl.Int64)]
-    checks: list[tuple[str, str, object]] = []  # (bad-mask column, source column, what it was read as)
+    checks: list[_Check] = []
 
     def add(vec: reading.Vector, alias: str, col: str, what: object) -> None:
         exprs.append(vec.value.alias(alias))
@@ -112,23 +184,12 @@ def normalize(
     if window.after_us is not None or window.until_us is not None:
         # Rows without an event time are kept through the window only to be counted below.
         frame = frame.filter(visibility.window_expr(visibility.uses_created(source), window) | pl.col(EVENT).is_null())
-    try:
-        rows = frame.collect()
-    except pl.exceptions.PolarsError as exc:
-        raise DataError(f"{where_source} ({request.where}): cannot read its columns: {one_line(str(exc))}") from None
-    for mask, col, what in checks:
-        if rows[mask].any():
-            _raise_bad(raw, rows, mask, col, what, source, where_source, wire_of(col))
-    rows = rows.drop([m for m, _, _ in checks])
-    no_event = rows[EVENT].null_count()
-    if no_event:
-        rows = rows.filter(pl.col(EVENT).is_not_null())
-    return Scan(rows, no_event)
+    return frame, checks, wire_of
 
 
 def _raise_bad(raw: pl.LazyFrame, rows: pl.DataFrame, mask: str, col: str, what: object, source: Source,
                where_source: str, wire: reading.Wire) -> None:
-    seq = rows.filter(pl.col(mask))[SEQUENCE][0]
+    seq = int(rows.filter(pl.col(mask))[SEQUENCE].min())  # type: ignore[arg-type]  # the first in ingestion order, however rows were split
     one = raw.filter(pl.col(SEQUENCE).cast(pl.Int64) == seq).select(col)
     if one.collect_schema()[col].is_temporal():
         # A time outside the years 1 to 9999 cannot become a Python value: show what is stored.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import polars as pl
 
-from parity.connectors.frames import check_columns, check_types, normalize
+from parity.connectors.frames import check_columns, check_types, normalize, spill
 from parity.define.sources import ParquetSource
 from parity.errors import ConfigError, DataError, one_line
 from parity.ports.source import Scan, ScanRequest
@@ -69,3 +70,10 @@ class ParquetReader:
         frame, schema = self._frame()
         check_columns(schema.names(), self.source, request, self.describe())
         return normalize(frame.with_row_index(SEQUENCE), self.source, request, self.describe())
+
+    def scan_partitions(self, request: ScanRequest, count: int, folder: str) -> list[Callable[[], Scan]]:
+        """The scan of ``request`` in ``count`` key partitions, read in one pass and kept in
+        ``folder`` until each partition's function reads it back (``frames.spill``)."""
+        frame, schema = self._frame()
+        check_columns(schema.names(), self.source, request, self.describe())
+        return spill(frame.with_row_index(SEQUENCE), self.source, request, self.describe(), count, folder)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import tempfile
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,7 +25,7 @@ from parity.define.sources import Source
 from parity.errors import DataError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Keys, Lookup, Plan, WindowRead
-from parity.ports.source import ScanRequest, SourceReader, view_scan, window_scan
+from parity.ports.source import Scan, ScanRequest, SourceReader, view_scan, window_scan
 from parity.semantics import asof, calls, max_age, partitions, values, visibility
 from parity.semantics import windows as window_rule
 from parity.semantics.ordering import EVENT, SEQUENCE
@@ -238,17 +240,18 @@ class OfflineEngine:
         keyed = dataclasses.replace(request, columns={k: request.columns[k] for k in request.keys})
         picked = pl.Series(SEQUENCE, [None] * len(probes), dtype=pl.Int64)  # each probe's chosen row
         skipped = 0
-        for index in range(count):
-            positions = (of_probe == index).arg_true()
-            scan = reader.scan(dataclasses.replace(keyed, partition=partitions.Partition(count, index)))
-            skipped += scan.no_event_time
-            rows = scan.rows.rechunk()  # narrow and cheap to copy; random reads across chunks are not
-            ready = self._ready(step, rows)
-            assert isinstance(ready, asof.Prepared)
-            chosen = asof.choose(ready, probes[positions], step.keys.key_names)
-            picked.scatter(positions, rows[SEQUENCE].gather(chosen))
-            self.progress(f"{step.view}: partition {index + 1}/{count}: {scan.rows.height:,} rows, "
-                          f"{len(positions):,} probes")
+        with tempfile.TemporaryDirectory(prefix="parity-partitions-") as folder:
+            for index, scan_of in enumerate(self._partition_scans(reader, keyed, count, folder)):
+                positions = (of_probe == index).arg_true()
+                scan = scan_of()
+                skipped += scan.no_event_time
+                rows = scan.rows.rechunk()  # narrow and cheap to copy; random reads across chunks are not
+                ready = self._ready(step, rows)
+                assert isinstance(ready, asof.Prepared)
+                chosen = asof.choose(ready, probes[positions], step.keys.key_names)
+                picked.scatter(positions, rows[SEQUENCE].gather(chosen))
+                self.progress(f"{step.view}: partition {index + 1}/{count}: {scan.rows.height:,} rows, "
+                              f"{len(positions):,} probes")
         result.no_event_time[step.view] = skipped
         wanted = picked.drop_nulls().unique().sort()
         rows = reader.scan(dataclasses.replace(request, sequences=wanted)).rows
@@ -269,6 +272,18 @@ class OfflineEngine:
                             f"{rows.height:,} found again); run the training set again once it is written")
         self.progress(f"{step.view}: read the features of the {rows.height:,} chosen rows")
         return self._looked_up(step, got.drop(marks), probes, with_status)
+
+    @staticmethod
+    def _partition_scans(reader: SourceReader, request: ScanRequest, count: int,
+                         folder: str) -> Sequence[Callable[[], Scan]]:
+        """The scans of ``request``'s key partitions: split in one pass through ``folder`` when the
+        reader can (``scan_partitions``: a read that grows with the rows, not rows × partitions),
+        else one filtered scan each."""
+        split = getattr(reader, "scan_partitions", None)
+        if split is not None:
+            return split(request, count, folder)
+        return [functools.partial(reader.scan, dataclasses.replace(request, partition=partitions.Partition(count, i)))
+                for i in range(count)]
 
     @staticmethod
     def _probes(keys: Keys, columns: dict[str, pl.Series], times_us: pl.Series) -> pl.DataFrame:

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from parity.define.sources import Source
 from parity.ports.source import SourceReader
 
-# What one source row costs in memory at the peak of a lookup (the scanned columns, the narrow
-# key/time copy, its row index and sort): measured at ~230 B on the benchmark's 12-column rows.
+# What one source row costs in memory at the peak of a step that scans whole rows (the scanned
+# columns, the narrow key/time copy, its row index and sort): measured at ~230 B on the benchmark's
+# 12-column rows. A lookup over files holds only keys and times a row (``OfflineEngine.
+# _partitioned_lookup``): the large benchmark peaks at 5.4 GB with the partitions this gives, not 6.0.
 BYTES_PER_ROW = 256
 MAX_PARTITIONS = 4096
 
