@@ -3,6 +3,8 @@ its size), the settings that decide it, and that a run in partitions answers as 
 
 from __future__ import annotations
 
+import datetime as dt
+import tempfile
 
 import polars as pl
 import pytest
@@ -119,6 +121,8 @@ def test_a_partitioned_lookup_reads_the_features_once_and_still_checks_rows_neve
     (pl.DataFrame({"user_id": [1], "ts": [at(1)], "amount": [9.5]}), 0),  # fewer rows
     (pl.DataFrame({"user_id": [(u + 1) % 7 for u in range(40)], "ts": [at(1, u % 24) for u in range(40)],
                    "amount": [u + 0.5 for u in range(40)]}), 7),  # as many rows, at the same places, other keys
+    (pl.DataFrame({"user_id": [u % 7 for u in range(40)], "ts": [at(1, u % 24) + dt.timedelta(hours=1) for u in range(40)],
+                   "amount": [u + 0.5 for u in range(40)]}), 7),  # the same keys, each event an hour later
 ])
 def test_a_source_rewritten_between_the_passes_of_a_partitioned_lookup_is_refused(tmp_path, rewritten, found):
     """The rows chosen by position in the key passes must be the rows the feature pass reads: a
@@ -132,3 +136,69 @@ def test_a_source_rewritten_between_the_passes_of_a_partitioned_lookup_is_refuse
 
         with pytest.raises(DataError, match=rf"changed while profile was read \(7 rows chosen, {found} found again\); run"):
             project.training_set(spine, ["user.amount"], partitions=2, progress=rewrite)
+
+
+def test_the_window_test_partition_counts_split_its_keys():
+    """tests/properties/test_windows.py materializes in 5 and 7 partitions because they split its
+    keys 1, 2 and 3 apart (2 would not: all three hash to partition 0)."""
+    from parity.semantics.partitions import partition_of
+
+    keys = pl.DataFrame({"k": [1, 2, 3]})
+    for count in (5, 7):
+        assert keys.select(partition_of({"k": pt.Int64}, count)).to_series().n_unique() == 3
+
+
+def _one_view(tmp_path, rows: pl.DataFrame) -> pt.Project:  # type: ignore[no-untyped-def]
+    rows.write_parquet(tmp_path / "v.parquet")
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    view = pt.FeatureView("v", entity=user, source=pt.ParquetSource("v", path=str(tmp_path / "v.parquet"), event_time="ts"),
+                          features=[pt.Feature("amount", pt.Float64)])
+    return pt.Project.from_definitions([user, view], root=str(tmp_path))
+
+
+@pytest.mark.parametrize("partitions", [2, 3, 5, 7])
+def test_source_rows_without_a_key_do_not_shift_the_rows_a_partition_chooses(tmp_path, partitions):
+    """Rows with a null key never match, and are dropped before the as-of choice: the chosen
+    places are in the rows kept, not the rows read (a row every fifth, in the partitions of the
+    probes too)."""
+    n = 120
+    rows = pl.DataFrame({"user_id": [None if u % 5 == 0 else u % 7 for u in range(n)],
+                         "ts": [at(1, u % 24) for u in range(n)], "amount": [u + 0.5 for u in range(n)]},
+                        schema={"user_id": pl.Int64, "ts": pl.Datetime("us", "UTC"), "amount": pl.Float64})
+    spine = pl.DataFrame({"user_id": list(range(8)) * 3, "timestamp": [at(1, 5)] * 8 + [at(1, 13)] * 8 + [at(2)] * 8})
+    with _one_view(tmp_path, rows) as project:
+        whole = project.training_set(spine, ["user.amount"], with_status=True, partitions=1)
+        assert_same_table(project.training_set(spine, ["user.amount"], with_status=True, partitions=partitions),
+                          whole, f"{partitions} partitions")
+        assert 3 <= whole.column("user.amount").null_count < 12  # user 7 never; most others found
+
+
+def test_the_first_bad_value_is_the_one_a_run_without_partitions_names(tmp_path):
+    """Two event times that cannot be read, in rows whose keys fall in different partitions: every
+    partition count names the earlier row, as one scan of the whole source does."""
+    ts: list[str] = [at(1, u % 24).isoformat() for u in range(40)]
+    ts[4] = ts[30] = "garbage"  # users 4 and 2
+    rows = pl.DataFrame({"user_id": [u % 7 for u in range(40)], "ts": ts, "amount": [u + 0.5 for u in range(40)]})
+    spine = pl.DataFrame({"user_id": list(range(7)), "timestamp": [at(2)] * 7})
+    with _one_view(tmp_path, rows) as project:
+        errors = set()
+        for partitions in (1, 2, 3, 5):
+            with pytest.raises(DataError) as caught:
+                project.training_set(spine, ["user.amount"], partitions=partitions)
+            errors.add(str(caught.value))
+        assert len(errors) == 1 and "column 'ts', row 4: value 'garbage'" in errors.pop()
+
+
+def test_a_temporary_folder_whose_name_reads_as_a_pattern_still_holds_the_partitions(tmp_path, monkeypatch):
+    """The partition files are found by their folder's name taken literally, not as a glob."""
+    odd = tmp_path / "tmp[1]*?"
+    odd.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(odd))
+    rows = pl.DataFrame({"user_id": [u % 7 for u in range(40)], "ts": [at(1, u % 24) for u in range(40)],
+                         "amount": [u + 0.5 for u in range(40)]})
+    spine = pl.DataFrame({"user_id": list(range(7)), "timestamp": [at(2)] * 7})
+    with _one_view(tmp_path, rows) as project:
+        parted = project.training_set(spine, ["user.amount"], with_status=True, partitions=3)
+        assert_same_table(parted, project.training_set(spine, ["user.amount"], with_status=True, partitions=1), "odd")
+        assert parted.column("user.amount").null_count == 0
+    assert list(odd.iterdir()) == []  # and removed once the step is done

@@ -298,7 +298,7 @@ class RedisOnlineStore:
             return msgpack.unpackb(found[0][16:]) if found else empty_set_answer(mode)
         return [msgpack.unpackb(m[16:]) for m in found]
 
-    def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
+    def window_replace(self, table: str, parts: Iterable[tuple[Iterable[WindowEvent], Iterable[SetMember]]]) -> int:
         registry = f"{self.ns}:w:{table}"
         old = list(self._call(self.client.smembers, registry))
         pipe = self._bulk.pipeline(transaction=True)  # MULTI/EXEC: readers see the old index or the new
@@ -306,20 +306,23 @@ class RedisOnlineStore:
             pipe.delete(*old[start:start + 10_000])
         pipe.delete(registry, f"{self.ns}:wk:{table}")
         count = 0
-        zsets: dict[bytes, dict[bytes, int]] = {}
-        latest: dict[bytes, int] = {}
-        for e in events:
-            self._check_time(e[1])
-            name = self._wkey(table, e[0])
-            zsets.setdefault(name, {})[self._member(e)] = e[1]
-            latest[encode_key(e[0])] = max(latest.get(encode_key(e[0]), e[4]), e[4])
-            count += 1
-        for name, scored in zsets.items():
-            pipe.zadd(name, scored)
-        if zsets:
-            pipe.sadd(registry, *zsets)
-            pipe.hset(f"{self.ns}:wk:{table}", mapping=latest)  # type: ignore[arg-type]
-        self._add_members(pipe, table, members)
+        # One transaction for every part: the client holds the encoded commands until it commits
+        # (a part's Python rows are let go as soon as they are encoded).
+        for events, members in parts:
+            zsets: dict[bytes, dict[bytes, int]] = {}
+            latest: dict[bytes, int] = {}
+            for e in events:
+                self._check_time(e[1])
+                name = self._wkey(table, e[0])
+                zsets.setdefault(name, {})[self._member(e)] = e[1]
+                latest[encode_key(e[0])] = max(latest.get(encode_key(e[0]), e[4]), e[4])
+                count += 1
+            for name, scored in zsets.items():
+                pipe.zadd(name, scored)
+            if zsets:
+                pipe.sadd(registry, *zsets)
+                pipe.hset(f"{self.ns}:wk:{table}", mapping=latest)  # type: ignore[arg-type]
+            self._add_members(pipe, table, members)
         self._call(pipe.execute)
         return count
 

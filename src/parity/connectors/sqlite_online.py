@@ -221,7 +221,7 @@ class SQLiteOnlineStore:
                    _packb(e[6]), e[7])  # a tuple packs as the array a list would
 
     @_store_errors
-    def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
+    def window_replace(self, table: str, parts: Iterable[tuple[Iterable[WindowEvent], Iterable[SetMember]]]) -> int:
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -230,8 +230,10 @@ class SQLiteOnlineStore:
             con.execute(f"DROP TABLE IF EXISTS {name}_keys")
             con.execute(f"DROP TABLE IF EXISTS {name}_sets")
             self._window_tables(table, con)
-            con.executemany(f"INSERT OR REPLACE INTO {name} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._window_rows(events))
-            con.executemany(f"INSERT OR REPLACE INTO {name}_sets VALUES (?, ?, ?, ?, ?, ?)", self._set_rows(members))
+            for events, members in parts:
+                con.executemany(f"INSERT OR REPLACE INTO {name} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                self._window_rows(events))
+                con.executemany(f"INSERT OR REPLACE INTO {name}_sets VALUES (?, ?, ?, ?, ?, ?)", self._set_rows(members))
             con.execute(f"INSERT INTO {name}_keys SELECT k, max(vis) FROM {name} GROUP BY k")
             count = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             con.execute("COMMIT")

@@ -246,11 +246,26 @@ class WindowReport:
 
 
 def materialize_window_view(view: WindowView, table: str, reader: SourceReader, store: OnlineStore, *,
-                            until_us: int, progress: Progress) -> WindowReport:
-    """Rebuild a window view's index from the events its source holds, visible at ``until_us``."""
-    scan = reader.scan(window_scan(view, window=Window(until_us=until_us)))
-    events = windows.sorted_events(scan.rows, list(view.entity.keys), uses_created=visibility.uses_created(view.source))
-    held = rebuild(view, table, store, events)
+                            until_us: int, progress: Progress, partitions: int = 1) -> WindowReport:
+    """Rebuild a window view's index from the events its source holds, visible at ``until_us``.
+    ``partitions`` > 1 reads the source one key partition at a time (``semantics.partitions``)
+    into the one replacement: at most one partition of its events is in memory."""
+    if not isinstance(partitions, int) or partitions < 1:
+        raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
+    request = window_scan(view, window=Window(until_us=until_us))
+    skipped = 0
+
+    def parts() -> Iterator[pl.DataFrame]:
+        nonlocal skipped
+        for index in range(partitions):
+            part = None if partitions == 1 else Partition(partitions, index)
+            scan = reader.scan(dataclasses.replace(request, partition=part))
+            skipped += scan.no_event_time
+            yield windows.sorted_events(scan.rows, list(view.entity.keys), uses_created=visibility.uses_created(view.source))
+            if part is not None:
+                progress(f"{view.name}: partition {index + 1}/{partitions}: {scan.rows.height:,} events")
+
+    held = rebuild(view, table, store, parts())
     store.set_watermark(table, until_us)  # the index holds every event visible at until (skew reads it)
     progress(f"{view.name}: {held:,} events indexed for windows")
-    return WindowReport(view.name, table, until_us, held, scan.no_event_time)
+    return WindowReport(view.name, table, until_us, held, skipped)

@@ -142,7 +142,7 @@ class StreamIngestor:
                 scan = self.log.as_scan(self.log.read().lazy(), window_scan(view))
                 events = windows.sorted_events(scan.rows, list(view.entity.keys),
                                                uses_created=visibility.uses_created(self.source))
-                held = rebuild(view, table, self.store, events)
+                held = rebuild(view, table, self.store, [events])
                 writer.forget()
                 self.store.set_watermark(f"{table}@log", self.last_seq)
                 return held

@@ -89,12 +89,20 @@ def set_members(slots: Sequence[sets.Slot], events: Sequence[WindowEvent]) -> It
                 yield (key, slot.id, pos, value)
 
 
-def rebuild(view: WindowView, table: str, store: OnlineStore, events: pl.DataFrame) -> int:
+def rebuild(view: WindowView, table: str, store: OnlineStore, parts: Iterable[pl.DataFrame]) -> int:
+    """Replace a window index, all or nothing, with the events of ``parts`` (each sorted as
+    ``semantics.windows.sorted_events``, over keys no other part holds): one part's rows in
+    memory at a time, as each is made only when the store asks for it."""
     lanes, _ = state.lanes_of(view)
-    rows = index_events(view, events)
-    checkpoints: list[SetMember] = []  # filled as the events are stated: a store reads them first
-    stated = with_prefixes(lanes, rows, checkpoints=checkpoints)
-    return store.window_replace(table, stated, chain(set_members(sets.slots_of(view), rows), checkpoints))
+    slots = sets.slots_of(view)
+
+    def stated() -> Iterator[tuple[Iterable[WindowEvent], Iterable[SetMember]]]:
+        for events in parts:
+            rows = index_events(view, events)
+            checkpoints: list[SetMember] = []  # filled as the events are stated: a store reads them first
+            yield with_prefixes(lanes, rows, checkpoints=checkpoints), chain(set_members(slots, rows), checkpoints)
+
+    return store.window_replace(table, stated())
 
 
 class _SetChanges:

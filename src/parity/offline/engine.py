@@ -28,7 +28,7 @@ from parity.plan.nodes import Compute, Keys, Lookup, Plan, WindowRead
 from parity.ports.source import Scan, ScanRequest, SourceReader, view_scan, window_scan
 from parity.semantics import asof, calls, max_age, partitions, values, visibility
 from parity.semantics import windows as window_rule
-from parity.semantics.ordering import EVENT, SEQUENCE
+from parity.semantics.ordering import CREATED, EVENT, SEQUENCE
 from parity.semantics.time import from_micros
 from parity.semantics.visibility import Window
 
@@ -238,40 +238,59 @@ class OfflineEngine:
         chosen rows alone. The features are decoded once instead of once per partition, and a
         partition in memory is four integers a row."""
         keyed = dataclasses.replace(request, columns={k: request.columns[k] for k in request.keys})
-        picked = pl.Series(SEQUENCE, [None] * len(probes), dtype=pl.Int64)  # each probe's chosen row
+        picked = self._chosen_rows(step, probes, of_probe, count, keyed, reader, result)
+        return self._looked_up(step, self._features_of(step, probes, picked, request, reader), probes, with_status)
+
+    def _chosen_rows(self, step: Lookup, probes: pl.DataFrame, of_probe: pl.Series, count: int, keyed: ScanRequest,
+                     reader: SourceReader, result: OfflineResult) -> dict[str, pl.Series]:
+        """Each probe's chosen row (null where none), as its SEQUENCE and the event and created
+        times it was ranked by (a null created time as the event's), from the keys and times alone."""
+        none = pl.Series([None] * len(probes), dtype=pl.Int64)
+        picked = {column: none.clone() for column in (SEQUENCE, EVENT, CREATED)}
         skipped = 0
         with tempfile.TemporaryDirectory(prefix="parity-partitions-") as folder:
             for index, scan_of in enumerate(self._partition_scans(reader, keyed, count, folder)):
                 positions = (of_probe == index).arg_true()
                 scan = scan_of()
                 skipped += scan.no_event_time
-                rows = scan.rows.rechunk()  # narrow and cheap to copy; random reads across chunks are not
-                ready = self._ready(step, rows)
+                # narrow and cheap to copy; random reads across a scan's chunks are not
+                ready = self._ready(step, scan.rows.rechunk())
                 assert isinstance(ready, asof.Prepared)
-                chosen = asof.choose(ready, probes[positions], step.keys.key_names)
-                picked.scatter(positions, rows[SEQUENCE].gather(chosen))
+                chosen = asof.choose(ready, probes[positions], step.keys.key_names)  # places in ready.rows
+                for column, values_of_probes in picked.items():
+                    values_of_probes.scatter(positions, ready.rows[column].gather(chosen))
                 self.progress(f"{step.view}: partition {index + 1}/{count}: {scan.rows.height:,} rows, "
                               f"{len(positions):,} probes")
         result.no_event_time[step.view] = skipped
-        wanted = picked.drop_nulls().unique().sort()
+        return picked
+
+    def _features_of(self, step: Lookup, probes: pl.DataFrame, picked: dict[str, pl.Series], request: ScanRequest,
+                     reader: SourceReader) -> pl.DataFrame:
+        """EVENT and the features of each probe's chosen row, read in one pass of the chosen rows
+        alone; refused when those rows are not the ones chosen (the source changed in between)."""
+        wanted = picked[SEQUENCE].drop_nulls().unique().sort()
         rows = reader.scan(dataclasses.replace(request, sequences=wanted)).rows
         changed = rows.height != len(wanted) or not rows[SEQUENCE].equals(wanted, check_names=False)
-        at = picked.rank("dense") - 1  # each chosen row's place among the rows read, in SEQUENCE order
+        at = picked[SEQUENCE].rank("dense") - 1  # each chosen row's place among the rows read, in SEQUENCE order
         keys = list(self._entity_keys(step))
+        marks = [f"{_POSITION}{i}" for i in range(len(keys) + 1)]  # apart from any feature's name
+        got = pl.DataFrame()
         if not changed:
             # The rows read are few: made contiguous (a scan gives ~1,000 chunks a column, and a
             # random gather across chunks is ~5x slower), a direct gather beats the ascending one of
             # ``asof.gather`` (10M probes from 9M rows × 11 columns: 1.05 s against 4.4 s).
-            marks = [f"{_POSITION}{i}" for i in range(len(keys))]  # the keys, apart from any feature's name
-            got = (rows.select(EVENT, *(o.feature for o in step.outputs), *(pl.col(k).alias(m) for k, m in zip(keys, marks)))
+            got = (rows.select(EVENT, *(o.feature for o in step.outputs),
+                               pl.col(CREATED).fill_null(pl.col(EVENT)).alias(marks[-1]),
+                               *(pl.col(k).alias(m) for k, m in zip(keys, marks)))
                    .rechunk().select(pl.all().gather(at)))
-            # the same rows at those places: each carries the key of the probes that chose it
-            changed = any((got[m] != probes[p]).any() for m, p in zip(marks, step.keys.key_names))
+            # each with the key of the probes that chose it, and the times it was chosen by
+            changed = (any((got[m] != probes[p]).any() for m, p in zip(marks, step.keys.key_names))
+                       or got[EVENT].ne_missing(picked[EVENT]).any() or got[marks[-1]].ne_missing(picked[CREATED]).any())
         if changed:
             raise DataError(f"{reader.describe()} changed while {step.view} was read ({len(wanted):,} rows chosen, "
                             f"{rows.height:,} found again); run the training set again once it is written")
         self.progress(f"{step.view}: read the features of the {rows.height:,} chosen rows")
-        return self._looked_up(step, got.drop(marks), probes, with_status)
+        return got.drop(marks)
 
     @staticmethod
     def _partition_scans(reader: SourceReader, request: ScanRequest, count: int,

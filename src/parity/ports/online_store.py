@@ -68,10 +68,11 @@ class OnlineStore(Protocol):
 
     def set_watermark(self, table: str, micros: int) -> None: ...
 
-    def window_replace(self, table: str, events: Iterable[WindowEvent], members: Iterable[SetMember] = ()) -> int:
-        """Replace a window index with ``events`` and its sets with ``members`` (all or nothing);
-        returns how many events it holds. ``events`` is consumed before ``members`` (a rebuild
-        makes histogram checkpoints as it states the events)."""
+    def window_replace(self, table: str, parts: Iterable[tuple[Iterable[WindowEvent], Iterable[SetMember]]]) -> int:
+        """Replace a window index, all or nothing, with ``parts``: each its events and its sets'
+        members, over keys no other part holds (a rebuild in key partitions: one part in memory at
+        a time); returns how many events it holds. A part's events are consumed before its members
+        (a rebuild makes histogram checkpoints as it states the events)."""
         ...
 
     def window_write(self, table: str, events: Sequence[WindowEvent], replaced: Sequence[WindowEvent],

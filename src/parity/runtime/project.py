@@ -460,7 +460,8 @@ class Project:
                 reports.append(WindowReport(name, self.table_of[name], until_us, held))
                 continue
             reports.append(materialize_window_view(view, self.table_of[name], self._reader(view.source),
-                                                   self.online_store(), until_us=until_us, progress=progress))
+                                                   self.online_store(), until_us=until_us, progress=progress,
+                                                   partitions=self._partitions_of(view.source, partitions)))
         return reports
 
     def _partitions_of(self, source: Source, asked: int | None) -> int:
