@@ -202,3 +202,29 @@ def test_a_temporary_folder_whose_name_reads_as_a_pattern_still_holds_the_partit
         assert_same_table(parted, project.training_set(spine, ["user.amount"], with_status=True, partitions=1), "odd")
         assert parted.column("user.amount").null_count == 0
     assert list(odd.iterdir()) == []  # and removed once the step is done
+
+
+def test_a_window_index_is_rebuilt_in_as_many_partitions_as_its_budget_needs(tmp_path):
+    """A window index's rebuild holds ~700 bytes an event, not a scan's 256: the budget gives it
+    more partitions, and the index it builds is the one built whole."""
+    from parity.runtime.partitioning import BYTES_PER_WINDOW_EVENT
+
+    (tmp_path / "parity.toml").write_text('[project]\nname = "t"\ndefinitions = "defs.py"\n[offline]\nmemory_budget = "20KB"\n')
+    (tmp_path / "defs.py").write_text(
+        "import parity as pt\n"
+        "user = pt.Entity('user', keys={'user_id': pt.Int64})\n"
+        "spend = pt.WindowView('spend', entity=user, source=pt.ParquetSource('e', path='e.parquet', event_time='ts'),\n"
+        "    windows=['1h', '1d'], columns={'amount': pt.Float64},\n"
+        "    features=[pt.Aggregate('n', pt.agg.count()), pt.Aggregate('total', pt.agg.sum('amount'))])\n")
+    pl.DataFrame({"user_id": [u % 9 for u in range(100)], "ts": [at(1, u % 24) for u in range(100)],
+                  "amount": [u + 0.25 for u in range(100)]}).write_parquet(tmp_path / "e.parquet")
+    refs = [f"user.{f}[{w}]" for f in ("n", "total") for w in ("1h", "1d")]
+    with pt.Project.load(str(tmp_path)) as project:
+        said: list[str] = []
+        project.materialize(until=at(2), progress=said.append)
+        wanted = -(-100 * BYTES_PER_WINDOW_EVENT // 20_000)
+        assert [m for m in said if ": partition " in m][-1].startswith(f"spend: partition {wanted}/{wanted}: ")
+        parted = project.query({"user_id": list(range(10))}, refs, now=at(1, 23)).rows
+        project.materialize(until=at(2), partitions=1)
+        assert project.query({"user_id": list(range(10))}, refs, now=at(1, 23)).rows == parted
+        assert parted[0]["user.n[1d]"] == 12  # user 0: rows 0, 9, ..., 99

@@ -21,6 +21,10 @@ from parity.ports.source import SourceReader
 # 12-column rows. A lookup over files holds only keys and times a row (``OfflineEngine.
 # _partitioned_lookup``): the large benchmark peaks at 5.4 GB with the partitions this gives, not 6.0.
 BYTES_PER_ROW = 256
+# What one event costs at the peak of a window index rebuild (its Python index rows, their running
+# prefixes and the store's batch): 6,693 MB for 10M events whole (`bench/materialize.py medium
+# --view window`), 2,477 MB in 5 partitions.
+BYTES_PER_WINDOW_EVENT = 700
 MAX_PARTITIONS = 4096
 
 
@@ -38,8 +42,10 @@ def estimated_rows(reader: SourceReader) -> int | None:
     return None if estimate is None else estimate()
 
 
-def partitions_for(source: Source, reader_for: Callable[[Source], SourceReader], budget: int | None = None) -> int:
-    """The key partitions that keep ``source`` within ``budget`` bytes (1 when it cannot tell its
-    size: a database table is fetched whole anyway, so passes over it would only cost more)."""
+def partitions_for(source: Source, reader_for: Callable[[Source], SourceReader], budget: int | None = None,
+                   bytes_per_row: int = BYTES_PER_ROW) -> int:
+    """The key partitions that keep ``source`` within ``budget`` bytes at ``bytes_per_row`` (1 when
+    it cannot tell its size: a database table is fetched whole anyway, so passes over it would
+    only cost more)."""
     rows = estimated_rows(reader_for(source)) or 0
-    return max(1, min(MAX_PARTITIONS, math.ceil(rows * BYTES_PER_ROW / (budget or machine_budget()))))
+    return max(1, min(MAX_PARTITIONS, math.ceil(rows * bytes_per_row / (budget or machine_budget()))))

@@ -461,18 +461,22 @@ class Project:
                 continue
             reports.append(materialize_window_view(view, self.table_of[name], self._reader(view.source),
                                                    self.online_store(), until_us=until_us, progress=progress,
-                                                   partitions=self._partitions_of(view.source, partitions)))
+                                                   partitions=self._partitions_of(view.source, partitions,
+                                                                                  window_index=True)))
         return reports
 
-    def _partitions_of(self, source: Source, asked: int | None) -> int:
+    def _partitions_of(self, source: Source, asked: int | None, *, window_index: bool = False) -> int:
         """The key partitions a source is read in: as asked, else ``[offline] partitions``, else
         enough to keep it within the memory budget by what it says of its size without reading
-        it (one, when it cannot say). The engines refuse a count below 1."""
-        from parity.runtime.partitioning import partitions_for
+        it (one, when it cannot say); a window index's rebuild holds more a row than a scan.
+        The engines refuse a count below 1."""
+        from parity.runtime.partitioning import BYTES_PER_ROW, BYTES_PER_WINDOW_EVENT, partitions_for
 
         if asked is not None:
             return asked
-        return self.settings.offline_partitions or partitions_for(source, self._reader, self.settings.offline_memory_budget)
+        per_row = BYTES_PER_WINDOW_EVENT if window_index else BYTES_PER_ROW
+        return self.settings.offline_partitions or partitions_for(source, self._reader, self.settings.offline_memory_budget,
+                                                                   per_row)
 
     def observe_steps(self, observer: StepObserver | None) -> None:
         """Tell ``observer`` what each step of every online query costs (the server's metrics)."""
