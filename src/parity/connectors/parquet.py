@@ -49,6 +49,14 @@ class ParquetReader:
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise DataError(f"{self.describe()}: cannot read it as Parquet: {one_line(str(exc))}") from None
 
+    def snapshot(self) -> tuple[tuple[str, int, int], ...]:
+        """The files as they are now (path, size, modification time in ns): a file written between
+        two snapshots changes it, so equal snapshots frame scans of the same rows."""
+        try:
+            return tuple((path, (st := os.stat(path)).st_size, st.st_mtime_ns) for path in self._files())
+        except OSError as exc:
+            raise DataError(f"{self.describe()}: cannot read it: {one_line(str(exc))}") from None
+
     def estimate_rows(self) -> int | None:
         """The rows of the files, from their footers (no row is read); None for a cluster's path."""
         import pyarrow.parquet as pq

@@ -15,7 +15,7 @@ import functools
 import tempfile
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import polars as pl
 
@@ -25,10 +25,10 @@ from parity.define.sources import Source
 from parity.errors import DataError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Keys, Lookup, Plan, WindowRead
-from parity.ports.source import Scan, ScanRequest, SourceReader, view_scan, window_scan
+from parity.ports.source import RepeatableReader, Scan, ScanRequest, SourceReader, view_scan, window_scan
 from parity.semantics import asof, calls, max_age, partitions, values, visibility
 from parity.semantics import windows as window_rule
-from parity.semantics.ordering import CREATED, EVENT, SEQUENCE
+from parity.semantics.ordering import EVENT, SEQUENCE
 from parity.semantics.time import from_micros
 from parity.semantics.visibility import Window
 
@@ -215,7 +215,8 @@ class OfflineEngine:
         reader = self.reader_for(self._source_of(step))
         of_probe = probes.select(partitions.partition_of(request.key_types, count)).to_series()
         if isinstance(step, Lookup) and getattr(reader, "repeatable_scans", False):
-            return self._partitioned_lookup(step, probes, of_probe, count, request, reader, result, with_status)
+            return self._partitioned_lookup(step, probes, of_probe, count, request, cast(RepeatableReader, reader), result,
+                                            with_status)
         pieces: list[pl.DataFrame] = []
         skipped = 0
         for index in range(count):
@@ -230,7 +231,7 @@ class OfflineEngine:
         return dict(pl.concat(pieces).sort(_POSITION).drop(_POSITION).to_dict())
 
     def _partitioned_lookup(self, step: Lookup, probes: pl.DataFrame, of_probe: pl.Series, count: int,
-                            request: ScanRequest, reader: SourceReader, result: OfflineResult,
+                            request: ScanRequest, reader: RepeatableReader, result: OfflineResult,
                             with_status: bool) -> dict[str, pl.Series]:
         """A lookup step one key partition at a time, in two kinds of pass over a source whose scans
         repeat (``SourceReader.repeatable_scans``): per partition, only the keys and times are read
@@ -238,15 +239,15 @@ class OfflineEngine:
         chosen rows alone. The features are decoded once instead of once per partition, and a
         partition in memory is four integers a row."""
         keyed = dataclasses.replace(request, columns={k: request.columns[k] for k in request.keys})
+        before = reader.snapshot()
         picked = self._chosen_rows(step, probes, of_probe, count, keyed, reader, result)
-        return self._looked_up(step, self._features_of(step, probes, picked, request, reader), probes, with_status)
+        return self._looked_up(step, self._features_of(step, probes, picked, request, reader, before), probes,
+                               with_status)
 
     def _chosen_rows(self, step: Lookup, probes: pl.DataFrame, of_probe: pl.Series, count: int, keyed: ScanRequest,
-                     reader: SourceReader, result: OfflineResult) -> dict[str, pl.Series]:
-        """Each probe's chosen row (null where none), as its SEQUENCE and the event and created
-        times it was ranked by (a null created time as the event's), from the keys and times alone."""
-        none = pl.Series([None] * len(probes), dtype=pl.Int64)
-        picked = {column: none.clone() for column in (SEQUENCE, EVENT, CREATED)}
+                     reader: SourceReader, result: OfflineResult) -> pl.Series:
+        """Each probe's chosen row as its SEQUENCE (null where none), from the keys and times alone."""
+        picked = pl.Series(SEQUENCE, [None] * len(probes), dtype=pl.Int64)
         skipped = 0
         with tempfile.TemporaryDirectory(prefix="parity-partitions-") as folder:
             for index, scan_of in enumerate(self._partition_scans(reader, keyed, count, folder)):
@@ -257,36 +258,32 @@ class OfflineEngine:
                 ready = self._ready(step, scan.rows.rechunk())
                 assert isinstance(ready, asof.Prepared)
                 chosen = asof.choose(ready, probes[positions], step.keys.key_names)  # places in ready.rows
-                for column, values_of_probes in picked.items():
-                    values_of_probes.scatter(positions, ready.rows[column].gather(chosen))
+                picked.scatter(positions, ready.rows[SEQUENCE].gather(chosen))
                 self.progress(f"{step.view}: partition {index + 1}/{count}: {scan.rows.height:,} rows, "
                               f"{len(positions):,} probes")
         result.no_event_time[step.view] = skipped
         return picked
 
-    def _features_of(self, step: Lookup, probes: pl.DataFrame, picked: dict[str, pl.Series], request: ScanRequest,
-                     reader: SourceReader) -> pl.DataFrame:
+    def _features_of(self, step: Lookup, probes: pl.DataFrame, picked: pl.Series, request: ScanRequest,
+                     reader: RepeatableReader, before: object) -> pl.DataFrame:
         """EVENT and the features of each probe's chosen row, read in one pass of the chosen rows
-        alone; refused when those rows are not the ones chosen (the source changed in between)."""
-        wanted = picked[SEQUENCE].drop_nulls().unique().sort()
+        alone; refused when the source changed since its first pass (its files, or other rows, or
+        other keys at the chosen places)."""
+        wanted = picked.drop_nulls().unique().sort()
         rows = reader.scan(dataclasses.replace(request, sequences=wanted)).rows
         changed = rows.height != len(wanted) or not rows[SEQUENCE].equals(wanted, check_names=False)
-        at = picked[SEQUENCE].rank("dense") - 1  # each chosen row's place among the rows read, in SEQUENCE order
+        at = picked.rank("dense") - 1  # each chosen row's place among the rows read, in SEQUENCE order
         keys = list(self._entity_keys(step))
-        marks = [f"{_POSITION}{i}" for i in range(len(keys) + 1)]  # apart from any feature's name
+        marks = [f"{_POSITION}{i}" for i in range(len(keys))]  # the keys, apart from any feature's name
         got = pl.DataFrame()
         if not changed:
             # The rows read are few: made contiguous (a scan gives ~1,000 chunks a column, and a
             # random gather across chunks is ~5x slower), a direct gather beats the ascending one of
             # ``asof.gather`` (10M probes from 9M rows × 11 columns: 1.05 s against 4.4 s).
-            got = (rows.select(EVENT, *(o.feature for o in step.outputs),
-                               pl.col(CREATED).fill_null(pl.col(EVENT)).alias(marks[-1]),
-                               *(pl.col(k).alias(m) for k, m in zip(keys, marks)))
+            got = (rows.select(EVENT, *(o.feature for o in step.outputs), *(pl.col(k).alias(m) for k, m in zip(keys, marks)))
                    .rechunk().select(pl.all().gather(at)))
-            # each with the key of the probes that chose it, and the times it was chosen by
-            changed = (any((got[m] != probes[p]).any() for m, p in zip(marks, step.keys.key_names))
-                       or got[EVENT].ne_missing(picked[EVENT]).any() or got[marks[-1]].ne_missing(picked[CREATED]).any())
-        if changed:
+            changed = any((got[m] != probes[p]).any() for m, p in zip(marks, step.keys.key_names))
+        if changed or reader.snapshot() != before:
             raise DataError(f"{reader.describe()} changed while {step.view} was read ({len(wanted):,} rows chosen, "
                             f"{rows.height:,} found again); run the training set again once it is written")
         self.progress(f"{step.view}: read the features of the {rows.height:,} chosen rows")

@@ -84,8 +84,9 @@ class Scan:
 
 class SourceReader(Protocol):
     """Reads one source. A reader whose scans of one request give the same rows with the same
-    SEQUENCE every time (files, which no run writes) says so with ``repeatable_scans = True``:
-    the partitioned engine may then find rows in one scan and fetch their values in another."""
+    SEQUENCE every time while nothing writes it says so with ``repeatable_scans = True``, and
+    gives a ``snapshot()`` that changes when the source is written: the partitioned engine may
+    then find rows in one scan and fetch their values in another, and refuse if it was written."""
 
     def scan(self, request: ScanRequest) -> Scan: ...
 
@@ -93,6 +94,16 @@ class SourceReader(Protocol):
 
     def check(self, request: ScanRequest) -> None:
         """Check that the source has the requested columns in types their dtypes can read (no rows read)."""
+        ...
+
+
+class RepeatableReader(SourceReader, Protocol):
+    """A reader with ``repeatable_scans = True`` (see ``SourceReader``)."""
+
+    repeatable_scans: bool
+
+    def snapshot(self) -> object:
+        """What the source is now: equal snapshots frame scans of the same rows."""
         ...
 
 
