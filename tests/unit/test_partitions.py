@@ -228,3 +228,26 @@ def test_a_window_index_is_rebuilt_in_as_many_partitions_as_its_budget_needs(tmp
         project.materialize(until=at(2), partitions=1)
         assert project.query({"user_id": list(range(10))}, refs, now=at(1, 23)).rows == parted
         assert parted[0]["user.n[1d]"] == 12  # user 0: rows 0, 9, ..., 99
+
+
+def test_partition_files_that_cannot_be_written_are_said_in_one_line(tmp_path, monkeypatch):
+    """The key partitions go to the temporary folder: one that cannot be made, or that cannot
+    hold them, is named with the fix, and nothing is answered."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    rows = pl.DataFrame({"user_id": [u % 7 for u in range(40)], "ts": [at(1, u % 24) for u in range(40)],
+                         "amount": [u + 0.5 for u in range(40)]})
+    spine = pl.DataFrame({"user_id": [1], "timestamp": [at(2)]})
+    with _one_view(tmp_path, rows) as project:
+        monkeypatch.setattr(tempfile, "tempdir", str(blocked))
+        with pytest.raises(DataError, match=r"^v: cannot make a folder for its key partitions in .*not-a-folder: .*set TMPDIR"):
+            project.training_set(spine, ["user.amount"], partitions=2)
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+        def full(self, target):  # type: ignore[no-untyped-def]
+            raise OSError("No space left on device (os error 28)")
+
+        monkeypatch.setattr(pl.LazyFrame, "sink_ipc", full)
+        with pytest.raises(DataError, match=r"cannot write its key partitions to .*: No space left on device .*set TMPDIR"):
+            project.training_set(spine, ["user.amount"], partitions=2)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("parity-partitions-")]

@@ -75,8 +75,8 @@ def normalize(
     ``wires`` overrides the wire type of columns whose Polars type alone does not say it (a
     database's numeric read as text, say).
     """
-    reading_ = _Reading(raw, source, request, where_source, wires or {})
-    return reading_.checked(reading_.collect(reading_.frame))
+    normalizing = _Reading(raw, source, request, where_source, wires or {})
+    return normalizing.checked(normalizing.collect(normalizing.frame))
 
 
 def spill(
@@ -85,19 +85,19 @@ def spill(
     """``normalize``, split into ``count`` key partitions in one pass: the rows are written to
     ``folder`` (Arrow IPC, one folder a partition, streamed: never all in memory) and each
     partition's ``Scan`` is read back, and checked, when its function is called."""
-    reading_ = _Reading(raw, source, request, where_source, {})
-    schema = reading_.frame.collect_schema()
-    tagged = reading_.frame.with_columns(partitions.partition_of(request.key_types, count).alias(_PART))
-    reading_.sink(tagged, pl.PartitionBy(folder, key=_PART, include_key=False))
-    masks = [pl.col(mask) for mask, _, _ in reading_.checks]
+    normalizing = _Reading(raw, source, request, where_source, {})
+    schema = normalizing.frame.collect_schema()
+    tagged = normalizing.frame.with_columns(partitions.partition_of(request.key_types, count).alias(_PART))
+    normalizing.sink(tagged, pl.PartitionBy(folder, key=_PART, include_key=False), folder)
+    masks = [pl.col(mask) for mask, _, _ in normalizing.checks]
     written = sorted(glob.glob(os.path.join(glob.escape(folder), "*", "*.ipc")))
     if masks and written:  # the first bad value of all the rows, as a scan in one piece would find it
-        reading_.checked(pl.scan_ipc(written, glob=False).select(SEQUENCE, EVENT, *masks)
+        normalizing.checked(pl.scan_ipc(written, glob=False).select(SEQUENCE, EVENT, *masks)
                          .filter(pl.any_horizontal(masks)).collect())
 
     def read(index: int) -> Scan:
         files = sorted(glob.glob(os.path.join(glob.escape(folder), f"{_PART}={index}", "*.ipc")))
-        return reading_.checked(pl.scan_ipc(files, glob=False).collect() if files else pl.DataFrame(schema=schema))
+        return normalizing.checked(pl.scan_ipc(files, glob=False).collect() if files else pl.DataFrame(schema=schema))
 
     return [functools.partial(read, index) for index in range(count)]
 
@@ -117,9 +117,14 @@ class _Reading:
         with self._read_errors():
             return frame.collect()
 
-    def sink(self, frame: pl.LazyFrame, target: pl.PartitionBy) -> None:
+    def sink(self, frame: pl.LazyFrame, target: pl.PartitionBy, folder: str) -> None:
         with self._read_errors():
-            frame.sink_ipc(target)
+            try:
+                frame.sink_ipc(target)
+            except OSError as exc:  # what Polars raises when a file cannot be written (a full disk, say)
+                raise DataError(f"{self.where_source} ({self.request.where}): cannot write its key partitions to "
+                                f"{folder}: {one_line(str(exc))}; free space there or set TMPDIR to a folder "
+                                f"that has it") from None
 
     @contextlib.contextmanager
     def _read_errors(self) -> Iterator[None]:

@@ -249,7 +249,12 @@ class OfflineEngine:
         """Each probe's chosen row as its SEQUENCE (null where none), from the keys and times alone."""
         picked = pl.Series(SEQUENCE, [None] * len(probes), dtype=pl.Int64)
         skipped = 0
-        with tempfile.TemporaryDirectory(prefix="parity-partitions-") as folder:
+        try:
+            spill = tempfile.TemporaryDirectory(prefix="parity-partitions-", ignore_cleanup_errors=True)
+        except OSError as exc:
+            raise DataError(f"{step.view}: cannot make a folder for its key partitions in {tempfile.gettempdir()}: "
+                            f"{exc.strerror}; set TMPDIR to a folder parity can write") from None
+        with spill as folder:
             for index, scan_of in enumerate(self._partition_scans(reader, keyed, count, folder)):
                 positions = (of_probe == index).arg_true()
                 scan = scan_of()
