@@ -18,6 +18,7 @@ from parity.define.expressions import col
 from parity.define.features import Feature, FeatureView
 from parity.define.resolvers import CircuitBreaker, resolver
 from parity.define.sources import (
+    DeltaSource,
     DuckDBSource,
     MqttTopic,
     MySQLSource,
@@ -41,6 +42,7 @@ __all__ = [
     "CircuitBreaker",
     "Client",
     "Date",
+    "DeltaSource",
     "DuckDBSource",
     "Entity",
     "Feature",

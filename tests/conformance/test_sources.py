@@ -28,7 +28,7 @@ from tests.support_services import REDIS_URL, require_service
 
 PATHS = ["scan", "materialize-sqlite", "materialize-redis", "lookup"]
 # Parquet read by Spark's reader, PostgreSQL and MariaDB over JDBC, DuckDB scanned on the driver
-SPARK_KINDS = ("parquet-folder", "duckdb", "postgres", "mysql")  # one of each Spark path (a single file: the property tests)
+SPARK_KINDS = ("parquet-folder", "delta", "duckdb", "postgres", "mysql")  # one of each Spark path (a single file: the property tests)
 
 
 @pytest.fixture(autouse=True)

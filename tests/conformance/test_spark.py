@@ -315,3 +315,34 @@ def test_a_spine_that_is_not_parquet_is_one_line_on_spark(tmp_path) -> None:
         assert "\n" not in str(caught.value) and "at org.apache" not in str(caught.value)
     finally:
         project.close()
+
+
+def test_a_delta_tables_partition_columns_and_versions_are_read_on_spark_as_locally(tmp_path) -> None:
+    """Spark reads the Parquet files the Delta log lists, in its order; the partition values are
+    not in the files, so they come from the log, per file (a feature here, and a key's tie across
+    commits decided by the add order)."""
+    import time
+
+    from deltalake import write_deltalake
+
+    for i, (users, hour, region) in enumerate([([0, 1, 2], 5, "eu"), ([1], 5, "u s%2F"), ([2, 3], 7, "apac")]):
+        rows = pl.DataFrame({"user_id": users, "ts": [at(1, hour)] * len(users), "amount": [i * 100.0 + u for u in users],
+                             "region": [region] * len(users)},
+                            schema={"user_id": pl.Int64, "ts": pl.Datetime("us", "UTC"), "amount": pl.Float64,
+                                    "region": pl.String})
+        write_deltalake(str(tmp_path / "t"), rows.to_arrow(), mode="append", partition_by=["region"])
+        time.sleep(0.002)
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    views = [pt.FeatureView(name, entity=user, source=pt.DeltaSource(name, path="t", event_time="ts", version=version),
+                            features=[pt.Feature(f"amount{suffix}", pt.Float64, column="amount"),
+                                      pt.Feature(f"region{suffix}", pt.String, column="region")])
+             for name, version, suffix in [("latest", None, ""), ("first", 0, "_v0")]]
+    spine = pl.DataFrame({"user_id": [0, 1, 2, 3, 9], "timestamp": [at(2)] * 5})
+    refs = ["user.amount", "user.region", "user.amount_v0", "user.region_v0"]
+    with pt.Project.from_definitions([user, *views], root=str(tmp_path)) as project:
+        local = project.training_set(spine, refs, with_status=True)
+        on_spark = project.training_set(spine, refs, with_status=True, engine="spark", spark=spark(), partitions=2)
+    assert_same_as_local(on_spark, local, ["user_id", "timestamp"], "Delta on Spark")
+    assert local.column("user.region").to_pylist() == ["eu", "u s%2F", "apac", "apac", None]  # a file name escaped
+    assert local.column("user.amount").to_pylist() == [0.0, 101.0, 202.0, 203.0, None]
+    assert local.column("user.region_v0").to_pylist() == ["eu", "eu", "eu", None, None]

@@ -15,7 +15,7 @@ import parity as pt
 from tests.conformance.source_cases import Case
 from tests.support_services import MYSQL_URL, POSTGRES_URL, require_service
 
-KINDS = ["parquet", "parquet-folder", "duckdb", "sqlite", "postgres", "postgres-indexed", "mysql"]
+KINDS = ["parquet", "parquet-folder", "delta", "duckdb", "sqlite", "postgres", "postgres-indexed", "mysql"]
 # They answer point lookups at request time. "postgres-indexed" has an index on (key, event time),
 # so its lookups take the per-key LATERAL plan; plain "postgres" ranks every row of the keys.
 DATABASES = ("postgres", "postgres-indexed", "mysql")
@@ -83,6 +83,8 @@ def write(kind: str, tmp: str, case: Case) -> pt.Source:
         for i, start in enumerate(range(0, frame.height, step)):
             frame.slice(start, step).write_parquet(os.path.join(tmp, "parts", f"part-{i:02d}.parquet"))
         return pt.ParquetSource("rows", path="parts", **args)  # type: ignore[arg-type]
+    if kind == "delta":
+        return _delta(tmp, case)
     if kind == "duckdb":
         with duckdb.connect(os.path.join(tmp, "db.duckdb")) as con:
             cols = ", ".join(f'"{c}" {NATIVE[k]["duckdb"]}' for c, k in case.columns.items())
@@ -135,6 +137,22 @@ def write(kind: str, tmp: str, case: Case) -> pt.Source:
         CLEANUP.append(("mysql", table))
         return pt.MySQLSource("rows", table=table, connection="env:PARITY_CONFORMANCE_MYSQL", **args)  # type: ignore[arg-type]
     raise AssertionError(kind)
+
+
+def _delta(tmp: str, case: Case) -> pt.Source:
+    """A Delta table of the case's rows in three commits (their ingestion order), partitioned by a
+    column of its own, so its files hold fewer columns than the table and ties cross files."""
+    import time
+
+    from deltalake import write_deltalake
+
+    frame = _frame(case).with_columns((pl.int_range(pl.len()) % 2).cast(pl.Int64).alias("part"))
+    step = max(1, frame.height // 3 + 1)
+    for start in range(0, max(frame.height, 1), step):
+        write_deltalake(os.path.join(tmp, "table"), frame.slice(start, step).to_arrow(), mode="append",
+                        partition_by=["part"])
+        time.sleep(0.002)  # files are ordered by the time they were added (ms), then path
+    return pt.DeltaSource("rows", path="table", **_source_args(case))  # type: ignore[arg-type]
 
 
 def _mysql():  # type: ignore[no-untyped-def]

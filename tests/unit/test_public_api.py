@@ -6,7 +6,7 @@ import parity
 
 def test_public_names_are_a_decision():
     assert parity.__all__ == [
-        "Aggregate", "AsyncClient", "Bool", "CircuitBreaker", "Client", "Date", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64",
+        "Aggregate", "AsyncClient", "Bool", "CircuitBreaker", "Client", "Date", "DeltaSource", "DuckDBSource", "Entity", "Feature", "FeatureView", "Float64",
         "Grant", "HasOne", "Int64", "List", "MqttTopic", "MySQLSource", "NatsSubject", "ParityError", "ParquetSource",
         "PostgresSource", "Principal", "Project", "Role", "SQLiteSource", "StreamSource", "String", "Timestamp", "WindowView", "agg", "col", "expect",
         "resolver",

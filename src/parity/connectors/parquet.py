@@ -8,7 +8,7 @@ from collections.abc import Callable
 import polars as pl
 
 from parity.connectors.frames import check_columns, check_types, normalize, spill
-from parity.define.sources import ParquetSource
+from parity.define.sources import DeltaSource, ParquetSource
 from parity.errors import ConfigError, DataError, one_line
 from parity.ports.source import Scan, ScanRequest
 from parity.semantics.ordering import SEQUENCE
@@ -17,7 +17,7 @@ from parity.semantics.ordering import SEQUENCE
 class ParquetReader:
     repeatable_scans = True  # the files are read in one sorted order, rows numbered in it
 
-    def __init__(self, source: ParquetSource, base_dir: str) -> None:
+    def __init__(self, source: ParquetSource | DeltaSource, base_dir: str) -> None:
         self.source = source
         remote = "://" in source.path  # a cluster's path (s3a://, hdfs://): Spark reads it, the footer is not read here
         self.path = source.path if os.path.isabs(source.path) or remote else os.path.join(base_dir, source.path)
@@ -49,11 +49,20 @@ class ParquetReader:
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise DataError(f"{self.describe()}: cannot read it as Parquet: {one_line(str(exc))}") from None
 
+    def files_and_constants(self) -> tuple[list[str], dict[str, pl.Series]]:
+        """The files in reading order, and the columns whose values are not in the files but given
+        per file (aligned with the files): none for plain Parquet (a Delta table's partition
+        columns, ``connectors.delta``)."""
+        return self._files(), {}
+
     def snapshot(self) -> tuple[tuple[str, int, int], ...]:
         """The files as they are now (path, size, modification time in ns): a file written between
         two snapshots changes it, so equal snapshots frame scans of the same rows."""
+        return self._stats(self._files())
+
+    def _stats(self, files: list[str]) -> tuple[tuple[str, int, int], ...]:
         try:
-            return tuple((path, (st := os.stat(path)).st_size, st.st_mtime_ns) for path in self._files())
+            return tuple((path, (st := os.stat(path)).st_size, st.st_mtime_ns) for path in files)
         except OSError as exc:
             raise DataError(f"{self.describe()}: cannot read it: {one_line(str(exc))}") from None
 

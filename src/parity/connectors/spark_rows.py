@@ -22,7 +22,6 @@ import pyarrow as pa
 
 from parity.connectors.frames import check_columns, normalize
 from parity.connectors.parquet import ParquetReader
-from parity.define.sources import ParquetSource
 from parity.errors import ConfigError, DataError, one_line
 from parity.ports.distributed import (
     PART,
@@ -137,11 +136,12 @@ def with_types(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> pa.Recor
 
 
 class ParquetRows:
-    """A Parquet source read by Spark's own reader, normalized on the executors."""
+    """A Parquet source read by Spark's own reader, normalized on the executors; a Delta table as
+    the Parquet files its log lists, each file's partition values added to its rows."""
 
-    def __init__(self, source: ParquetSource, base_dir: str) -> None:
-        self.local = ParquetReader(source, base_dir)
-        self.source = source
+    def __init__(self, local: ParquetReader) -> None:
+        self.local = local
+        self.source = local.source
 
     def describe(self) -> str:
         return self.local.describe() + " read by Spark"
@@ -152,16 +152,21 @@ class ParquetRows:
 
         source, where = self.source, self.describe()
         path = self.local.path
-        raw, files = read_files(session, path, self.local._files if "://" not in path else None, where)
-        check_columns(raw.columns, source, request, where)
+        # a Delta table's partition values are in its log, not its files; a cluster path is listed by Spark
+        listed, constants = self.local.files_and_constants() if "://" not in path else (None, {})
+        raw, files = read_files(session, path, (lambda: listed) if listed is not None else None, where)
+        check_columns([*raw.columns, *constants], source, request, where)
         needed = list(dict.fromkeys([source.event_time, *([source.created_time] if source.created_time else []),
                                      *(col for col, _ in request.columns.values())]))
-        frame = raw.select(*[F.col("`" + c.replace("`", "``") + "`") for c in needed], FILE, ROW)
+        in_files = [c for c in needed if c not in constants]
+        frame = raw.select(*[F.col("`" + c.replace("`", "``") + "`") for c in in_files], FILE, ROW)
         ordinals = {p: i for i, p in enumerate(files)}
         raw_arrow = arrow_schema(frame)
-        restore = restored_types(files, needed, raw_arrow)
+        restore = restored_types(files, in_files, raw_arrow)
         raw_arrow = pa.schema([pa.field(f.name, restore.get(f.name, f.type)) for f in raw_arrow])
-        empty = _empty(raw_arrow).drop(FILE, ROW).with_columns(pl.lit(0, pl.Int64).alias(SEQUENCE))
+        added = {c: constants[c] for c in needed if c in constants}
+        empty = (_empty(raw_arrow).with_columns(pl.Series(c, [], dtype=v.dtype) for c, v in added.items())
+                 .drop(FILE, ROW).with_columns(pl.lit(0, pl.Int64).alias(SEQUENCE)))
         target = _with_part(normalize(empty.lazy(), source, request, where).rows.to_arrow().schema)
 
         def normalized(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -169,6 +174,9 @@ class ParquetRows:
                 batch = with_types(batch, restore)
                 got = pl.from_arrow(batch)
                 assert isinstance(got, pl.DataFrame)
+                if added:
+                    place = file_order(got, ordinals, where) // (1 << _ROW_BITS)  # the row's file, in the listing
+                    got = got.with_columns(values.gather(place).alias(c) for c, values in added.items())
                 got = got.with_columns(file_order(got, ordinals, where).alias(SEQUENCE)).drop(FILE, ROW)
                 scan = normalize(got.lazy(), source, request, where)
                 if scan.no_event_time:  # keyed by the batch's first row: a batch computed twice counts once

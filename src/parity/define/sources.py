@@ -86,6 +86,18 @@ class ParquetSource(Source):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeltaSource(Source):
+    """A Delta Lake table (``pip install "parity[delta]"``): its latest version, or ``version``,
+    read as the Parquet files its log lists, partition columns included. Ingestion order: the order
+    the files were added (their add time, then path), then row order. A table whose rows are not
+    all in its files as they stand (deletion vectors, column mapping) is refused."""
+
+    path: str = ""
+    version: int | None = None
+    kind = "delta"
+
+
+@dataclass(frozen=True, kw_only=True)
 class DuckDBSource(Source):
     """A table in a DuckDB database file, opened read-only."""
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from parity.define.sources import MySQLSource, ParquetSource, PostgresSource, Source
+from parity.define.sources import DeltaSource, MySQLSource, ParquetSource, PostgresSource, Source
 from parity.errors import ConfigError, DataError, MissingExtraError, one_line
 from parity.ports.distributed import (
     DataFrame,
@@ -80,10 +80,12 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
 def rows_for(source: Source, reader: SourceReader, base_dir: str) -> DistributedRows:
     """How Spark reads a source: Parquet by Spark's own reader on the executors; any other source
     scanned on the driver by its local reader."""
+    from parity.connectors.parquet import ParquetReader
     from parity.connectors.spark_rows import DriverRows, JdbcRows, ParquetRows
 
-    if isinstance(source, ParquetSource):
-        return ParquetRows(source, base_dir)
+    if isinstance(source, ParquetSource | DeltaSource):
+        assert isinstance(reader, ParquetReader)
+        return ParquetRows(reader)
     if isinstance(source, PostgresSource | MySQLSource):
         return JdbcRows(reader)
     return DriverRows(reader)

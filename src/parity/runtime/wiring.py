@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from parity.define.sources import (
+    DeltaSource,
     DuckDBSource,
     MySQLSource,
     ParquetSource,
@@ -27,6 +28,10 @@ def reader_for(source: Source, base_dir: str) -> SourceReader:
         from parity.connectors.parquet import ParquetReader
 
         return ParquetReader(source, base_dir)
+    if isinstance(source, DeltaSource):
+        from parity.connectors.delta import DeltaReader
+
+        return DeltaReader(source, base_dir)
     if isinstance(source, DuckDBSource):
         from parity.connectors.duckdb import DuckDBReader
 
