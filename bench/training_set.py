@@ -38,10 +38,11 @@ ENGINES = {
     "duckdb_visible": "DuckDB reference, created-time visibility",
     "feast_visible": "Feast 0.67, filter_by_created_timestamp=True",
     "parity_spark": "parity on Spark local[2], as_of=event_time, written by the executors",
+    "parity_delta": "parity training_set over the same rows as a Delta table, as_of=event_time",
 }
-DEFAULT_ENGINES = [e for e in ENGINES if e != "parity_spark"]  # Spark: --engines ...,parity_spark
+DEFAULT_ENGINES = [e for e in ENGINES if e not in ("parity_spark", "parity_delta")]  # --engines ...,parity_spark
 REFERENCE = {"parity": "duckdb", "feast": "duckdb", "parity_visible": "duckdb_visible", "feast_visible": "duckdb_visible",
-             "parity_spark": "duckdb"}
+             "parity_spark": "duckdb", "parity_delta": "duckdb"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -56,7 +57,23 @@ def _spine(data: str):  # type: ignore[no-untyped-def]
     return spine.append_column("row_id", pa.array(range(spine.num_rows), pa.int64()))
 
 
-def child_parity(data: str, out: str, as_of: str, profile: bool) -> dict[str, object]:
+def _delta_table(data: str) -> str:
+    """The feature rows as a Delta table beside the Parquet file (written once, untimed): the same
+    rows in file order, in one commit, so its ingestion order is the Parquet file's."""
+    path = os.path.join(data, "feature_rows.delta")
+    if not os.path.exists(path):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from deltalake import write_deltalake
+
+        file = pq.ParquetFile(os.path.join(data, "feature_rows.parquet"))
+        # one file (a commit's files have no order of their own: it would be the paths')
+        write_deltalake(path, pa.RecordBatchReader.from_batches(file.schema_arrow, file.iter_batches(1_000_000)),
+                        target_file_size=2**40)
+    return path
+
+
+def child_parity(data: str, out: str, as_of: str, profile: bool, delta: bool = False) -> dict[str, object]:
     import tempfile
 
     import pyarrow.parquet as pq
@@ -64,8 +81,12 @@ def child_parity(data: str, out: str, as_of: str, profile: bool) -> dict[str, ob
     import parity as pt
 
     user = pt.Entity("user", keys={"user_id": pt.Int64})
-    src = pt.ParquetSource("user_txn_stats", path=os.path.join(data, "feature_rows.parquet"), event_time="event_ts",
-                           created_time="created_ts", as_of=as_of)
+    src: pt.ParquetSource | pt.DeltaSource = pt.ParquetSource(
+        "user_txn_stats", path=os.path.join(data, "feature_rows.parquet"), event_time="event_ts",
+        created_time="created_ts", as_of=as_of)
+    if delta:
+        src = pt.DeltaSource("user_txn_stats", path=_delta_table(data), event_time="event_ts", created_time="created_ts",
+                             as_of=as_of)
     view = pt.FeatureView("user_stats", entity=user, source=src,
                           features=[pt.Feature(f, getattr(pt, d)) for f, d in FEATURES.items()], max_age=None)
     t_start = time.perf_counter()
@@ -355,6 +376,8 @@ def main() -> None:
             result = child_parity(data, out, "event_time", args.profile)
         elif engine == "parity_visible":
             result = child_parity(data, out, "visible", args.profile)
+        elif engine == "parity_delta":
+            result = child_parity(data, out, "event_time", args.profile, delta=True)
         elif engine == "parity_spark":
             result = child_parity_spark(data, out)
         elif engine == "duckdb":
@@ -370,6 +393,8 @@ def main() -> None:
             print(f"no Feast interpreter at {args.feast_python}: Feast left out (see bench/README.md)", file=sys.stderr)
         engines = [e for e in engines if not e.startswith("feast")]
     data = generate(args.size, dist=args.users)
+    if "parity_delta" in engines:
+        _delta_table(data)  # written here, once: no child's time or memory counts it
     outdir = os.path.join(data, "out")
     os.makedirs(outdir, exist_ok=True)
     me = os.path.abspath(__file__)
