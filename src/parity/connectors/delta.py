@@ -37,7 +37,8 @@ class Listing:
 
 
 class DeltaReader(ParquetReader):
-    repeatable_scans = True  # a version's files never change; the latest version is pinned by snapshot()
+    """A Parquet reader of the files a Delta log lists (repeatable like it: a version's files
+    never change, and ``snapshot`` holds the version read)."""
 
     def __init__(self, source: DeltaSource, base_dir: str) -> None:
         super().__init__(source, base_dir)

@@ -199,7 +199,7 @@ def _normalized(
 
 def _raise_bad(raw: pl.LazyFrame, rows: pl.DataFrame, mask: str, col: str, what: object, source: Source,
                where_source: str, wire: reading.Wire) -> None:
-    seq = int(rows.filter(pl.col(mask))[SEQUENCE].min())  # type: ignore[arg-type]  # the first in ingestion order, however rows were split
+    seq = rows.filter(pl.col(mask)).select(pl.col(SEQUENCE).min()).item()  # the first in ingestion order, however split
     one = raw.filter(pl.col(SEQUENCE).cast(pl.Int64) == seq).select(col)
     if one.collect_schema()[col].is_temporal():
         # A time outside the years 1 to 9999 cannot become a Python value: show what is stored.

@@ -25,11 +25,11 @@ import polars as pl
 from parity.define.features import FeatureView
 from parity.define.sources import Source
 from parity.define.windows import WindowView
-from parity.errors import DataError
 from parity.ingest.window_index import rebuild
 from parity.ports.online_store import OnlineStore, StoredRow
-from parity.ports.source import SourceReader, view_scan, window_scan
+from parity.ports.source import Scan, ScanRequest, SourceReader, view_scan, window_scan
 from parity.semantics import asof, expectations, values, visibility, windows
+from parity.semantics import partitions as partitions_rule
 from parity.semantics.expectations import Violation
 from parity.semantics.ordering import CREATED, EVENT
 from parity.semantics.partitions import Partition
@@ -81,15 +81,25 @@ class _Batch:
     duplicates: list[Violation]
 
 
+def _scans(name: str, reader: SourceReader, request: ScanRequest, partitions: int, progress: Progress,
+           unit: str) -> Iterator[Scan]:
+    """The scans of ``request``, one key partition at a time (whole when 1), each reported once
+    its rows are used."""
+    for index in range(partitions_rule.checked_count(partitions)):
+        part = None if partitions == 1 else Partition(partitions, index)
+        scan = reader.scan(dataclasses.replace(request, partition=part))
+        yield scan
+        if part is not None:
+            progress(f"{name}: partition {index + 1}/{partitions}: {scan.rows.height:,} {unit}")
+
+
 def _read(view: FeatureView, reader: SourceReader, window: Window, until_us: int, partitions: int,
           progress: Progress) -> _Batch:
     keys = list(view.entity.keys)
     chosen, duplicates = [], []
     rows_read = no_event = null_created = 0
     newest: int | None = None
-    for index in range(partitions):
-        part = None if partitions == 1 else Partition(partitions, index)
-        scan = reader.scan(dataclasses.replace(view_scan(view, window=window), partition=part))
+    for scan in _scans(view.name, reader, view_scan(view, window=window), partitions, progress, "rows"):
         rows = scan.rows
         rows_read += rows.height
         no_event += scan.no_event_time
@@ -99,8 +109,6 @@ def _read(view: FeatureView, reader: SourceReader, window: Window, until_us: int
             newest = top if newest is None else max(newest, top)
         duplicates += expectations.check_view_rows(rows, view, keys)
         chosen.append(asof.latest(rows, keys, uses_created=visibility.uses_created(view.source), t_us=until_us))
-        if part is not None:
-            progress(f"{view.name}: partition {index + 1}/{partitions}: {rows.height:,} rows")
     # every row read was checked for uniqueness, in the partitions that broke nothing too
     duplicates = [dataclasses.replace(v, checked=rows_read) for v in _merged(duplicates)]
     return _Batch(pl.concat(chosen), rows_read, no_event, null_created, newest, duplicates)
@@ -124,8 +132,7 @@ def start(view: FeatureView, table: str, store: OnlineStore, *, until_us: int, i
           progress: Progress, partitions: int) -> tuple[int | None, str | None] | MaterializeReport:
     """Where a run starts: (the watermark to read after, why it reads in full), or the report of
     a run with nothing to do. A partition count below 1 is refused."""
-    if not isinstance(partitions, int) or partitions < 1:
-        raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
+    partitions_rule.checked_count(partitions)
     full_because = None
     if incremental and not incremental_safe(view.source):
         full_because = ("the source has no created time" if view.source.created_time is None
@@ -250,20 +257,15 @@ def materialize_window_view(view: WindowView, table: str, reader: SourceReader, 
     """Rebuild a window view's index from the events its source holds, visible at ``until_us``.
     ``partitions`` > 1 reads the source one key partition at a time (``semantics.partitions``)
     into the one replacement: at most one partition of its events is in memory."""
-    if not isinstance(partitions, int) or partitions < 1:
-        raise DataError(f"partitions={partitions!r}: give a whole number of 1 or more")
     request = window_scan(view, window=Window(until_us=until_us))
+    scans = _scans(view.name, reader, request, partitions_rule.checked_count(partitions), progress, "events")
     skipped = 0
 
     def parts() -> Iterator[pl.DataFrame]:
         nonlocal skipped
-        for index in range(partitions):
-            part = None if partitions == 1 else Partition(partitions, index)
-            scan = reader.scan(dataclasses.replace(request, partition=part))
+        for scan in scans:
             skipped += scan.no_event_time
             yield windows.sorted_events(scan.rows, list(view.entity.keys), uses_created=visibility.uses_created(view.source))
-            if part is not None:
-                progress(f"{view.name}: partition {index + 1}/{partitions}: {scan.rows.height:,} events")
 
     held = rebuild(view, table, store, parts())
     store.set_watermark(table, until_us)  # the index holds every event visible at until (skew reads it)

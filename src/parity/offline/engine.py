@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import tempfile
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +24,11 @@ from parity.define.sources import Source
 from parity.errors import DataError
 from parity.plan.catalog import Catalog
 from parity.plan.nodes import Compute, Keys, Lookup, Plan, WindowRead
-from parity.ports.source import RepeatableReader, Scan, ScanRequest, SourceReader, view_scan, window_scan
+from parity.ports.source import RepeatableReader, ScanRequest, SourceReader, view_scan, window_scan
 from parity.semantics import asof, calls, max_age, partitions, values, visibility
 from parity.semantics import windows as window_rule
 from parity.semantics.ordering import EVENT, SEQUENCE
+from parity.semantics.partitions import checked_count
 from parity.semantics.time import from_micros
 from parity.semantics.visibility import Window
 
@@ -126,8 +126,7 @@ class OfflineEngine:
         reads = [step for step in plan.steps if isinstance(step, Lookup | WindowRead)]
         counts = {(isinstance(step, Lookup), step.view): count_of(self._source_of(step)) for step in reads}
         for n in counts.values():
-            if not isinstance(n, int) or n < 1:
-                raise DataError(f"partitions={n!r}: give a whole number of 1 or more")
+            checked_count(n)
         result = OfflineResult({c: spine_keys[c] for c in spine_keys.columns})
         until = times_us.max() if len(times_us) else None
         # the views read whole are read once, up front, for all their steps
@@ -245,7 +244,7 @@ class OfflineEngine:
                                with_status)
 
     def _chosen_rows(self, step: Lookup, probes: pl.DataFrame, of_probe: pl.Series, count: int, keyed: ScanRequest,
-                     reader: SourceReader, result: OfflineResult) -> pl.Series:
+                     reader: RepeatableReader, result: OfflineResult) -> pl.Series:
         """Each probe's chosen row as its SEQUENCE (null where none), from the keys and times alone."""
         picked = pl.Series(SEQUENCE, [None] * len(probes), dtype=pl.Int64)
         skipped = 0
@@ -255,7 +254,7 @@ class OfflineEngine:
             raise DataError(f"{step.view}: cannot make a folder for its key partitions in {tempfile.gettempdir()}: "
                             f"{exc.strerror}; set TMPDIR to a folder parity can write") from None
         with spill as folder:
-            for index, scan_of in enumerate(self._partition_scans(reader, keyed, count, folder)):
+            for index, scan_of in enumerate(reader.scan_partitions(keyed, count, folder)):
                 positions = (of_probe == index).arg_true()
                 scan = scan_of()
                 skipped += scan.no_event_time
@@ -276,35 +275,25 @@ class OfflineEngine:
         other keys at the chosen places)."""
         wanted = picked.drop_nulls().unique().sort()
         rows = reader.scan(dataclasses.replace(request, sequences=wanted)).rows
-        changed = rows.height != len(wanted) or not rows[SEQUENCE].equals(wanted, check_names=False)
+
+        def changed() -> DataError:
+            return DataError(f"{reader.describe()} changed while {step.view} was read ({len(wanted):,} rows chosen, "
+                             f"{rows.height:,} found again); run the training set again once it is written")
+
+        if rows.height != len(wanted) or not rows[SEQUENCE].equals(wanted, check_names=False):
+            raise changed()
         at = picked.rank("dense") - 1  # each chosen row's place among the rows read, in SEQUENCE order
         keys = list(self._entity_keys(step))
         marks = [f"{_POSITION}{i}" for i in range(len(keys))]  # the keys, apart from any feature's name
-        got = pl.DataFrame()
-        if not changed:
-            # The rows read are few: made contiguous (a scan gives ~1,000 chunks a column, and a
-            # random gather across chunks is ~5x slower), a direct gather beats the ascending one of
-            # ``asof.gather`` (10M probes from 9M rows × 11 columns: 1.05 s against 4.4 s).
-            got = (rows.select(EVENT, *(o.feature for o in step.outputs), *(pl.col(k).alias(m) for k, m in zip(keys, marks)))
-                   .rechunk().select(pl.all().gather(at)))
-            changed = any((got[m] != probes[p]).any() for m, p in zip(marks, step.keys.key_names))
-        if changed or reader.snapshot() != before:
-            raise DataError(f"{reader.describe()} changed while {step.view} was read ({len(wanted):,} rows chosen, "
-                            f"{rows.height:,} found again); run the training set again once it is written")
+        # The rows read are few: made contiguous (a scan gives ~1,000 chunks a column, and a random
+        # gather across chunks is ~5x slower), a direct gather beats the ascending one of
+        # ``asof.gather`` (10M probes from 9M rows × 11 columns: 1.05 s against 4.4 s).
+        got = (rows.select(EVENT, *(o.feature for o in step.outputs), *(pl.col(k).alias(m) for k, m in zip(keys, marks)))
+               .rechunk().select(pl.all().gather(at)))
+        if any((got[m] != probes[p]).any() for m, p in zip(marks, step.keys.key_names)) or reader.snapshot() != before:
+            raise changed()
         self.progress(f"{step.view}: read the features of the {rows.height:,} chosen rows")
         return got.drop(marks)
-
-    @staticmethod
-    def _partition_scans(reader: SourceReader, request: ScanRequest, count: int,
-                         folder: str) -> Sequence[Callable[[], Scan]]:
-        """The scans of ``request``'s key partitions: split in one pass through ``folder`` when the
-        reader can (``scan_partitions``: a read that grows with the rows, not rows × partitions),
-        else one filtered scan each."""
-        split = getattr(reader, "scan_partitions", None)
-        if split is not None:
-            return split(request, count, folder)
-        return [functools.partial(reader.scan, dataclasses.replace(request, partition=partitions.Partition(count, i)))
-                for i in range(count)]
 
     @staticmethod
     def _probes(keys: Keys, columns: dict[str, pl.Series], times_us: pl.Series) -> pl.DataFrame:

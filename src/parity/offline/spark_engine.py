@@ -163,9 +163,7 @@ class SparkEngine:
                 if with_status:
                     run.statuses[cid] = names[cid] + "_status"
             if isinstance(step, Lookup | WindowRead):
-                count = partitions(self.local._source_of(step))
-                if not isinstance(count, int) or count < 1:
-                    raise DataError(f"partitions={count!r}: give a whole number of 1 or more")
+                count = partition_rule.checked_count(partitions(self.local._source_of(step)))
                 run.frame = self._read(step, i, run, until, count, with_status)
                 for out in step.outputs:
                     dtypes[out.column_id] = out.dtype

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -104,6 +104,11 @@ class RepeatableReader(SourceReader, Protocol):
 
     def snapshot(self) -> object:
         """What the source is now: equal snapshots frame scans of the same rows."""
+        ...
+
+    def scan_partitions(self, request: ScanRequest, count: int, folder: str) -> list[Callable[[], Scan]]:
+        """The scans of ``request``'s ``count`` key partitions, split in one read of the source
+        through files in ``folder`` (a read that grows with the rows, not rows × partitions)."""
         ...
 
 

@@ -19,7 +19,7 @@ from parity.ports.source import SourceReader
 # What one source row costs in memory at the peak of a step that scans whole rows (the scanned
 # columns, the narrow key/time copy, its row index and sort): measured at ~230 B on the benchmark's
 # 12-column rows. A lookup over files holds only keys and times a row (``OfflineEngine.
-# _partitioned_lookup``): the large benchmark peaks at 5.4 GB with the partitions this gives, not 6.0.
+# _partitioned_lookup``): the large benchmark peaks at 4.8 GB with the partitions this gives.
 BYTES_PER_ROW = 256
 # What one event costs at the peak of a window index rebuild (its Python index rows, their running
 # prefixes and the store's batch): 6,693 MB for 10M events whole (`bench/materialize.py medium

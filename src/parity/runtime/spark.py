@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from parity.define.sources import DeltaSource, MySQLSource, ParquetSource, PostgresSource, Source
+from parity.define.sources import MySQLSource, PostgresSource, Source
 from parity.errors import ConfigError, DataError, MissingExtraError, one_line
 from parity.ports.distributed import (
     DataFrame,
@@ -77,14 +77,13 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
     return started
 
 
-def rows_for(source: Source, reader: SourceReader, base_dir: str) -> DistributedRows:
-    """How Spark reads a source: Parquet by Spark's own reader on the executors; any other source
-    scanned on the driver by its local reader."""
+def rows_for(source: Source, reader: SourceReader) -> DistributedRows:
+    """How Spark reads a source: Parquet files (a Parquet source's, or those a Delta log lists) by
+    Spark's own reader on the executors; any other source scanned on the driver by its local reader."""
     from parity.connectors.parquet import ParquetReader
     from parity.connectors.spark_rows import DriverRows, JdbcRows, ParquetRows
 
-    if isinstance(source, ParquetSource | DeltaSource):
-        assert isinstance(reader, ParquetReader)
+    if isinstance(reader, ParquetReader):
         return ParquetRows(reader)
     if isinstance(source, PostgresSource | MySQLSource):
         return JdbcRows(reader)
@@ -284,7 +283,7 @@ def training_set(project: Project, spine: object, refs: list[str], *, timestamp_
     keys = {k: d for root, _ in plan.roots for k, d in project.catalog.entities[root].keys.items()}
     status_columns = [ref + STATUS_SUFFIX for ref in refs] if with_status else []
     _ship_definitions(project.settings.root)
-    engine = SparkEngine(project.catalog, lambda source: rows_for(source, project._reader(source), project.settings.root),
+    engine = SparkEngine(project.catalog, lambda source: rows_for(source, project._reader(source)),
                          spark, progress, http_client=wiring.http_client)
     spine_frame = positioned(spark, spine)
     with driver_errors():
@@ -335,7 +334,7 @@ def materialize(project: Project, views: Sequence[FeatureView], *, until_us: int
                               settings.resolve(settings.online_store_path), settings.online_store_url, settings.root,
                               settings.online_store_namespace)
     return [materialize_view_on_spark(view, project.table_of[view.name],
-                                      rows_for(view.source, project._reader(view.source), settings.root),
+                                      rows_for(view.source, project._reader(view.source)),
                                       project.online_store(), opens, spark, until_us=until_us, incremental=incremental,
                                       progress=progress, partitions=partitions_of(project, spark, view.source, partitions))
             for view in views]

@@ -138,17 +138,24 @@ _POSITIONS = 2**32  # a frame's positions fit in the packed integer's low 32 bit
 def _key_time_bounds(frame: pl.DataFrame, keys: Sequence[str], time: str) -> tuple[int, int, int, int] | None:
     """(key origin, time origin, time span, highest key) when (key, time) of ``frame`` can be packed
     for ``_sort_by_key_and_time``, else None (several or non-integer keys, overflow, too many rows)."""
-    if len(keys) != 1 or not frame.height or frame.height >= _POSITIONS or not frame.schema[keys[0]].is_integer():
+    if len(keys) != 1 or frame.height >= _POSITIONS:
         return None
-    bounds = frame.select(
-        pl.col(keys[0]).min().alias("k0"), pl.col(keys[0]).max().alias("k1"),
-        pl.col(time).min().alias("t0"), pl.col(time).max().alias("t1"),
-    ).row(0)
-    if None in bounds:
+    ranges = _ranges(frame, keys[0], time)
+    if ranges is None:
         return None
-    k0, k1, t0, t1 = (int(b) for b in bounds)
+    k0, k1, t0, t1 = ranges
     span = t1 - t0 + 1
     return (k0, t0, span, k1) if span < 2**63 and _fits(k0, k1, span) else None
+
+
+def _ranges(frame: pl.DataFrame, key: str, time: str) -> tuple[int, int, int, int] | None:
+    """(lowest key, highest key, earliest time, latest time) of an integer ``key``, or None (no
+    rows, a null, or a key that is not an integer)."""
+    if not frame.height or not frame.schema[key].is_integer():
+        return None
+    bounds = frame.select(pl.col(key).min(), pl.col(key).max().alias("k1"), pl.col(time).min(),
+                          pl.col(time).max().alias("t1")).row(0)
+    return None if None in bounds else (int(bounds[0]), int(bounds[1]), int(bounds[2]), int(bounds[3]))
 
 
 def _break_ties(out: pl.DataFrame, frame: pl.DataFrame, then: Sequence[str]) -> pl.DataFrame:
@@ -185,22 +192,15 @@ def _folded(key: pl.Expr, time: pl.Expr, k0: int, t0: int, span: int, k1: int) -
 def _fold_bounds(index: pl.DataFrame, probes: pl.DataFrame, keys: Sequence[str]) -> tuple[int, int, int, int] | None:
     """(key origin, time origin, time span, highest key) folding (key, time) of both sides into one integer
     with the same order, or None when that is not possible (several or non-integer keys, overflow)."""
-    if len(keys) != 1 or not index.height or not probes.height or not index.schema[keys[0]].is_integer():
+    if len(keys) != 1 or not index.height or not index.schema[keys[0]].is_integer():
         return None
-    key = keys[0]
-    def bounds(frame: pl.DataFrame, time: str) -> tuple[int, ...]:
-        return frame.select(
-            pl.col(key).min().alias("k0"), pl.col(key).max().alias("k1"),
-            pl.col(time).min().alias("t0"), pl.col(time).max().alias("t1"),
-        ).row(0)
-
-    a, b = bounds(index, VISIBLE_AT), bounds(probes, PROBE_TIME)
-    if None in a or None in b:
+    a, b = _ranges(index, keys[0], VISIBLE_AT), _ranges(probes, keys[0], PROBE_TIME)
+    if a is None or b is None:
         return None
     k0, k1 = min(a[0], b[0]), max(a[1], b[1])
     t0, t1 = min(a[2], b[2]), max(a[3], b[3])
-    span = int(t1) - int(t0) + 1
-    return (int(k0), int(t0), span, int(k1)) if _fits(int(k0), int(k1), span) else None
+    span = t1 - t0 + 1
+    return (k0, t0, span, k1) if _fits(k0, k1, span) else None
 
 
 def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.Series:
@@ -230,13 +230,8 @@ def choose(prepared: Prepared, probes: pl.DataFrame, keys: Sequence[str]) -> pl.
 
 def gather(prepared: Prepared, chosen: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
     """The chosen rows' ``columns`` (null where nothing was chosen), aligned with ``chosen``."""
-    return gather_rows(prepared.rows, chosen, columns)
-
-
-def gather_rows(rows: pl.DataFrame, chosen: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
-    """``columns`` of ``rows`` at the positions ``chosen`` (null where null), aligned with ``chosen``."""
     # Reading the source rows in ascending position order is several times faster than in probe
     # order on large sources (memory locality); the result is put back in probe order after.
     order = chosen.arg_sort(nulls_last=True)
-    ascending = rows.select(pl.col(c).gather(chosen.gather(order)) for c in columns)
+    ascending = prepared.rows.select(pl.col(c).gather(chosen.gather(order)) for c in columns)
     return ascending.select(pl.all().gather(order.arg_sort()))

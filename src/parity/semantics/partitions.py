@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from parity.define.dtypes import DType
+from parity.errors import DataError
 from parity.semantics import keys as key_rule
 from parity.semantics.values import storage_polars_type
 
@@ -33,6 +34,13 @@ class Partition:
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
             raise ValueError(f"partition {self.index} of {self.count}")
+
+
+def checked_count(count: object) -> int:
+    """A number of key partitions, refused (one line) unless a whole number of 1 or more."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise DataError(f"partitions={count!r}: give a whole number of 1 or more")
+    return count
 
 
 def partition_of(columns: Mapping[str, DType], count: int) -> pl.Expr:
