@@ -21,6 +21,7 @@ top, a brute-force check recomputes a random sample of spine rows from the raw r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -104,6 +105,9 @@ def child_parity(data: str, out: str, as_of: str, profile: bool, delta: bool = F
     with tempfile.TemporaryDirectory(prefix="parity-bench-") as tmp:
         project = pt.Project.from_definitions([user, view], root=tmp, online_store_path=f"{tmp}/online.db",
                                               registry_path=f"{tmp}/reg.db")
+        budget = os.environ.get("BENCH_MEMORY_BUDGET_MB")  # a fixed budget, for a growth series
+        if budget:
+            project.settings = dataclasses.replace(project.settings, offline_memory_budget=int(budget) * 2**20)
         profiler = None
         if profile:
             import cProfile

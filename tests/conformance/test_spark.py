@@ -346,3 +346,48 @@ def test_a_delta_tables_partition_columns_and_versions_are_read_on_spark_as_loca
     assert local.column("user.region").to_pylist() == ["eu", "u s%2F", "apac", "apac", None]  # a file name escaped
     assert local.column("user.amount").to_pylist() == [0.0, 101.0, 202.0, 203.0, None]
     assert local.column("user.region_v0").to_pylist() == ["eu", "eu", "eu", None, None]
+
+
+def test_a_delta_table_whose_schema_grew_is_read_on_spark_as_locally(tmp_path) -> None:
+    """A column added by a later commit (schema evolution) is null in the files written before it,
+    on Spark as locally: Spark merges the files' columns rather than take the first file's."""
+    import time
+
+    from deltalake import write_deltalake
+
+    path = str(tmp_path / "t")
+    first = pl.DataFrame({"user_id": [0, 1], "ts": [at(1, 5)] * 2, "region": ["eu", "eu"]},
+                         schema={"user_id": pl.Int64, "ts": pl.Datetime("us", "UTC"), "region": pl.String})
+    write_deltalake(path, first.to_arrow(), mode="append")
+    time.sleep(0.002)
+    grown = pl.DataFrame({"user_id": [1, 2], "ts": [at(1, 6)] * 2, "region": ["us", "us"], "amount": [5.5, 6.5],
+                          "seen": [at(1, 6) + dt.timedelta(minutes=30), at(1, 7)]},
+                         schema={"user_id": pl.Int64, "ts": pl.Datetime("us", "UTC"), "region": pl.String,
+                                 "amount": pl.Float64, "seen": pl.Datetime("us", "UTC")})
+    write_deltalake(path, grown.to_arrow(), mode="append", schema_mode="merge")
+    user = pt.Entity("user", keys={"user_id": pt.Int64})
+    view = pt.FeatureView("v", entity=user, source=pt.DeltaSource("t", path="t", event_time="ts"),
+                          features=[pt.Feature("amount", pt.Float64), pt.Feature("region", pt.String),
+                                    pt.Feature("seen", pt.Timestamp)])
+    spine = pl.DataFrame({"user_id": [0, 1, 2, 3], "timestamp": [at(2)] * 4})
+    refs = ["user.amount", "user.region", "user.seen"]
+    with pt.Project.from_definitions([user, view], root=str(tmp_path)) as project:
+        local = project.training_set(spine, refs, with_status=True)
+        on_spark = project.training_set(spine, refs, with_status=True, engine="spark", spark=spark(), partitions=2)
+    assert_same_as_local(on_spark, local, ["user_id", "timestamp"], "a grown Delta table on Spark")
+    assert local.column("user.amount").to_pylist() == [None, 5.5, 6.5, None]
+    assert local.column("user.region").to_pylist() == ["eu", "us", "us", None]
+    assert local.column("user.seen").to_pylist()[1:3] == [at(1, 6) + dt.timedelta(minutes=30), at(1, 7)]
+
+
+def test_a_nanosecond_time_only_later_files_hold_is_restored_from_their_footer(tmp_path) -> None:
+    """Spark hands nanosecond times over as Int64 (``restored_types``): the file type is found in
+    the first file that holds the column, not only the first file (a column a schema gained)."""
+    from parity.connectors.spark_rows import restored_types
+
+    old, new = str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")
+    pq.write_table(pa.table({"k": [1]}), old)
+    pq.write_table(pa.table({"k": [2], "seen": pa.array([1], pa.timestamp("ns", "UTC"))}), new)
+    as_spark = pa.schema([pa.field("k", pa.int64()), pa.field("seen", pa.int64())])
+    assert restored_types([old, new], ["k", "seen"], as_spark) == {"seen": pa.timestamp("ns", "UTC")}
+    assert restored_types([old], ["k", "seen"], as_spark) == {}

@@ -40,6 +40,8 @@ class DeltaReader(ParquetReader):
     """A Parquet reader of the files a Delta log lists (repeatable like it: a version's files
     never change, and ``snapshot`` holds the version read)."""
 
+    evolving_schema = True  # a column added by a later version is null in the files written before it
+
     def __init__(self, source: DeltaSource, base_dir: str) -> None:
         super().__init__(source, base_dir)
         self.delta = source

@@ -16,6 +16,7 @@ from parity.semantics.ordering import SEQUENCE
 
 class ParquetReader:
     repeatable_scans = True  # the files are read in one sorted order, rows numbered in it
+    evolving_schema = False  # whether the files' columns may differ (one table's versions), read as their union
 
     def __init__(self, source: ParquetSource | DeltaSource, base_dir: str) -> None:
         self.source = source

@@ -48,11 +48,13 @@ def _local_path(uri: str) -> str:
 
 
 def read_files(session: Session, path: str, listed: Callable[[], list[str]] | None,
-               where: str) -> tuple[DataFrame, list[str]]:
+               where: str, merge_schemas: bool = False) -> tuple[DataFrame, list[str]]:
     """Parquet read by Spark with each row's file and row (``FILE``, ``ROW``), and the files in
     the order a local read concatenates them. A local folder is read as the local reader lists it
     (its ``.parquet`` files, sorted; hidden names refused: Spark would skip them); a cluster path
-    (``s3a://``, ``hdfs://``) as Spark lists it, sorted."""
+    (``s3a://``, ``hdfs://``) as Spark lists it, sorted. ``merge_schemas``: the files' columns are
+    the union of theirs (a Delta table whose schema grew), a file without one reads it as null, as
+    locally — else Spark takes one file's columns for all."""
     from pyspark.sql import functions as F
 
     files = listed() if listed is not None else None
@@ -61,8 +63,9 @@ def read_files(session: Session, path: str, listed: Callable[[], list[str]] | No
     # Spark refuses nanosecond times: read as the Int64 they are stored as, then restored (restored_types)
     session.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
     try:
-        raw = session.read.parquet(*files) if files is not None else \
-            session.read.option("recursiveFileLookup", "true").parquet(path)
+        reading = session.read.option("mergeSchema", "true") if merge_schemas else session.read
+        raw = reading.parquet(*files) if files is not None else \
+            reading.option("recursiveFileLookup", "true").parquet(path)
     except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
         raise DataError(f"{where}: Spark cannot read it as Parquet: {one_line(str(exc))[:400]}") from None
     order = files if files is not None else sorted(_local_path(f) for f in raw.inputFiles())
@@ -109,21 +112,22 @@ def _check_visible(files: list[str], root: str, where: str) -> None:
 
 def restored_types(files: list[str], columns: list[str], spark: pa.Schema) -> dict[str, pa.DataType]:
     """The file types of the columns Spark hands over as another type (nanosecond times as Int64,
-    UInt64 as a decimal), read from the first file's footer, so they are read as a local scan
-    reads them."""
+    UInt64 as a decimal), read from the footer of the first file that holds each (a column a
+    table's schema gained is only in its later files), so they are read as a local scan reads them."""
     import pyarrow.parquet as pq
 
-    if not files or not os.path.exists(files[0]):
-        return {}
-    stored = pq.read_schema(files[0])
-    out = {}
-    for name in columns:
-        if name not in stored.names:
-            continue
-        arrow = stored.field(name).type
-        changed = (pa.types.is_timestamp(arrow) and arrow.unit == "ns") or pa.types.is_uint64(arrow)
-        if changed and spark.field(name).type != arrow:
-            out[name] = arrow
+    out: dict[str, pa.DataType] = {}
+    missing = [name for name in columns if name in spark.names]
+    for file in files:
+        if not missing or not os.path.exists(file):
+            break
+        stored = pq.read_schema(file)
+        for name in [n for n in missing if n in stored.names]:
+            missing.remove(name)
+            arrow = stored.field(name).type
+            changed = (pa.types.is_timestamp(arrow) and arrow.unit == "ns") or pa.types.is_uint64(arrow)
+            if changed and spark.field(name).type != arrow:
+                out[name] = arrow
     return out
 
 
@@ -154,7 +158,8 @@ class ParquetRows:
         path = self.local.path
         # a Delta table's partition values are in its log, not its files; a cluster path is listed by Spark
         listed, constants = self.local.files_and_constants() if "://" not in path else (None, {})
-        raw, files = read_files(session, path, (lambda: listed) if listed is not None else None, where)
+        raw, files = read_files(session, path, (lambda: listed) if listed is not None else None, where,
+                                merge_schemas=self.local.evolving_schema)
         check_columns([*raw.columns, *constants], source, request, where)
         needed = list(dict.fromkeys([source.event_time, *([source.created_time] if source.created_time else []),
                                      *(col for col, _ in request.columns.values())]))
