@@ -566,3 +566,57 @@ def test_merged_parts_stay_for_readers_then_go_and_a_killed_writers_leftovers_ar
     assert sorted(os.listdir(folder)) == [".writer.lock", f"seg-{1:020d}-{FAN_IN:020d}.parquet"]
     assert reopened.push("txns", [_event(99, T0)]).first_seq == FAN_IN + 1
     reopened.close()
+
+
+def _times() -> object:
+    """Stream times as producers send them: ISO text with Z, offsets, none, a date alone, spaces,
+    seconds fractions, out of every range; aware and naive datetimes; junk."""
+    from hypothesis import strategies as st
+
+    instants = st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59))
+    offsets = st.sampled_from(["Z", "+00:00", "+02:00", "-05:30", "+14:00", "-23:59", ""])
+    text = st.builds(lambda d, o, sep, pad: pad + d.isoformat(sep=sep) + o + pad, instants, offsets,
+                     st.sampled_from(["T", " "]), st.sampled_from(["", " "]))
+    dates = st.builds(lambda d: d.date().isoformat(), instants)
+    aware = st.builds(lambda d, h: d.replace(tzinfo=dt.timezone(dt.timedelta(hours=h))), instants,
+                      st.integers(-12, 12))
+    return st.one_of(text, dates, aware, instants, st.sampled_from(["T", "2024-13-01T00:00Z", "nowT", 17, None]))
+
+
+def test_the_common_time_form_is_read_as_the_whole_rules_read_it() -> None:
+    """``ingest.events`` reads zoned ISO text by a shortcut: for every time a producer may send,
+    with and without a declared zone and an online store's narrower range, the shortcut gives
+    the value — or the refusal, word for word — that the whole rules (``_timestamp``) give."""
+    from zoneinfo import ZoneInfo
+
+    from hypothesis import example, given, settings
+
+    from parity.ingest import events
+
+    ranges = [None, (0, events.time.to_micros(dt.datetime(2100, 1, 1, tzinfo=dt.UTC)), "the store holds")]
+    zones = [None, ZoneInfo("Europe/Berlin")]
+    converters = [(events._time_converter(z, r), z, r) for z in zones for r in ranges]
+
+    def whole(value: object, zone: object, time_range: object) -> object:
+        try:
+            micros = events._timestamp(value, zone)
+            return micros if time_range is None else events._within(micros, value, time_range)  # type: ignore[arg-type]
+        except events.BadEvent as exc:
+            return ("refused", str(exc))
+
+    @settings(max_examples=400, deadline=None)
+    @given(value=_times())
+    @example(value="0001-01-01T23:59:59Z")  # the edges of what parity stores (0001-01-02 to 9999-12-31T00:00Z)
+    @example(value="0001-01-02T00:00:00Z")
+    @example(value="9999-12-31T00:00:00Z")
+    @example(value="9999-12-31T00:00:00.000001Z")
+    @example(value="9999-12-30T23:00:00-01:00")
+    def check(value: object) -> None:
+        for convert, zone, time_range in converters:
+            try:
+                got: object = convert(value)
+            except events.BadEvent as exc:
+                got = ("refused", str(exc))
+            assert got == whole(value, zone, time_range), (value, zone, time_range)
+
+    check()

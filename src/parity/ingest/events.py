@@ -123,9 +123,7 @@ class EventSchema:
 def _converter(dtype: DType, zone: Any, time_range: TimeRange | None = None) -> Converter:
     name = dtype.name
     if name == "Timestamp":
-        if time_range is not None:
-            return lambda value: _within(_timestamp(value, zone), value, time_range)
-        return lambda value: _timestamp(value, zone)
+        return _time_converter(zone, time_range)
     if name == "Date":
         return _date
     # The common case is one class check; anything else is checked by the owner of storage forms.
@@ -138,6 +136,35 @@ def _converter(dtype: DType, zone: Any, time_range: TimeRange | None = None) -> 
         if value.__class__ is fast and (in_range is None or in_range[0] <= value < in_range[1]):  # type: ignore[operator]
             return value if name != "String" or value.isascii() else _storage(name, value)  # type: ignore[attr-defined]
         return _storage(name, value)
+
+    return convert
+
+
+def _time_converter(zone: Any, time_range: TimeRange | None) -> Converter:
+    """Timestamps by ``_timestamp``'s rules, the common case first: ISO text with a time and a zone
+    (``…Z``, ``…+02:00``) that falls in range is read by ``fromisoformat`` alone — what
+    ``semantics.time.parse_iso`` gives for such text (Python 3.11 reads the ``Z`` itself) — and
+    anything else, or anything out of range, goes the whole way, which says what was wrong."""
+    low, high = _FIRST_US, _LAST_US
+    if time_range is not None:
+        low, high = max(low, time_range[0]), min(high, time_range[1])
+    from_iso, to_micros = dt.datetime.fromisoformat, time.to_micros
+
+    def whole(value: object) -> int:
+        micros = _timestamp(value, zone)
+        return micros if time_range is None else _within(micros, value, time_range)
+
+    def convert(value: object) -> object:
+        if value.__class__ is str and "T" in value:  # type: ignore[operator]
+            try:
+                parsed = from_iso(value)  # type: ignore[arg-type]
+            except ValueError:
+                return whole(value)
+            if parsed.tzinfo is not None:
+                micros = to_micros(parsed)
+                if low <= micros <= high:
+                    return micros
+        return whole(value)
 
     return convert
 
