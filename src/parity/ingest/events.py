@@ -155,9 +155,9 @@ def _time_converter(zone: Any, time_range: TimeRange | None) -> Converter:
         return micros if time_range is None else _within(micros, value, time_range)
 
     def convert(value: object) -> object:
-        if value.__class__ is str and "T" in value:  # type: ignore[operator]
+        if value.__class__ is str and "T" in value:
             try:
-                parsed = from_iso(value)  # type: ignore[arg-type]
+                parsed = from_iso(value)
             except ValueError:
                 return whole(value)
             if parsed.tzinfo is not None:
