@@ -16,7 +16,7 @@ from itertools import chain
 import polars as pl
 
 from parity.define.windows import WindowView
-from parity.ports.online_store import OnlineStore, SetMember, WindowEvent, window_position
+from parity.ports.online_store import NO_CREATED, OnlineStore, SetMember, WindowEvent, window_position
 from parity.semantics import values, windows
 from parity.semantics import window_histograms as hist
 from parity.semantics import window_sets as sets
@@ -179,33 +179,40 @@ class WindowWriter:
                 for g, loaded in zip(unknown, self.store.window_sets(self.table, list(unknown.values()), slot_ids)):
                     self._sets[g] = {i: sets.SetState(loaded[i]) for i in slot_ids}
         # A key is appended to when its first new event comes after the last one it holds.
+        cached = self._last
         late: dict[bytes, list[WindowEvent]] = {}
-        checked: set[bytes] = set()
+        first_of: dict[bytes, WindowEvent] = {}
         for g, e in zip(groups, events):
-            if g not in checked:
-                checked.add(g)
-                last = self._last[g]
-                if last is not None and window_position(e) <= last[0]:
-                    late[g] = []
-            if g in late:
-                late[g].append(e)
+            first_of.setdefault(g, e)
+        for g, e in first_of.items():
+            last = cached[g]
+            if last is not None and window_position(e) <= last[0]:
+                late[g] = []
+        if late:
+            for g, e in zip(groups, events):
+                if g in late:
+                    late[g].append(e)
         out: list[WindowEvent] = []
+        append = out.append
         latest: dict[bytes, tuple[tuple[object, ...], int]] = {}
-        lanes, advance, encode = self.lanes, state.advance, state.encode
+        lanes, advance, encode, zero = self.lanes, state.advance, state.encode, self._zero
+        slots, histograms = self.slots, self._histograms
         changes = _SetChanges()
+        # The usual case, once per event: keep this loop's body small (it is most of a commit's Python).
         for g, e in zip(groups, events):
-            if g in late:
+            if late and g in late:
                 continue
-            if self.slots:
+            if slots:
                 self._add_to_sets(changes, g, e)
-            last = self._last[g]
-            before = last[1] if last is not None else self._zero
+            last = cached[g]
+            before = last[1] if last is not None else zero
             s = advance(before, lanes, e[5], e[6])
-            self._last[g] = (window_position(e), s)
-            if self._histograms:
+            position = (e[1], NO_CREATED if e[2] is None else e[2], e[3])  # ``window_position``
+            cached[g] = (position, s)
+            if histograms:
                 for slot, counts in state.checkpoints(lanes, before, s):
-                    changes.apply(g, e[0], slot, [(window_position(e), counts)], [])
-            out.append((*e[:7], encode(s), e[8]))
+                    changes.apply(g, e[0], slot, [(position, counts)], [])
+            append((e[0], e[1], e[2], e[3], e[4], e[5], e[6], encode(s), e[8]))
             held = latest.get(g)
             if held is None or e[4] > held[1]:
                 latest[g] = (e[0], e[4])

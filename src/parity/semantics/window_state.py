@@ -139,9 +139,20 @@ def _unpack_int(packed: object) -> int:
 
 
 def encode(state: State) -> bytes:
-    # The 64-bit test inline: this runs once per event and lane on every ingest.
-    return _packb([hist.encode(s) if s.__class__ is hist.Histogram else
-                   [v if -_SMALL <= v < _SMALL else _pack_int(v) for v in s] for s in state])
+    # This runs once per event on every ingest, so the lanes' shapes are taken apart by hand: a
+    # count lane ([n]) and a column lane's counts (n, NaN, ±inf) are counts of events, always in
+    # 64 bits; only a column lane's sums (Σx, Σx²) may need ``_pack_int``, tested inline.
+    out: list[object] = []
+    for s in state:
+        if s.__class__ is hist.Histogram:
+            out.append(hist.encode(s))
+        elif len(s) == 1:
+            out.append(s)
+        else:
+            n, total, sumsq, nan, pos_inf, neg_inf = s
+            out.append([n, total if -_SMALL <= total < _SMALL else _pack_int(total),
+                        sumsq if -_SMALL <= sumsq < _SMALL else _pack_int(sumsq), nan, pos_inf, neg_inf])
+    return _packb(out)
 
 
 def decode(blob: bytes | None, lanes: Sequence[Lane]) -> State:
