@@ -395,8 +395,8 @@ def _mqtt_live(events: int, port: int) -> tuple[int, float]:
 
 def _paced_latency(args: argparse.Namespace) -> dict[str, object]:
     """Event → servable at a paced rate: a publisher sends events stamped at send time, batched
-    100 per message, at ``--rate`` events/s while the consumer runs; p50/p99 of (commit time −
-    event time) from the consumer's freshness."""
+    100 per message, at ``--rate`` events/s while the consumer runs; p50/p99 of (the time the
+    online store has applied the commit − event time) from the consumer's freshness."""
     import nats
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -620,3 +620,33 @@ def test_the_common_time_form_is_read_as_the_whole_rules_read_it() -> None:
             assert got == whole(value, zone, time_range), (value, zone, time_range)
 
     check()
+
+
+def test_event_to_servable_lag_ends_when_the_store_holds_the_commit(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Freshness is measured when the online store has applied a commit, not when the commit was
+    stamped: an apply that takes 40 ms (of the ingestor's clock) shows in the lag, and a log
+    merge after it does not."""
+    from parity.ports.stream import Incoming
+    from parity.semantics.time import to_micros
+
+    t0 = to_micros(T0)
+    now = [t0 + 1_000_000]  # the event arrives a second after its event time
+    project = _project(str(tmp_path))
+    ingestor = project.ingestor("txns", clock=lambda: now[0])
+    store = ingestor.store
+    writes = store.window_write
+
+    def slow_write(*args: object, **kwargs: object) -> None:
+        now[0] += 40_000
+        writes(*args, **kwargs)
+
+    def slow_merge() -> None:
+        now[0] += 500_000
+
+    monkeypatch.setattr(store, "window_write", slow_write)
+    monkeypatch.setattr(ingestor.log, "compact", slow_merge)
+    assert ingestor.ingest([Incoming([_event(1, T0)], 1, t0 + 1_000_000)]).accepted == 1
+    lag = ingestor.freshness()
+    assert lag["event_to_servable"]["p50_ms"] == 1_040.0  # type: ignore[index]
+    assert lag["receive_to_servable"]["p50_ms"] == 40.0  # type: ignore[index]
+    project.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import re
 import time
@@ -38,7 +37,6 @@ from parity.semantics import values
 from parity.semantics.ordering import SEQUENCE
 from parity.semantics.time import now_micros
 
-log = logging.getLogger("parity.ingest")
 _SEGMENT = re.compile(r"^seg-(\d{20})-(\d{20})\.parquet$")
 FAN_IN = 8  # segments of one size tier merged into one: each event is rewritten O(log n) times
 # A merged segment's parts stay on disk this long: a reader in another process (a training set
@@ -223,11 +221,6 @@ class EventLog:
             raise StoreError(f"stream source {self.source.name!r}: the event log is not open for writing")
         first, last = int(events[LOG_SEQUENCE][0]), int(events[LOG_SEQUENCE][-1])
         self._write(events, first, last, positions, watermark_us, ingested_us)
-        try:
-            self.compact()
-        except Exception:  # the commit stands (its segment is in place); merging is retried next commit
-            log.warning("stream source %r: compacting the event log failed; retried at the next commit",
-                        self.source.name, exc_info=True)
         return first, last
 
     def _write(self, events: pl.DataFrame, first: int, last: int, positions: dict[str, int],

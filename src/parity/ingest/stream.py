@@ -13,7 +13,9 @@ One ``StreamIngestor`` is the single writer of one stream source. Each ``ingest`
 5. apply the batch to the online store — window indexes (``ingest.window_index``) and the latest
    values of feature views on the source — idempotently, recording per table the last log
    sequence applied, so a restart re-applies whatever a crash left out; after a store write that
-   failed, the next commit re-applies from the log first (the writers' caches dropped).
+   failed, the next commit re-applies from the log first (the writers' caches dropped);
+6. measure when the events became servable (now: the store holds them), then merge the log's
+   segments (``EventLog.compact``), which no commit waits for to be served.
 
 Events are derived for the online store through the same normalization as an offline scan of the
 log (``ports.source``: event/created times, sequence), so both paths see one event the same way.
@@ -22,6 +24,7 @@ log (``ports.source``: event/created times, sequence), so both paths see one eve
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +45,7 @@ from parity.semantics import asof, values, visibility, windows
 from parity.semantics.ordering import CREATED, EVENT
 from parity.semantics.time import now_micros
 
+logger = logging.getLogger("parity.ingest")
 DEDUP_HORIZON = dt.timedelta(days=7)
 _LAG_SAMPLES = 200_000
 
@@ -231,10 +235,11 @@ class StreamIngestor:
             return report
         frame = self._frame(rows)
         try:
-            ingested = self._commit(frame, watermark)
+            self._commit(frame, watermark)
         except BaseException:
             self._resync()  # the log says whether these events are in it, not what this commit hoped
             raise
+        servable = self.clock()  # the online store holds the commit: its events are served from now
         report.accepted = frame.height
         report.first_seq, report.last_seq = self.last_seq - frame.height + 1, self.last_seq
         if warned:
@@ -249,9 +254,20 @@ class StreamIngestor:
                 item.first_seq, item.last_seq = next_seq, next_seq + item.accepted - 1
                 next_seq += item.accepted
         evs = np.asarray([r[event_index] for r in rows], np.int64)
-        self._sample(self.lags_us, (ingested - evs).tolist())
-        self._sample(self.commit_lags_us, [ingested - r for r in received])
+        self._sample(self.lags_us, (servable - evs).tolist())
+        self._sample(self.commit_lags_us, [servable - r for r in received])
+        self._compact()
         return report
+
+    def _compact(self) -> None:
+        """Merge the log's segments once a commit is served (``EventLog.compact``): its rewrite of
+        older segments is no part of when the commit's events became servable. A merge that fails
+        leaves every segment as it was; the next commit tries again."""
+        try:
+            self.log.compact()
+        except Exception:  # the commit stands (its segment is in place)
+            logger.warning("stream source %r: compacting the event log failed; retried at the next commit",
+                           self.source.name, exc_info=True)
 
     def _itemize(self, message: Incoming, itemized: list[MessageReport], report: IngestReport,
                  rows: list[list[object]], letters: list[dict[str, object]],

@@ -40,6 +40,11 @@ class EventLog(Protocol):
         """Durably record a new transport position for a commit that added no events."""
         ...
 
+    def compact(self) -> None:
+        """Merge segments (the writer calls it after a commit is applied); crash-safe, and what it
+        leaves is read as the same log."""
+        ...
+
 
 class DeadLetters(Protocol):
     def __call__(self, letters: list[dict[str, object]]) -> None:
