@@ -611,6 +611,8 @@ def test_the_common_time_form_is_read_as_the_whole_rules_read_it() -> None:
     @example(value="9999-12-31T00:00:00Z")
     @example(value="9999-12-31T00:00:00.000001Z")
     @example(value="9999-12-30T23:00:00-01:00")
+    @example(value="2024-01-01T10:00:00Z\x00Z")  # Python's parser stops at a NUL: refused whole
+    @example(value="2024-01-01T10:00:00Z\x00garbage")
     def check(value: object) -> None:
         for convert, zone, time_range in converters:
             try:
@@ -620,6 +622,7 @@ def test_the_common_time_form_is_read_as_the_whole_rules_read_it() -> None:
             assert got == whole(value, zone, time_range), (value, zone, time_range)
 
     check()
+    assert isinstance(whole("2024-01-01T10:00:00Z\x00garbage", None, None), tuple)  # refused, not read as 10:00
 
 
 def test_event_to_servable_lag_ends_when_the_store_holds_the_commit(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -649,4 +652,32 @@ def test_event_to_servable_lag_ends_when_the_store_holds_the_commit(tmp_path, mo
     lag = ingestor.freshness()
     assert lag["event_to_servable"]["p50_ms"] == 1_040.0  # type: ignore[index]
     assert lag["receive_to_servable"]["p50_ms"] == 40.0  # type: ignore[index]
+    project.close()
+
+
+def test_the_log_is_merged_while_the_online_store_is_failing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Pushes keep committing to the log while every apply fails (the store is down): their
+    segments are merged all the same, so the log does not grow a file per commit — and when the
+    store is back, every event is served."""
+    from parity.errors import StoreError
+
+    project = _project(str(tmp_path))
+    log = project.ingestor("txns").log
+    store = project.online_store()
+    real = store.window_write
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise StoreError("simulated: the store is down")
+
+    store.window_write = down  # type: ignore[method-assign]
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    for i in range(40):
+        with pytest.raises(StoreError, match="simulated"):
+            project.push("txns", [_event(i, recent)])
+    assert len(log.segments()) < 10  # type: ignore[attr-defined]
+    store.window_write = real  # type: ignore[method-assign]
+    assert project.push("txns", [_event(40, recent)]).first_seq == 41
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    assert project.query({"card_id": [1]}, ["card.n[1h]"], now=later).rows[0]["card.n[1h]"] == 41
+    assert len(log.segments()) < 10  # type: ignore[attr-defined]
     project.close()

@@ -1,8 +1,8 @@
 """The event log of a stream source: append-only Parquet segments in the project folder.
 
 ``<root>/.parity/events/<source>/seg-<first>-<last>.parquet`` holds the accepted events of one
-commit, numbered by log sequence (contiguous from 1), with the time the commit made them servable
-(``INGESTED_AT``). A segment is written to a temporary file, fsynced and renamed into place, and
+commit, numbered by log sequence (contiguous from 1), with the commit's stamp (``INGESTED_AT``:
+their created time, taken as the commit begins; online they are served once it is applied). A segment is written to a temporary file, fsynced and renamed into place, and
 the folder is fsynced: a segment is in the log entirely or not at all, and the rename is the
 commit. Each segment's metadata records the transport position it brings the consumer to (a NATS
 stream sequence) and the newest event time seen, so a consumer resumes exactly where the log

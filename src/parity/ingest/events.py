@@ -155,7 +155,7 @@ def _time_converter(zone: Any, time_range: TimeRange | None) -> Converter:
         return micros if time_range is None else _within(micros, value, time_range)
 
     def convert(value: object) -> object:
-        if value.__class__ is str and "T" in value:
+        if value.__class__ is str and "T" in value and "\x00" not in value:  # fromisoformat stops at a NUL
             try:
                 parsed = from_iso(value)
             except ValueError:

@@ -15,7 +15,8 @@ One ``StreamIngestor`` is the single writer of one stream source. Each ``ingest`
    sequence applied, so a restart re-applies whatever a crash left out; after a store write that
    failed, the next commit re-applies from the log first (the writers' caches dropped);
 6. measure when the events became servable (now: the store holds them), then merge the log's
-   segments (``EventLog.compact``), which no commit waits for to be served.
+   segments (``EventLog.compact``): a merge delays the next commit, never the servable time of
+   the one it follows.
 
 Events are derived for the online store through the same normalization as an offline scan of the
 log (``ports.source``: event/created times, sequence), so both paths see one event the same way.
@@ -238,8 +239,10 @@ class StreamIngestor:
             self._commit(frame, watermark)
         except BaseException:
             self._resync()  # the log says whether these events are in it, not what this commit hoped
+            self._compact()  # a commit that landed in the log before its apply failed is merged all the same
             raise
-        servable = self.clock()  # the online store holds the commit: its events are served from now
+        # the online store holds the commit: its events are served from now (never before their stamp)
+        servable = max(self.clock(), self.last_ingested_us)
         report.accepted = frame.height
         report.first_seq, report.last_seq = self.last_seq - frame.height + 1, self.last_seq
         if warned:

@@ -175,6 +175,8 @@ def parse_iso(text: str) -> dt.datetime | dt.date:
     """ISO-8601 text as a datetime (aware or naive) or, for a date alone (any ISO form: 2024-01-31,
     20240131, 2024-W05-3), a date. ValueError if not ISO."""
     text = text.strip()
+    if "\x00" in text:  # Python's parser reads up to a NUL and ignores the rest
+        raise ValueError(f"{text!r} holds a NUL character")
     if "T" not in text and ":" not in text and " " not in text:
         return dt.date.fromisoformat(text)
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
