@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 from typing import Annotated
@@ -391,3 +392,31 @@ def test_a_nanosecond_time_only_later_files_hold_is_restored_from_their_footer(t
     as_spark = pa.schema([pa.field("k", pa.int64()), pa.field("seen", pa.int64())])
     assert restored_types([old, new], ["k", "seen"], as_spark) == {"seen": pa.timestamp("ns", "UTC")}
     assert restored_types([old], ["k", "seen"], as_spark) == {}
+
+
+def test_a_standalone_master_that_cannot_be_reached_is_one_line_at_once(tmp_path) -> None:
+    """Spark's client retries an unreachable standalone master for about a minute, then prints a
+    JVM trace: parity tries each of its addresses first and says which could not be reached."""
+    from parity.errors import ConfigError
+    from parity.runtime.spark import session
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"cannot be reached \(127\.0\.0\.1:{port}: Connection refused; "
+                                          rf"127\.0\.0\.1:{port}: Connection refused\)"):
+        session(f"spark://127.0.0.1:{port},127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match="is not host:port"):
+        session("spark://master-without-port")
+    _project(str(tmp_path)).close()
+    (tmp_path / "parity.toml").write_text('[project]\ndefinitions = "defs.py"\n')
+    (tmp_path / "defs.py").write_text(
+        "from tests.support import small_definitions\nimport os\n"
+        "objects = small_definitions(os.path.dirname(os.path.abspath(__file__)))\n")
+    pq.write_table(_spine(), tmp_path / "spine.parquet")
+    run = subprocess.run([sys.executable, "-m", "parity", "training-set", "--spine", "spine.parquet", "--features",
+                          "payment.amount", "--out", "ts", "--engine", "spark", "--master", f"spark://127.0.0.1:{port}"],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()}, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2 and "cannot be reached" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "ts").exists()

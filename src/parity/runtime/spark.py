@@ -49,6 +49,8 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
         return active
+    if master is not None and master.startswith("spark://"):
+        _reachable(master)
     if (master or "local[*]").startswith("local"):  # the executors' Python is this one: it has parity installed
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("parity").master(master or "local[*]")
@@ -75,6 +77,29 @@ def session(master: str | None = None, conf: Sequence[tuple[str, str]] = ()) -> 
         raise ConfigError(f"Spark could not start on {master or 'local[*]'} ({hint}): {one_line(str(exc))[:200]}") from None
     started.sparkContext.setLogLevel("ERROR")  # parity's progress and errors, not Spark's warnings
     return started
+
+
+MASTER_TIMEOUT = 5.0  # seconds to reach a standalone master before saying it cannot be reached
+
+
+def _reachable(master: str) -> None:
+    """A standalone master (``spark://host:port``, or several for HA: ``spark://h1:p1,h2:p2``) that
+    none of its addresses answers is said at once: Spark's own client retries for about a minute
+    and then prints a JVM stack trace."""
+    import socket
+
+    reasons = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"Spark master {master!r}: {address!r} is not host:port; give spark://host:7077")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=MASTER_TIMEOUT):
+                return
+        except OSError as exc:
+            reasons.append(f"{address}: {exc.strerror or type(exc).__name__}")
+    raise ConfigError(f"Spark master {master!r} cannot be reached ({'; '.join(reasons)}); check --master or "
+                      f"[spark] master, and that the master is running")
 
 
 def rows_for(source: Source, reader: SourceReader) -> DistributedRows:
