@@ -2,11 +2,11 @@
 
 ``<root>/.parity/events/<source>/seg-<first>-<last>.parquet`` holds the accepted events of one
 commit, numbered by log sequence (contiguous from 1), with the commit's stamp (``INGESTED_AT``:
-their created time, taken as the commit begins; online they are served once it is applied). A segment is written to a temporary file, fsynced and renamed into place, and
-the folder is fsynced: a segment is in the log entirely or not at all, and the rename is the
-commit. Each segment's metadata records the transport position it brings the consumer to (a NATS
-stream sequence) and the newest event time seen, so a consumer resumes exactly where the log
-ends. Compaction merges small segments into one covering their whole range; readers ignore any
+their created time, taken as the commit begins; online they are served once it is applied). A
+segment is written to a temporary file, fsynced and renamed into place, and the folder is fsynced:
+a segment is in the log entirely or not at all, and the rename is the commit. Each segment's
+metadata records the transport position it brings the consumer to (a NATS stream sequence) and
+the newest event time seen, so a consumer resumes exactly where the log ends. Compaction merges small segments into one covering their whole range; readers ignore any
 segment inside another's range, so a crash between writing the merge and removing its parts
 changes nothing, and the parts are removed only RETIRE_AFTER_SECONDS later, so a reader in another
 process never loses a file it has listed. Merging is size-tiered (``EventLog.compact``).
