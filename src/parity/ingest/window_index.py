@@ -16,7 +16,7 @@ from itertools import chain
 import polars as pl
 
 from parity.define.windows import WindowView
-from parity.ports.online_store import NO_CREATED, OnlineStore, SetMember, WindowEvent, window_position
+from parity.ports.online_store import OnlineStore, SetMember, WindowEvent, window_position
 from parity.semantics import values, windows
 from parity.semantics import window_histograms as hist
 from parity.semantics import window_sets as sets
@@ -207,7 +207,7 @@ class WindowWriter:
             last = cached[g]
             before = last[1] if last is not None else zero
             s = advance(before, lanes, e[5], e[6])
-            position = (e[1], NO_CREATED if e[2] is None else e[2], e[3])  # ``window_position``
+            position = window_position(e)
             cached[g] = (position, s)
             if histograms:
                 for slot, counts in state.checkpoints(lanes, before, s):
